@@ -1,0 +1,407 @@
+"""Design stage: data + parsed formula -> fixed-effects matrix and random-effects terms.
+
+Every input check lives here, is named, and fails with a message that says what, where and
+what to do. Dropped rows and dropped fixed-effect columns are recorded, never silent.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from lmmkit.errors import DataError, FormulaError, LmmkitWarning, ModelError, close_matches
+from lmmkit.formula.parse import ParsedFormula, RandomTermSpec, pointer
+
+__all__ = ["ReTerm", "Design", "build_design", "lme4_name", "group_codes"]
+
+_FORMULA_HELPERS = {
+    "np",
+    "numpy",
+    "log",
+    "log2",
+    "log10",
+    "exp",
+    "sqrt",
+    "abs",
+    "C",
+    "I",
+    "center",
+    "scale",
+    "standardize",
+    "poly",
+    "bs",
+    "Q",
+    "lag",
+    "T",
+    "S",
+    "Treatment",
+    "Sum",
+    "Poly",
+}
+
+
+FORMULA_CONTEXT: dict[str, Any] = {
+    "np": np,
+    "numpy": np,
+    "sqrt": np.sqrt,
+    "log": np.log,
+    "log2": np.log2,
+    "log10": np.log10,
+    "log1p": np.log1p,
+    "exp": np.exp,
+    "abs": np.abs,
+    "sin": np.sin,
+    "cos": np.cos,
+}
+
+
+def model_matrix(expr: str, data: pd.DataFrame) -> Any:
+    """formulaic's model matrix with R's common math functions in scope."""
+    import formulaic
+
+    return formulaic.model_matrix(expr, data, na_action="raise", context=FORMULA_CONTEXT)
+
+
+def lme4_name(name: str) -> str:
+    """formulaic column names in lme4's spelling: Intercept -> (Intercept), f[T.b] -> fb."""
+    if name == "Intercept":
+        return "(Intercept)"
+    return re.sub(r"\[(?:T\.)?([^\]]*)\]", r"\1", name)
+
+
+class RankDeficiencyWarning(LmmkitWarning):
+    """Fixed-effect columns were dropped because X is rank deficient."""
+
+
+@dataclass(frozen=True)
+class ReTerm:
+    """A random-effects term: a grouping factor and the per-level model columns.
+
+    ``index`` maps observations to levels; ``Zx`` holds the term's model columns (n x p).
+    Z for the term is the row-wise Khatri-Rao product of indicator(index) and Zx; it is
+    never formed.
+    """
+
+    name: str  # lme4's VarCorr group name, made unique (Subject, Subject.1)
+    group: tuple[str, ...]
+    levels: np.ndarray
+    index: np.ndarray
+    columns: tuple[str, ...]
+    Zx: np.ndarray
+    expr: str
+    spec: Any = field(repr=False)  # formulaic ModelSpec, to rebuild columns on new data
+
+    @property
+    def nlevels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def p(self) -> int:
+        return self.Zx.shape[1]
+
+    @property
+    def ntheta(self) -> int:
+        return self.p * (self.p + 1) // 2
+
+
+@dataclass(frozen=True)
+class Design:
+    """Everything the objective needs, plus what the result reports about the data."""
+
+    y: np.ndarray
+    X: np.ndarray
+    fixef_names: tuple[str, ...]
+    terms: tuple[ReTerm, ...]
+    weights: np.ndarray | None
+    offset: np.ndarray | None
+    rows_used: np.ndarray  # positions (0-based) in the input data
+    n_dropped: int
+    dropped_columns: tuple[str, ...]
+    fixed_spec: Any = field(repr=False)
+    response: str = ""
+
+
+def group_codes(data: pd.DataFrame, group: tuple[str, ...]) -> pd.Series:
+    """The grouping factor's values: a column, or the ':'-joined interaction of several."""
+    if len(group) == 1:
+        return data[group[0]]
+    parts = [data[g].astype(str) for g in group]
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + ":" + p
+    return out
+
+
+def _levels_and_index(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        cat = values.cat.remove_unused_categories()
+        return np.asarray(cat.cat.categories), np.asarray(cat.cat.codes, dtype=np.int64)
+    codes, uniques = pd.factorize(values, sort=True)
+    return np.asarray(uniques), codes.astype(np.int64)
+
+
+def _required_variables(expr: str) -> set[str]:
+    import formulaic
+
+    try:
+        return {str(v) for v in formulaic.Formula(expr).required_variables}
+    except Exception:
+        return set()
+
+
+def _check_columns(parsed: ParsedFormula, data: pd.DataFrame) -> set[str]:
+    used: set[str] = set()
+    exprs = [parsed.fixed, *[t.expr for t in parsed.random], *parsed.offsets]
+    names = set().union(*[_required_variables(e) for e in exprs])
+    names |= {g for t in parsed.random for g in t.group}
+    names |= _required_variables(parsed.response) or {parsed.response}
+    columns = [str(c) for c in data.columns]
+    for name in sorted(names):
+        if name in data.columns:
+            used.add(name)
+        elif name not in _FORMULA_HELPERS:
+            at = _token_position(parsed.formula, name)
+            raise FormulaError(
+                f"Column {name!r} is not in the data.{close_matches(name, columns)}\n"
+                f"{pointer(parsed.formula, at, at + len(name))}\n"
+                f"The data have columns: {', '.join(columns[:20])}"
+                f"{' ...' if len(columns) > 20 else ''}."
+            )
+    return used
+
+
+def _token_position(formula: str, name: str) -> int:
+    m = re.search(rf"(?<![A-Za-z0-9_.]){re.escape(name)}(?![A-Za-z0-9_.])", formula)
+    return m.start() if m else 0
+
+
+def _vector_arg(value: Any, data: pd.DataFrame, what: str) -> tuple[np.ndarray | None, str | None]:
+    if value is None:
+        return None, None
+    if isinstance(value, str):
+        if value not in data.columns:
+            raise DataError(
+                f"{what}={value!r} is not a column of the data."
+                f"{close_matches(value, [str(c) for c in data.columns])}"
+            )
+        return pd.to_numeric(data[value], errors="coerce").to_numpy(dtype=float), value
+    arr = np.asarray(value, dtype=float).ravel()
+    if arr.shape[0] != len(data):
+        raise DataError(
+            f"{what} has {arr.shape[0]} values but the data have {len(data)} rows; "
+            "give one value per row (or a column name)."
+        )
+    return arr, None
+
+
+def _independent_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
+    """Columns kept in order, dropping each one that is (numerically) a combination of
+    earlier kept columns; the rule of R's qr() with LINPACK's limited pivoting."""
+    keep: list[int] = []
+    Q = np.zeros((X.shape[0], 0))
+    for j in range(X.shape[1]):
+        col = X[:, j]
+        norm = np.linalg.norm(col)
+        if norm == 0:
+            continue
+        resid = col - Q @ (Q.T @ col)
+        resid = resid - Q @ (Q.T @ resid)
+        rnorm = np.linalg.norm(resid)
+        if rnorm > tol * norm:
+            keep.append(j)
+            Q = np.column_stack([Q, resid / rnorm])
+    return keep
+
+
+def _response(parsed: ParsedFormula, data: pd.DataFrame) -> np.ndarray:
+    name = parsed.response
+    if name in data.columns:
+        col = data[name]
+        if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
+            bad = col.iloc[0] if len(col) else None
+            raise DataError(
+                f"The response {name!r} is not numeric (dtype {col.dtype}, e.g. {bad!r}). "
+                "A linear mixed model needs a numeric response; convert the column, or use "
+                "glmm() for a binary outcome."
+            )
+        return col.to_numpy(dtype=float)
+
+    try:
+        mm = model_matrix(f"0 + {{{name}}}", data)
+    except Exception as exc:
+        raise FormulaError(f"Cannot evaluate the response {name!r}: {exc}") from exc
+    return np.asarray(mm, dtype=float)[:, 0]
+
+
+def build_design(
+    parsed: ParsedFormula,
+    data: pd.DataFrame,
+    *,
+    weights: Any = None,
+    offset: Any = None,
+    na_action: Literal["drop", "raise"] = "drop",
+) -> Design:
+    """Check the data against the formula and build X, y and the random-effects terms."""
+
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"data must be a pandas DataFrame; got {type(data).__name__}.")
+    if na_action not in ("drop", "raise"):
+        raise DataError(f"na_action must be 'drop' or 'raise'; got {na_action!r}.")
+    used = _check_columns(parsed, data)
+    w, w_col = _vector_arg(weights, data, "weights")
+    off, off_col = _vector_arg(offset, data, "offset")
+
+    # Missing values in any used column (and weights / offset).
+    frame = data[sorted(used)]
+    missing = frame.isna().to_numpy()
+    if w is not None:
+        if np.any(np.isnan(w)):
+            raise DataError(
+                f"weights contain {int(np.isnan(w).sum())} missing value(s) (first at row "
+                f"{int(np.flatnonzero(np.isnan(w))[0])}{f' of column {w_col!r}' if w_col else ''}); "
+                "give a weight for every row, or drop those rows first."
+            )
+    if off is not None:
+        missing = np.column_stack([missing, np.isnan(off)])
+    bad_rows = missing.any(axis=1) if missing.size else np.zeros(len(data), bool)
+    n_dropped = int(bad_rows.sum())
+    if n_dropped and na_action == "raise":
+        per_col = {c: int(frame[c].isna().sum()) for c in frame.columns if frame[c].isna().any()}
+        raise DataError(
+            f"{n_dropped} row(s) have missing values in model columns {per_col}; "
+            "use na_action='drop' to drop them, or impute them first."
+        )
+    rows_used = np.flatnonzero(~bad_rows)
+    if rows_used.size == 0:
+        raise DataError("No rows are left after dropping rows with missing values.")
+    clean = data.iloc[rows_used].reset_index(drop=True)
+    if w is not None:
+        w = w[rows_used]
+        if np.any(w < 0) or not np.all(np.isfinite(w)):
+            i = int(np.flatnonzero((w < 0) | ~np.isfinite(w))[0])
+            raise DataError(
+                f"weights must be finite and non-negative; got {w[i]!r} at row "
+                f"{int(rows_used[i])}{f' of column {w_col!r}' if w_col else ''}."
+            )
+        if np.any(w == 0):
+            i = int(np.flatnonzero(w == 0)[0])
+            raise DataError(
+                f"weights contain {int((w == 0).sum())} zero(s) (first at row {int(rows_used[i])}); "
+                "drop those rows instead of giving them zero weight."
+            )
+    if off is not None:
+        off = off[rows_used]
+    for expr in parsed.offsets:
+        mm = model_matrix(f"0 + {{{expr}}}", clean)
+        add = np.asarray(mm, dtype=float)[:, 0]
+        off = add if off is None else off + add
+
+    y = _response(parsed, clean)
+    if not np.all(np.isfinite(y)):
+        i = int(np.flatnonzero(~np.isfinite(y))[0])
+        raise DataError(
+            f"The response {parsed.response!r} has a non-finite value {y[i]!r} at row "
+            f"{int(rows_used[i])}; remove or correct it."
+        )
+
+    try:
+        mm = model_matrix(parsed.fixed, clean)
+    except Exception as exc:
+        raise FormulaError(f"Cannot build the fixed-effects part {parsed.fixed!r}: {exc}") from exc
+    X = np.asarray(mm, dtype=float)
+    names = [lme4_name(c) for c in mm.columns]
+    keep = _independent_columns(X)
+    dropped = tuple(n for j, n in enumerate(names) if j not in keep)
+    if dropped:
+        warnings.warn(
+            f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
+            f"column(s): {', '.join(dropped)}. They are linear combinations of the other "
+            "columns; remove them from the formula to silence this.",
+            RankDeficiencyWarning,
+            stacklevel=3,
+        )
+        X = X[:, keep]
+        names = [names[j] for j in keep]
+
+    terms = _build_terms(parsed, clean, len(y))
+    return Design(
+        y=y,
+        X=X,
+        fixef_names=tuple(names),
+        terms=terms,
+        weights=w,
+        offset=off,
+        rows_used=rows_used,
+        n_dropped=n_dropped,
+        dropped_columns=dropped,
+        fixed_spec=mm.model_spec,
+        response=parsed.response,
+    )
+
+
+def _build_terms(parsed: ParsedFormula, data: pd.DataFrame, n: int) -> tuple[ReTerm, ...]:
+
+    if not parsed.random:
+        raise ModelError(
+            f"The formula {parsed.formula!r} has no random-effects term. Add one such as "
+            "(1 | group), or use an ordinary linear model for fixed effects only."
+        )
+    built: list[tuple[RandomTermSpec, np.ndarray, np.ndarray, np.ndarray, Any, list[str]]] = []
+    for spec in parsed.random:
+        values = group_codes(data, spec.group)
+        levels, index = _levels_and_index(values)
+        try:
+            mm = model_matrix(spec.expr, data)
+        except Exception as exc:
+            raise FormulaError(
+                f"Cannot build the columns of random term {spec.text} from {spec.expr!r}: {exc}\n"
+                f"{pointer(parsed.formula, *spec.span)}"
+            ) from exc
+        Zx = np.asarray(mm, dtype=float)
+        cols = [lme4_name(c) for c in mm.columns]
+        _check_term(parsed, spec, len(levels), Zx.shape[1], n)
+        built.append((spec, levels, index, Zx, mm.model_spec, cols))
+
+    # lme4 (mkReTrms): when the numbers of levels are not non-increasing, order terms by
+    # decreasing number of levels, ties in reverse formula order (rev(order(nl))).
+    nl = [len(b[1]) for b in built]
+    if any(b > a for a, b in zip(nl, nl[1:])):
+        order = list(reversed(np.argsort(nl, kind="stable")))
+        built = [built[i] for i in order]
+    seen: dict[str, int] = {}
+    terms = []
+    for spec, levels, index, Zx, mspec, cols in built:
+        base = spec.group_name
+        k = seen.get(base, 0)
+        seen[base] = k + 1
+        name = base if k == 0 else f"{base}.{k}"
+        terms.append(ReTerm(name, spec.group, levels, index, tuple(cols), Zx, spec.expr, mspec))
+    return tuple(terms)
+
+
+def _check_term(parsed: ParsedFormula, spec: RandomTermSpec, nlev: int, p: int, n: int) -> None:
+    where = pointer(parsed.formula, *spec.span)
+    if nlev < 2:
+        raise ModelError(
+            f"Grouping factor {spec.group_name!r} of term {spec.text} has {nlev} level; "
+            f"a random effect needs at least 2 sampled levels.\n{where}\n"
+            "Remove the term, or check the data (was it filtered to one group?)."
+        )
+    if nlev >= n:
+        raise ModelError(
+            f"Grouping factor {spec.group_name!r} of term {spec.text} has {nlev} levels for "
+            f"{n} observations; the number of levels must be smaller than the number of "
+            f"observations, or the random effect is confounded with the residual.\n{where}\n"
+            "Remove the term, or group at a coarser level."
+        )
+    if nlev * p >= n:
+        raise ModelError(
+            f"Term {spec.text} has {nlev * p} random effects ({nlev} levels x {p} columns) for "
+            f"{n} observations; its variance parameters and the residual variance are "
+            f"probably unidentifiable.\n{where}\nSimplify the term, e.g. (1 | {spec.group_name})."
+        )

@@ -1,0 +1,314 @@
+"""Blocked Cholesky factor of the penalized system of a linear mixed model.
+
+With relative covariance factor Lambda(theta) = blockdiag(I_l (x) T_j) the penalized
+least-squares system (Bates et al. 2015, JSS 67(1), eq. 18-20) is
+
+    [ Lambda'Z'Z Lambda + I   Lambda'Z'X   Lambda'Z'y ]
+    [ X'Z Lambda              X'X          X'y        ]   =  L L'
+    [ y'Z Lambda              y'X          y'y        ]
+
+Block structure used here (in MixedModels.jl's spirit):
+
+* term 1 (the term with most levels) gives a block-diagonal leading block of p1 x p1 blocks,
+  one per level (diagonal when p1 = 1): ``FirstBlock``;
+* everything else (the other terms, then X, then y) is the "rest": one dense block
+  ``R x R``. Its Schur complement ``A_rr - A_r1 H A_1r`` needs only the sparse cross-product
+  ``A_z1 = Z_rest' Z_1`` stored with full p1-blocks, so the update is a sparse product with the
+  same pattern at every theta.
+
+Z is never formed: all cross-products are accumulated from the per-term level indices and
+model columns. Nothing here depends on theta except ``factor``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.linalg.lapack import dpotrf as _dpotrf
+
+from lmmkit.errors import ModelError
+
+__all__ = ["TermBlock", "CrossProducts", "Factor", "build_cross_products", "factor", "theta_to_T"]
+
+MAX_DENSE_REST = 25_000  # 25k x 25k doubles = 5 GB; beyond that the dense rest block is unwise
+
+
+@dataclass(frozen=True)
+class TermBlock:
+    """Structure of one random-effects term: level index and (weighted) model columns."""
+
+    index: np.ndarray  # (n,) level of each observation
+    Zx: np.ndarray  # (n, p) model columns, already multiplied by sqrt(weights)
+    nlevels: int
+
+    @property
+    def p(self) -> int:
+        return self.Zx.shape[1]
+
+    @property
+    def q(self) -> int:
+        return self.nlevels * self.p
+
+
+def theta_to_T(theta: np.ndarray, p: int) -> np.ndarray:
+    """Lower-triangular T (p x p) from lme4's column-major lower-triangle theta."""
+    T = np.zeros((p, p))
+    if p == 1:
+        T[0, 0] = theta[0]
+        return T
+    rows, cols = _lower_indices(p)
+    T[rows, cols] = theta
+    return T
+
+
+@functools.cache
+def _lower_indices(p: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of the lower triangle in column-major order (lme4's theta)."""
+    cols, rows = np.triu_indices(p)  # (col, row) pairs with row >= col, col-major order
+    return rows, cols
+
+
+@dataclass
+class CrossProducts:
+    """theta-independent blocks. ``update_response`` refreshes the y-dependent parts only."""
+
+    first: TermBlock
+    rest: tuple[TermBlock, ...]
+    rest_offsets: np.ndarray  # start of each rest term in the dense block
+    Rz: int  # number of random effects in the rest
+    p: int  # fixed-effect columns
+    D1: np.ndarray  # (l1, p1, p1): Z1'Z1 per level
+    Az1: sp.csr_matrix  # (Rz, q1) Z_rest' Z_1 with full p1-blocks
+    A1z: sp.csr_matrix  # its transpose
+    pair_level: np.ndarray  # level of term 1 for each stored p1-block of Az1
+    B1: np.ndarray  # (p + 1, l1, p1): [X y]' Z_1
+    Arr: np.ndarray  # (R, R) dense: [Z_rest X y]'[Z_rest X y]
+    X: np.ndarray  # weighted X (kept for refits of y)
+
+    @property
+    def R(self) -> int:
+        return self.Rz + self.p + 1
+
+    @property
+    def term_ps(self) -> list[int]:
+        return [self.first.p] + [t.p for t in self.rest]
+
+
+def _bincount_cross(idx: np.ndarray, a: np.ndarray, b: np.ndarray, nl: int) -> np.ndarray:
+    """out[k, i, j] = sum over observations of level k of a[:, i] * b[:, j]."""
+    out = np.empty((nl, a.shape[1], b.shape[1]))
+    for i in range(a.shape[1]):
+        for j in range(b.shape[1]):
+            out[:, i, j] = np.bincount(idx, weights=a[:, i] * b[:, j], minlength=nl)
+    return out
+
+
+def _coo_cross(
+    ri: np.ndarray, rZ: np.ndarray, rp: int, ci: np.ndarray, cZ: np.ndarray, cp: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """COO triplets of Z_r' Z_c for two terms given level indices and model columns."""
+    rows = (ri[:, None, None] * rp + np.arange(rp)[None, :, None]).repeat(cp, axis=2)
+    cols = (ci[:, None, None] * cp + np.arange(cp)[None, None, :]).repeat(rp, axis=1)
+    vals = rZ[:, :, None] * cZ[:, None, :]
+    return rows.ravel(), cols.ravel(), vals.ravel()
+
+
+def build_cross_products(terms: list[TermBlock], X: np.ndarray, y: np.ndarray) -> CrossProducts:
+    first, rest = terms[0], tuple(terms[1:])
+    p = X.shape[1]
+    sizes = np.array([t.q for t in rest], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]) if rest else np.zeros(0, np.int64)
+    Rz = int(sizes.sum()) if rest else 0
+    R = Rz + p + 1
+    if R > MAX_DENSE_REST:
+        raise ModelError(
+            f"The random-effects terms after the first have {Rz} effects in all; the dense "
+            f"block this engine factors would be {R} x {R} ({R * R * 8 / 1e9:.1f} GB). "
+            f"Order the terms so that the factor with most levels comes first (it is kept "
+            f"sparse), or reduce the other factors' levels."
+        )
+    l1, p1 = first.nlevels, first.p
+    D1 = _bincount_cross(first.index, first.Zx, first.Zx, l1)
+    XY = np.column_stack([X, y])
+    B1 = _bincount_cross(first.index, XY, first.Zx, l1).transpose(1, 0, 2).copy()
+
+    # Z_rest' Z_1 as CSR with full p1-blocks (explicit zeros kept for a fixed pattern).
+    if rest:
+        trip = [_coo_cross(t.index, t.Zx, t.p, first.index, first.Zx, p1) for t in rest]
+        rows = np.concatenate([r + off for (r, _, _), off in zip(trip, offsets)])
+        cols = np.concatenate([c for _, c, _ in trip])
+        vals = np.concatenate([v for _, _, v in trip])
+        Az1 = sp.csr_matrix((vals, (rows, cols)), shape=(Rz, l1 * p1))
+        Az1.sum_duplicates()
+        Az1.sort_indices()
+    else:
+        Az1 = sp.csr_matrix((0, l1 * p1))
+    if Az1.nnz % p1:
+        raise AssertionError("internal: Z_rest'Z_1 lost its block pattern")
+    pair_level = Az1.indices[::p1] // p1 if p1 > 1 else Az1.indices
+    A1z = Az1.T.tocsr()
+    A1z.sort_indices()
+
+    Arr = np.zeros((R, R))
+    for a, (ta, oa) in enumerate(zip(rest, offsets)):
+        for tb, ob in list(zip(rest, offsets))[a:]:
+            r, c, v = _coo_cross(ta.index, ta.Zx, ta.p, tb.index, tb.Zx, tb.p)
+            block = sp.coo_matrix((v, (r, c)), shape=(ta.q, tb.q)).toarray()
+            Arr[oa : oa + ta.q, ob : ob + tb.q] = block
+            Arr[ob : ob + tb.q, oa : oa + ta.q] = block.T
+        zx = _bincount_cross(ta.index, ta.Zx, XY, ta.nlevels).reshape(ta.q, p + 1)
+        Arr[oa : oa + ta.q, Rz:] = zx
+        Arr[Rz:, oa : oa + ta.q] = zx.T
+    Arr[Rz:, Rz:] = XY.T @ XY
+    return CrossProducts(first, rest, offsets, Rz, p, D1, Az1, A1z, pair_level, B1, Arr, X)
+
+
+def update_response(cp: CrossProducts, y: np.ndarray) -> None:
+    """Replace the y-dependent rows of the cross-products (for refit with a new response)."""
+    first = cp.first
+    cp.B1[-1] = _bincount_cross(first.index, y[:, None], first.Zx, first.nlevels)[:, 0, :]
+    col = np.empty(cp.R)
+    for t, off in zip(cp.rest, cp.rest_offsets):
+        col[off : off + t.q] = _bincount_cross(t.index, t.Zx, y[:, None], t.nlevels).ravel()
+    col[cp.Rz : cp.Rz + cp.p] = cp.X.T @ y
+    col[-1] = y @ y
+    cp.Arr[:, -1] = col
+    cp.Arr[-1, :] = col
+
+
+@dataclass
+class Factor:
+    """The factor at one theta, and the pieces of the objective."""
+
+    T: list[np.ndarray]
+    M1inv: np.ndarray | None  # (l1, p1, p1) inverses of the first block's diagonal blocks
+    L: np.ndarray  # (R, R) lower Cholesky factor of the rest's Schur complement
+    logdet_L: float  # log |L_theta|^2 (random-effects part)
+    logdet_RX: float  # log |R_X|^2
+    pwrss: float  # penalized weighted residual sum of squares r^2
+    ok: bool = True
+
+
+def _split_theta(theta: np.ndarray, ps: list[int]) -> list[np.ndarray]:
+    out, at = [], 0
+    for p in ps:
+        k = p * (p + 1) // 2
+        out.append(theta_to_T(theta[at : at + k], p))
+        at += k
+    return out
+
+
+def _lambda_t_rows(S: np.ndarray, cp: CrossProducts, Ts: list[np.ndarray]) -> None:
+    """In place: the first Rz rows of S <- blockdiag(I (x) T_j)' S[:Rz]."""
+    for t, off, T in zip(cp.rest, cp.rest_offsets, Ts):
+        block = S[off : off + t.q]
+        if t.p == 1:
+            block *= T[0, 0]
+        else:
+            shaped = block.reshape(t.nlevels, t.p, -1)
+            block[:] = np.einsum("ba,lbr->lar", T, shaped).reshape(t.q, -1)
+
+
+def _first_block(
+    T1: np.ndarray, D1: np.ndarray, full: bool
+) -> tuple[float, np.ndarray | None, np.ndarray | tuple[np.ndarray, ...]]:
+    """log|M1|, M1^-1 (only when ``full``) and H = T1 M1^-1 T1' per level, M1 = T1' D1 T1 + I.
+
+    Closed forms for p1 = 1 and 2 (the common cases; H as its three distinct components for
+    p1 = 2), batched LAPACK otherwise.
+    """
+    p1 = T1.shape[0]
+    if p1 == 1:
+        t2 = T1[0, 0] ** 2
+        m = t2 * D1[:, 0, 0] + 1.0
+        inv = 1.0 / m
+        return (
+            float(np.log(m).sum()),
+            inv[:, None, None] if full else None,
+            (t2 * inv)[:, None, None],
+        )
+    if p1 == 2:
+        a, b, c = float(T1[0, 0]), float(T1[1, 0]), float(T1[1, 1])
+        d11, d12, d22 = D1[:, 0, 0], D1[:, 0, 1], D1[:, 1, 1]
+        m11 = (a * a) * d11 + (2.0 * a * b) * d12 + (b * b) * d22 + 1.0
+        m12 = c * a * d12 + (c * b) * d22
+        m22 = (c * c) * d22 + 1.0
+        det = m11 * m22 - m12 * m12
+        i11, i12, i22 = m22 / det, -m12 / det, m11 / det
+        r = b * i11 + c * i12
+        H = ((a * a) * i11, a * r, r * b + (b * i12 + c * i22) * c)
+        Minv = None
+        if full:
+            Minv = np.empty((len(det), 2, 2))
+            Minv[:, 0, 0], Minv[:, 0, 1], Minv[:, 1, 0], Minv[:, 1, 1] = i11, i12, i12, i22
+        return float(np.log(det).sum()), Minv, H
+    M1 = np.einsum("ba,lbc,cd->lad", T1, D1, T1)
+    M1[:, np.arange(p1), np.arange(p1)] += 1.0
+    L1 = np.linalg.cholesky(M1)
+    Minv = np.linalg.inv(M1)
+    H3 = np.einsum("ab,lbc,dc->lad", T1, Minv, T1)
+    return 2.0 * float(np.log(np.diagonal(L1, axis1=1, axis2=2)).sum()), Minv, H3
+
+
+def factor(cp: CrossProducts, theta: np.ndarray, full: bool = False) -> Factor:
+    """Factor the penalized system at theta (the hot path of every fit). ``full`` also keeps
+    the first block's inverses, needed for the conditional modes and variances."""
+    Ts = _split_theta(np.asarray(theta, dtype=float), cp.term_ps)
+    p1 = cp.first.p
+    logdet, M1inv, H = _first_block(Ts[0], cp.D1, full)
+
+    # Schur complement of the first block: S = A_rr - A_r1 H A_1r, then Lambda_rest.
+    S = cp.Arr.copy()
+    B = cp.B1
+    if p1 == 1:
+        BH = B[:, :, 0] * H[None, :, 0, 0]
+    elif p1 == 2:
+        h11, h12, h22 = H
+        BH = np.empty_like(B)
+        BH[..., 0] = B[..., 0] * h11 + B[..., 1] * h12
+        BH[..., 1] = B[..., 0] * h12 + B[..., 1] * h22
+    else:
+        BH = np.einsum("rla,lab->rlb", B, H)
+    BH = BH.reshape(cp.p + 1, -1)  # [X y]'Z1 H
+    Rz = cp.Rz
+    S[Rz:, Rz:] -= BH @ B.reshape(cp.p + 1, -1).T
+    if Rz:
+        if p1 == 1:
+            Fdata = cp.Az1.data * H[cp.pair_level, 0, 0]
+        elif p1 == 2:
+            h11, h12, h22 = (h[cp.pair_level] for h in H)
+            V = cp.Az1.data.reshape(-1, 2)
+            Fdata = np.empty_like(V)
+            Fdata[:, 0] = V[:, 0] * h11 + V[:, 1] * h12
+            Fdata[:, 1] = V[:, 0] * h12 + V[:, 1] * h22
+            Fdata = Fdata.ravel()
+        else:
+            V = cp.Az1.data.reshape(-1, p1)
+            Fdata = np.einsum("ia,iab->ib", V, H[cp.pair_level]).ravel()
+        F = sp.csr_matrix((Fdata, cp.Az1.indices, cp.Az1.indptr), shape=cp.Az1.shape)
+        S[:Rz, :Rz] -= (F @ cp.A1z).toarray()
+        zb = cp.Az1 @ BH.T
+        S[:Rz, Rz:] -= zb
+        S[Rz:, :Rz] -= zb.T
+        if all(t.p == 1 for t in cp.rest):
+            lam = np.ones(cp.R)
+            for t, off, T in zip(cp.rest, cp.rest_offsets, Ts[1:]):
+                lam[off : off + t.q] = T[0, 0]
+            S *= lam[:, None]
+            S *= lam[None, :]
+        else:
+            _lambda_t_rows(S, cp, Ts[1:])
+            S = np.ascontiguousarray(S.T)
+            _lambda_t_rows(S, cp, Ts[1:])
+        S[np.arange(Rz), np.arange(Rz)] += 1.0
+    L, info = _dpotrf(S, lower=1, overwrite_a=1, clean=1)
+    if info != 0:
+        return Factor(Ts, M1inv, L, np.inf, np.inf, np.inf, ok=False)
+    d = np.diagonal(L)
+    logdet += 2.0 * float(np.log(d[:Rz]).sum())
+    logdet_RX = 2.0 * float(np.log(d[Rz : Rz + cp.p]).sum())
+    pwrss = float(d[-1] ** 2)
+    return Factor(Ts, M1inv, L, logdet, logdet_RX, pwrss)

@@ -1,0 +1,281 @@
+"""Linear mixed models: parse -> design -> objective -> optimize -> result.
+
+``lmm()`` is glue around the four stages. ``LinearMixedModel`` holds the mutable workspace
+(the theta-independent cross-products) so that ``refit(y)`` reuses everything but the
+response.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from lmmkit.design.model import Design, build_design
+from lmmkit.errors import DataError, LmmkitWarning
+from lmmkit.formula.parse import parse_formula
+from lmmkit.linalg.blocked import (
+    CrossProducts,
+    Factor,
+    TermBlock,
+    build_cross_products,
+    factor,
+    update_response,
+)
+from lmmkit.linalg.solve import conditional_modes, conditional_variances, fixed_effects
+from lmmkit.objective.profiled import profiled_deviance
+from lmmkit.optim.bobyqa import OptControl, OptSummary, minimize_bobyqa
+from lmmkit.results.lmm_result import LMMResult, RandomTermInfo
+
+__all__ = ["LinearMixedModel", "lmm", "SINGULAR_TOL"]
+
+SINGULAR_TOL = 1e-4  # lme4's isSingular() tolerance on theta at a zero lower bound
+
+
+class SingularFitWarning(LmmkitWarning):
+    """The fit is on the boundary: a variance is zero or a correlation is +-1."""
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where each term's theta lives and lme4's bounds."""
+
+    sizes: tuple[int, ...]
+    lower: np.ndarray
+    theta0: np.ndarray
+
+
+def _layout(design: Design) -> _Layout:
+    lower, theta0, sizes = [], [], []
+    for t in design.terms:
+        rows, cols = np.triu_indices(t.p)  # (col, row) pairs in column-major lower order
+        diag = rows == cols
+        lower.extend(np.where(diag, 0.0, -np.inf))
+        theta0.extend(np.where(diag, 1.0, 0.0))
+        sizes.append(t.ntheta)
+    return _Layout(tuple(sizes), np.array(lower), np.array(theta0))
+
+
+class LinearMixedModel:
+    """A linear mixed model bound to its data, ready to fit and to refit with new responses."""
+
+    def __init__(
+        self,
+        formula: str,
+        data: pd.DataFrame,
+        *,
+        weights: Any = None,
+        offset: Any = None,
+        na_action: Literal["drop", "raise"] = "drop",
+    ) -> None:
+        self.formula = formula
+        self.parsed = parse_formula(formula)
+        self.design = build_design(
+            self.parsed, data, weights=weights, offset=offset, na_action=na_action
+        )
+        d = self.design
+        sw = np.sqrt(d.weights) if d.weights is not None else None
+        self._sqrt_w = sw
+        self._log_w = float(np.log(d.weights).sum()) if d.weights is not None else 0.0
+        blocks = [
+            TermBlock(t.index, t.Zx * sw[:, None] if sw is not None else t.Zx, t.nlevels)
+            for t in d.terms
+        ]
+        Xw = d.X * sw[:, None] if sw is not None else d.X
+        self.n, self.p = d.X.shape
+        if self.n <= self.p:
+            raise DataError(
+                f"{self.n} observations for {self.p} fixed-effect columns; a mixed model needs "
+                "more observations than fixed effects."
+            )
+        self._y = d.y.copy()
+        self.cp: CrossProducts = build_cross_products(blocks, Xw, self._working_y(self._y))
+        self.layout = _layout(d)
+
+    # ----------------------------------------------------------------- stages
+    def _working_y(self, y: np.ndarray) -> np.ndarray:
+        z = y - self.design.offset if self.design.offset is not None else y
+        return z * self._sqrt_w if self._sqrt_w is not None else z
+
+    def objective(self, theta: np.ndarray, reml: bool = True) -> float:
+        """The profiled deviance (REML criterion or -2 log-likelihood) at theta."""
+        return profiled_deviance(factor(self.cp, theta), self.n, self.p, reml, self._log_w)
+
+    def fit(
+        self, *, reml: bool = True, control: OptControl | dict[str, Any] | None = None
+    ) -> LMMResult:
+        ctrl = _control(control)
+        summary = minimize_bobyqa(
+            lambda th: self.objective(th, reml), self.layout.theta0, self.layout.lower, ctrl
+        )
+        return self._result(summary, reml)
+
+    def refit(
+        self, y: Any, *, reml: bool = True, control: OptControl | dict[str, Any] | None = None
+    ) -> LMMResult:
+        """Fit the same model to a new response (same rows as the fitted data, after any
+        rows dropped for missingness), reusing the model structure."""
+        y = np.asarray(y, dtype=float).ravel()
+        if (
+            y.shape[0] == len(self.design.rows_used) + self.design.n_dropped
+            and self.design.n_dropped
+        ):
+            y = y[self.design.rows_used]
+        if y.shape[0] != self.n:
+            raise DataError(
+                f"refit: the new response has {y.shape[0]} values; the model has {self.n} "
+                "observations. Give one value per row used in the fit."
+            )
+        if not np.all(np.isfinite(y)):
+            raise DataError(
+                f"refit: the new response has {int((~np.isfinite(y)).sum())} non-finite values."
+            )
+        self._y = y
+        update_response(self.cp, self._working_y(y))
+        return self.fit(reml=reml, control=control)
+
+    # ----------------------------------------------------------------- result
+    def _result(self, opt: OptSummary, reml: bool) -> LMMResult:
+        theta = np.array(opt.theta)
+        f: Factor = factor(self.cp, theta, full=True)
+        d = self.design
+        n, p = self.n, self.p
+        sigma2 = f.pwrss / (n - p if reml else n)
+        beta, unscaled = fixed_effects(self.cp, f)
+        b1, brest = conditional_modes(self.cp, f, beta)
+        cv1, cvrest = conditional_variances(self.cp, f, sigma2)
+        modes = [b1, *brest]
+        condvars = [cv1, *cvrest]
+
+        fitted = d.X @ beta
+        if d.offset is not None:
+            fitted = fitted + d.offset
+        for t, b in zip(d.terms, modes):
+            fitted = fitted + np.einsum("ip,ip->i", t.Zx, b[t.index])
+        resid = self._y - fitted
+        sigma = math.sqrt(sigma2)
+        scaled = resid / sigma
+        if self._sqrt_w is not None:
+            scaled = scaled * self._sqrt_w
+        quant = tuple(float(q) for q in np.quantile(scaled, [0, 0.25, 0.5, 0.75, 1.0]))
+
+        names = list(d.fixef_names)
+        terms_info = tuple(
+            RandomTermInfo(t.name, t.group, tuple(t.levels.tolist()), t.columns, b, cv, t.spec)
+            for t, b, cv in zip(d.terms, modes, condvars)
+        )
+        varcorr, singular = _varcorr(d, f, sigma, theta, self.layout)
+        notes = []
+        if d.dropped_columns:
+            notes.append(f"dropped rank-deficient columns: {', '.join(d.dropped_columns)}")
+        if d.n_dropped:
+            notes.append(f"dropped {d.n_dropped} row(s) with missing values")
+        if singular:
+            notes.append("boundary (singular) fit")
+            warnings.warn(
+                "boundary (singular) fit: a random-effect variance is (nearly) zero or a "
+                "correlation is +-1; see result.varcorr.",
+                SingularFitWarning,
+                stacklevel=3,
+            )
+        if not opt.converged:
+            notes.append(f"optimizer status {opt.status}")
+        kept = _kept_columns(d)
+        return LMMResult(
+            formula=self.formula,
+            reml=reml,
+            nobs=n,
+            n_dropped=d.n_dropped,
+            dropped_columns=d.dropped_columns,
+            fixef=pd.Series(beta, index=names, name="fixef"),
+            vcov=pd.DataFrame(sigma2 * unscaled, index=names, columns=names),
+            sigma=sigma,
+            theta=theta,
+            varcorr=varcorr,
+            terms=terms_info,
+            loglik=-0.5 * opt.fmin,
+            objective=float(opt.fmin),
+            npar=len(theta) + p + 1,
+            fitted=fitted,
+            residuals=resid,
+            scaled_residual_quantiles=quant,
+            optimization=opt,
+            is_singular=singular,
+            offsets=self.parsed.offsets,
+            fixed_spec=d.fixed_spec,
+            fixed_kept=kept,
+            warnings=tuple(notes),
+        )
+
+
+def _kept_columns(d: Design) -> tuple[int, ...]:
+    from lmmkit.design.model import lme4_name
+
+    all_names = [lme4_name(c) for c in d.fixed_spec.column_names]
+    return tuple(all_names.index(n) for n in d.fixef_names)
+
+
+def _varcorr(
+    d: Design, f: Factor, sigma: float, theta: np.ndarray, layout: _Layout
+) -> tuple[pd.DataFrame, bool]:
+    rows: list[dict[str, Any]] = []
+    for t, T in zip(d.terms, f.T):
+        cov = sigma**2 * T @ T.T
+        sd = np.sqrt(np.diag(cov))
+        for i, c in enumerate(t.columns):
+            rows.append(
+                {"group": t.name, "var1": c, "var2": None, "vcov": cov[i, i], "sdcor": sd[i]}
+            )
+        for i in range(t.p):
+            for j in range(i + 1, t.p):
+                denom = sd[i] * sd[j]
+                corr = cov[i, j] / denom if denom > 0 else float("nan")
+                rows.append(
+                    {
+                        "group": t.name,
+                        "var1": t.columns[i],
+                        "var2": t.columns[j],
+                        "vcov": cov[i, j],
+                        "sdcor": corr,
+                    }
+                )
+    rows.append({"group": "Residual", "var1": None, "var2": None, "vcov": sigma**2, "sdcor": sigma})
+    singular = bool(np.any(theta[layout.lower == 0] < SINGULAR_TOL))
+    return pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"]), singular
+
+
+def _control(control: OptControl | dict[str, Any] | None) -> OptControl:
+    if control is None:
+        return OptControl()
+    if isinstance(control, OptControl):
+        return control
+    if isinstance(control, dict):
+        known = set(OptControl.__dataclass_fields__)
+        unknown = set(control) - known
+        if unknown:
+            raise DataError(f"Unknown control option(s) {sorted(unknown)}; known: {sorted(known)}.")
+        return OptControl(**control)
+    raise DataError(f"control must be a dict or OptControl; got {type(control).__name__}.")
+
+
+def lmm(
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    reml: bool = True,
+    weights: Any = None,
+    offset: Any = None,
+    na_action: Literal["drop", "raise"] = "drop",
+    control: OptControl | dict[str, Any] | None = None,
+) -> LMMResult:
+    """Fit a linear mixed model with an lme4 formula, by REML (default) or ML.
+
+    >>> import lmmkit, pandas as pd
+    >>> res = lmmkit.lmm("Reaction ~ Days + (Days | Subject)", sleepstudy)  # doctest: +SKIP
+    """
+    model = LinearMixedModel(formula, data, weights=weights, offset=offset, na_action=na_action)
+    return model.fit(reml=reml, control=control)

@@ -1,0 +1,233 @@
+"""The frozen result of a linear mixed-model fit.
+
+Plain arrays and small tables only: no reference to the data, picklable, and exportable to
+JSON. ``predict`` rebuilds model columns for new data from the stored formula specs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lmmkit.errors import DataError
+from lmmkit.optim.bobyqa import OptSummary
+
+__all__ = ["LMMResult", "RandomTermInfo"]
+
+
+@dataclass(frozen=True)
+class RandomTermInfo:
+    """What predict needs of a random-effects term: levels, columns, modes, column spec."""
+
+    name: str
+    group: tuple[str, ...]
+    levels: tuple[Any, ...]
+    columns: tuple[str, ...]
+    modes: np.ndarray  # (nlevels, p)
+    condvar: np.ndarray  # (nlevels, p, p)
+    spec: Any = field(repr=False, default=None)
+
+
+@dataclass(frozen=True)
+class LMMResult:
+    formula: str
+    reml: bool
+    nobs: int
+    n_dropped: int
+    dropped_columns: tuple[str, ...]
+    fixef: pd.Series
+    vcov: pd.DataFrame
+    sigma: float
+    theta: np.ndarray
+    varcorr: pd.DataFrame
+    terms: tuple[RandomTermInfo, ...]
+    loglik: float
+    objective: float
+    npar: int
+    fitted: np.ndarray
+    residuals: np.ndarray
+    scaled_residual_quantiles: tuple[float, ...]
+    optimization: OptSummary
+    is_singular: bool
+    offsets: tuple[str, ...] = ()
+    fixed_spec: Any = field(repr=False, default=None)
+    fixed_kept: tuple[int, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    # ----------------------------------------------------------------- derived values
+    @property
+    def fixef_se(self) -> pd.Series:
+        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.fixef.index)
+
+    @property
+    def aic(self) -> float:
+        return self.objective + 2.0 * self.npar
+
+    @property
+    def bic(self) -> float:
+        return self.objective + self.npar * math.log(self.nobs)
+
+    @property
+    def deviance(self) -> float:
+        """-2 log-likelihood (for REML fits: minus twice the REML log-likelihood)."""
+        return -2.0 * self.loglik
+
+    @property
+    def df_residual(self) -> int:
+        return self.nobs - self.npar
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.terms:
+            out.setdefault(":".join(t.group), len(t.levels))
+        return out
+
+    @property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Conditional modes per grouping factor (terms on the same factor merged, as lme4)."""
+        out: dict[str, pd.DataFrame] = {}
+        for t in self.terms:
+            key = ":".join(t.group)
+            frame = pd.DataFrame(
+                t.modes, index=pd.Index(t.levels, name=key), columns=list(t.columns)
+            )
+            out[key] = frame if key not in out else out[key].join(frame, rsuffix=f".{t.name}")
+        return out
+
+    @property
+    def ranef_condvar(self) -> dict[str, np.ndarray]:
+        """Conditional covariance matrices of the modes, (nlevels, p, p) per term name."""
+        return {t.name: t.condvar for t in self.terms}
+
+    # ----------------------------------------------------------------- prediction
+    def predict(
+        self,
+        newdata: pd.DataFrame | None = None,
+        *,
+        allow_new_levels: bool = False,
+        include_random: bool = True,
+    ) -> np.ndarray:
+        """Predictions for new data. New levels of a grouping factor get the population-level
+        prediction when ``allow_new_levels``; otherwise they are an error."""
+        if newdata is None:
+            return self.fitted.copy()
+        if not isinstance(newdata, pd.DataFrame):
+            raise DataError(f"newdata must be a pandas DataFrame; got {type(newdata).__name__}.")
+        from lmmkit.design.model import FORMULA_CONTEXT, group_codes, model_matrix
+
+        try:
+            X = np.asarray(
+                self.fixed_spec.get_model_matrix(
+                    newdata, context=FORMULA_CONTEXT, na_action="raise"
+                ),
+                dtype=float,
+            )
+        except Exception as exc:
+            raise DataError(f"Cannot build the fixed-effects columns for newdata: {exc}") from exc
+        X = X[:, list(self.fixed_kept)]
+        pred = X @ self.fixef.to_numpy()
+        for expr in self.offsets:
+            pred = pred + np.asarray(model_matrix(f"0 + {{{expr}}}", newdata), dtype=float)[:, 0]
+        if not include_random:
+            return pred
+        for t in self.terms:
+            missing = [g for g in t.group if g not in newdata.columns]
+            if missing:
+                raise DataError(
+                    f"newdata lacks grouping column(s) {missing} of random term {t.name!r}; "
+                    "add them, or predict with include_random=False."
+                )
+            codes = group_codes(newdata, t.group)
+            idx = _match_levels(codes, t.levels)
+            new = idx < 0
+            if new.any() and not allow_new_levels:
+                bad = pd.unique(codes[new])[:5]
+                raise DataError(
+                    f"newdata has {int(new.sum())} row(s) with level(s) {list(bad)} of "
+                    f"{':'.join(t.group)!r} not seen in the fit. Pass allow_new_levels=True to "
+                    "predict them at the population level (random effect 0)."
+                )
+            Z = np.asarray(
+                t.spec.get_model_matrix(newdata, context=FORMULA_CONTEXT, na_action="raise"),
+                dtype=float,
+            )
+            contrib = np.einsum("ip,ip->i", Z, t.modes[np.where(new, 0, idx)])
+            pred = pred + np.where(new, 0.0, contrib)
+        return pred
+
+    # ----------------------------------------------------------------- reporting
+    def coef_table(self) -> pd.DataFrame:
+        se = self.fixef_se
+        return pd.DataFrame({"Estimate": self.fixef, "Std. Error": se, "t value": self.fixef / se})
+
+    def to_dict(self) -> dict[str, Any]:
+        vc = self.varcorr.astype(object).where(self.varcorr.notna(), None)
+        return {
+            "formula": self.formula,
+            "reml": self.reml,
+            "nobs": self.nobs,
+            "n_dropped": self.n_dropped,
+            "dropped_columns": list(self.dropped_columns),
+            "objective": self.objective,
+            "loglik": self.loglik,
+            "aic": self.aic,
+            "bic": self.bic,
+            "fixef": dict(zip(self.fixef.index, map(float, self.fixef))),
+            "fixef_se": dict(zip(self.fixef.index, map(float, self.fixef_se))),
+            "vcov": self.vcov.to_numpy().tolist(),
+            "sigma": self.sigma,
+            "theta": list(map(float, self.theta)),
+            "varcorr": vc.to_dict(orient="records"),
+            "ngroups": self.ngroups,
+            "ranef": {
+                k: {
+                    "levels": [str(x) for x in v.index],
+                    "columns": list(v.columns),
+                    "modes": v.to_numpy().tolist(),
+                }
+                for k, v in self.ranef.items()
+            },
+            "is_singular": self.is_singular,
+            "optimization": {
+                "optimizer": self.optimization.optimizer,
+                "evaluations": self.optimization.evaluations,
+                "status": self.optimization.status,
+                "converged": self.optimization.converged,
+                "seconds": self.optimization.seconds,
+            },
+            "fitted": self.fitted.tolist(),
+            "residuals": self.residuals.tolist(),
+            "warnings": list(self.warnings),
+        }
+
+    def to_json(self, path: str | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=1)
+        if path is not None:
+            from lmmkit._io import write_text_atomic
+
+            write_text_atomic(path, text)
+        return text
+
+    def summary(self) -> str:
+        from lmmkit.results.summary import format_summary
+
+        return format_summary(self)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def _match_levels(codes: pd.Series, levels: tuple[Any, ...]) -> np.ndarray:
+    index = pd.Index(list(levels))
+    idx = index.get_indexer(pd.Index(codes))
+    if (idx < 0).any():  # tolerate '308' vs 308 between fit data and newdata
+        as_str = pd.Index([str(x) for x in levels])
+        idx2 = as_str.get_indexer(pd.Index(codes.astype(str)))
+        idx = np.where(idx < 0, idx2, idx)
+    return idx
