@@ -285,7 +285,7 @@ def build_design(
         if np.any(w < 0) or not np.all(np.isfinite(w)):
             i = int(np.flatnonzero((w < 0) | ~np.isfinite(w))[0])
             raise DataError(
-                f"weights must be finite and non-negative; got {w[i]!r} at row "
+                f"weights must be finite and non-negative; got {float(w[i])!r} at row "
                 f"{int(rows_used[i])}{f' of column {w_col!r}' if w_col else ''}."
             )
         if np.any(w == 0):
@@ -305,7 +305,7 @@ def build_design(
     if not np.all(np.isfinite(y)):
         i = int(np.flatnonzero(~np.isfinite(y))[0])
         raise DataError(
-            f"The response {parsed.response!r} has a non-finite value {y[i]!r} at row "
+            f"The response {parsed.response!r} has a non-finite value {float(y[i])!r} at row "
             f"{int(rows_used[i])}; remove or correct it."
         )
 

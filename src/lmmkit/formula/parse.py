@@ -57,16 +57,20 @@ def _fail(formula: str, start: int, end: int | None, what: str, todo: str) -> Fo
     return FormulaError(f"{what}\n{pointer(formula, start, end)}\n{todo}")
 
 
-def _matching_paren(formula: str, open_at: int) -> int:
+def _matching_paren(text: str, open_at: int, formula: str, base: int) -> int:
+    """Index in ``text`` of the ')' closing the '(' at ``open_at``; ``text`` starts at
+    ``formula[base]`` (for the error's caret)."""
     depth = 0
-    for i in range(open_at, len(formula)):
-        if formula[i] == "(":
+    for i in range(open_at, len(text)):
+        if text[i] == "(":
             depth += 1
-        elif formula[i] == ")":
+        elif text[i] == ")":
             depth -= 1
             if depth == 0:
                 return i
-    raise _fail(formula, open_at, None, "Unbalanced parenthesis in formula.", "Close it with ')'.")
+    raise _fail(
+        formula, base + open_at, None, "Unbalanced parenthesis in formula.", "Close it with ')'."
+    )
 
 
 def _top_level_split(text: str, sep: str) -> list[tuple[str, int]]:
@@ -174,7 +178,7 @@ def parse_formula(formula: str) -> ParsedFormula:
                 formula, rhs_at + i, None, "Unmatched ')' in formula.", "Remove it or add '('."
             )
         if ch == "(":
-            close = _matching_paren(rhs, i)
+            close = _matching_paren(rhs, i, formula, rhs_at)
             inner = rhs[i + 1 : close]
             bar = _top_level_split(inner, "|")
             if len(bar) > 1:
@@ -186,7 +190,7 @@ def parse_formula(formula: str) -> ParsedFormula:
             continue
         m = re.match(r"offset\s*\(", rhs[i:])
         if m and (i == 0 or not (rhs[i - 1].isalnum() or rhs[i - 1] in "_.")):
-            close = _matching_paren(rhs, i + m.end() - 1)
+            close = _matching_paren(rhs, i + m.end() - 1, formula, rhs_at)
             fixed_pieces.append(rhs[last:i])
             offsets.append(rhs[i + m.end() : close].strip())
             last = close + 1

@@ -1,0 +1,74 @@
+"""The command line: thin wrappers with clear errors and atomic JSON output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+import lmmkit
+from lmmkit.cli.main import main
+from lmmkit.datasets import load_dataset
+
+
+def test_fit_prints_summary_and_writes_json(tmp_path, capsys) -> None:
+    data = tmp_path / "sleep.csv"
+    load_dataset("sleepstudy").to_csv(data, index=False)
+    out = tmp_path / "fit.json"
+    code = main(
+        ["fit", "Reaction ~ Days + (Days | Subject)", "--data", str(data), "--json", str(out)]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "REML criterion at convergence: 1743.6" in printed
+    fit = json.loads(out.read_text())
+    direct = lmmkit.lmm("Reaction ~ Days + (Days | Subject)", load_dataset("sleepstudy"))
+    assert np.isclose(fit["objective"], direct.objective, rtol=1e-10)
+    assert set(fit) >= {
+        "fixef",
+        "fixef_se",
+        "vcov",
+        "sigma",
+        "theta",
+        "varcorr",
+        "ranef",
+        "loglik",
+        "aic",
+        "bic",
+        "nobs",
+        "ngroups",
+        "is_singular",
+        "optimization",
+    }
+    assert not list(tmp_path.glob(".fit.json.*.tmp"))  # no temporary file left behind
+
+
+def test_ml_flag(tmp_path, capsys) -> None:
+    data = tmp_path / "sleep.csv"
+    load_dataset("sleepstudy").to_csv(data, index=False)
+    assert main(["fit", "Reaction ~ Days + (Days | Subject)", "--data", str(data), "--ml"]) == 0
+    assert "maximum likelihood" in capsys.readouterr().out
+
+
+def test_errors_are_one_clear_line(tmp_path, capsys) -> None:
+    data = tmp_path / "sleep.csv"
+    load_dataset("sleepstudy").to_csv(data, index=False)
+    assert main(["fit", "Reaction ~ dayz + (1 | Subject)", "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert "error: Column 'dayz' is not in the data" in err and "Traceback" not in err
+    assert main(["fit", "y ~ x + (1|g)", "--data", str(tmp_path / "nope.csv")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_console_script_runs_demo(tmp_path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "lmmkit.cli.main", "demo", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert 'lmmkit.lmm("mpg ~ hp + (1 | am)", mtcars)' in proc.stdout
+    assert (tmp_path / "sleepstudy_ranef.png").stat().st_size > 10_000
