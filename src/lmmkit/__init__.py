@@ -1,4 +1,12 @@
-"""lmmkit: linear mixed models for structured biomedical data."""
+"""lmmkit: linear mixed models for structured biomedical data.
+
+Public names only. Heavy submodules (scikit-learn, scikit-image) load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from lmmkit.errors import (
     DataError,
@@ -14,6 +22,48 @@ from lmmkit.results.lmm_result import LMMResult
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    # omics
+    "combat": "lmmkit.omics.combat",
+    "fit_combat": "lmmkit.omics.combat",
+    "apply_combat": "lmmkit.omics.combat",
+    "ComBatModel": "lmmkit.omics.combat",
+    # genetics
+    "read_plink": "lmmkit.genetics.plink",
+    "read_pheno_file": "lmmkit.genetics.plink",
+    "match_samples": "lmmkit.genetics.plink",
+    "filter_snps": "lmmkit.genetics.plink",
+    "GRM": "lmmkit.genetics.grm",
+    "compute_grm": "lmmkit.genetics.grm",
+    "loco_grms": "lmmkit.genetics.grm",
+    "read_grm": "lmmkit.genetics.grm",
+    "write_grm": "lmmkit.genetics.grm",
+    "reml_heritability": "lmmkit.genetics.heritability",
+    "heritability_from_plink": "lmmkit.genetics.heritability",
+    "relationship_matrix": "lmmkit.genetics.pedigree",
+    "relationship_inverse": "lmmkit.genetics.pedigree",
+    "inbreeding": "lmmkit.genetics.pedigree",
+    # clinical validation
+    "roc_auc": "lmmkit.validation.discrimination",
+    "delong_test": "lmmkit.validation.discrimination",
+    "operating_point": "lmmkit.validation.discrimination",
+    "brier_score": "lmmkit.validation.calibration",
+    "calibration": "lmmkit.validation.calibration",
+    "calibration_table": "lmmkit.validation.calibration",
+    "plot_calibration": "lmmkit.validation.calibration",
+    "net_benefit": "lmmkit.validation.decision_curve",
+    "decision_curve": "lmmkit.validation.decision_curve",
+    "plot_decision_curve": "lmmkit.validation.decision_curve",
+    "icc": "lmmkit.validation.reliability",
+    "icc_wide": "lmmkit.validation.reliability",
+    "within_subject_cv": "lmmkit.validation.reliability",
+    "repeatability_coefficient": "lmmkit.validation.reliability",
+    "otsu_mask": "lmmkit.validation.segmentation",
+    "dice": "lmmkit.validation.segmentation",
+    "jaccard": "lmmkit.validation.segmentation",
+    "hausdorff": "lmmkit.validation.segmentation",
+}
+
 __all__ = [
     "DataError",
     "FileFormatError",
@@ -25,4 +75,14 @@ __all__ = [
     "ModelError",
     "OptControl",
     "lmm",
+    *sorted(_LAZY),
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lmmkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

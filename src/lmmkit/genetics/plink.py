@@ -1,0 +1,428 @@
+"""PLINK 1 binary input (.bed/.bim/.fam), phenotype/covariate files and sample matching.
+
+Genotypes are read through ``bed-reader`` with ``count_A1=True``: a genotype is the number
+of copies of the .bim column-5 allele (A1), as PLINK 1.9 counts it (.bed code ``00``, the
+A1 homozygote, reads as 2; ``11`` as 0; ``01`` as missing, returned as NaN).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lmmkit.errors import DataError, FileFormatError
+
+__all__ = [
+    "PlinkData",
+    "SampleMatchReport",
+    "SnpFilterResult",
+    "filter_snps",
+    "match_samples",
+    "read_fam",
+    "read_bim",
+    "read_pheno_file",
+    "read_plink",
+]
+
+FAM_COLUMNS = ["fid", "iid", "father", "mother", "sex"]
+BIM_COLUMNS = ["chrom", "snp", "cm", "pos", "a1", "a2"]
+MISSING_TOKENS = ("NA", "-9", "nan", "NaN", ".")
+
+
+def _prefix(path: str | Path) -> Path:
+    p = Path(path)
+    if p.suffix in (".bed", ".bim", ".fam"):
+        p = p.with_suffix("")
+    return p
+
+
+def _split_lines(path: Path) -> list[list[str]]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise FileFormatError(f"{path}: file not found.") from None
+    return [line.split() for line in text.splitlines() if line.strip()]
+
+
+def read_fam(path: str | Path) -> pd.DataFrame:
+    """Read a .fam file: columns fid, iid, father, mother, sex, pheno1, pheno2, ...
+
+    Phenotype columns (``pheno1`` = .fam column 6, GEMMA's ``-n 1``) are float with
+    ``-9``/``NA`` as NaN.  Duplicated (FID, IID) pairs raise :class:`FileFormatError`.
+    """
+    path = Path(path)
+    rows = _split_lines(path)
+    if not rows:
+        raise FileFormatError(f"{path}: empty .fam file.")
+    width = len(rows[0])
+    if width < 5:
+        raise FileFormatError(
+            f"{path}, line 1: a .fam line needs at least 5 columns (FID IID father mother sex), "
+            f"found {width}."
+        )
+    for i, r in enumerate(rows, start=1):
+        if len(r) != width:
+            raise FileFormatError(f"{path}, line {i}: {len(r)} columns where line 1 has {width}.")
+    n_pheno = width - 5
+    cols = FAM_COLUMNS + [f"pheno{j + 1}" for j in range(n_pheno)]
+    df = pd.DataFrame(rows, columns=cols)
+    for j in range(n_pheno):
+        c = f"pheno{j + 1}"
+        df[c] = _to_float(df[c], path, c, offset=1)
+    _check_duplicates(df, path, offset=1)
+    return df
+
+
+def _to_float(col: pd.Series, path: Path, name: str, offset: int) -> pd.Series:
+    s = col.astype(str).replace(list(MISSING_TOKENS), np.nan)
+    out = pd.to_numeric(s, errors="coerce")
+    bad = out.isna() & s.notna()
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise FileFormatError(
+            f"{path}, line {i + offset}: column {name!r} has non-numeric value {s.iloc[i]!r} "
+            f"(missing values must be NA or -9)."
+        )
+    out = out.astype(float)
+    out[out == -9] = np.nan
+    return out
+
+
+def _check_duplicates(df: pd.DataFrame, path: Path, offset: int) -> None:
+    dup = df.duplicated(["fid", "iid"], keep="first").to_numpy()
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        first = int(
+            np.flatnonzero(
+                ((df["fid"] == df["fid"].iloc[i]) & (df["iid"] == df["iid"].iloc[i])).to_numpy()
+            )[0]
+        )
+        raise FileFormatError(
+            f"{path}, line {i + offset}: duplicated sample ID FID={df['fid'].iloc[i]!r} "
+            f"IID={df['iid'].iloc[i]!r} (first seen on line {first + offset})."
+        )
+
+
+def read_bim(path: str | Path) -> pd.DataFrame:
+    """Read a .bim file: chrom, snp, cm, pos, a1 (counted allele), a2."""
+    path = Path(path)
+    rows = _split_lines(path)
+    for i, r in enumerate(rows, start=1):
+        if len(r) != 6:
+            raise FileFormatError(f"{path}, line {i}: a .bim line needs 6 columns, found {len(r)}.")
+    df = pd.DataFrame(rows, columns=BIM_COLUMNS)
+    try:
+        df["cm"] = df["cm"].astype(float)
+        df["pos"] = df["pos"].astype(np.int64)
+    except ValueError as exc:
+        raise FileFormatError(f"{path}: non-numeric cM or base-pair position ({exc}).") from None
+    return df
+
+
+@dataclass(frozen=True)
+class PlinkData:
+    """A PLINK 1 binary fileset; genotypes are read lazily, in blocks of SNPs."""
+
+    prefix: Path
+    fam: pd.DataFrame = field(repr=False)
+    bim: pd.DataFrame = field(repr=False)
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.fam)
+
+    @property
+    def n_snps(self) -> int:
+        return len(self.bim)
+
+    @property
+    def bed_path(self) -> Path:
+        return Path(f"{self.prefix}.bed")
+
+    @property
+    def sample_ids(self) -> pd.DataFrame:
+        return self.fam[["fid", "iid"]].reset_index(drop=True)
+
+    def phenotype(self, pheno_fam: int = 1) -> np.ndarray:
+        """The .fam phenotype ``pheno_fam`` (1 = column 6, as GEMMA ``-n``), NaN = missing."""
+        col = f"pheno{pheno_fam}"
+        if col not in self.fam.columns:
+            n = sum(c.startswith("pheno") for c in self.fam.columns)
+            raise DataError(
+                f"{self.prefix}.fam: pheno_fam={pheno_fam} requested but the file has {n} "
+                f"phenotype column(s) (columns 6..{5 + n})."
+            )
+        return self.fam[col].to_numpy(dtype=float)
+
+    def _open(self):
+        from bed_reader import open_bed
+
+        return open_bed(
+            self.bed_path,
+            iid_count=self.n_samples,
+            sid_count=self.n_snps,
+            count_A1=True,
+            num_threads=None,
+        )
+
+    def read(
+        self,
+        snps: slice | Sequence[int] | np.ndarray | None = None,
+        samples: slice | Sequence[int] | np.ndarray | None = None,
+        dtype: str | type = "float64",
+    ) -> np.ndarray:
+        """Genotype matrix (samples x SNPs) of A1 counts, NaN for missing calls."""
+        if np.dtype(dtype) not in (np.dtype("float64"), np.dtype("float32")):
+            raise DataError(f"dtype must be float64 or float32, got {dtype!r}.")
+        s_idx = slice(None) if samples is None else samples
+        v_idx = slice(None) if snps is None else snps
+        bed = self._open()
+        try:
+            return bed.read(index=np.s_[s_idx, v_idx], dtype=dtype, order="F")
+        finally:
+            del bed
+
+    def iter_blocks(
+        self,
+        block_size: int = 2000,
+        snps: np.ndarray | None = None,
+        samples: np.ndarray | None = None,
+        dtype: str | type = "float64",
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(snp_indices, genotypes)`` for consecutive blocks of at most ``block_size`` SNPs."""
+        if block_size < 1:
+            raise DataError(f"block_size must be >= 1, got {block_size}.")
+        idx = np.arange(self.n_snps) if snps is None else np.asarray(snps)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        bed = self._open()
+        s_idx = slice(None) if samples is None else samples
+        try:
+            for start in range(0, len(idx), block_size):
+                sel = idx[start : start + block_size]
+                if len(sel) and sel[-1] - sel[0] + 1 == len(sel):
+                    v: slice | np.ndarray = slice(int(sel[0]), int(sel[-1]) + 1)
+                else:
+                    v = sel
+                yield sel, bed.read(index=np.s_[s_idx, v], dtype=dtype, order="F")
+        finally:
+            del bed
+
+
+def read_plink(prefix: str | Path) -> PlinkData:
+    """Open ``prefix.{bed,bim,fam}`` after checking the .bed magic number and size."""
+    prefix = _prefix(prefix)
+    fam = read_fam(Path(f"{prefix}.fam"))
+    bim = read_bim(Path(f"{prefix}.bim"))
+    bed = Path(f"{prefix}.bed")
+    if not bed.exists():
+        raise FileFormatError(f"{bed}: file not found.")
+    expected = 3 + math.ceil(len(fam) / 4) * len(bim)
+    size = bed.stat().st_size
+    with open(bed, "rb") as fh:
+        magic = fh.read(3)
+    if magic[:2] != b"\x6c\x1b":
+        raise FileFormatError(f"{bed}: not a PLINK .bed file (bad magic number {magic[:2]!r}).")
+    if len(magic) == 3 and magic[2] != 1:
+        raise FileFormatError(
+            f"{bed}: sample-major .bed (mode byte {magic[2]}) is not supported; "
+            "convert with plink --make-bed."
+        )
+    if size != expected:
+        raise FileFormatError(
+            f"{bed}: size {size} bytes does not match {len(bim)} SNPs in the .bim x "
+            f"{len(fam)} samples in the .fam (expected 3 + ceil({len(fam)}/4) x {len(bim)} = "
+            f"{expected} bytes)."
+        )
+    return PlinkData(prefix=prefix, fam=fam, bim=bim)
+
+
+def read_pheno_file(path: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Read a whitespace-delimited phenotype/covariate file with a ``FID IID ...`` header.
+
+    ``NA`` and ``-9`` are missing.  Numeric columns become float; non-numeric columns are
+    kept as strings (categorical covariates).  Returns a frame indexed by (fid, iid).
+    """
+    path = Path(path)
+    rows = _split_lines(path)
+    if not rows:
+        raise FileFormatError(f"{path}: empty file.")
+    header = rows[0]
+    if len(header) < 2 or header[0].upper() != "FID" or header[1].upper() != "IID":
+        raise FileFormatError(
+            f"{path}, line 1: the header must start with 'FID IID', found {' '.join(header[:2])!r}."
+        )
+    for i, r in enumerate(rows[1:], start=2):
+        if len(r) != len(header):
+            raise FileFormatError(
+                f"{path}, line {i}: {len(r)} fields where the header has {len(header)}."
+            )
+    df = pd.DataFrame(rows[1:], columns=["fid", "iid", *header[2:]])
+    _check_duplicates(df, path, offset=2)
+    keep = list(header[2:]) if columns is None else list(columns)
+    for c in keep:
+        if c not in df.columns:
+            from lmmkit.errors import close_matches
+
+            raise DataError(
+                f"{path}: column {c!r} not found (columns: {', '.join(header[2:])})."
+                + close_matches(c, list(header[2:]))
+            )
+    for c in keep:
+        s = df[c].replace(list(MISSING_TOKENS), np.nan)
+        num = pd.to_numeric(s, errors="coerce")
+        if (num.isna() == s.isna()).all():
+            num = num.astype(float)
+            num[num == -9] = np.nan
+            df[c] = num
+        else:
+            df[c] = s
+    return df.set_index(["fid", "iid"])[keep]
+
+
+@dataclass(frozen=True)
+class SampleMatchReport:
+    """Who was kept and who was dropped (and why) when samples were matched across files."""
+
+    n_fam: int
+    n_kept: int
+    dropped: pd.DataFrame  # columns fid, iid, reason
+
+    def counts(self) -> dict[str, int]:
+        return self.dropped["reason"].value_counts().to_dict()
+
+    def __str__(self) -> str:
+        parts = [f"{self.n_kept} of {self.n_fam} .fam samples kept"]
+        parts += [f"{v} dropped: {k}" for k, v in self.counts().items()]
+        return "; ".join(parts)
+
+
+def match_samples(
+    fam: pd.DataFrame,
+    pheno: pd.DataFrame | pd.Series | None = None,
+    covar: pd.DataFrame | None = None,
+    *,
+    fam_path: str | Path = ".fam",
+    check_constant: bool = True,
+) -> tuple[np.ndarray, SampleMatchReport]:
+    """Match phenotype/covariate tables (indexed by (fid, iid)) to the .fam order.
+
+    Returns the .fam row indices kept (in .fam order) and a report.  IDs in the phenotype
+    or covariate file that are absent from the .fam raise :class:`DataError`; samples
+    missing a phenotype or covariate value are dropped and reported.
+    """
+    keys = pd.MultiIndex.from_frame(fam[["fid", "iid"]].astype(str))
+    keep = np.ones(len(fam), dtype=bool)
+    reasons = np.array([""] * len(fam), dtype=object)
+    tables = [("phenotype", pheno), ("covariate", covar)]
+    for what, tab in tables:
+        if tab is None:
+            continue
+        if isinstance(tab, pd.Series):
+            tab = tab.to_frame()
+        if tab.index.has_duplicates:
+            d = tab.index[tab.index.duplicated()][0]
+            raise DataError(f"{what} table: duplicated sample ID FID={d[0]!r} IID={d[1]!r}.")
+        absent = tab.index.difference(keys)
+        if len(absent):
+            ex = ", ".join(f"{f}/{i}" for f, i in list(absent)[:5])
+            raise DataError(
+                f"{what} table: {len(absent)} sample ID(s) absent from {fam_path} "
+                f"(e.g. FID/IID {ex})."
+            )
+        aligned = tab.reindex(keys)
+        not_in = ~keys.isin(tab.index)
+        miss = aligned.isna().any(axis=1).to_numpy() & ~not_in
+        for mask, reason in ((not_in, f"not in {what} file"), (miss, f"missing {what} value")):
+            new = mask & keep
+            reasons[new] = reason
+            keep &= ~mask
+    if pheno is not None and check_constant:
+        tab = pheno.to_frame() if isinstance(pheno, pd.Series) else pheno
+        aligned = tab.reindex(keys).iloc[keep]
+        for c in aligned.columns:
+            v = pd.to_numeric(aligned[c], errors="coerce").to_numpy(dtype=float)
+            if len(v) and np.nanmax(v) == np.nanmin(v):
+                raise DataError(f"phenotype {c!r} is constant ({v[0]!r}) over the kept samples.")
+    dropped = fam.loc[~keep, ["fid", "iid"]].copy()
+    dropped["reason"] = reasons[~keep]
+    report = SampleMatchReport(
+        n_fam=len(fam), n_kept=int(keep.sum()), dropped=dropped.reset_index(drop=True)
+    )
+    return np.flatnonzero(keep), report
+
+
+@dataclass(frozen=True)
+class SnpFilterResult:
+    """SNPs passing the MAF / missingness filters and how many failed each."""
+
+    mask: np.ndarray = field(repr=False)
+    n_total: int
+    n_kept: int
+    n_missingness: int
+    n_maf: int
+    n_monomorphic: int
+    maf: np.ndarray = field(repr=False)
+    missing_rate: np.ndarray = field(repr=False)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.n_kept} of {self.n_total} SNPs kept ({self.n_missingness} failed "
+            f"missingness, {self.n_maf} failed MAF, {self.n_monomorphic} monomorphic)"
+        )
+
+
+def snp_stats(
+    plink: PlinkData, samples: np.ndarray | None = None, block_size: int = 2000
+) -> dict[str, np.ndarray]:
+    """Per-SNP A1 frequency, missing rate and genotype-class counts over ``samples``."""
+    m = plink.n_snps
+    out = {k: np.zeros(m) for k in ("freq", "missing", "n0", "n1", "n2")}
+    for idx, g in plink.iter_blocks(block_size, samples=samples):
+        nan = np.isnan(g)
+        n_obs = (~nan).sum(0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["freq"][idx] = np.nansum(g, 0) / (2.0 * n_obs)
+        out["missing"][idx] = nan.mean(0)
+        for k in range(3):
+            out[f"n{k}"][idx] = (g == k).sum(0)
+    return out
+
+
+def filter_snps(
+    plink: PlinkData,
+    maf: float = 0.01,
+    max_missing: float = 0.05,
+    samples: np.ndarray | None = None,
+    block_size: int = 2000,
+) -> SnpFilterResult:
+    """GEMMA's default SNP filters, computed over ``samples`` (GEMMA: the analyzed samples).
+
+    A SNP is dropped if its missing rate exceeds ``max_missing``, its minor allele
+    frequency is below ``maf``, or only one genotype class is observed (GEMMA's
+    polymorphism check).
+    """
+    st = snp_stats(plink, samples, block_size)
+    f = st["freq"]
+    mafv = np.minimum(f, 1 - f)
+    bad_miss = st["missing"] > max_missing
+    bad_maf = ~bad_miss & ~(mafv >= maf)
+    n0, n1, n2 = st["n0"], st["n1"], st["n2"]
+    mono = ((n0 + n1) == 0) | ((n1 + n2) == 0) | ((n0 + n2) == 0)
+    bad_mono = ~bad_miss & ~bad_maf & mono
+    mask = ~(bad_miss | bad_maf | bad_mono)
+    return SnpFilterResult(
+        mask=mask,
+        n_total=plink.n_snps,
+        n_kept=int(mask.sum()),
+        n_missingness=int(bad_miss.sum()),
+        n_maf=int(bad_maf.sum()),
+        n_monomorphic=int(bad_mono.sum()),
+        maf=mafv,
+        missing_rate=st["missing"],
+    )
