@@ -23,6 +23,11 @@ from lmmkit.results.lmm_result import LMMResult
 __version__ = "0.1.0"
 
 _LAZY = {
+    # inference
+    "anova": "lmmkit.inference.anova",
+    "coef_table": "lmmkit.inference.satterthwaite",
+    "confint": "lmmkit.inference.profile",
+    "r2_nakagawa": "lmmkit.inference.r2",
     # omics
     "combat": "lmmkit.omics.combat",
     "fit_combat": "lmmkit.omics.combat",

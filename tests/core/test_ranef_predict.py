@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from tests.conftest import REFERENCE
 
 import lmmkit
+from tests.conftest import REFERENCE
 
 REF = REFERENCE / "lme4" / "sleepstudy_reml_ranef.json"
 

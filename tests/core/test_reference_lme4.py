@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.conftest import REFERENCE, SHARED
 
 import lmmkit
+from tests.conftest import REFERENCE, SHARED
 
 DATA_OF = {
     "sleepstudy": "sleepstudy",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.genetics._genetics_helpers import reference, require_hs, simulate_genotypes, write_plink
 
 from lmmkit.errors import DataError, FileFormatError
 from lmmkit.genetics.grm import GRM, compute_grm, loco_grms, read_grm, write_grm
 from lmmkit.genetics.plink import read_plink
+from tests.genetics._genetics_helpers import reference, require_hs, simulate_genotypes, write_plink
 
 
 def _dense(g, normalization):

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import optimize, stats
-from tests.genetics._genetics_helpers import reference, require_hs
 
 from lmmkit.errors import DataError
 from lmmkit.genetics.heritability import heritability_from_plink, reml_heritability
+from tests.genetics._genetics_helpers import reference, require_hs
 
 RTOL = 1e-4
 
@@ -174,10 +174,9 @@ def test_heritability_input_errors():
 
 
 def test_eur_subset_pheno_file_covariates_end_to_end():
-    from tests.genetics._genetics_helpers import require_eur
-
     from lmmkit.genetics.grm import compute_grm
     from lmmkit.genetics.plink import match_samples, read_pheno_file, read_plink
+    from tests.genetics._genetics_helpers import require_eur
 
     eur = require_eur()
     pl = read_plink(eur)

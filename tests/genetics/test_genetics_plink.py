@@ -5,12 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from tests.genetics._genetics_helpers import (
-    require_eur,
-    require_hs,
-    simulate_genotypes,
-    write_plink,
-)
 
 from lmmkit.errors import DataError, FileFormatError
 from lmmkit.genetics.plink import (
@@ -19,6 +13,12 @@ from lmmkit.genetics.plink import (
     read_fam,
     read_pheno_file,
     read_plink,
+)
+from tests.genetics._genetics_helpers import (
+    require_eur,
+    require_hs,
+    simulate_genotypes,
+    write_plink,
 )
 
 

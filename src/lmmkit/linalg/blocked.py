@@ -30,6 +30,7 @@ import scipy.sparse as sp
 from scipy.linalg.lapack import dpotrf as _dpotrf
 
 from lmmkit.errors import ModelError
+from lmmkit.linalg.kernels import copy_scale_lower, schur_update_lower
 
 __all__ = ["TermBlock", "CrossProducts", "Factor", "build_cross_products", "factor", "theta_to_T"]
 
@@ -83,7 +84,11 @@ class CrossProducts:
     D1: np.ndarray  # (l1, p1, p1): Z1'Z1 per level
     Az1: sp.csr_matrix  # (Rz, q1) Z_rest' Z_1 with full p1-blocks
     A1z: sp.csr_matrix  # its transpose
-    pair_level: np.ndarray  # level of term 1 for each stored p1-block of Az1
+    pair_level: np.ndarray  # level of term 1 of each pattern entry
+    ptr: np.ndarray  # (l1 + 1,) level k's pattern entries are ptr[k]:ptr[k+1]
+    rows: np.ndarray  # (npairs,) rest-block row of each pattern entry (sorted per level)
+    V: np.ndarray  # (npairs, p1) values of Z_rest' Z_1 per pattern entry
+    schur_work: float  # multiply-adds of one Schur update, sum_k m_k^2 p1 / 2
     B1: np.ndarray  # (p + 1, l1, p1): [X y]' Z_1
     Arr: np.ndarray  # (R, R) dense: [Z_rest X y]'[Z_rest X y]
     X: np.ndarray  # weighted X (kept for refits of y)
@@ -148,9 +153,16 @@ def build_cross_products(terms: list[TermBlock], X: np.ndarray, y: np.ndarray) -
         Az1 = sp.csr_matrix((0, l1 * p1))
     if Az1.nnz % p1:
         raise AssertionError("internal: Z_rest'Z_1 lost its block pattern")
-    pair_level = Az1.indices[::p1] // p1 if p1 > 1 else Az1.indices
     A1z = Az1.T.tocsr()
     A1z.sort_indices()
+    # Level-major pattern: rows k*p1 + a of A1z share one pattern per level k.
+    counts = np.diff(A1z.indptr)
+    m = counts[::p1]
+    ptr = np.concatenate([[0], np.cumsum(m)]).astype(np.int64)
+    comp = np.repeat(np.arange(l1 * p1) % p1, counts)
+    rows_pat = A1z.indices[comp == 0].astype(np.int64)
+    V = np.column_stack([A1z.data[comp == a] for a in range(p1)]) if A1z.nnz else np.zeros((0, p1))
+    pair_level = np.repeat(np.arange(l1), m)
 
     Arr = np.zeros((R, R))
     for a, (ta, oa) in enumerate(zip(rest, offsets)):
@@ -163,7 +175,24 @@ def build_cross_products(terms: list[TermBlock], X: np.ndarray, y: np.ndarray) -
         Arr[oa : oa + ta.q, Rz:] = zx
         Arr[Rz:, oa : oa + ta.q] = zx.T
     Arr[Rz:, Rz:] = XY.T @ XY
-    return CrossProducts(first, rest, offsets, Rz, p, D1, Az1, A1z, pair_level, B1, Arr, X)
+    return CrossProducts(
+        first,
+        rest,
+        offsets,
+        Rz,
+        p,
+        D1,
+        Az1,
+        A1z,
+        pair_level,
+        ptr,
+        rows_pat,
+        np.ascontiguousarray(V),
+        float((m.astype(float) ** 2).sum() * p1 / 2),
+        B1,
+        Arr,
+        X,
+    )
 
 
 def update_response(cp: CrossProducts, y: np.ndarray) -> None:
@@ -253,6 +282,22 @@ def _first_block(
     return 2.0 * float(np.log(np.diagonal(L1, axis1=1, axis2=2)).sum()), Minv, H3
 
 
+def _times_H(
+    V: np.ndarray, H: np.ndarray | tuple[np.ndarray, ...], level: np.ndarray
+) -> np.ndarray:
+    """Row i of the result is H[level[i]] @ V[i] (H symmetric; as components for p1 = 2)."""
+    p1 = V.shape[1]
+    if p1 == 1:
+        return V * H[level, 0, 0][:, None]  # type: ignore[index]
+    if p1 == 2:
+        h11, h12, h22 = (h[level] for h in H)
+        W = np.empty_like(V)
+        W[:, 0] = V[:, 0] * h11 + V[:, 1] * h12
+        W[:, 1] = V[:, 0] * h12 + V[:, 1] * h22
+        return W
+    return np.einsum("iab,ib->ia", H[level], V)  # type: ignore[index]
+
+
 def factor(cp: CrossProducts, theta: np.ndarray, full: bool = False) -> Factor:
     """Factor the penalized system at theta (the hot path of every fit). ``full`` also keeps
     the first block's inverses, needed for the conditional modes and variances."""
@@ -260,8 +305,8 @@ def factor(cp: CrossProducts, theta: np.ndarray, full: bool = False) -> Factor:
     p1 = cp.first.p
     logdet, M1inv, H = _first_block(Ts[0], cp.D1, full)
 
-    # Schur complement of the first block: S = A_rr - A_r1 H A_1r, then Lambda_rest.
-    S = cp.Arr.copy()
+    # Schur complement of the first block, S = Lambda_r'(A_rr - A_r1 H A_1r)Lambda_r + I,
+    # built on the lower triangle only (all LAPACK reads).
     B = cp.B1
     if p1 == 1:
         BH = B[:, :, 0] * H[None, :, 0, 0]
@@ -274,36 +319,34 @@ def factor(cp: CrossProducts, theta: np.ndarray, full: bool = False) -> Factor:
         BH = np.einsum("rla,lab->rlb", B, H)
     BH = BH.reshape(cp.p + 1, -1)  # [X y]'Z1 H
     Rz = cp.Rz
-    S[Rz:, Rz:] -= BH @ B.reshape(cp.p + 1, -1).T
-    if Rz:
-        if p1 == 1:
-            Fdata = cp.Az1.data * H[cp.pair_level, 0, 0]
-        elif p1 == 2:
-            h11, h12, h22 = (h[cp.pair_level] for h in H)
-            V = cp.Az1.data.reshape(-1, 2)
-            Fdata = np.empty_like(V)
-            Fdata[:, 0] = V[:, 0] * h11 + V[:, 1] * h12
-            Fdata[:, 1] = V[:, 0] * h12 + V[:, 1] * h22
-            Fdata = Fdata.ravel()
-        else:
-            V = cp.Az1.data.reshape(-1, p1)
-            Fdata = np.einsum("ia,iab->ib", V, H[cp.pair_level]).ravel()
-        F = sp.csr_matrix((Fdata, cp.Az1.indices, cp.Az1.indptr), shape=cp.Az1.shape)
-        S[:Rz, :Rz] -= (F @ cp.A1z).toarray()
-        zb = cp.Az1 @ BH.T
-        S[:Rz, Rz:] -= zb
-        S[Rz:, :Rz] -= zb.T
-        if all(t.p == 1 for t in cp.rest):
-            lam = np.ones(cp.R)
-            for t, off, T in zip(cp.rest, cp.rest_offsets, Ts[1:]):
-                lam[off : off + t.q] = T[0, 0]
-            S *= lam[:, None]
-            S *= lam[None, :]
-        else:
+    if Rz and all(t.p == 1 for t in cp.rest):
+        lam = np.ones(cp.R)
+        for t, off, T in zip(cp.rest, cp.rest_offsets, Ts[1:]):
+            lam[off : off + t.q] = T[0, 0]
+        S = np.empty_like(cp.Arr)
+        copy_scale_lower(cp.Arr, lam, S)
+        lam_rows = lam[cp.rows][:, None]
+        W = _times_H(cp.V, H, cp.pair_level)
+        schur_update_lower(S, cp.ptr, cp.rows, cp.V * lam_rows, W * lam_rows, Rz, cp.schur_work)
+        S[Rz:, :Rz] -= (cp.Az1 @ BH.T).T * lam[None, :Rz]
+        S[Rz:, Rz:] -= BH @ B.reshape(cp.p + 1, -1).T
+        S[np.arange(Rz), np.arange(Rz)] += 1.0
+    else:
+        S = cp.Arr.copy()
+        S[Rz:, Rz:] -= BH @ B.reshape(cp.p + 1, -1).T
+        if Rz:
+            schur_update_lower(
+                S, cp.ptr, cp.rows, cp.V, _times_H(cp.V, H, cp.pair_level), Rz, cp.schur_work
+            )
+            iu = np.triu_indices(Rz, 1)
+            S[iu] = S[iu[1], iu[0]]  # the kernel filled the lower triangle only
+            zb = cp.Az1 @ BH.T
+            S[:Rz, Rz:] -= zb
+            S[Rz:, :Rz] -= zb.T
             _lambda_t_rows(S, cp, Ts[1:])
             S = np.ascontiguousarray(S.T)
             _lambda_t_rows(S, cp, Ts[1:])
-        S[np.arange(Rz), np.arange(Rz)] += 1.0
+            S[np.arange(Rz), np.arange(Rz)] += 1.0
     L, info = _dpotrf(S, lower=1, overwrite_a=1, clean=1)
     if info != 0:
         return Factor(Ts, M1inv, L, np.inf, np.inf, np.inf, ok=False)

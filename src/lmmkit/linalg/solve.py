@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg as sla
+from scipy.linalg.lapack import dpotri
 
 from lmmkit.linalg.blocked import CrossProducts, Factor
+from lmmkit.linalg.kernels import selected_quadratic_forms
 
 __all__ = ["fixed_effects", "conditional_modes", "conditional_variances"]
 
@@ -67,33 +69,34 @@ def conditional_modes(
 
 
 def conditional_variances(
-    cp: CrossProducts, f: Factor, sigma2: float, chunk: int = 2048
+    cp: CrossProducts, f: Factor, sigma2: float
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Conditional covariance of b per level, sigma^2 Lambda (Lambda'Z'Z Lambda + I)^{-1} Lambda'
-    diagonal blocks (lme4's condVar, which conditions on beta)."""
-    l1, p1 = cp.first.nlevels, cp.first.p
+    """Conditional covariance of b per level: the diagonal blocks of
+    sigma^2 Lambda (Lambda'Z'Z Lambda + I)^{-1} Lambda' (lme4's condVar, conditional on beta).
+
+    With S the Schur complement of the first block (random-effects part), the rest's blocks
+    are the diagonal blocks of S^{-1}, and the first term's are
+    M1_k^{-1} + G_k' (Lambda_r S^{-1} Lambda_r') G_k with G_k = A_{z1,k} T1 M1_k^{-1}: only the
+    entries of S^{-1} on each level's pattern are read (a selected inverse).
+    """
     T1 = f.T[0]
     V1 = f.M1inv.copy()
     rest: list[np.ndarray] = []
     if cp.Rz:
-        Lzz = f.L[: cp.Rz, : cp.Rz]
-        Linv = sla.solve_triangular(Lzz, np.eye(cp.Rz), lower=True)
+        Lzz = np.array(f.L[: cp.Rz, : cp.Rz])
+        inv, info = dpotri(Lzz, lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("conditional variances: the factor is singular")
+        Sinv = np.tril(inv) + np.tril(inv, -1).T
         for t, off in zip(cp.rest, cp.rest_offsets):
-            C = Linv[:, off : off + t.q].reshape(cp.Rz, t.nlevels, t.p)
-            rest.append(np.einsum("cla,clb->lab", C, C))
-        # First term: M11^-1 + (L_zz^-1 M_r1 M11^-1)' (L_zz^-1 M_r1 M11^-1), per level.
-        V = cp.Az1.data.reshape(-1, p1)
+            blk = Sinv[off : off + t.q, off : off + t.q].reshape(t.nlevels, t.p, t.nlevels, t.p)
+            rest.append(np.einsum("lalb->lab", blk))
+        # Lambda_r S^-1 Lambda_r' (rows, then columns)
+        LS = _lambda_rest(cp, f, Sinv, transpose=False)
+        LSL = _lambda_rest(cp, f, np.ascontiguousarray(LS.T), transpose=False)
         K = np.einsum("ab,lbc->lac", T1, f.M1inv)  # T1 M1inv_k
-        G = np.einsum("ia,iab->ib", V, K[cp.pair_level]).ravel()
-        import scipy.sparse as sp
-
-        Gs = sp.csc_matrix(sp.csr_matrix((G, cp.Az1.indices, cp.Az1.indptr), shape=cp.Az1.shape))
-        for start in range(0, l1, chunk):
-            stop = min(l1, start + chunk)
-            dense = Gs[:, start * p1 : stop * p1].toarray()
-            dense = _lambda_rest(cp, f, dense, transpose=True)
-            W = (Linv @ dense).reshape(cp.Rz, stop - start, p1)
-            V1[start:stop] += np.einsum("cla,clb->lab", W, W)
+        G = np.ascontiguousarray(np.einsum("ia,iab->ib", cp.V, K[cp.pair_level]))
+        V1 += selected_quadratic_forms(LSL, cp.ptr, cp.rows, G, 2.0 * cp.schur_work * cp.first.p)
     cv1 = sigma2 * np.einsum("ab,lbc,dc->lad", T1, V1, T1)
     cvr = [sigma2 * np.einsum("ab,lbc,dc->lad", T, Vr, T) for T, Vr in zip(f.T[1:], rest)]
     return cv1, cvr
