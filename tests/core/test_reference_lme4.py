@@ -27,11 +27,12 @@ DATA_OF = {
     "mtcars": "mtcars",
     "insteval": "InstEval",
 }
-SLOW = {"insteval_reml", "insteval_ml", "insteval_ml_tight"}
+SLOW = {"insteval_reml"}  # InstEval ML (default and tight twins) runs by default
 
 
 def _sd_tolerance(path: Path) -> float:
-    """1e-4, except for a default-control lme4 fit that has a tight-control twin.
+    """1e-4, except for a default-control lme4 fit that has a tight-control twin (SDs,
+    correlations, and the SEs that depend on them).
 
     lme4's default BOBYQA stops at ftol_abs 1e-8. On flat likelihoods that leaves a small SD or
     correlation up to 2.1e-4 (relative) from the optimum: InstEval ML (dept SD; lme4's deviance
@@ -55,7 +56,25 @@ def _rel(a, b, floor: float = 1e-8) -> np.ndarray:
     return np.abs(a - b) / np.maximum(np.abs(b), floor)
 
 
+_FITS: dict[tuple, lmmkit.LMMResult] = {}
+
+
 def _fit(ref: dict, load):
+    """Fit once per (formula, data, REML, derived columns): twins share the fit."""
+    key = (
+        ref["formula"],
+        ref["name"].split("_")[0],
+        ref["REML"],
+        "weights_formula" in ref,
+        "late_definition" in ref,
+        "hp2_definition" in ref,
+    )
+    if key not in _FITS:
+        _FITS[key] = _fit_uncached(ref, load)
+    return _FITS[key]
+
+
+def _fit_uncached(ref: dict, load):
     data = load(DATA_OF[ref["name"].split("_")[0]])
     kwargs = {}
     if "weights_formula" in ref:
@@ -89,7 +108,8 @@ def test_agrees_with_lme4(path: Path, lme4_data) -> None:
     assert res.objective <= ref["objective"] + 1e-9 * abs(ref["objective"])  # optimum, not worse
     assert list(res.fixef.index) == list(np.atleast_1d(ref["fixef_names"]))
     assert _rel(res.fixef, ref["fixef"], floor=1e-3).max() < 1e-4
-    assert _rel(res.fixef_se, ref["fixef_se"]).max() < 1e-4
+    # the intercept SE of InstEval rides on the dept variance: same early-stop allowance
+    assert _rel(res.fixef_se, ref["fixef_se"]).max() < _sd_tolerance(path)
     assert list(res.varcorr["group"]) == list(np.atleast_1d(ref["vc_grp"]))
     sd_tol = _sd_tolerance(path)
     # an SD of exactly 0 (singular fits) is compared absolutely, to 1e-6
@@ -97,12 +117,3 @@ def test_agrees_with_lme4(path: Path, lme4_data) -> None:
     assert res.is_singular == bool(ref["singular"])
     assert abs(res.aic - ref["AIC"]) / ref["AIC"] < 1e-6
     assert abs(res.bic - ref["BIC"]) / ref["BIC"] < 1e-6
-
-
-def test_insteval_ml_objective_and_fixed_effects(lme4_data) -> None:
-    """InstEval, three crossed factors, ML (73,421 rows)."""
-    ref = json.loads((SHARED / "reference" / "lme4" / "insteval_ml.json").read_text())
-    res = lmmkit.lmm(ref["formula"], lme4_data("InstEval"), reml=False)
-    assert _rel(res.objective, ref["objective"]).max() < 1e-6
-    assert res.objective <= ref["objective"] + 1e-7  # at least as good an optimum as lme4's
-    assert _rel(res.fixef, ref["fixef"]).max() < 1e-4
