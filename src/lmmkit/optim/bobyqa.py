@@ -34,12 +34,14 @@ class OptControl:
     ftol_rel: float = 1e-15
     ftol_abs: float = 0.0
     xtol_abs: float = 1e-10
-    initial_step: float = 0.75
+    initial_step: float | None = None  # None: NLopt's own choice, as lme4 (nloptr) uses
     maxeval: int = 10_000
 
     def __post_init__(self) -> None:
         for name in ("ftol_rel", "ftol_abs", "xtol_abs", "initial_step"):
             v = getattr(self, name)
+            if v is None and name == "initial_step":
+                continue
             if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"control.{name} must be a non-negative number; got {v!r}.")
         if not isinstance(self.maxeval, int) or self.maxeval < 1:
@@ -94,7 +96,8 @@ def minimize_bobyqa(
     opt.set_ftol_rel(control.ftol_rel)
     opt.set_ftol_abs(control.ftol_abs)
     opt.set_xtol_abs(control.xtol_abs)
-    opt.set_initial_step(np.full(k, control.initial_step))
+    if control.initial_step is not None:
+        opt.set_initial_step(np.full(k, control.initial_step))
     opt.set_maxeval(control.maxeval)
     try:
         x = opt.optimize(np.asarray(theta0, dtype=float))
