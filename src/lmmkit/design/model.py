@@ -6,6 +6,7 @@ what to do. Dropped rows and dropped fixed-effect columns are recorded, never si
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -60,11 +61,21 @@ FORMULA_CONTEXT: dict[str, Any] = {
 }
 
 
+@functools.lru_cache(maxsize=256)
+def parsed_formula(expr: str) -> Any:
+    """formulaic's parse of a right-hand side, once per string (parsing dominates small fits)."""
+    import formulaic
+
+    return formulaic.Formula(expr)
+
+
 def model_matrix(expr: str, data: pd.DataFrame) -> Any:
     """formulaic's model matrix with R's common math functions in scope."""
     import formulaic
 
-    return formulaic.model_matrix(expr, data, na_action="raise", context=FORMULA_CONTEXT)
+    return formulaic.model_matrix(
+        parsed_formula(expr), data, na_action="raise", context=FORMULA_CONTEXT
+    )
 
 
 def lme4_name(name: str) -> str:
@@ -146,10 +157,8 @@ def _levels_and_index(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _required_variables(expr: str) -> set[str]:
-    import formulaic
-
     try:
-        return {str(v) for v in formulaic.Formula(expr).required_variables}
+        return {str(v) for v in parsed_formula(expr).required_variables}
     except Exception:
         return set()
 
