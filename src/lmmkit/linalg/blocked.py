@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from scipy.linalg.lapack import dpotrf as _dpotrf
 
 from lmmkit.errors import ModelError
-from lmmkit.linalg.kernels import copy_scale_lower, schur_update_lower
+from lmmkit.linalg.kernels import copy_scale_lower, first_block_small, schur_update_lower
 
 __all__ = ["TermBlock", "CrossProducts", "Factor", "build_cross_products", "factor", "theta_to_T"]
 
@@ -242,82 +242,48 @@ def _lambda_t_rows(S: np.ndarray, cp: CrossProducts, Ts: list[np.ndarray]) -> No
 
 
 def _first_block(
-    T1: np.ndarray, D1: np.ndarray, full: bool
-) -> tuple[float, np.ndarray | None, np.ndarray | tuple[np.ndarray, ...]]:
-    """log|M1|, M1^-1 (only when ``full``) and H = T1 M1^-1 T1' per level, M1 = T1' D1 T1 + I.
-
-    Closed forms for p1 = 1 and 2 (the common cases; H as its three distinct components for
-    p1 = 2), batched LAPACK otherwise.
-    """
+    T1: np.ndarray, D1: np.ndarray, B1: np.ndarray, full: bool
+) -> tuple[float, np.ndarray | None, np.ndarray, np.ndarray]:
+    """log|M1|, M1^-1 (when ``full``), H = T1 M1^-1 T1' per level (M1 = T1' D1 T1 + I), and
+    the [X y] Schur term sum_k B_k H_k B_k'. Fused compiled loop for p1 <= 2, LAPACK above."""
     p1 = T1.shape[0]
-    if p1 == 1:
-        t2 = T1[0, 0] ** 2
-        m = t2 * D1[:, 0, 0] + 1.0
-        inv = 1.0 / m
-        return (
-            float(np.log(m).sum()),
-            inv[:, None, None] if full else None,
-            (t2 * inv)[:, None, None],
-        )
-    if p1 == 2:
-        a, b, c = float(T1[0, 0]), float(T1[1, 0]), float(T1[1, 1])
-        d11, d12, d22 = D1[:, 0, 0], D1[:, 0, 1], D1[:, 1, 1]
-        m11 = (a * a) * d11 + (2.0 * a * b) * d12 + (b * b) * d22 + 1.0
-        m12 = c * a * d12 + (c * b) * d22
-        m22 = (c * c) * d22 + 1.0
-        det = m11 * m22 - m12 * m12
-        i11, i12, i22 = m22 / det, -m12 / det, m11 / det
-        r = b * i11 + c * i12
-        H = ((a * a) * i11, a * r, r * b + (b * i12 + c * i22) * c)
-        Minv = None
-        if full:
-            Minv = np.empty((len(det), 2, 2))
-            Minv[:, 0, 0], Minv[:, 0, 1], Minv[:, 1, 0], Minv[:, 1, 1] = i11, i12, i12, i22
-        return float(np.log(det).sum()), Minv, H
+    if p1 <= 2:
+        logdet, Minv, H, BHB = first_block_small(T1, D1, B1, full)
+        return logdet, Minv if full else None, H, BHB
     M1 = np.einsum("ba,lbc,cd->lad", T1, D1, T1)
     M1[:, np.arange(p1), np.arange(p1)] += 1.0
     L1 = np.linalg.cholesky(M1)
     Minv = np.linalg.inv(M1)
-    H3 = np.einsum("ab,lbc,dc->lad", T1, Minv, T1)
-    return 2.0 * float(np.log(np.diagonal(L1, axis1=1, axis2=2)).sum()), Minv, H3
+    H = np.einsum("ab,lbc,dc->lad", T1, Minv, T1)
+    BH = np.einsum("rla,lab->rlb", B1, H).reshape(B1.shape[0], -1)
+    BHB = BH @ B1.reshape(B1.shape[0], -1).T
+    logdet = 2.0 * float(np.log(np.diagonal(L1, axis1=1, axis2=2)).sum())
+    return logdet, Minv, H, BHB
 
 
-def _times_H(
-    V: np.ndarray, H: np.ndarray | tuple[np.ndarray, ...], level: np.ndarray
-) -> np.ndarray:
-    """Row i of the result is H[level[i]] @ V[i] (H symmetric; as components for p1 = 2)."""
+def _times_H(V: np.ndarray, H: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """Row i of the result is H[level[i]] @ V[i] (H symmetric)."""
     p1 = V.shape[1]
     if p1 == 1:
-        return V * H[level, 0, 0][:, None]  # type: ignore[index]
+        return V * H[level, 0, 0][:, None]
     if p1 == 2:
-        h11, h12, h22 = (h[level] for h in H)
+        Hl = H[level]
         W = np.empty_like(V)
-        W[:, 0] = V[:, 0] * h11 + V[:, 1] * h12
-        W[:, 1] = V[:, 0] * h12 + V[:, 1] * h22
+        W[:, 0] = V[:, 0] * Hl[:, 0, 0] + V[:, 1] * Hl[:, 0, 1]
+        W[:, 1] = V[:, 0] * Hl[:, 0, 1] + V[:, 1] * Hl[:, 1, 1]
         return W
-    return np.einsum("iab,ib->ia", H[level], V)  # type: ignore[index]
+    return np.einsum("iab,ib->ia", H[level], V)
 
 
 def factor(cp: CrossProducts, theta: np.ndarray, full: bool = False) -> Factor:
     """Factor the penalized system at theta (the hot path of every fit). ``full`` also keeps
     the first block's inverses, needed for the conditional modes and variances."""
     Ts = _split_theta(np.asarray(theta, dtype=float), cp.term_ps)
-    p1 = cp.first.p
-    logdet, M1inv, H = _first_block(Ts[0], cp.D1, full)
+    logdet, M1inv, H, BHB = _first_block(Ts[0], cp.D1, cp.B1, full)
 
     # Schur complement of the first block, S = Lambda_r'(A_rr - A_r1 H A_1r)Lambda_r + I,
     # built on the lower triangle only (all LAPACK reads).
     B = cp.B1
-    if p1 == 1:
-        BH = B[:, :, 0] * H[None, :, 0, 0]
-    elif p1 == 2:
-        h11, h12, h22 = H
-        BH = np.empty_like(B)
-        BH[..., 0] = B[..., 0] * h11 + B[..., 1] * h12
-        BH[..., 1] = B[..., 0] * h12 + B[..., 1] * h22
-    else:
-        BH = np.einsum("rla,lab->rlb", B, H)
-    BH = BH.reshape(cp.p + 1, -1)  # [X y]'Z1 H
     Rz = cp.Rz
     if Rz and all(t.p == 1 for t in cp.rest):
         lam = np.ones(cp.R)
@@ -328,13 +294,15 @@ def factor(cp: CrossProducts, theta: np.ndarray, full: bool = False) -> Factor:
         lam_rows = lam[cp.rows][:, None]
         W = _times_H(cp.V, H, cp.pair_level)
         schur_update_lower(S, cp.ptr, cp.rows, cp.V * lam_rows, W * lam_rows, Rz, cp.schur_work)
+        BH = np.einsum("rla,lab->rlb", B, H).reshape(cp.p + 1, -1)  # [X y]'Z1 H
         S[Rz:, :Rz] -= (cp.Az1 @ BH.T).T * lam[None, :Rz]
-        S[Rz:, Rz:] -= BH @ B.reshape(cp.p + 1, -1).T
+        S[Rz:, Rz:] -= BHB
         S[np.arange(Rz), np.arange(Rz)] += 1.0
     else:
         S = cp.Arr.copy()
-        S[Rz:, Rz:] -= BH @ B.reshape(cp.p + 1, -1).T
+        S[Rz:, Rz:] -= BHB
         if Rz:
+            BH = np.einsum("rla,lab->rlb", B, H).reshape(cp.p + 1, -1)
             schur_update_lower(
                 S, cp.ptr, cp.rows, cp.V, _times_H(cp.V, H, cp.pair_level), Rz, cp.schur_work
             )

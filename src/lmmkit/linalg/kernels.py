@@ -16,7 +16,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["schur_update_lower", "copy_scale_lower", "selected_quadratic_forms"]
+__all__ = [
+    "schur_update_lower",
+    "copy_scale_lower",
+    "selected_quadratic_forms",
+    "first_block_small",
+]
 
 TILE_ROWS = 128  # rows of S per tile (128 x 2,000 doubles = 2 MB stays in cache); measured best
 PARALLEL_MIN_WORK = (
@@ -96,6 +101,60 @@ def _selected_quadratic_forms(
                     for b in range(p1):
                         out[k, a, b] += gia * G[j, b]
     return out
+
+
+@njit(cache=True, nogil=True)
+def first_block_small(
+    T1: np.ndarray, D1: np.ndarray, B1: np.ndarray, full: bool
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """First block for p1 in (1, 2), fused in one pass over the levels.
+
+    For M_k = T1' D1_k T1 + I: log|M| summed over levels, M_k^{-1} (when ``full``),
+    H_k = T1 M_k^{-1} T1', and the Schur term sum_k B_k H_k B_k' of the [X y] rows.
+    """
+    nl, p1 = D1.shape[0], D1.shape[1]
+    r = B1.shape[0]
+    H = np.empty((nl, p1, p1))
+    Minv = np.empty((nl if full else 0, p1, p1))
+    BHB = np.zeros((r, r))
+    logdet = 0.0
+    if p1 == 1:
+        t2 = T1[0, 0] * T1[0, 0]
+        for k in range(nl):
+            m = t2 * D1[k, 0, 0] + 1.0
+            logdet += np.log(m)
+            h = t2 / m
+            H[k, 0, 0] = h
+            if full:
+                Minv[k, 0, 0] = 1.0 / m
+            for i in range(r):
+                bi = B1[i, k, 0] * h
+                for j in range(i + 1):
+                    BHB[i, j] += bi * B1[j, k, 0]
+    else:
+        a, b, c = T1[0, 0], T1[1, 0], T1[1, 1]
+        for k in range(nl):
+            d11, d12, d22 = D1[k, 0, 0], D1[k, 0, 1], D1[k, 1, 1]
+            m11 = a * a * d11 + 2.0 * a * b * d12 + b * b * d22 + 1.0
+            m12 = c * (a * d12 + b * d22)
+            m22 = c * c * d22 + 1.0
+            det = m11 * m22 - m12 * m12
+            logdet += np.log(det)
+            i11, i12, i22 = m22 / det, -m12 / det, m11 / det
+            q = b * i11 + c * i12
+            h11, h12, h22 = a * a * i11, a * q, q * b + (b * i12 + c * i22) * c
+            H[k, 0, 0], H[k, 0, 1], H[k, 1, 0], H[k, 1, 1] = h11, h12, h12, h22
+            if full:
+                Minv[k, 0, 0], Minv[k, 0, 1], Minv[k, 1, 0], Minv[k, 1, 1] = i11, i12, i12, i22
+            for i in range(r):
+                u0 = B1[i, k, 0] * h11 + B1[i, k, 1] * h12
+                u1 = B1[i, k, 0] * h12 + B1[i, k, 1] * h22
+                for j in range(i + 1):
+                    BHB[i, j] += u0 * B1[j, k, 0] + u1 * B1[j, k, 1]
+    for i in range(r):
+        for j in range(i):
+            BHB[j, i] = BHB[i, j]
+    return logdet, Minv, H, BHB
 
 
 # Each kernel compiled twice: serial (prange acts as range) and parallel over tiles/rows/levels.
