@@ -14,7 +14,14 @@ import pandas as pd
 import pytest
 
 import lmmkit
-from lmmkit.linalg.blocked import factor, theta_to_T
+from lmmkit.linalg.blocked import build_cross_products, factor, theta_to_T
+
+
+def _model(formula: str, data: pd.DataFrame, dense: bool) -> lmmkit.LinearMixedModel:
+    """The model with its cross-products built in the requested mode (block or dense)."""
+    model = lmmkit.LinearMixedModel(formula, data)
+    model.cp = build_cross_products(model.cp.terms, model.design.X, model.design.y, dense=dense)
+    return model
 
 
 def _data(seed: int = 1, n: int = 240) -> pd.DataFrame:
@@ -80,10 +87,11 @@ FORMULAS = [
 ]
 
 
+@pytest.mark.parametrize("dense", [False, True], ids=["block", "dense"])
 @pytest.mark.parametrize("formula", FORMULAS)
 @pytest.mark.parametrize("reml", [True, False])
-def test_blocked_deviance_equals_dense(formula: str, reml: bool) -> None:
-    model = lmmkit.LinearMixedModel(formula, _data())
+def test_blocked_deviance_equals_dense(formula: str, reml: bool, dense: bool) -> None:
+    model = _model(formula, _data(), dense)
     rng = np.random.default_rng(7)
     for _ in range(3):
         theta = np.abs(rng.normal(size=len(model.layout.theta0))) + 0.1
@@ -93,9 +101,10 @@ def test_blocked_deviance_equals_dense(formula: str, reml: bool) -> None:
         )
 
 
+@pytest.mark.parametrize("dense", [False, True], ids=["block", "dense"])
 @pytest.mark.parametrize("formula", FORMULAS)
-def test_cholesky_reproduces_the_matrix_it_factors(formula: str) -> None:
-    model = lmmkit.LinearMixedModel(formula, _data(3))
+def test_cholesky_reproduces_the_matrix_it_factors(formula: str, dense: bool) -> None:
+    model = _model(formula, _data(3), dense)
     theta = np.linspace(0.3, 1.2, len(model.layout.theta0))
     f = factor(model.cp, theta, full=True)
     L = f.L
@@ -115,6 +124,13 @@ def test_cholesky_reproduces_the_matrix_it_factors(formula: str) -> None:
     for t in d.terms:
         lams.append(np.kron(np.eye(t.nlevels), theta_to_T(theta[at : at + t.ntheta], t.p)))
         at += t.ntheta
+    if dense:  # one dense block: [Z Lambda, X, y]' [Z Lambda, X, y] + I on the Z part
+        ZL = np.hstack([zmat(t) @ lam for t, lam in zip(d.terms, lams)])
+        W = np.column_stack([ZL, d.X, d.y])
+        S = W.T @ W
+        S[: ZL.shape[1], : ZL.shape[1]] += np.eye(ZL.shape[1])
+        np.testing.assert_allclose(L @ L.T, S, rtol=1e-9, atol=1e-9 * np.abs(S).max())
+        return
     Z1L = zmat(first) @ lams[0]
     if rest:
         ZrL = np.hstack([zmat(t) @ lam for t, lam in zip(rest, lams[1:])])

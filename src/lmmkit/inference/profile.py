@@ -168,7 +168,7 @@ class _Profiler:
             y = y - d.offset
         if sw is not None:
             X, y = X * sw[:, None], y * sw
-        cp = build_cross_products([m.cp.first, *m.cp.rest], X, y)
+        cp = build_cross_products(m.cp.terms, X, y)
         logw = m._log_w  # noqa: SLF001
         n, p = m.n, len(keep)
         lower = m.layout.lower

@@ -76,7 +76,7 @@ def _lower_indices(p: int) -> tuple[np.ndarray, np.ndarray]:
 class CrossProducts:
     """theta-independent blocks. ``update_response`` refreshes the y-dependent parts only."""
 
-    first: TermBlock
+    first: TermBlock | None  # None: dense mode, every term is in the dense block
     rest: tuple[TermBlock, ...]
     rest_offsets: np.ndarray  # start of each rest term in the dense block
     Rz: int  # number of random effects in the rest
@@ -98,8 +98,12 @@ class CrossProducts:
         return self.Rz + self.p + 1
 
     @property
+    def terms(self) -> tuple[TermBlock, ...]:
+        return self.rest if self.first is None else (self.first, *self.rest)
+
+    @property
     def term_ps(self) -> list[int]:
-        return [self.first.p] + [t.p for t in self.rest]
+        return [t.p for t in self.terms]
 
 
 def _bincount_cross(idx: np.ndarray, a: np.ndarray, b: np.ndarray, nl: int) -> np.ndarray:
@@ -121,8 +125,28 @@ def _coo_cross(
     return rows.ravel(), cols.ravel(), vals.ravel()
 
 
-def build_cross_products(terms: list[TermBlock], X: np.ndarray, y: np.ndarray) -> CrossProducts:
-    first, rest = terms[0], tuple(terms[1:])
+DENSE_MAX_Q = 400  # several terms with at most this many random effects in all: one dense block
+
+
+def build_cross_products(
+    terms: list[TermBlock] | tuple[TermBlock, ...],
+    X: np.ndarray,
+    y: np.ndarray,
+    dense: bool | None = False,
+) -> CrossProducts:
+    """theta-independent blocks. ``dense=True`` puts every term in the dense block (for
+    several small terms one LAPACK call beats the block bookkeeping); ``None`` chooses."""
+    terms = tuple(terms)
+    if dense is None:
+        dense = len(terms) > 1 and sum(t.q for t in terms) <= DENSE_MAX_Q
+    if dense:
+        return _build(None, terms, X, y)
+    return _build(terms[0], terms[1:], X, y)
+
+
+def _build(
+    first: TermBlock | None, rest: tuple[TermBlock, ...], X: np.ndarray, y: np.ndarray
+) -> CrossProducts:
     p = X.shape[1]
     sizes = np.array([t.q for t in rest], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]) if rest else np.zeros(0, np.int64)
@@ -135,14 +159,17 @@ def build_cross_products(terms: list[TermBlock], X: np.ndarray, y: np.ndarray) -
             f"Order the terms so that the factor with most levels comes first (it is kept "
             f"sparse), or reduce the other factors' levels."
         )
-    l1, p1 = first.nlevels, first.p
-    D1 = _bincount_cross(first.index, first.Zx, first.Zx, l1)
     XY = np.column_stack([X, y])
-    B1 = _bincount_cross(first.index, XY, first.Zx, l1).transpose(1, 0, 2).copy()
+    if first is None:
+        first_index, first_Zx, l1, p1 = np.zeros(len(y), np.int64), np.zeros((len(y), 1)), 0, 1
+    else:
+        first_index, first_Zx, l1, p1 = first.index, first.Zx, first.nlevels, first.p
+    D1 = _bincount_cross(first_index, first_Zx, first_Zx, l1)
+    B1 = _bincount_cross(first_index, XY, first_Zx, l1).transpose(1, 0, 2).copy()
 
     # Z_rest' Z_1 as CSR with full p1-blocks (explicit zeros kept for a fixed pattern).
-    if rest:
-        trip = [_coo_cross(t.index, t.Zx, t.p, first.index, first.Zx, p1) for t in rest]
+    if rest and first is not None:
+        trip = [_coo_cross(t.index, t.Zx, t.p, first_index, first_Zx, p1) for t in rest]
         rows = np.concatenate([r + off for (r, _, _), off in zip(trip, offsets)])
         cols = np.concatenate([c for _, c, _ in trip])
         vals = np.concatenate([v for _, _, v in trip])
@@ -198,7 +225,8 @@ def build_cross_products(terms: list[TermBlock], X: np.ndarray, y: np.ndarray) -
 def update_response(cp: CrossProducts, y: np.ndarray) -> None:
     """Replace the y-dependent rows of the cross-products (for refit with a new response)."""
     first = cp.first
-    cp.B1[-1] = _bincount_cross(first.index, y[:, None], first.Zx, first.nlevels)[:, 0, :]
+    if first is not None:
+        cp.B1[-1] = _bincount_cross(first.index, y[:, None], first.Zx, first.nlevels)[:, 0, :]
     col = np.empty(cp.R)
     for t, off in zip(cp.rest, cp.rest_offsets):
         col[off : off + t.q] = _bincount_cross(t.index, t.Zx, y[:, None], t.nlevels).ravel()
@@ -275,10 +303,46 @@ def _times_H(V: np.ndarray, H: np.ndarray, level: np.ndarray) -> np.ndarray:
     return np.einsum("iab,ib->ia", H[level], V)
 
 
+def _factor_dense(cp: CrossProducts, Ts: list[np.ndarray]) -> Factor:
+    """Dense mode: S = Lambda'A Lambda + I on the random-effects part, one LAPACK call."""
+    Rz = cp.Rz
+    if all(t.p == 1 for t in cp.rest):
+        lam = np.ones(cp.R)
+        for t, off, T in zip(cp.rest, cp.rest_offsets, Ts):
+            lam[off : off + t.q] = T[0, 0]
+        S = cp.Arr * lam[:, None] * lam[None, :]
+    else:
+        S = cp.Arr.copy()
+        _lambda_t_rows(S, cp, Ts)
+        S = np.ascontiguousarray(S.T)
+        _lambda_t_rows(S, cp, Ts)
+    S[np.arange(Rz), np.arange(Rz)] += 1.0
+    return _finish(cp, Ts, None, S, 0.0)
+
+
+def _finish(
+    cp: CrossProducts,
+    Ts: list[np.ndarray],
+    M1inv: np.ndarray | None,
+    S: np.ndarray,
+    logdet: float,
+) -> Factor:
+    L, info = _dpotrf(S, lower=1, overwrite_a=1, clean=1)
+    if info != 0:
+        return Factor(Ts, M1inv, L, np.inf, np.inf, np.inf, ok=False)
+    d = np.diagonal(L)
+    Rz = cp.Rz
+    logdet += 2.0 * float(np.log(d[:Rz]).sum())
+    logdet_RX = 2.0 * float(np.log(d[Rz : Rz + cp.p]).sum())
+    return Factor(Ts, M1inv, L, logdet, logdet_RX, float(d[-1] ** 2))
+
+
 def factor(cp: CrossProducts, theta: np.ndarray, full: bool = False) -> Factor:
     """Factor the penalized system at theta (the hot path of every fit). ``full`` also keeps
     the first block's inverses, needed for the conditional modes and variances."""
     Ts = _split_theta(np.asarray(theta, dtype=float), cp.term_ps)
+    if cp.first is None:
+        return _factor_dense(cp, Ts)
     logdet, M1inv, H, BHB = _first_block(Ts[0], cp.D1, cp.B1, full)
 
     # Schur complement of the first block, S = Lambda_r'(A_rr - A_r1 H A_1r)Lambda_r + I,
@@ -315,11 +379,4 @@ def factor(cp: CrossProducts, theta: np.ndarray, full: bool = False) -> Factor:
             S = np.ascontiguousarray(S.T)
             _lambda_t_rows(S, cp, Ts[1:])
             S[np.arange(Rz), np.arange(Rz)] += 1.0
-    L, info = _dpotrf(S, lower=1, overwrite_a=1, clean=1)
-    if info != 0:
-        return Factor(Ts, M1inv, L, np.inf, np.inf, np.inf, ok=False)
-    d = np.diagonal(L)
-    logdet += 2.0 * float(np.log(d[:Rz]).sum())
-    logdet_RX = 2.0 * float(np.log(d[Rz : Rz + cp.p]).sum())
-    pwrss = float(d[-1] ** 2)
-    return Factor(Ts, M1inv, L, logdet, logdet_RX, pwrss)
+    return _finish(cp, Ts, M1inv, S, logdet)

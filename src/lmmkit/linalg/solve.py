@@ -12,7 +12,13 @@ from scipy.linalg.lapack import dpotri
 from lmmkit.linalg.blocked import CrossProducts, Factor
 from lmmkit.linalg.kernels import selected_quadratic_forms
 
-__all__ = ["fixed_effects", "conditional_modes", "conditional_variances"]
+__all__ = [
+    "fixed_effects",
+    "conditional_modes",
+    "conditional_variances",
+    "term_modes",
+    "term_condvars",
+]
 
 
 def _parts(cp: CrossProducts, f: Factor) -> tuple[np.ndarray, ...]:
@@ -34,10 +40,15 @@ def fixed_effects(cp: CrossProducts, f: Factor) -> tuple[np.ndarray, np.ndarray]
     return beta, Linv.T @ Linv
 
 
+def _rest_T(cp: CrossProducts, f: Factor) -> list[np.ndarray]:
+    """The relative covariance factors of the terms in the dense block."""
+    return f.T if cp.first is None else f.T[1:]
+
+
 def _lambda_rest(cp: CrossProducts, f: Factor, u: np.ndarray, transpose: bool) -> np.ndarray:
     """Lambda_rest u (or Lambda_rest' u) for u with Rz rows (any number of columns)."""
     out = np.empty_like(u)
-    for t, off, T in zip(cp.rest, cp.rest_offsets, f.T[1:]):
+    for t, off, T in zip(cp.rest, cp.rest_offsets, _rest_T(cp, f)):
         block = u[off : off + t.q].reshape(t.nlevels, t.p, -1)
         M = T.T if transpose else T
         out[off : off + t.q] = np.einsum("ab,lbr->lar", M, block).reshape(t.q, -1)
@@ -47,13 +58,24 @@ def _lambda_rest(cp: CrossProducts, f: Factor, u: np.ndarray, transpose: bool) -
 def conditional_modes(
     cp: CrossProducts, f: Factor, beta: np.ndarray
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """b = Lambda u per term: (l1, p1) for the first term and (l_j, p_j) for the rest."""
+    """(b of the first term, [b of the other terms]) for a block-mode factor."""
+    modes = term_modes(cp, f, beta)
+    return modes[0], modes[1:]
+
+
+def term_modes(cp: CrossProducts, f: Factor, beta: np.ndarray) -> list[np.ndarray]:
+    """b = Lambda u per term, (l_j, p_j) each, in the engine's term order."""
     Lzz, Lxz, _, lyz, _ = _parts(cp, f)
     if cp.Rz:
         u_rest = sla.solve_triangular(Lzz, lyz - Lxz.T @ beta, lower=True, trans="T")
         b_rest = _lambda_rest(cp, f, u_rest[:, None], transpose=False)[:, 0]
     else:
         b_rest = np.zeros(0)
+    rest = [
+        b_rest[off : off + t.q].reshape(t.nlevels, t.p) for t, off in zip(cp.rest, cp.rest_offsets)
+    ]
+    if cp.first is None:
+        return rest
     l1, p1 = cp.first.nlevels, cp.first.p
     rhs = cp.B1[-1] - np.einsum("rla,r->la", cp.B1[:-1], beta)
     if cp.Rz:
@@ -61,16 +83,18 @@ def conditional_modes(
     T1 = f.T[0]
     w = rhs @ T1  # Lambda_1' per level, as row vectors
     u1 = np.einsum("lab,lb->la", f.M1inv, w)
-    b1 = u1 @ T1.T
-    rest = [
-        b_rest[off : off + t.q].reshape(t.nlevels, t.p) for t, off in zip(cp.rest, cp.rest_offsets)
-    ]
-    return b1, rest
+    return [u1 @ T1.T, *rest]
 
 
 def conditional_variances(
     cp: CrossProducts, f: Factor, sigma2: float
 ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(first term's, [other terms']) conditional covariances for a block-mode factor."""
+    out = term_condvars(cp, f, sigma2)
+    return out[0], out[1:]
+
+
+def term_condvars(cp: CrossProducts, f: Factor, sigma2: float) -> list[np.ndarray]:
     """Conditional covariance of b per level: the diagonal blocks of
     sigma^2 Lambda (Lambda'Z'Z Lambda + I)^{-1} Lambda' (lme4's condVar, conditional on beta).
 
@@ -79,15 +103,17 @@ def conditional_variances(
     M1_k^{-1} + G_k' (Lambda_r S^{-1} Lambda_r') G_k with G_k = A_{z1,k} T1 M1_k^{-1}: only the
     entries of S^{-1} on each level's pattern are read (a selected inverse).
     """
+    rest: list[np.ndarray] = []
+    if cp.first is None:
+        Sinv = _rest_inverse(cp, f)
+        for t, off in zip(cp.rest, cp.rest_offsets):
+            blk = Sinv[off : off + t.q, off : off + t.q].reshape(t.nlevels, t.p, t.nlevels, t.p)
+            rest.append(np.einsum("lalb->lab", blk))
+        return [sigma2 * np.einsum("ab,lbc,dc->lad", T, V, T) for T, V in zip(f.T, rest)]
     T1 = f.T[0]
     V1 = f.M1inv.copy()
-    rest: list[np.ndarray] = []
     if cp.Rz:
-        Lzz = np.array(f.L[: cp.Rz, : cp.Rz])
-        inv, info = dpotri(Lzz, lower=1)
-        if info != 0:
-            raise np.linalg.LinAlgError("conditional variances: the factor is singular")
-        Sinv = np.tril(inv) + np.tril(inv, -1).T
+        Sinv = _rest_inverse(cp, f)
         for t, off in zip(cp.rest, cp.rest_offsets):
             blk = Sinv[off : off + t.q, off : off + t.q].reshape(t.nlevels, t.p, t.nlevels, t.p)
             rest.append(np.einsum("lalb->lab", blk))
@@ -99,4 +125,13 @@ def conditional_variances(
         V1 += selected_quadratic_forms(LSL, cp.ptr, cp.rows, G, 2.0 * cp.schur_work * cp.first.p)
     cv1 = sigma2 * np.einsum("ab,lbc,dc->lad", T1, V1, T1)
     cvr = [sigma2 * np.einsum("ab,lbc,dc->lad", T, Vr, T) for T, Vr in zip(f.T[1:], rest)]
-    return cv1, cvr
+    return [cv1, *cvr]
+
+
+def _rest_inverse(cp: CrossProducts, f: Factor) -> np.ndarray:
+    """S^{-1} for the random-effects part of the dense block, from its Cholesky factor."""
+    Lzz = np.array(f.L[: cp.Rz, : cp.Rz])
+    inv, info = dpotri(Lzz, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError("conditional variances: the factor is singular")
+    return np.tril(inv) + np.tril(inv, -1).T

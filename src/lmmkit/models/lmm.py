@@ -26,7 +26,7 @@ from lmmkit.linalg.blocked import (
     factor,
     update_response,
 )
-from lmmkit.linalg.solve import conditional_modes, conditional_variances, fixed_effects
+from lmmkit.linalg.solve import fixed_effects, term_condvars, term_modes
 from lmmkit.objective.profiled import profiled_deviance
 from lmmkit.optim.bobyqa import OptControl, OptSummary, minimize_bobyqa
 from lmmkit.results.lmm_result import LMMResult, RandomTermInfo
@@ -93,7 +93,9 @@ class LinearMixedModel:
                 "more observations than fixed effects."
             )
         self._y = d.y.copy()
-        self.cp: CrossProducts = build_cross_products(blocks, Xw, self._working_y(self._y))
+        self.cp: CrossProducts = build_cross_products(
+            blocks, Xw, self._working_y(self._y), dense=None
+        )
         self.layout = _layout(d)
 
     # ----------------------------------------------------------------- stages
@@ -146,10 +148,8 @@ class LinearMixedModel:
         n, p = self.n, self.p
         sigma2 = f.pwrss / (n - p if reml else n)
         beta, unscaled = fixed_effects(self.cp, f)
-        b1, brest = conditional_modes(self.cp, f, beta)
-        cv1, cvrest = conditional_variances(self.cp, f, sigma2)
-        modes = [b1, *brest]
-        condvars = [cv1, *cvrest]
+        modes = term_modes(self.cp, f, beta)
+        condvars = term_condvars(self.cp, f, sigma2)
 
         fitted = d.X @ beta
         if d.offset is not None:
