@@ -23,6 +23,22 @@ from lmmkit.results.lmm_result import LMMResult
 __version__ = "0.1.0"
 
 _LAZY = {
+    # generalized linear mixed models
+    "glmm": "lmmkit.glmm.model",
+    "glmm_nb": "lmmkit.glmm.nb",
+    "GLMMResult": "lmmkit.glmm.result",
+    "GeneralizedLinearMixedModel": "lmmkit.glmm.model",
+    # many features
+    "fit_many": "lmmkit.models.fit_many",
+    "variance_partition": "lmmkit.omics.varpart",
+    # multi-site validation
+    "site_summary": "lmmkit.validation.multisite",
+    "multisite_fit": "lmmkit.validation.multisite",
+    "cross_validate_sites": "lmmkit.validation.cross_validation",
+    "lock_plan": "lmmkit.validation.analysis_plan",
+    "load_plan": "lmmkit.validation.analysis_plan",
+    "run_plan": "lmmkit.validation.analysis_plan",
+    "validation_report": "lmmkit.report.html",
     # inference
     "anova": "lmmkit.inference.anova",
     "coef_table": "lmmkit.inference.satterthwaite",

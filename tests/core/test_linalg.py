@@ -20,7 +20,9 @@ from lmmkit.linalg.blocked import build_cross_products, factor, theta_to_T
 def _model(formula: str, data: pd.DataFrame, dense: bool) -> lmmkit.LinearMixedModel:
     """The model with its cross-products built in the requested mode (block or dense)."""
     model = lmmkit.LinearMixedModel(formula, data)
-    model.cp = build_cross_products(model.cp.terms, model.design.X, model.design.y, dense=dense)
+    model.use_cross_products(
+        build_cross_products(model.cp.terms, model.design.X, model.design.y, dense=dense)
+    )
     return model
 
 

@@ -69,10 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--factor", action="append", help="treat this column as categorical (repeatable)"
     )
     fit.add_argument("--json", help="write the result as JSON to this path (atomically)")
+    fit.add_argument("--family", help="GLMM family: binomial, poisson, negative_binomial, Gamma")
+    fit.add_argument("--trials", help="binomial: column with the number of trials")
     fit.set_defaults(func=_cmd_fit)
     demo = sub.add_parser("demo", help="fit the bundled examples and write plots")
     demo.add_argument("--out", default="lmmkit-demo", help="output folder (default: lmmkit-demo)")
     demo.set_defaults(func=_cmd_demo)
+    from lmmkit.validation.multisite import add_multisite_parsers
+
+    add_multisite_parsers(sub)
     return parser
 
 

@@ -26,6 +26,7 @@ from lmmkit.linalg.blocked import (
     factor,
     update_response,
 )
+from lmmkit.linalg.kernels import dense_scalar_parts
 from lmmkit.linalg.solve import fixed_effects, term_condvars, term_modes
 from lmmkit.objective.profiled import profiled_deviance
 from lmmkit.optim.bobyqa import OptControl, OptSummary, minimize_bobyqa
@@ -93,10 +94,18 @@ class LinearMixedModel:
                 "more observations than fixed effects."
             )
         self._y = d.y.copy()
-        self.cp: CrossProducts = build_cross_products(
-            blocks, Xw, self._working_y(self._y), dense=None
+        self.use_cross_products(
+            build_cross_products(blocks, Xw, self._working_y(self._y), dense=None)
         )
         self.layout = _layout(d)
+
+    def use_cross_products(self, cp: CrossProducts) -> None:
+        """Bind the theta-independent blocks (built in block or dense mode)."""
+        self.cp = cp
+        # dense mode with scalar terms: theta index of each random-effect row
+        self._row_term: np.ndarray | None = None
+        if cp.first is None and all(t.p == 1 for t in cp.rest):
+            self._row_term = np.repeat(np.arange(len(cp.rest)), [t.q for t in cp.rest])
 
     # ----------------------------------------------------------------- stages
     def _working_y(self, y: np.ndarray) -> np.ndarray:
@@ -105,6 +114,12 @@ class LinearMixedModel:
 
     def objective(self, theta: np.ndarray, reml: bool = True) -> float:
         """The profiled deviance (REML criterion or -2 log-likelihood) at theta."""
+        if self._row_term is not None:  # dense mode, scalar terms: one compiled call
+            ok, ld, ldx, r2 = dense_scalar_parts(
+                self.cp.Arr, np.asarray(theta, dtype=float), self._row_term, self.cp.Rz, self.p
+            )
+            f = Factor([], None, self.cp.Arr, ld, ldx, r2, ok=ok)
+            return profiled_deviance(f, self.n, self.p, reml, self._log_w)
         return profiled_deviance(factor(self.cp, theta), self.n, self.p, reml, self._log_w)
 
     def fit(
@@ -116,11 +131,9 @@ class LinearMixedModel:
         )
         return self._result(summary, reml)
 
-    def refit(
-        self, y: Any, *, reml: bool = True, control: OptControl | dict[str, Any] | None = None
-    ) -> LMMResult:
-        """Fit the same model to a new response (same rows as the fitted data, after any
-        rows dropped for missingness), reusing the model structure."""
+    def set_response(self, y: Any) -> None:
+        """Replace the response (same rows as the fit, after any rows dropped for
+        missingness), updating only the response's cross-products."""
         y = np.asarray(y, dtype=float).ravel()
         if (
             y.shape[0] == len(self.design.rows_used) + self.design.n_dropped
@@ -138,6 +151,12 @@ class LinearMixedModel:
             )
         self._y = y
         update_response(self.cp, self._working_y(y))
+
+    def refit(
+        self, y: Any, *, reml: bool = True, control: OptControl | dict[str, Any] | None = None
+    ) -> LMMResult:
+        """Fit the same model to a new response, reusing the model structure."""
+        self.set_response(y)
         return self.fit(reml=reml, control=control)
 
     # ----------------------------------------------------------------- result

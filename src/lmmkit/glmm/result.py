@@ -1,0 +1,530 @@
+"""The frozen result of a generalized linear mixed-model fit.
+
+Plain arrays and small tables, no reference to the data frame; picklable and exportable to
+JSON. Conventions follow glmer: ``loglik`` is ``logLik(fit)``, ``deviance`` is the sum of
+squared deviance residuals (``deviance(fit)``), ``vcov`` the finite-difference Hessian
+covariance (``vcov(fit)`` with its default ``use.hessian``) when available.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from lmmkit.errors import DataError, LmmkitWarning
+from lmmkit.optim.bobyqa import OptSummary
+from lmmkit.results.lmm_result import RandomTermInfo, _match_levels
+
+if TYPE_CHECKING:
+    from lmmkit.glmm.model import GeneralizedLinearMixedModel, _State
+
+__all__ = ["GLMMResult", "build_result"]
+
+
+class HessianWarning(LmmkitWarning):
+    """The finite-difference Hessian was unusable; vcov falls back to the RX-based one."""
+
+
+@dataclass(frozen=True)
+class GLMMResult:
+    formula: str
+    family: str
+    link: str
+    nagq: int
+    nobs: int
+    n_dropped: int
+    dropped_columns: tuple[str, ...]
+    fixef: pd.Series
+    vcov: pd.DataFrame
+    vcov_method: str  # "hessian" or "RX"
+    theta: np.ndarray
+    varcorr: pd.DataFrame
+    terms: tuple[RandomTermInfo, ...]
+    loglik: float
+    objective: float  # the minimized criterion (glmer's opt$fval)
+    deviance: float  # sum of squared deviance residuals (glmer's deviance())
+    npar: int
+    linear_predictor: np.ndarray
+    fitted: np.ndarray  # mu on the response scale (proportion for binomial)
+    response: np.ndarray  # y (proportion for binomial)
+    trials: np.ndarray
+    prior_weights: np.ndarray
+    optimization: OptSummary
+    stages: tuple[OptSummary, ...]
+    is_singular: bool
+    hessian: np.ndarray | None = None
+    offsets: tuple[str, ...] = ()
+    offset_name: str | None = None
+    fixed_spec: Any = field(repr=False, default=None)
+    fixed_kept: tuple[int, ...] = ()
+    fixed_part: np.ndarray | None = field(repr=False, default=None)  # X beta + offset
+    term_index: tuple[np.ndarray, ...] = field(repr=False, default=())
+    term_Zx: tuple[np.ndarray, ...] = field(repr=False, default=())
+    warnings: tuple[str, ...] = ()
+    nb_theta: float = math.nan  # negative binomial size (glmer.nb's theta), estimated
+    sigma: float = 1.0  # glmer's sigma(): 1 without a scale; Gamma: sqrt(pwrss / n)
+    array_offset: bool = False  # the fit's offset= was an array: newdata needs offset=
+
+    def _fam(self) -> Any:
+        from lmmkit.glmm.family import make_family, negative_binomial
+
+        if self.family == "negbin":
+            return negative_binomial(self.nb_theta)
+        return make_family(self.family, self.link)
+
+    # ----------------------------------------------------------------- derived values
+    @property
+    def fixef_se(self) -> pd.Series:
+        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.fixef.index)
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.loglik + 2.0 * self.npar
+
+    @property
+    def bic(self) -> float:
+        return -2.0 * self.loglik + self.npar * math.log(self.nobs)
+
+    @property
+    def df_residual(self) -> int:
+        return self.nobs - self.npar
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.terms:
+            out.setdefault(":".join(t.group), len(t.levels))
+        return out
+
+    @property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Conditional modes per grouping factor (lme4's ranef)."""
+        out: dict[str, pd.DataFrame] = {}
+        for t in self.terms:
+            key = ":".join(t.group)
+            frame = pd.DataFrame(
+                t.modes, index=pd.Index(t.levels, name=key), columns=list(t.columns)
+            )
+            out[key] = frame if key not in out else out[key].join(frame, rsuffix=f".{t.name}")
+        return out
+
+    @property
+    def ranef_condvar(self) -> dict[str, np.ndarray]:
+        """Conditional covariances of the modes, (nlevels, p, p) per term (condVar)."""
+        return {t.name: t.condvar for t in self.terms}
+
+    def _variance(self, mu: np.ndarray) -> np.ndarray:
+        if self.family == "binomial":
+            return mu * (1.0 - mu)
+        if self.family == "negbin":
+            return mu + mu * mu / self.nb_theta
+        if self.family == "gamma":
+            return mu * mu
+        return mu
+
+    def residuals(self, type: Literal["pearson", "deviance", "response"] = "pearson") -> np.ndarray:
+        y, mu, wt = self.response, self.fitted, self.prior_weights
+        if type == "response":
+            return y - mu
+        if type == "pearson":
+            return (y - mu) * np.sqrt(wt) / np.sqrt(self._variance(mu))
+        if type == "deviance":
+            d = self._fam().dev_resids(y, mu, wt)
+            return np.sign(y - mu) * np.sqrt(np.maximum(d, 0.0))
+        raise DataError(f"type must be 'pearson', 'deviance' or 'response'; got {type!r}.")
+
+    def overdispersion(self) -> dict[str, float]:
+        """Sum of squared Pearson residuals over the residual df, with the chi-square p-value
+        (ratio well above 1 suggests overdispersion)."""
+        chisq = float(np.sum(self.residuals("pearson") ** 2))
+        rdf = self.df_residual
+        return {
+            "chisq": chisq,
+            "ratio": chisq / rdf if rdf > 0 else math.nan,
+            "df": rdf,
+            "p_value": float(stats.chi2.sf(chisq, rdf)) if rdf > 0 else math.nan,
+        }
+
+    # ----------------------------------------------------------------- simulation
+    def simulate(
+        self, nsim: int = 1, *, seed: int | None = None, conditional: bool = False
+    ) -> np.ndarray:
+        """Responses (counts; successes for binomial) simulated from the fit, (n, nsim).
+        ``conditional=False`` draws new random effects (glmer's simulate(re.form=NA))."""
+        rng = np.random.default_rng(seed)
+        n = self.nobs
+        if conditional:
+            eta = np.repeat(self.linear_predictor[:, None], nsim, axis=1)
+        else:
+            eta = np.repeat(self.fixed_part[:, None], nsim, axis=1)
+            for t, idx, Zx in zip(self.terms, self.term_index, self.term_Zx):
+                k = self.terms.index(t)
+                T = _T_of(self.theta, self.terms, k)
+                u = rng.standard_normal((len(t.levels), len(t.columns), nsim))
+                b = np.einsum("ab,lbs->las", T, u)
+                eta += np.einsum("ip,ips->is", Zx, b[idx])
+        mu = self._fam().link.linkinv(eta)
+        if self.family == "binomial":
+            return rng.binomial(self.trials.astype(np.int64)[:, None], mu, size=(n, nsim)).astype(
+                float
+            )
+        if self.family == "negbin":
+            k = self.nb_theta
+            return rng.negative_binomial(k, k / (k + mu), size=(n, nsim)).astype(float)
+        if self.family == "gamma":
+            disp = self.sigma**2
+            return rng.gamma(1.0 / disp, mu * disp, size=(n, nsim))
+        return rng.poisson(mu, size=(n, nsim)).astype(float)
+
+    def quantile_residuals(
+        self, nsim: int = 250, *, seed: int = 0, conditional: bool = False
+    ) -> np.ndarray:
+        """DHARMa-style scaled residuals: the randomized empirical quantile of each observed
+        response among ``nsim`` simulated ones (uniform on (0, 1) under a correct model)."""
+        rng = np.random.default_rng(seed + 1)
+        sims = self.simulate(nsim, seed=seed, conditional=conditional)
+        obs = self.response * self.trials if self.family == "binomial" else self.response
+        if self.family != "gamma":  # integer responses: randomize ties (DHARMa)
+            sims = sims + rng.uniform(-0.5, 0.5, size=sims.shape)
+            obs = obs + rng.uniform(-0.5, 0.5, size=obs.shape)
+        return (sims < obs[:, None]).mean(axis=1)
+
+    # ----------------------------------------------------------------- prediction
+    def predict(
+        self,
+        newdata: pd.DataFrame | None = None,
+        *,
+        type: Literal["link", "response"] = "link",
+        allow_new_levels: bool = False,
+        include_random: bool = True,
+        offset: Any = None,
+    ) -> np.ndarray:
+        """Predictions on the link or response scale. New levels get the population-level
+        prediction (random effect 0) when ``allow_new_levels``, as glmer's allow.new.levels."""
+        if type not in ("link", "response"):
+            raise DataError(f"type must be 'link' or 'response'; got {type!r}.")
+        if newdata is None:
+            if include_random:
+                eta = self.linear_predictor.copy()
+            else:
+                eta = self.fixed_part.copy()
+        else:
+            eta = self._predict_link(newdata, allow_new_levels, include_random, offset)
+        if type == "link":
+            return eta
+        return self._fam().link.linkinv(eta)
+
+    def _predict_link(
+        self, newdata: pd.DataFrame, allow_new: bool, include_random: bool, offset: Any
+    ) -> np.ndarray:
+        if not isinstance(newdata, pd.DataFrame):
+            raise DataError(f"newdata must be a pandas DataFrame; got {type(newdata).__name__}.")
+        from lmmkit.design.model import FORMULA_CONTEXT, group_codes, model_matrix
+
+        try:
+            X = np.asarray(
+                self.fixed_spec.get_model_matrix(
+                    newdata, context=FORMULA_CONTEXT, na_action="raise"
+                ),
+                dtype=float,
+            )
+        except Exception as exc:
+            raise DataError(f"Cannot build the fixed-effects columns for newdata: {exc}") from exc
+        X = X[:, list(self.fixed_kept)]
+        pred = X @ self.fixef.to_numpy()
+        for expr in self.offsets:
+            pred = pred + np.asarray(model_matrix(f"0 + {{{expr}}}", newdata), dtype=float)[:, 0]
+        if offset is not None:
+            pred = pred + (
+                newdata[offset].to_numpy(float)
+                if isinstance(offset, str)
+                else np.asarray(offset, float)
+            )
+        elif self.array_offset:
+            raise DataError(
+                "the model was fitted with an offset given as an array; pass offset= (an array "
+                "or a column name of newdata) to predict for new data."
+            )
+        elif self.offset_name is not None:
+            if self.offset_name not in newdata.columns:
+                raise DataError(
+                    f"newdata lacks the offset column {self.offset_name!r} used in the fit."
+                )
+            pred = pred + newdata[self.offset_name].to_numpy(float)
+        if not include_random:
+            return pred
+        for t in self.terms:
+            missing = [g for g in t.group if g not in newdata.columns]
+            if missing:
+                raise DataError(
+                    f"newdata lacks grouping column(s) {missing} of random term {t.name!r}; "
+                    "add them, or predict with include_random=False."
+                )
+            codes = group_codes(newdata, t.group)
+            idx = _match_levels(codes, t.levels)
+            new = idx < 0
+            if new.any() and not allow_new:
+                bad = pd.unique(codes[new])[:5]
+                raise DataError(
+                    f"newdata has {int(new.sum())} row(s) with level(s) {list(bad)} of "
+                    f"{':'.join(t.group)!r} not seen in the fit. Pass allow_new_levels=True to "
+                    "predict them at the population level (random effect 0)."
+                )
+            Z = np.asarray(
+                t.spec.get_model_matrix(newdata, context=FORMULA_CONTEXT, na_action="raise"),
+                dtype=float,
+            )
+            contrib = np.einsum("ip,ip->i", Z, t.modes[np.where(new, 0, idx)])
+            pred = pred + np.where(new, 0.0, contrib)
+        return pred
+
+    # ----------------------------------------------------------------- reporting
+    def coef_table(self) -> pd.DataFrame:
+        se = self.fixef_se
+        z = self.fixef / se
+        return pd.DataFrame(
+            {
+                "Estimate": self.fixef,
+                "Std. Error": se,
+                "z value": z,
+                "Pr(>|z|)": 2.0 * stats.norm.sf(np.abs(z)),
+            }
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        vc = self.varcorr.astype(object).where(self.varcorr.notna(), None)
+        return {
+            "formula": self.formula,
+            "family": self.family,
+            "link": self.link,
+            "nagq": self.nagq,
+            "nb_theta": None if math.isnan(self.nb_theta) else self.nb_theta,
+            "sigma": self.sigma,
+            "nobs": self.nobs,
+            "n_dropped": self.n_dropped,
+            "dropped_columns": list(self.dropped_columns),
+            "objective": self.objective,
+            "loglik": self.loglik,
+            "deviance": self.deviance,
+            "aic": self.aic,
+            "bic": self.bic,
+            "npar": self.npar,
+            "fixef": dict(zip(self.fixef.index, map(float, self.fixef))),
+            "fixef_se": dict(zip(self.fixef.index, map(float, self.fixef_se))),
+            "vcov": self.vcov.to_numpy().tolist(),
+            "vcov_method": self.vcov_method,
+            "theta": list(map(float, self.theta)),
+            "varcorr": vc.to_dict(orient="records"),
+            "ngroups": self.ngroups,
+            "ranef": {
+                k: {
+                    "levels": [str(x) for x in v.index],
+                    "columns": list(v.columns),
+                    "modes": v.to_numpy().tolist(),
+                }
+                for k, v in self.ranef.items()
+            },
+            "overdispersion": self.overdispersion(),
+            "is_singular": self.is_singular,
+            "optimization": {
+                "optimizer": self.optimization.optimizer,
+                "evaluations": self.optimization.evaluations,
+                "stage1_evaluations": [s.evaluations for s in self.stages],
+                "status": self.optimization.status,
+                "converged": self.optimization.converged,
+                "seconds": self.optimization.seconds + sum(s.seconds for s in self.stages),
+            },
+            "fitted": self.fitted.tolist(),
+            "linear_predictor": self.linear_predictor.tolist(),
+            "warnings": list(self.warnings),
+        }
+
+    def to_json(self, path: str | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=1)
+        if path is not None:
+            from lmmkit._io import write_text_atomic
+
+            write_text_atomic(path, text)
+        return text
+
+    def summary(self) -> str:
+        how = (
+            "Laplace Approximation"
+            if self.nagq == 1
+            else f"Adaptive Gauss-Hermite Quadrature (nAGQ = {self.nagq})"
+            if self.nagq > 1
+            else "nAGQ = 0 (PIRLS estimates of the fixed effects)"
+        )
+        lines = [
+            f"Generalized linear mixed model fit by maximum likelihood ({how}) [lmmkit]",
+            f" Family: {self._fam().label}",
+            f"Formula: {self.formula}",
+            "",
+            f"{'AIC':>9}{'BIC':>10}{'logLik':>10}{'deviance':>10}{'df.resid':>10}",
+            f"{self.aic:9.1f}{self.bic:10.1f}{self.loglik:10.1f}{self.deviance:10.1f}"
+            f"{self.df_residual:10d}",
+            "",
+            "Random effects:",
+            f" {'Groups':<10}{'Name':<14}{'Variance':>10}{'Std.Dev.':>10}",
+        ]
+        vc = self.varcorr
+        for _, r in vc[vc["var2"].isna()].iterrows():
+            lines.append(f" {r['group']:<10}{r['var1']:<14}{r['vcov']:10.4g}{r['sdcor']:10.4g}")
+        ng = ", ".join(f"{k}, {v}" for k, v in self.ngroups.items())
+        lines += [f"Number of obs: {self.nobs}, groups:  {ng}", "", "Fixed effects:"]
+        lines.append(self.coef_table().to_string(float_format=lambda x: f"{x:.4g}"))
+        od = self.overdispersion()
+        lines += ["", f"Pearson chi2 / df = {od['ratio']:.3f} on {od['df']} df"]
+        if self.warnings:
+            lines += ["", "Notes:"] + [f"  {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def _T_of(theta: np.ndarray, terms: tuple[RandomTermInfo, ...], k: int) -> np.ndarray:
+    from lmmkit.linalg.blocked import theta_to_T
+
+    at = 0
+    for j, t in enumerate(terms):
+        m = len(t.columns) * (len(t.columns) + 1) // 2
+        if j == k:
+            return theta_to_T(theta[at : at + m], len(t.columns))
+        at += m
+    raise IndexError(k)
+
+
+def build_result(
+    model: GeneralizedLinearMixedModel,
+    opt: OptSummary,
+    s: _State,
+    theta: np.ndarray,
+    beta: np.ndarray,
+    nagq: int,
+    hess: np.ndarray | None,
+    stages: list[OptSummary],
+) -> GLMMResult:
+    d = model.design
+    names = list(d.fixef_names)
+    unscaled, condvars = model.final_quantities(theta, s)
+    V, method = unscaled, "RX"
+    notes = list(model.notes)
+    if hess is not None:
+        try:
+            inv = np.linalg.inv(hess)
+            Vh = (inv + inv.T)[model.nth :, model.nth :]
+            ok = np.all(np.isfinite(Vh)) and np.linalg.eigvalsh(Vh).min() > 0
+        except np.linalg.LinAlgError:
+            ok = False
+        if ok:
+            V, method = Vh, "hessian"
+        else:
+            msg = (
+                "the finite-difference Hessian of the deviance is not positive definite; the "
+                "fixed-effect covariance falls back to the RX-based one (as glmer's vcov)"
+            )
+            warnings.warn(msg + ".", HessianWarning, stacklevel=3)
+            notes.append(msg)
+    Ts = model._T(theta)
+    modes = model._b_from_u(s.u, Ts)
+    terms = tuple(
+        RandomTermInfo(t.name, t.group, tuple(t.levels.tolist()), t.columns, b, cv, t.spec)
+        for t, b, cv in zip(d.terms, modes, condvars)
+    )
+    rows: list[dict[str, Any]] = []
+    for t, T in zip(d.terms, Ts):
+        cov = T @ T.T
+        sd = np.sqrt(np.diag(cov))
+        for i, c in enumerate(t.columns):
+            rows.append(
+                {"group": t.name, "var1": c, "var2": None, "vcov": cov[i, i], "sdcor": sd[i]}
+            )
+        for i in range(t.p):
+            for j in range(i + 1, t.p):
+                den = sd[i] * sd[j]
+                rows.append(
+                    {
+                        "group": t.name,
+                        "var1": t.columns[i],
+                        "var2": t.columns[j],
+                        "vcov": cov[i, j],
+                        "sdcor": cov[i, j] / den if den > 0 else math.nan,
+                    }
+                )
+    sigma = 1.0
+    if model.family.name == "gamma":
+        # glmer's sigma for a scaled family: sqrt((Pearson chi-square + ||u||^2) / n)
+        wrss = float(np.sum(model.wt * (model.y - s.mu) ** 2 / s.mu**2))
+        usq = sum(float(np.sum(a * a)) for a in s.u)
+        sigma = math.sqrt((wrss + usq) / model.n)
+        for r in rows:
+            r["vcov"] *= sigma**2
+            r["sdcor"] *= sigma if r["var2"] is None else 1.0  # correlations unchanged
+        rows.append(
+            {"group": "Residual", "var1": None, "var2": None, "vcov": sigma**2, "sdcor": sigma}
+        )
+    varcorr = pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])
+    singular = model.singular(theta)
+    if singular:
+        notes.append("boundary (singular) fit: a random-effect variance is (nearly) zero")
+    if not opt.converged:
+        notes.append(f"optimizer status {opt.status}")
+    if getattr(model, "_separated", False) or np.any(np.abs(beta) > 15):
+        big = [n for n, b in zip(names, beta) if abs(b) > 10]
+        if big:
+            notes.append(
+                f"very large fixed effects {big}: (quasi-)complete separation; the estimates "
+                "are where the optimizer stopped, not finite maximum-likelihood values"
+            )
+    from lmmkit.design.model import lme4_name
+
+    all_names = [lme4_name(c) for c in d.fixed_spec.column_names]
+    kept = tuple(all_names.index(n) for n in d.fixef_names)
+    deviance = model._devres_sum(s.mu)
+    return GLMMResult(
+        formula=model.formula,
+        family=model.family.name,
+        link=model.family.link.name,
+        nagq=nagq,
+        nobs=model.n,
+        n_dropped=d.n_dropped,
+        dropped_columns=d.dropped_columns,
+        fixef=pd.Series(beta, index=names, name="fixef"),
+        vcov=pd.DataFrame(V, index=names, columns=names),
+        vcov_method=method,
+        theta=np.asarray(theta, float),
+        varcorr=varcorr,
+        terms=terms,
+        loglik=-0.5 * opt.fmin,
+        objective=float(opt.fmin),
+        deviance=deviance,
+        npar=model.nth + model.p + (1 if model.family.name in ("negbin", "gamma") else 0),
+        linear_predictor=s.eta.copy(),
+        fitted=s.mu.copy(),
+        response=model.y.copy(),
+        trials=model.ntrials.copy(),
+        prior_weights=model.wt.copy(),
+        optimization=opt,
+        stages=tuple(stages),
+        is_singular=singular,
+        hessian=hess,
+        offsets=model.parsed.offsets,
+        offset_name=model.offset_name,
+        fixed_spec=d.fixed_spec,
+        fixed_kept=kept,
+        fixed_part=model.off + model.X @ beta,
+        term_index=tuple(t.index for t in d.terms),
+        term_Zx=tuple(t.Zx for t in d.terms),
+        warnings=tuple(notes),
+        nb_theta=float(model.family.theta),
+        array_offset=model.array_offset,
+        sigma=sigma,
+    )

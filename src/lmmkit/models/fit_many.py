@@ -1,0 +1,186 @@
+"""The same mixed model for thousands of features (genes, probes, proteins).
+
+The design (fixed-effects matrix, random-effects terms and their cross-products) is built once
+per task; each feature is a refit that only replaces the response. A feature that cannot be
+fitted becomes a row with its reason, never an exception. Chunks of features are tasks for the
+executor seam (serial by default; a Dask cluster by address).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lmmkit.errors import DataError, LmmkitError
+from lmmkit.linalg.blocked import factor
+from lmmkit.linalg.solve import fixed_effects
+from lmmkit.models.lmm import SINGULAR_TOL, LinearMixedModel, _control
+from lmmkit.optim.bobyqa import OptControl, minimize_bobyqa
+
+__all__ = ["fit_many", "FeatureFit", "RESPONSE_PLACEHOLDER"]
+
+RESPONSE_PLACEHOLDER = "__response__"
+
+
+@dataclass(frozen=True)
+class FeatureFit:
+    """What one feature's fit reports in the tidy table (no conditional modes)."""
+
+    objective: float
+    sigma: float
+    theta: np.ndarray
+    beta: np.ndarray
+    term_cov: list[np.ndarray]  # sigma^2 T T' per term (p_j x p_j)
+    evaluations: int
+    converged: bool
+    singular: bool
+
+
+def fit_feature(
+    model: LinearMixedModel, y: np.ndarray, reml: bool, control: OptControl
+) -> FeatureFit:
+    """Refit ``model`` to response ``y`` and summarize it (the work of one feature)."""
+    model.set_response(y)
+    opt = minimize_bobyqa(
+        lambda th: model.objective(th, reml), model.layout.theta0, model.layout.lower, control
+    )
+    theta = np.array(opt.theta)
+    f = factor(model.cp, theta)
+    if not f.ok or not math.isfinite(opt.fmin):
+        raise LmmkitError("the penalized system is not positive definite at the optimum")
+    n, p = model.n, model.p
+    sigma2 = f.pwrss / (n - p if reml else n)
+    beta, _ = fixed_effects(model.cp, f)
+    cov = [sigma2 * T @ T.T for T in f.T]
+    singular = bool(np.any(theta[model.layout.lower == 0] < SINGULAR_TOL))
+    return FeatureFit(
+        opt.fmin, math.sqrt(sigma2), theta, beta, cov, opt.evaluations, opt.converged, singular
+    )
+
+
+def _check_inputs(expr: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
+    if not isinstance(expr, pd.DataFrame):
+        raise DataError(
+            f"expr must be a DataFrame of features (rows) x samples (columns); got {type(expr).__name__}."
+        )
+    if not isinstance(samples, pd.DataFrame):
+        raise DataError(
+            f"samples must be a DataFrame indexed by sample ID; got {type(samples).__name__}."
+        )
+    missing = [c for c in expr.columns if c not in samples.index]
+    if missing:
+        raise DataError(
+            f"{len(missing)} sample(s) of expr are not in samples' index, e.g. {missing[:5]}. "
+            "Index `samples` by the sample IDs used as expr's column names."
+        )
+    if expr.index.has_duplicates:
+        dup = expr.index[expr.index.duplicated()][:5].tolist()
+        raise DataError(f"expr has duplicated feature names, e.g. {dup}; make them unique.")
+    return samples.loc[list(expr.columns)]
+
+
+def _task(shared: dict[str, Any], chunk: tuple[list[Any], np.ndarray]) -> list[dict[str, Any]]:
+    names, values = chunk
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = LinearMixedModel(shared["formula"], shared["data"])
+    rows = []
+    for name, y in zip(names, values):
+        row: dict[str, Any] = {"feature": name}
+        bad = ~np.isfinite(y)
+        if bad.any():
+            row.update(ok=False, reason=f"{int(bad.sum())} missing or non-finite value(s)")
+            rows.append(row)
+            continue
+        if np.ptp(y) == 0:
+            row.update(ok=False, reason="constant across samples")
+            rows.append(row)
+            continue
+        try:
+            fit = fit_feature(model, y, shared["reml"], shared["control"])
+        except (LmmkitError, np.linalg.LinAlgError, ValueError) as exc:
+            row.update(ok=False, reason=str(exc))
+            rows.append(row)
+            continue
+        row.update(
+            ok=True,
+            reason="",
+            objective=fit.objective,
+            sigma=fit.sigma,
+            evaluations=fit.evaluations,
+            converged=fit.converged,
+            singular=fit.singular,
+        )
+        for nm, b in zip(shared["fixef_names"], fit.beta):
+            row[f"beta[{nm}]"] = b
+        for term, cov in zip(shared["terms"], fit.term_cov):
+            for i, c in enumerate(term[1]):
+                row[f"var[{term[0]}:{c}]"] = cov[i, i]
+        rows.append(row)
+    return rows
+
+
+def fit_many(
+    formula: str,
+    expr: pd.DataFrame,
+    samples: pd.DataFrame,
+    *,
+    reml: bool = False,
+    control: OptControl | dict[str, Any] | None = None,
+    executor: Any = None,
+    chunk_size: int = 500,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Fit ``response ~ formula`` for every row of ``expr`` (features x samples).
+
+    ``formula`` has no response (``"~ age + (1 | patient) + (1 | batch)"``); ``samples`` is
+    indexed by the sample IDs that are ``expr``'s columns. Returns one row per feature:
+    ``ok``, ``reason`` (why a feature failed), ``objective``, ``sigma``, ``beta[...]``,
+    ``var[term:column]``, ``evaluations``, ``converged``, ``singular``.
+    ML by default (variancePartition's choice); ``reml=True`` on request.
+    """
+    samples = _check_inputs(expr, samples)
+    rhs = formula.split("~", 1)[1] if "~" in formula else formula
+    full = f"{RESPONSE_PLACEHOLDER} ~ {rhs}"
+    values = expr.to_numpy(dtype=float)
+    first_ok = next((i for i in range(len(values)) if np.all(np.isfinite(values[i]))), None)
+    if first_ok is None:
+        raise DataError("Every feature has missing values; nothing can be fitted.")
+    data = samples.assign(**{RESPONSE_PLACEHOLDER: values[first_ok]}).reset_index(drop=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        probe = LinearMixedModel(full, data, na_action="raise")
+    shared = {
+        "formula": full,
+        "data": data,
+        "reml": reml,
+        "control": _control(control),
+        "fixef_names": probe.design.fixef_names,
+        "terms": [(t.name, t.columns) for t in probe.design.terms],
+    }
+    names = list(expr.index)
+    chunks = [
+        (names[i : i + chunk_size], values[i : i + chunk_size])
+        for i in range(0, len(names), chunk_size)
+    ]
+    from lmmkit.parallel.executor import SerialExecutor
+
+    ex = executor if executor is not None else SerialExecutor()
+    results = ex.map(_task, chunks, shared=shared)
+    if progress:
+        from tqdm.auto import tqdm
+
+        results = tqdm(
+            results, total=len(chunks), unit="chunk", desc=f"fit_many ({len(names)} features)"
+        )
+    rows = [row for chunk_rows in results for row in chunk_rows]
+    table = pd.DataFrame(rows).set_index("feature")
+    table.attrs["formula"] = formula
+    table.attrs["reml"] = reml
+    table.attrs["n_failed"] = int((~table["ok"]).sum())
+    return table
