@@ -63,6 +63,13 @@ def fit_feature(
     )
 
 
+def _rhs(formula: str) -> str:
+    """The right-hand side of a response-free formula such as '~ (1 | batch)'."""
+    if not isinstance(formula, str):
+        raise DataError(f"formula must be a string such as '~ (1 | batch)'; got {formula!r}.")
+    return formula.split("~", 1)[1] if "~" in formula else formula
+
+
 def _check_inputs(expr: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
     if not isinstance(expr, pd.DataFrame):
         raise DataError(
@@ -145,7 +152,7 @@ def fit_many(
     ML by default (variancePartition's choice); ``reml=True`` on request.
     """
     samples = _check_inputs(expr, samples)
-    rhs = formula.split("~", 1)[1] if "~" in formula else formula
+    rhs = _rhs(formula)
     full = f"{RESPONSE_PLACEHOLDER} ~ {rhs}"
     values = expr.to_numpy(dtype=float)
     first_ok = next((i for i in range(len(values)) if np.all(np.isfinite(values[i]))), None)
