@@ -72,3 +72,67 @@ def test_console_script_runs_demo(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert 'lmmkit.lmm("mpg ~ hp + (1 | am)", mtcars)' in proc.stdout
     assert (tmp_path / "sleepstudy_ranef.png").stat().st_size > 10_000
+
+
+def test_varpart_and_harmonize_commands(tmp_path, capsys) -> None:
+    import pandas as pd
+
+    from tests.conftest import shared_path
+
+    expr = pd.read_csv(shared_path("data", "omics", "bladder_exprs.csv.gz"), nrows=12)
+    expr.to_csv(tmp_path / "expr.csv", index=False)
+    pheno = shared_path("data", "omics", "bladder_pheno.csv")
+    out = tmp_path / "vp.tsv"
+    code = main(
+        [
+            "varpart",
+            "~ (1 | batch) + (1 | cancer)",
+            "--expr",
+            str(tmp_path / "expr.csv"),
+            "--samples",
+            str(pheno),
+            "--out",
+            str(out),
+            "--ratio",
+            "batch/cancer",
+        ]
+    )
+    assert code == 0
+    table = pd.read_csv(out, sep="\t", index_col=0)
+    assert len(table) == 12 and {"batch", "cancer", "Residuals", "batch/cancer"} <= set(
+        table.columns
+    )
+    assert (
+        main(
+            [
+                "harmonize",
+                "--expr",
+                str(tmp_path / "expr.csv"),
+                "--samples",
+                str(pheno),
+                "--batch",
+                "batch",
+                "--out",
+                str(tmp_path / "h.csv"),
+            ]
+        )
+        == 0
+    )
+    assert pd.read_csv(tmp_path / "h.csv", index_col=0).shape == (12, 57)
+    assert (
+        main(
+            [
+                "varpart",
+                "~ (1 | plate)",
+                "--expr",
+                str(tmp_path / "expr.csv"),
+                "--samples",
+                str(pheno),
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "Column 'plate' is not in the data" in err and "__response__" not in err
