@@ -135,4 +135,4 @@ def test_varpart_and_harmonize_commands(tmp_path, capsys) -> None:
         == 2
     )
     err = capsys.readouterr().err
-    assert "Column 'plate' is not in the data" in err and "__response__" not in err
+    assert "Column 'plate' is not in the data" in err and "feature_value ~ (1 | plate)" in err

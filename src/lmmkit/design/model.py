@@ -169,7 +169,7 @@ def _check_columns(parsed: ParsedFormula, data: pd.DataFrame) -> set[str]:
     names = set().union(*[_required_variables(e) for e in exprs])
     names |= {g for t in parsed.random for g in t.group}
     names |= _required_variables(parsed.response) or {parsed.response}
-    columns = [str(c) for c in data.columns if not str(c).startswith("__")]  # no internal names
+    columns = [str(c) for c in data.columns]
     for name in sorted(names):
         if name in data.columns:
             used.add(name)

@@ -24,7 +24,7 @@ from lmmkit.optim.bobyqa import OptControl, minimize_bobyqa
 
 __all__ = ["fit_many", "FeatureFit", "RESPONSE_PLACEHOLDER"]
 
-RESPONSE_PLACEHOLDER = "__response__"
+RESPONSE_PLACEHOLDER = "feature_value"  # the response column while one feature is fitted
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,11 @@ def _check_inputs(expr: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
     if expr.index.has_duplicates:
         dup = expr.index[expr.index.duplicated()][:5].tolist()
         raise DataError(f"expr has duplicated feature names, e.g. {dup}; make them unique.")
+    if RESPONSE_PLACEHOLDER in samples.columns:
+        raise DataError(
+            f"samples has a column named {RESPONSE_PLACEHOLDER!r}, which lmmkit uses for each "
+            "feature's values; rename it."
+        )
     return samples.loc[list(expr.columns)]
 
 
@@ -153,7 +158,7 @@ def fit_many(
     """
     samples = _check_inputs(expr, samples)
     rhs = _rhs(formula)
-    full = f"{RESPONSE_PLACEHOLDER} ~ {rhs}"
+    full = f"{RESPONSE_PLACEHOLDER} ~ {rhs.strip()}"
     values = expr.to_numpy(dtype=float)
     first_ok = next((i for i in range(len(values)) if np.all(np.isfinite(values[i]))), None)
     if first_ok is None:
