@@ -67,7 +67,7 @@ def _rhs(formula: str) -> str:
     """The right-hand side of a response-free formula such as '~ (1 | batch)'."""
     if not isinstance(formula, str):
         raise DataError(f"formula must be a string such as '~ (1 | batch)'; got {formula!r}.")
-    return formula.split("~", 1)[1] if "~" in formula else formula
+    return (formula.split("~", 1)[1] if "~" in formula else formula).strip()
 
 
 def _check_inputs(expr: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
@@ -158,7 +158,7 @@ def fit_many(
     """
     samples = _check_inputs(expr, samples)
     rhs = _rhs(formula)
-    full = f"{RESPONSE_PLACEHOLDER} ~ {rhs.strip()}"
+    full = f"{RESPONSE_PLACEHOLDER} ~ {rhs}"
     values = expr.to_numpy(dtype=float)
     first_ok = next((i for i in range(len(values)) if np.all(np.isfinite(values[i]))), None)
     if first_ok is None:
