@@ -28,7 +28,7 @@ from lmmkit.linalg.blocked import (
 )
 from lmmkit.linalg.kernels import dense_scalar_parts
 from lmmkit.linalg.solve import fixed_effects, term_condvars, term_modes
-from lmmkit.objective.profiled import profiled_deviance
+from lmmkit.objective.profiled import deviance_from_parts, profiled_deviance
 from lmmkit.optim.bobyqa import OptControl, OptSummary, minimize_bobyqa
 from lmmkit.results.lmm_result import LMMResult, RandomTermInfo
 
@@ -118,8 +118,7 @@ class LinearMixedModel:
             ok, ld, ldx, r2 = dense_scalar_parts(
                 self.cp.Arr, np.asarray(theta, dtype=float), self._row_term, self.cp.Rz, self.p
             )
-            f = Factor([], None, self.cp.Arr, ld, ldx, r2, ok=ok)
-            return profiled_deviance(f, self.n, self.p, reml, self._log_w)
+            return deviance_from_parts(ok, ld, ldx, r2, self.n, self.p, reml, self._log_w)
         return profiled_deviance(factor(self.cp, theta), self.n, self.p, reml, self._log_w)
 
     def fit(

@@ -15,18 +15,29 @@ import math
 
 from lmmkit.linalg.blocked import Factor
 
-__all__ = ["profiled_deviance"]
+__all__ = ["profiled_deviance", "deviance_from_parts"]
 
 
 def profiled_deviance(f: Factor, n: int, p: int, reml: bool, log_weights: float = 0.0) -> float:
-    if not f.ok or f.pwrss <= 0.0:
+    return deviance_from_parts(f.ok, f.logdet_L, f.logdet_RX, f.pwrss, n, p, reml, log_weights)
+
+
+def deviance_from_parts(
+    ok: bool,
+    logdet_L: float,
+    logdet_RX: float,
+    pwrss: float,
+    n: int,
+    p: int,
+    reml: bool,
+    log_weights: float = 0.0,
+) -> float:
+    """The deviance from its pieces (log-determinants and r^2); inf when not factorable."""
+    if not ok or pwrss <= 0.0:
         return math.inf
     if reml:
         dof = n - p
         return (
-            f.logdet_L
-            + f.logdet_RX
-            + dof * (1.0 + math.log(2.0 * math.pi * f.pwrss / dof))
-            - log_weights
+            logdet_L + logdet_RX + dof * (1.0 + math.log(2.0 * math.pi * pwrss / dof)) - log_weights
         )
-    return f.logdet_L + n * (1.0 + math.log(2.0 * math.pi * f.pwrss / n)) - log_weights
+    return logdet_L + n * (1.0 + math.log(2.0 * math.pi * pwrss / n)) - log_weights
