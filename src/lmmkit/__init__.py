@@ -31,6 +31,7 @@ _LAZY = {
     # many features
     "fit_many": "lmmkit.models.fit_many",
     "variance_partition": "lmmkit.omics.varpart",
+    "batch_predictability": "lmmkit.omics.diagnostics",
     # multi-site validation
     "site_summary": "lmmkit.validation.multisite",
     "multisite_fit": "lmmkit.validation.multisite",
