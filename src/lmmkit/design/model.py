@@ -254,8 +254,10 @@ def build_design(
     weights: Any = None,
     offset: Any = None,
     na_action: Literal["drop", "raise"] = "drop",
+    kernels: dict[str, Any] | None = None,
 ) -> Design:
-    """Check the data against the formula and build X, y and the random-effects terms."""
+    """Check the data against the formula and build X, y and the random-effects terms.
+    ``kernels`` maps grouping factors to prepared :class:`~lmmkit.design.kernels.Kernel`s."""
 
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame; got {type(data).__name__}.")
@@ -337,7 +339,7 @@ def build_design(
         X = X[:, keep]
         names = [names[j] for j in keep]
 
-    terms = _build_terms(parsed, clean, len(y))
+    terms = _build_terms(parsed, clean, len(y), kernels or {})
     return Design(
         y=y,
         X=X,
@@ -353,7 +355,9 @@ def build_design(
     )
 
 
-def _build_terms(parsed: ParsedFormula, data: pd.DataFrame, n: int) -> tuple[ReTerm, ...]:
+def _build_terms(
+    parsed: ParsedFormula, data: pd.DataFrame, n: int, kernels: dict[str, Any]
+) -> tuple[ReTerm, ...]:
 
     if not parsed.random:
         raise ModelError(
@@ -363,7 +367,16 @@ def _build_terms(parsed: ParsedFormula, data: pd.DataFrame, n: int) -> tuple[ReT
     built: list[tuple[RandomTermSpec, np.ndarray, np.ndarray, np.ndarray, Any, list[str]]] = []
     for spec in parsed.random:
         values = group_codes(data, spec.group)
-        levels, index = _levels_and_index(values)
+        kernel = kernels.get(spec.group_name)
+        if kernel is not None:
+            from lmmkit.design.kernels import kernel_index
+
+            levels, index = (
+                np.asarray(kernel.labels, dtype=object),
+                kernel_index(spec.group_name, kernel, values),
+            )
+        else:
+            levels, index = _levels_and_index(values)
         try:
             mm = model_matrix(spec.expr, data)
         except Exception as exc:
@@ -373,7 +386,15 @@ def _build_terms(parsed: ParsedFormula, data: pd.DataFrame, n: int) -> tuple[ReT
             ) from exc
         Zx = np.asarray(mm, dtype=float)
         cols = [lme4_name(c) for c in mm.columns]
-        _check_term(parsed, spec, len(levels), Zx.shape[1], n)
+        if kernel is not None:
+            if spec.expr.strip() != "1" or Zx.shape[1] != 1:
+                raise ModelError(
+                    f"A kernel for {spec.group_name!r} needs a random intercept (1 | "
+                    f"{spec.group_name}); term {spec.text} has columns {cols}.\n"
+                    f"{pointer(parsed.formula, *spec.span)}"
+                )
+        else:
+            _check_term(parsed, spec, len(levels), Zx.shape[1], n)
         built.append((spec, levels, index, Zx, mm.model_spec, cols))
 
     # lme4 (mkReTrms): when the numbers of levels are not non-increasing, order terms by

@@ -92,6 +92,9 @@ class CrossProducts:
     B1: np.ndarray  # (p + 1, l1, p1): [X y]' Z_1
     Arr: np.ndarray  # (R, R) dense: [Z_rest X y]'[Z_rest X y]
     X: np.ndarray  # weighted X (kept for refits of y)
+    # known-covariance terms: (offset, size, L) with K = L L'; the term's block of the dense
+    # part is expressed in the coordinates v of b = L v (dense mode only)
+    kernels: tuple[tuple[int, int, np.ndarray], ...] = ()
 
     @property
     def R(self) -> int:
@@ -232,8 +235,25 @@ def update_response(cp: CrossProducts, y: np.ndarray) -> None:
         col[off : off + t.q] = _bincount_cross(t.index, t.Zx, y[:, None], t.nlevels).ravel()
     col[cp.Rz : cp.Rz + cp.p] = cp.X.T @ y
     col[-1] = y @ y
+    for off, q, L in cp.kernels:
+        col[off : off + q] = L.T @ col[off : off + q]
     cp.Arr[:, -1] = col
     cp.Arr[-1, :] = col
+
+
+def apply_kernels(cp: CrossProducts, kernels: list[tuple[int, np.ndarray]]) -> None:
+    """Re-express known-covariance terms (dense mode): for each (term position, L) with
+    K = L L', the term's rows and columns of the dense block become L'(.) and (.)L, i.e.
+    Z is replaced by Z L, whose random effects v are independent with variance sigma_a^2."""
+    if cp.first is not None:
+        raise ValueError("known-covariance terms need the dense mode")
+    done = []
+    for position, L in kernels:
+        off, q = int(cp.rest_offsets[position]), cp.rest[position].q
+        cp.Arr[:, off : off + q] = cp.Arr[:, off : off + q] @ L
+        cp.Arr[off : off + q, :] = L.T @ cp.Arr[off : off + q, :]
+        done.append((off, q, L))
+    cp.kernels = tuple(done)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from lmmkit.linalg.blocked import (
     CrossProducts,
     Factor,
     TermBlock,
+    apply_kernels,
     build_cross_products,
     factor,
     update_response,
@@ -72,11 +73,27 @@ class LinearMixedModel:
         weights: Any = None,
         offset: Any = None,
         na_action: Literal["drop", "raise"] = "drop",
+        kernels: dict[str, Any] | None = None,
     ) -> None:
+        from lmmkit.design.kernels import prepare_kernel
+
         self.formula = formula
         self.parsed = parse_formula(formula)
+        groups = {t.group_name for t in self.parsed.random}
+        for name in kernels or {}:
+            if name not in groups:
+                raise DataError(
+                    f"kernels names {name!r}, which is not a grouping factor of the formula "
+                    f"(grouping factors: {sorted(groups)})."
+                )
+        self.kernels = {k: prepare_kernel(k, v) for k, v in (kernels or {}).items()}
         self.design = build_design(
-            self.parsed, data, weights=weights, offset=offset, na_action=na_action
+            self.parsed,
+            data,
+            weights=weights,
+            offset=offset,
+            na_action=na_action,
+            kernels=self.kernels,
         )
         d = self.design
         sw = np.sqrt(d.weights) if d.weights is not None else None
@@ -94,9 +111,19 @@ class LinearMixedModel:
                 "more observations than fixed effects."
             )
         self._y = d.y.copy()
-        self.use_cross_products(
-            build_cross_products(blocks, Xw, self._working_y(self._y), dense=None)
+        cp = build_cross_products(
+            blocks, Xw, self._working_y(self._y), dense=True if self.kernels else None
         )
+        if self.kernels:
+            apply_kernels(
+                cp,
+                [
+                    (i, self.kernels[":".join(t.group)].L)
+                    for i, t in enumerate(d.terms)
+                    if ":".join(t.group) in self.kernels
+                ],
+            )
+        self.use_cross_products(cp)
         self.layout = _layout(d)
 
     def use_cross_products(self, cp: CrossProducts) -> None:
@@ -168,6 +195,19 @@ class LinearMixedModel:
         beta, unscaled = fixed_effects(self.cp, f)
         modes = term_modes(self.cp, f, beta)
         condvars = term_condvars(self.cp, f, sigma2)
+        if self.cp.kernels:  # back from v to b = L v, with the full conditional covariance
+            from lmmkit.linalg.solve import _rest_inverse
+
+            Sinv = _rest_inverse(self.cp, f)
+            for j, t in enumerate(d.terms):
+                kern = self.kernels.get(":".join(t.group))
+                if kern is None:
+                    continue
+                off, q = int(self.cp.rest_offsets[j]), t.nlevels
+                theta_j = f.T[j][0, 0]
+                C = sigma2 * theta_j**2 * Sinv[off : off + q, off : off + q]
+                modes[j] = kern.L @ modes[j]
+                condvars[j] = np.einsum("ij,jk,ik->i", kern.L, C, kern.L)[:, None, None]
 
         fitted = d.X @ beta
         if d.offset is not None:
@@ -289,11 +329,17 @@ def lmm(
     offset: Any = None,
     na_action: Literal["drop", "raise"] = "drop",
     control: OptControl | dict[str, Any] | None = None,
+    kernels: dict[str, Any] | None = None,
 ) -> LMMResult:
     """Fit a linear mixed model with an lme4 formula, by REML (default) or ML.
+
+    ``kernels={"animal": K}`` makes the levels of ``(1 | animal)`` correlated through the
+    labelled positive semi-definite matrix K (kinship, GRM, pedigree A).
 
     >>> import lmmkit, pandas as pd
     >>> res = lmmkit.lmm("Reaction ~ Days + (Days | Subject)", sleepstudy)  # doctest: +SKIP
     """
-    model = LinearMixedModel(formula, data, weights=weights, offset=offset, na_action=na_action)
+    model = LinearMixedModel(
+        formula, data, weights=weights, offset=offset, na_action=na_action, kernels=kernels
+    )
     return model.fit(reml=reml, control=control)
