@@ -65,6 +65,9 @@ _LAZY = {
     "relationship_matrix": "lmmkit.genetics.pedigree",
     "relationship_inverse": "lmmkit.genetics.pedigree",
     "inbreeding": "lmmkit.genetics.pedigree",
+    "gwas": "lmmkit.genetics.gwas",
+    "genomic_control": "lmmkit.genetics.gwas",
+    "get_executor": "lmmkit.parallel.executor",
     # clinical validation
     "roc_auc": "lmmkit.validation.discrimination",
     "delong_test": "lmmkit.validation.discrimination",

@@ -1,0 +1,961 @@
+"""Genome-wide association with exact per-SNP linear-mixed-model tests (GEMMA ``-lmm 1..4``).
+
+Pipeline of :func:`gwas`:
+
+1. match phenotype / covariates to the .fam (samples missing either are dropped, counted);
+2. kinship: GEMMA's centered ``-gk 1`` matrix (SNP filters on the analyzed samples,
+   centering on all samples), plink2's standardized one, or a given GRM; with ``loco`` one
+   matrix per chromosome (leave that chromosome out) and a null model fitted per chromosome;
+3. one eigendecomposition per kinship (K re-centered on the analyzed samples, as GEMMA);
+4. SNP blocks are tasks for an :mod:`lmmkit.parallel` executor: read the block, apply
+   GEMMA's SNP filters on the analyzed samples (missing rate, MAF, a single genotype class,
+   collinearity with the covariates), mean-impute, rotate, run the Wald / LRT / score tests
+   (:mod:`lmmkit.genetics.lmm_assoc`);
+5. each finished block is written to ``OUT.parts/part_NNNNNN.npz`` and recorded in
+   ``OUT.parts/manifest.json`` (both atomically), so an interrupted run resumes where it
+   stopped; at the end the parts are merged into ``OUT`` (temp file + ``os.replace``), with
+   ``OUT.log`` (counts, genomic-control lambda), ``OUT.skipped.tsv`` and Manhattan / QQ
+   plots ``OUT.manhattan.png`` / ``OUT.qq.png``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from lmmkit.errors import DataError, FileFormatError
+from lmmkit.genetics import lmm_assoc
+from lmmkit.genetics.plink import PlinkData, match_samples, read_pheno_file, read_plink
+
+__all__ = [
+    "GwasResult",
+    "gwas",
+    "add_gwas_parser",
+    "run_gwas_cli",
+    "OUTPUT_COLUMNS",
+    "TESTS",
+    "genomic_control",
+]
+
+TESTS = ("wald", "lrt", "score")
+OUTPUT_COLUMNS = [
+    "chrom",
+    "snp",
+    "pos",
+    "a1",
+    "a0",
+    "af",
+    "n",
+    "beta",
+    "se",
+    "l_remle",
+    "l_mle",
+    "p_wald",
+    "p_lrt",
+    "p_score",
+]
+_STAT_COLUMNS = ["af", "n", "beta", "se", "l_remle", "l_mle", "p_wald", "p_lrt", "p_score"]
+_MANIFEST_VERSION = 1
+R2_MAX = 0.9999  # GEMMA drops SNPs with r^2 > 0.9999 against the covariates
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass
+class GwasResult:
+    """Association results (``table``, .bim order) and what was done to get them."""
+
+    table: pd.DataFrame = field(repr=False)
+    skipped: pd.DataFrame = field(repr=False)  # chrom, snp, pos, reason
+    n_samples: int
+    n_samples_dropped: dict[str, int]
+    n_tested: int
+    n_skipped: dict[str, int]
+    gc_lambda: float
+    null: dict[str, dict[str, float]]  # per kinship group ("all" or chromosome)
+    out: Path | None = None
+    log: list[str] = field(default_factory=list, repr=False)
+    seconds: float = float("nan")
+    resumed_blocks: int = 0
+
+    def __str__(self) -> str:
+        return "\n".join(self.log)
+
+
+def genomic_control(p: np.ndarray) -> float:
+    """Genomic-control lambda: median chi2(1) statistic of the p-values over 0.4549."""
+    p = np.asarray(p, float)
+    p = p[np.isfinite(p)]
+    if len(p) == 0:
+        return float("nan")
+    return float(np.median(stats.chi2.isf(p, 1)) / stats.chi2.ppf(0.5, 1))
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def _as_plink(plink) -> PlinkData:
+    return plink if isinstance(plink, PlinkData) else read_plink(plink)
+
+
+def _pheno_table(pl: PlinkData, pheno) -> tuple[pd.DataFrame, str]:
+    """The phenotype as a one-column frame indexed by (fid, iid)."""
+    keys = pd.MultiIndex.from_frame(pl.fam[["fid", "iid"]].astype(str))
+    if isinstance(pheno, (int, np.integer)) and not isinstance(pheno, bool):
+        y = pl.phenotype(int(pheno))
+        name = f"fam{int(pheno)}"
+        return pd.DataFrame({name: y}, index=keys), name
+    if isinstance(pheno, pd.DataFrame):
+        if pheno.shape[1] != 1:
+            raise DataError(
+                f"pheno: pass one phenotype column, got {pheno.shape[1]} "
+                f"({', '.join(map(str, pheno.columns))})."
+            )
+        pheno = pheno.iloc[:, 0]
+    if isinstance(pheno, pd.Series):
+        name = str(pheno.name) if pheno.name is not None else "pheno"
+        if isinstance(pheno.index, pd.MultiIndex):
+            s = pd.to_numeric(pheno, errors="coerce").astype(float)
+            bad = s.isna() & pheno.notna()
+            if bad.any():
+                raise DataError(
+                    f"phenotype {name!r} has non-numeric value {pheno[bad].iloc[0]!r} "
+                    f"(sample {bad[bad].index[0]}); lmmkit gwas analyzes quantitative traits."
+                )
+            return s.to_frame(name), name
+        pheno = pheno.to_numpy()
+    y = np.asarray(pheno, dtype=float).ravel()
+    if len(y) != pl.n_samples:
+        raise DataError(
+            f"pheno has {len(y)} values but {pl.prefix}.fam has {pl.n_samples} samples."
+        )
+    return pd.DataFrame({"pheno": y}, index=keys), "pheno"
+
+
+def _covar_table(pl: PlinkData, covariates) -> pd.DataFrame | None:
+    if covariates is None:
+        return None
+    keys = pd.MultiIndex.from_frame(pl.fam[["fid", "iid"]].astype(str))
+    if isinstance(covariates, pd.DataFrame) and isinstance(covariates.index, pd.MultiIndex):
+        return covariates
+    if isinstance(covariates, pd.DataFrame):
+        if len(covariates) != pl.n_samples:
+            raise DataError(
+                f"covariates have {len(covariates)} rows but {pl.prefix}.fam has "
+                f"{pl.n_samples} samples (or index them by (fid, iid))."
+            )
+        return covariates.set_axis(keys, axis=0)
+    x = np.asarray(covariates, dtype=float)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.shape[0] != pl.n_samples:
+        raise DataError(
+            f"covariates have {x.shape[0]} rows but {pl.prefix}.fam has {pl.n_samples} samples."
+        )
+    return pd.DataFrame(x, index=keys, columns=[f"x{j + 1}" for j in range(x.shape[1])])
+
+
+def _design(cov: pd.DataFrame | None, keep_keys: pd.MultiIndex) -> tuple[np.ndarray, list[str]]:
+    """Intercept + numeric covariates + dummy-coded categorical ones (first level dropped)."""
+    n = len(keep_keys)
+    cols = [np.ones(n)]
+    names = ["intercept"]
+    if cov is not None:
+        c = cov.reindex(keep_keys)
+        for name in c.columns:
+            v = c[name]
+            if pd.api.types.is_numeric_dtype(v):
+                a = v.to_numpy(dtype=float)
+                if np.ptp(a) == 0:
+                    continue  # constant: the intercept already covers it
+                cols.append(a)
+                names.append(str(name))
+            else:
+                levels = sorted(pd.unique(v.astype(str)))
+                for lev in levels[1:]:
+                    cols.append((v.astype(str) == lev).to_numpy(dtype=float))
+                    names.append(f"{name}[{lev}]")
+    w = np.column_stack(cols)
+    if np.linalg.matrix_rank(w) < w.shape[1]:
+        raise DataError(f"covariate matrix is rank deficient (columns {names}).")
+    return w, names
+
+
+# ----------------------------------------------------------------------------- block task
+
+
+@dataclass(frozen=True)
+class _Context:
+    """Everything a block task needs; shared by the tasks of one kinship group."""
+
+    plink: PlinkData
+    samples: np.ndarray  # .fam rows analyzed
+    model: lmm_assoc.NullModel
+    w: np.ndarray  # unrotated covariates (n, c) for the collinearity check
+    tests: tuple[str, ...]
+    maf: float
+    max_missing: float
+    blas_threads: int | None
+    chunk: int = 1024
+
+
+def _filter_block(g: np.ndarray, w_q: np.ndarray, maf: float, max_missing: float):
+    """Per-SNP stats over the analyzed samples and GEMMA's skip reasons ('' = tested)."""
+    n = g.shape[0]
+    nan = np.isnan(g)
+    n_obs = n - nan.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.nansum(g, 0) / n_obs
+    af = mean / 2.0
+    n0 = (g == 0).sum(0)
+    n1 = (g == 1).sum(0)
+    n2 = (g == 2).sum(0)
+    reason = np.full(g.shape[1], "", dtype=object)
+    mono = ((n0 + n1) == 0) | ((n1 + n2) == 0) | ((n0 + n2) == 0)
+    reason[mono] = "monomorphic"
+    mafv = np.minimum(af, 1.0 - af)
+    reason[(reason == "") & ~(mafv >= maf)] = f"MAF < {maf:g}"
+    reason[(reason == "") & (1.0 - n_obs / n > max_missing)] = f"missing rate > {max_missing:g}"
+    reason[n_obs == 0] = "all genotypes missing"
+    x = np.where(nan, np.where(np.isfinite(mean), mean, 0.0)[None, :], g)
+    ok = reason == ""
+    if ok.any() and w_q.shape[1] > 1:  # intercept only: collinear = monomorphic (done)
+        xs = x[:, ok]
+        xc = xs - xs.mean(0)
+        tss = np.einsum("ij,ij->j", xc, xc)
+        proj = w_q.T @ xs
+        rss = np.einsum("ij,ij->j", xs, xs) - np.einsum("ij,ij->j", proj, proj)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r2 = np.where(tss > 0, 1.0 - rss / tss, 1.0)
+        bad = np.flatnonzero(ok)[r2 > R2_MAX]
+        reason[bad] = "collinear with covariates"
+    return x, af, n_obs, reason
+
+
+def _run_block(ctx: _Context, item: tuple[int, np.ndarray]) -> dict[str, Any]:
+    """Association for one block of SNPs (module-level so it pickles for Dask)."""
+    block_id, snps = item
+    limiter = None
+    if ctx.blas_threads is not None:
+        from threadpoolctl import threadpool_limits
+
+        limiter = threadpool_limits(limits=ctx.blas_threads)
+    try:
+        g = ctx.plink.read(snps=_as_index(snps), samples=ctx.samples)
+        w_q = np.linalg.qr(ctx.w)[0]
+        x, af, n_obs, reason = _filter_block(g, w_q, ctx.maf, ctx.max_missing)
+        del g
+        m = len(snps)
+        res = {k: np.full(m, np.nan) for k in _STAT_COLUMNS}
+        res["af"] = af
+        res["n"] = n_obs.astype(float)
+        ok = np.flatnonzero(reason == "")
+        if len(ok):
+            xs = np.ascontiguousarray(x[:, ok])
+            del x
+            utx = ctx.model.u.T @ xs
+            del xs
+            for start in range(0, len(ok), ctx.chunk):
+                sl = slice(start, start + ctx.chunk)
+                out = lmm_assoc.assoc_rotated(ctx.model, utx[:, sl], ctx.tests)
+                for k, v in out.items():
+                    res[k][ok[sl]] = v
+        return {"block": block_id, "snps": np.asarray(snps), "reason": reason, **res}
+    finally:
+        if limiter is not None:
+            limiter.restore_original_limits()
+
+
+def _as_index(snps: np.ndarray):
+    snps = np.asarray(snps)
+    if len(snps) and snps[-1] - snps[0] + 1 == len(snps):
+        return slice(int(snps[0]), int(snps[-1]) + 1)
+    return snps
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _part_frame(pl: PlinkData, r: dict[str, Any]) -> pd.DataFrame:
+    df = pd.DataFrame({"index": np.asarray(r["snps"], dtype=np.int64)})
+    for k in _STAT_COLUMNS:
+        df[k] = np.asarray(r[k], dtype=np.float64)
+    df["reason"] = np.asarray(r["reason"], dtype=str)
+    return df
+
+
+def _write_part(path: Path, df: pd.DataFrame) -> None:
+    """Binary (exact) part file, written to a temporary file and moved into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(
+                fh,
+                index=df["index"].to_numpy(),
+                stats=df[_STAT_COLUMNS].to_numpy(dtype=np.float64),
+                reason=df["reason"].to_numpy(dtype=str),
+            )
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _read_part(path: Path) -> pd.DataFrame:
+    with np.load(path, allow_pickle=False) as z:
+        df = pd.DataFrame({"index": z["index"]})
+        stats_ = z["stats"]
+        for j, k in enumerate(_STAT_COLUMNS):
+            df[k] = stats_[:, j]
+        df["reason"] = z["reason"].astype(str)
+    return df
+
+
+class _Manifest:
+    """``OUT.parts/manifest.json``: run fingerprint and the finished blocks."""
+
+    def __init__(self, directory: Path, fingerprint: str, n_blocks: int):
+        self.dir = directory
+        self.path = directory / "manifest.json"
+        self.fingerprint = fingerprint
+        self.n_blocks = n_blocks
+        self.done: dict[int, str] = {}
+
+    def load_or_reset(self, log: list[str]) -> None:
+        if self.path.exists():
+            try:
+                data = json.loads(self.path.read_text())
+            except (OSError, json.JSONDecodeError):
+                data = {}
+            if (
+                data.get("version") == _MANIFEST_VERSION
+                and data.get("fingerprint") == self.fingerprint
+                and data.get("n_blocks") == self.n_blocks
+            ):
+                for k, f in data.get("done", {}).items():
+                    if (self.dir / f).exists():
+                        self.done[int(k)] = f
+                if self.done:
+                    log.append(
+                        f"resuming: {len(self.done)} of {self.n_blocks} blocks already done "
+                        f"in {self.dir}"
+                    )
+                return
+            log.append(f"discarding partial results in {self.dir} (different inputs/settings)")
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.save()
+
+    def save(self) -> None:
+        data = {
+            "version": _MANIFEST_VERSION,
+            "fingerprint": self.fingerprint,
+            "n_blocks": self.n_blocks,
+            "done": {str(k): v for k, v in sorted(self.done.items())},
+        }
+        _atomic_write_text(self.path, json.dumps(data, indent=1))
+
+    def add(self, block: int, filename: str) -> None:
+        self.done[block] = filename
+        self.save()
+
+
+def _file_sig(path: Path) -> list:
+    st = path.stat()
+    return [str(path.resolve()), st.st_size, st.st_mtime_ns]
+
+
+def _fingerprint(parts: dict[str, Any]) -> str:
+    h = hashlib.sha256()
+    for k in sorted(parts):
+        v = parts[k]
+        if isinstance(v, np.ndarray):
+            h.update(k.encode() + np.ascontiguousarray(v).tobytes())
+        else:
+            h.update(k.encode() + json.dumps(v, default=str).encode())
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def _plots(table: pd.DataFrame, pcol: str, prefix: str) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    p = table[pcol].to_numpy(float)
+    ok = np.isfinite(p) & (p > 0)
+    out = []
+    if not ok.any():
+        return out
+    t = table.loc[ok]
+    lp = -np.log10(p[ok])
+    chroms = list(pd.unique(t["chrom"].astype(str)))
+    xpos = np.empty(len(t))
+    ticks, labels = [], []
+    offset = 0.0
+    pos = t["pos"].to_numpy(float)
+    ch = t["chrom"].astype(str).to_numpy()
+    colors = np.empty(len(t), dtype=object)
+    for i, c in enumerate(chroms):
+        sel = ch == c
+        pc = pos[sel]
+        rank = np.arange(sel.sum()) if np.all(pc <= 0) else pc - pc.min()
+        xpos[sel] = offset + rank
+        ticks.append(offset + (rank.max() if len(rank) else 0) / 2)
+        labels.append(c)
+        offset += (rank.max() if len(rank) else 0) * 1.02 + 1
+        colors[sel] = "#1f4e79" if i % 2 == 0 else "#7fa7cf"
+    fig, ax = plt.subplots(figsize=(11, 4))
+    ax.scatter(xpos, lp, s=4, c=list(colors), linewidths=0)
+    ax.set_xticks(ticks)
+    ax.set_xticklabels(labels, fontsize=7)
+    ax.set_xlabel("chromosome")
+    ax.set_ylabel(f"-log10 {pcol}")
+    ax.axhline(-np.log10(5e-8), color="grey", lw=0.8, ls="--")
+    fig.tight_layout()
+    path = Path(f"{prefix}.manhattan.png")
+    _save_fig(fig, path)
+    out.append(path)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    obs = np.sort(lp)[::-1]
+    exp = -np.log10((np.arange(1, len(obs) + 1) - 0.5) / len(obs))
+    ax.scatter(exp, obs, s=4, color="#1f4e79", linewidths=0)
+    mx = max(exp.max(), obs.max())
+    ax.plot([0, mx], [0, mx], color="grey", lw=0.8)
+    ax.set_xlabel("expected -log10 p")
+    ax.set_ylabel(f"observed -log10 {pcol}")
+    ax.set_title(f"QQ (lambda_GC = {genomic_control(p[ok]):.3f})", fontsize=9)
+    fig.tight_layout()
+    path = Path(f"{prefix}.qq.png")
+    _save_fig(fig, path)
+    out.append(path)
+    plt.close(fig)
+    return out
+
+
+def _save_fig(fig, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# ----------------------------------------------------------------------------- main entry
+
+
+def _kinship_groups(
+    pl: PlinkData,
+    kinship,
+    loco: bool,
+    keep: np.ndarray,
+    maf: float,
+    max_missing: float,
+    block_snps: int,
+    progress: bool,
+    log: list[str],
+) -> tuple[dict[str, np.ndarray], np.ndarray, str]:
+    """Kinship matrices over the analyzed samples: {"all": K} or {chrom: K_loco}.
+
+    Returns the matrices, the positions (in ``keep``) of samples that have a kinship row,
+    and a description for the log/fingerprint."""
+    from lmmkit.genetics.grm import GRM, compute_grm, loco_grms, read_grm
+
+    if isinstance(kinship, str) and kinship in ("centered", "standardized", "vanraden"):
+        kw = dict(filter_samples=keep, maf=maf, max_missing=max_missing, block_size=block_snps)
+        if loco:
+            grms = loco_grms(pl, kinship, progress=progress, **kw)
+            mats = {c: g.matrix[np.ix_(keep, keep)] for c, g in grms.items()}
+            n_used = {c: g.n_snps for c, g in grms.items()}
+            log.append(
+                f"kinship: {kinship}, leave-one-chromosome-out ({len(mats)} chromosomes, "
+                f"{min(n_used.values())}-{max(n_used.values())} SNPs each)"
+            )
+        else:
+            g = compute_grm(pl, kinship, progress=progress, **kw)
+            mats = {"all": g.matrix[np.ix_(keep, keep)]}
+            log.append(f"kinship: {kinship} GRM from {g.n_snps} SNPs")
+        return mats, np.arange(len(keep)), kinship
+    if loco:
+        raise DataError(
+            "loco=True needs the kinship computed from the genotypes "
+            "(kinship='centered' or 'standardized'), not a given matrix."
+        )
+    if isinstance(kinship, (str, Path)):
+        grm, _ = read_grm(kinship)
+        desc = f"GRM {kinship}"
+    else:
+        grm = kinship
+        desc = "user-supplied matrix"
+    if isinstance(grm, GRM):
+        ids = grm.sample_ids[["fid", "iid"]].astype(str)
+        pos = pd.MultiIndex.from_frame(ids)
+        fam_keys = pd.MultiIndex.from_frame(pl.fam[["fid", "iid"]].astype(str)).take(keep)
+        loc = pos.get_indexer(fam_keys)
+        have = np.flatnonzero(loc >= 0)
+        log.append(f"kinship: {desc} ({grm.n} samples, {grm.n_snps} SNPs)")
+        return {"all": grm.matrix[np.ix_(loc[have], loc[have])]}, have, desc
+    k = np.asarray(grm, dtype=float)
+    if k.shape == (pl.n_samples, pl.n_samples):
+        return {"all": k[np.ix_(keep, keep)]}, np.arange(len(keep)), desc
+    if k.shape == (len(keep), len(keep)):
+        return {"all": k}, np.arange(len(keep)), desc
+    raise DataError(
+        f"kinship is {k.shape[0]}x{k.shape[1]}; expected {pl.n_samples}x{pl.n_samples} (.fam) "
+        f"or {len(keep)}x{len(keep)} (analyzed samples)."
+    )
+
+
+def _memory_estimate(
+    n_fam: int, n: int, block: int, chunk: int, q: int, n_kinship: int, computed: bool
+) -> float:
+    """Rough peak bytes per process: kinship matrices (LOCO keeps one per chromosome, and
+    builds them from per-chromosome cross-products of all .fam samples), their
+    eigendecomposition, one block of SNPs in flight, and the Python runtime."""
+    kin = 8.0 * n * n * n_kinship
+    if computed:
+        kin += 8.0 * n_fam * n_fam * (2 * n_kinship + 1 if n_kinship > 1 else 2)
+    eig = 8.0 * n * n * 4
+    blk = 8.0 * block * (n_fam + 3 * n)
+    opt = 8.0 * chunk * (3 * q * (q + 1) / 2 + 2 * 12 * q * q + 4 * n)
+    runtime = 150.0 * 2**20  # interpreter, numpy/scipy/numba/pandas, plotting
+    return kin + eig + blk + opt + runtime
+
+
+def gwas(
+    plink,
+    pheno,
+    *,
+    covariates=None,
+    kinship="centered",
+    loco: bool = False,
+    tests: Sequence[str] = TESTS,
+    block_snps: int = 2000,
+    executor=None,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    maf: float = 0.01,
+    max_missing: float = 0.05,
+    snps: np.ndarray | None = None,
+    plots: bool = True,
+    blas_threads: int | None = None,
+) -> GwasResult:
+    """Exact LMM association of every SNP (GEMMA ``-lmm 1/2/3/4``).
+
+    Parameters
+    ----------
+    plink
+        A :class:`~lmmkit.genetics.plink.PlinkData` or a PLINK prefix.
+    pheno
+        An int (.fam phenotype column, 1 = column 6 as GEMMA ``-n``), a Series/one-column
+        frame indexed by (fid, iid) (e.g. from ``read_pheno_file``), or an array aligned
+        with the .fam.  Samples with a missing value are dropped.
+    covariates
+        None (intercept only), a frame indexed by (fid, iid), or an array aligned with the
+        .fam.  An intercept is always included; string columns are dummy-coded.
+    kinship
+        ``"centered"`` (GEMMA ``-gk 1``), ``"standardized"`` (plink2), a
+        :class:`~lmmkit.genetics.grm.GRM`, a GCTA GRM prefix, or an array.
+    loco
+        Leave-one-chromosome-out kinship with variance components re-fitted per chromosome.
+    tests
+        Any of ``"wald"`` (REML lambda per SNP; beta, se), ``"lrt"`` (ML), ``"score"``.
+    block_snps
+        SNPs per task; memory is one block of genotypes plus the kinship eigenvectors.
+    executor
+        An :mod:`lmmkit.parallel` executor (default: in-process, serial).
+    out
+        Output TSV.  Refused if it exists unless ``overwrite``.  Progress is kept in
+        ``OUT.parts/`` so a rerun after an interruption resumes.
+    maf, max_missing
+        GEMMA's SNP filters, computed over the analyzed samples (kinship and tests).
+    snps
+        Test only these .bim rows (integer positions or a boolean mask); the kinship
+        still uses every SNP.
+    plots
+        Write ``OUT.manhattan.png`` and ``OUT.qq.png``.
+    blas_threads
+        Cap BLAS threads inside each block task (threadpoolctl); None leaves them alone.
+
+    Returns
+    -------
+    GwasResult
+        ``table`` has the columns of :data:`OUTPUT_COLUMNS` for the tested SNPs in .bim
+        order (``a1`` = counted allele, .bim column 5; ``af`` its frequency; ``n`` the
+        non-missing genotypes); ``skipped`` lists the others with the reason.
+    """
+    t0 = time.perf_counter()
+    from lmmkit.parallel.executor import SerialExecutor
+
+    tests = tuple(dict.fromkeys(t.lower() for t in tests))
+    bad = [t for t in tests if t not in TESTS]
+    if bad or not tests:
+        raise DataError(f"tests must be among {TESTS}, got {bad or list(tests)}.")
+    if block_snps < 1:
+        raise DataError(f"block_snps must be >= 1, got {block_snps}.")
+    out_path = Path(out) if out is not None else None
+    if out_path is not None:
+        if out_path.exists() and not overwrite:
+            raise DataError(f"{out_path}: output exists; pass overwrite=True (--overwrite).")
+        if out_path.is_dir():
+            raise DataError(f"{out_path}: output path is a directory.")
+        if not out_path.parent.exists():
+            raise DataError(f"{out_path.parent}: output directory does not exist.")
+    log: list[str] = []
+
+    def say(msg: str) -> None:
+        log.append(msg)
+        if progress:
+            print(msg, file=sys.stderr, flush=True)
+
+    pl = _as_plink(plink)
+    say(f"lmmkit gwas: {pl.prefix} ({pl.n_samples} samples, {pl.n_snps} SNPs)")
+    ptab, pname = _pheno_table(pl, pheno)
+    ctab = _covar_table(pl, covariates)
+    keep, report = match_samples(pl.fam, ptab, ctab, fam_path=f"{pl.prefix}.fam")
+    dropped = report.counts()
+    if len(keep) < 3:
+        raise DataError(f"only {len(keep)} samples have a phenotype and all covariates.")
+    chunk = min(1024, block_snps)
+    computed = isinstance(kinship, str) and kinship in ("centered", "standardized", "vanraden")
+    n_kin = pl.bim["chrom"].nunique() if loco else 1
+    n_cov = 1 + (0 if ctab is None else ctab.shape[1])
+    mem = _memory_estimate(pl.n_samples, len(keep), block_snps, chunk, n_cov + 2, n_kin, computed)
+    say(f"expected peak memory ~{mem / 2**20:.0f} MiB per process")
+    # kinship over analyzed samples (may drop samples absent from a given GRM)
+    glog: list[str] = []
+    mats, have, kdesc = _kinship_groups(
+        pl, kinship, loco, keep, maf, max_missing, block_snps, progress, glog
+    )
+    if len(have) < len(keep):
+        dropped["not in GRM"] = len(keep) - len(have)
+        keep = keep[have]
+    for msg in glog:
+        say(msg)
+    say(
+        f"samples: {len(keep)} analyzed"
+        + "".join(f"; {v} dropped ({k})" for k, v in dropped.items())
+    )
+    keys = pd.MultiIndex.from_frame(pl.fam[["fid", "iid"]].astype(str)).take(keep)
+    y = ptab[pname].reindex(keys).to_numpy(dtype=float)
+    w, wnames = _design(ctab, keys)
+    say(f"covariates: {', '.join(wnames)}")
+
+    # SNP blocks (never spanning chromosomes with LOCO)
+    idx = np.arange(pl.n_snps) if snps is None else np.asarray(snps)
+    if idx.dtype == bool:
+        idx = np.flatnonzero(idx)
+    chrom = pl.bim["chrom"].astype(str).to_numpy()
+    blocks: list[tuple[str, np.ndarray]] = []
+    if loco:
+        for c in pd.unique(chrom[idx]):
+            sel = idx[chrom[idx] == c]
+            if c not in mats:
+                raise DataError(f"chromosome {c!r}: no LOCO kinship (no SNPs passed filters).")
+            blocks += [(c, sel[i : i + block_snps]) for i in range(0, len(sel), block_snps)]
+    else:
+        blocks = [("all", idx[i : i + block_snps]) for i in range(0, len(idx), block_snps)]
+    say(f"blocks: {len(blocks)} x <= {block_snps} SNPs")
+
+    manifest = None
+    parts_dir = None
+    if out_path is not None:
+        fp = _fingerprint(
+            {
+                "bed": _file_sig(pl.bed_path),
+                "bim": _file_sig(Path(f"{pl.prefix}.bim")),
+                "fam": _file_sig(Path(f"{pl.prefix}.fam")),
+                "y": y,
+                "w": w,
+                "keep": keep,
+                "kinship": kdesc if isinstance(kdesc, str) else repr(kdesc),
+                "kinship_hash": np.array(
+                    [np.asarray(m, float).sum() for m in mats.values()], dtype=float
+                ),
+                "loco": loco,
+                "tests": list(tests),
+                "blocks": [[c, int(b[0]), int(b[-1]), len(b)] for c, b in blocks],
+                "maf": maf,
+                "max_missing": max_missing,
+            }
+        )
+        parts_dir = Path(f"{out_path}.parts")
+        manifest = _Manifest(parts_dir, fp, len(blocks))
+        manifest.load_or_reset(log)
+        if progress and log and log[-1].startswith(("resuming", "discarding")):
+            print(log[-1], file=sys.stderr, flush=True)
+
+    executor = SerialExecutor() if executor is None else executor
+    results: dict[int, pd.DataFrame] = {}
+    if manifest is not None:
+        for b, f in manifest.done.items():
+            results[b] = _read_part(parts_dir / f)
+    resumed = len(results)
+
+    from tqdm.auto import tqdm
+
+    null_info: dict[str, dict[str, float]] = {}
+    total = int(sum(len(b) for _, b in blocks))
+    done_snps = int(sum(len(blocks[b][1]) for b in results))
+    with tqdm(total=total, initial=done_snps, disable=not progress, unit="SNP", desc="gwas") as bar:
+        for group in dict.fromkeys(c for c, _ in blocks):
+            todo = [(i, b) for i, (c, b) in enumerate(blocks) if c == group and i not in results]
+            k = mats[group]
+            model = lmm_assoc.fit_null(k, y, w)
+            null_info[group] = {
+                "pve": model.pve,
+                "vg": model.vg,
+                "ve": model.ve,
+                "lambda_remle": model.lam_remle,
+                "lambda_mle": model.lam_mle,
+                "logl_remle": model.logl_remle,
+                "logl_mle": model.logl_mle,
+            }
+            if not todo:
+                continue
+            ctx = _Context(
+                plink=pl,
+                samples=keep,
+                model=model,
+                w=w,
+                tests=tests,
+                maf=maf,
+                max_missing=max_missing,
+                blas_threads=blas_threads,
+                chunk=chunk,
+            )
+            for r in executor.map(_run_block, todo, shared=ctx):
+                df = _part_frame(pl, r)
+                b = int(r["block"])
+                if manifest is not None:
+                    fname = f"part_{b:06d}.npz"
+                    _write_part(parts_dir / fname, df)
+                    manifest.add(b, fname)
+                results[b] = df
+                bar.update(len(r["snps"]))
+        # groups whose blocks were all resumed still report their null model
+    for group, info in null_info.items():
+        say(
+            f"null model [{group}]: pve {info['pve']:.6g}, Vg {info['vg']:.6g}, "
+            f"Ve {info['ve']:.6g}, lambda REML {info['lambda_remle']:.6g}, "
+            f"REML logL {info['logl_remle']:.6f}, ML logL {info['logl_mle']:.6f}"
+        )
+
+    allp = pd.concat([results[b] for b in range(len(blocks))], ignore_index=True)
+    bim = pl.bim
+    rows = allp["index"].to_numpy()
+    base = pd.DataFrame(
+        {
+            "chrom": bim["chrom"].to_numpy()[rows],
+            "snp": bim["snp"].to_numpy()[rows],
+            "pos": bim["pos"].to_numpy()[rows],
+            "a1": bim["a1"].to_numpy()[rows],
+            "a0": bim["a2"].to_numpy()[rows],
+        }
+    )
+    full = pd.concat([base, allp[_STAT_COLUMNS].reset_index(drop=True)], axis=1)
+    full["n"] = full["n"].astype(np.int64)
+    reason = allp["reason"].to_numpy()
+    order = np.argsort(rows, kind="stable")
+    full, reason = full.iloc[order].reset_index(drop=True), reason[order]
+    tested = reason == ""
+    table = full.loc[tested].reset_index(drop=True)
+    skipped = full.loc[~tested, ["chrom", "snp", "pos"]].reset_index(drop=True)
+    skipped["reason"] = reason[~tested]
+    n_skipped = skipped["reason"].value_counts().to_dict()
+    say(
+        f"SNPs: {len(table)} tested" + "".join(f"; {v} skipped ({k})" for k, v in n_skipped.items())
+    )
+    pcol = next(f"p_{t}" for t in ("wald", "lrt", "score") if t in tests)
+    gc = genomic_control(table[pcol].to_numpy())
+    say(f"genomic control lambda ({pcol}): {gc:.4f}")
+    seconds = time.perf_counter() - t0
+    say(f"time: {seconds:.1f} s")
+
+    if out_path is not None:
+        prefix = str(out_path)
+        skipped.to_csv(f"{prefix}.skipped.tsv.tmp", sep="\t", index=False)
+        os.replace(f"{prefix}.skipped.tsv.tmp", f"{prefix}.skipped.tsv")
+        if plots:
+            for p in _plots(table, pcol, prefix):
+                log.append(f"plot: {p}")
+        log.append(f"output: {out_path}")
+        _atomic_write_text(Path(f"{prefix}.log"), "\n".join(log) + "\n")
+        text = table.to_csv(sep="\t", index=False, na_rep="NA")  # shortest exact floats
+        _atomic_write_text(out_path, text)
+        shutil.rmtree(parts_dir, ignore_errors=True)
+    return GwasResult(
+        table=table,
+        skipped=skipped,
+        n_samples=len(keep),
+        n_samples_dropped=dropped,
+        n_tested=len(table),
+        n_skipped=n_skipped,
+        gc_lambda=gc,
+        null=null_info,
+        out=out_path,
+        log=log,
+        seconds=seconds,
+        resumed_blocks=resumed,
+    )
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def add_gwas_parser(subparsers) -> Any:
+    """Add the ``gwas`` sub-command to an argparse ``subparsers`` object; returns the parser.
+
+    The parser's default ``func`` is :func:`run_gwas_cli`-compatible:
+    ``args.func(args)`` runs the analysis and returns an exit code.
+    """
+    p = subparsers.add_parser(
+        "gwas",
+        help="exact LMM association scan (GEMMA -lmm 1..4)",
+        description="Exact per-SNP linear-mixed-model association (Wald, LRT, score), "
+        "as GEMMA -lmm 1/2/3/4.",
+    )
+    _fill_parser(p)
+    p.set_defaults(func=_run_parsed)
+    return p
+
+
+def _fill_parser(p) -> None:
+    p.add_argument("--bfile", required=True, metavar="PREFIX", help="PLINK .bed/.bim/.fam")
+    ph = p.add_mutually_exclusive_group(required=True)
+    ph.add_argument("--pheno", metavar="FILE", help="phenotype file with a 'FID IID ...' header")
+    ph.add_argument(
+        "--pheno-fam", type=int, metavar="N", help=".fam phenotype N (1 = column 6, GEMMA -n)"
+    )
+    p.add_argument("--pheno-col", metavar="NAME", help="column of --pheno to analyze")
+    p.add_argument("--covar", metavar="FILE", help="covariate file ('FID IID ...' header)")
+    p.add_argument("--covar-cols", metavar="A,B", help="comma-separated covariate columns")
+    k = p.add_mutually_exclusive_group()
+    k.add_argument(
+        "--kinship",
+        choices=["centered", "standardized"],
+        default=None,
+        help="kinship computed from the genotypes (default centered = GEMMA -gk 1)",
+    )
+    k.add_argument("--grm", metavar="PREFIX", help="GCTA binary GRM (PREFIX.grm.bin/.id)")
+    p.add_argument("--loco", action="store_true", help="leave-one-chromosome-out kinship")
+    p.add_argument(
+        "--test", choices=["wald", "lrt", "score", "all"], default="all", help="tests to run"
+    )
+    p.add_argument("--block-snps", type=int, default=2000, metavar="N", help="SNPs per block")
+    p.add_argument("--maf", type=float, default=0.01, help="minimum MAF (GEMMA default 0.01)")
+    p.add_argument(
+        "--max-missing", type=float, default=0.05, help="maximum missing rate (default 0.05)"
+    )
+    p.add_argument("--out", required=True, metavar="FILE.tsv", help="output table")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Dask scheduler address, 'local[:N]' for a local Dask cluster, or "
+        "'threads[:N]' for threads in this process (default: serial)",
+    )
+    p.add_argument("--no-plots", action="store_true", help="skip the Manhattan/QQ PNGs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+
+
+def _run_parsed(args) -> int:
+    from lmmkit.parallel.executor import get_executor
+
+    if args.pheno is not None:
+        if not args.pheno_col:
+            raise DataError("--pheno needs --pheno-col NAME.")
+        pheno = read_pheno_file(args.pheno, [args.pheno_col])[args.pheno_col]
+    else:
+        if args.pheno_col:
+            raise DataError("--pheno-col goes with --pheno, not --pheno-fam.")
+        pheno = args.pheno_fam
+    covar = None
+    if args.covar:
+        cols = args.covar_cols.split(",") if args.covar_cols else None
+        covar = read_pheno_file(args.covar, cols)
+    kinship = args.grm if args.grm else (args.kinship or "centered")
+    tests = TESTS if args.test == "all" else (args.test,)
+    executor = get_executor(args.scheduler)
+    try:
+        res = gwas(
+            args.bfile,
+            pheno,
+            covariates=covar,
+            kinship=kinship,
+            loco=args.loco,
+            tests=tests,
+            block_snps=args.block_snps,
+            executor=executor,
+            out=args.out,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+            maf=args.maf,
+            max_missing=args.max_missing,
+            plots=not args.no_plots,
+        )
+    finally:
+        executor.close()
+    if args.quiet:
+        return 0
+    print(f"wrote {res.out} ({res.n_tested} SNPs, lambda_GC {res.gc_lambda:.4f})")
+    return 0
+
+
+def run_gwas_cli(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (the arguments after ``lmmkit gwas``) and run; returns an exit code.
+
+    Input errors (:class:`~lmmkit.errors.LmmkitError`) print one line to stderr and
+    return 2."""
+    import argparse
+
+    from lmmkit.errors import LmmkitError
+
+    parser = argparse.ArgumentParser(prog="lmmkit gwas")
+    _fill_parser(parser)
+    args = parser.parse_args(None if argv is None else list(argv))
+    try:
+        return _run_parsed(args)
+    except (LmmkitError, FileFormatError) as exc:
+        print(f"lmmkit gwas: error: {exc}", file=sys.stderr)
+        return 2
