@@ -107,7 +107,10 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module 'lmmkit' has no attribute {name!r}")
+        try:  # submodules on first use: lmmkit.datasets, lmmkit.genetics, ...
+            return importlib.import_module(f"lmmkit.{name}")
+        except ModuleNotFoundError:
+            raise AttributeError(f"module 'lmmkit' has no attribute {name!r}") from None
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
