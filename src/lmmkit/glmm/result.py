@@ -20,7 +20,7 @@ from scipy import stats
 
 from lmmkit.errors import DataError, LmmkitWarning
 from lmmkit.optim.bobyqa import OptSummary
-from lmmkit.results.lmm_result import RandomTermInfo, _match_levels
+from lmmkit.results.lmm_result import RandomTermInfo, random_part
 
 if TYPE_CHECKING:
     from lmmkit.glmm.model import GeneralizedLinearMixedModel, _State
@@ -226,7 +226,7 @@ class GLMMResult:
     ) -> np.ndarray:
         if not isinstance(newdata, pd.DataFrame):
             raise DataError(f"newdata must be a pandas DataFrame; got {type(newdata).__name__}.")
-        from lmmkit.design.model import FORMULA_CONTEXT, group_codes, model_matrix
+        from lmmkit.design.model import FORMULA_CONTEXT, model_matrix
 
         try:
             X = np.asarray(
@@ -260,30 +260,7 @@ class GLMMResult:
             pred = pred + newdata[self.offset_name].to_numpy(float)
         if not include_random:
             return pred
-        for t in self.terms:
-            missing = [g for g in t.group if g not in newdata.columns]
-            if missing:
-                raise DataError(
-                    f"newdata lacks grouping column(s) {missing} of random term {t.name!r}; "
-                    "add them, or predict with include_random=False."
-                )
-            codes = group_codes(newdata, t.group)
-            idx = _match_levels(codes, t.levels)
-            new = idx < 0
-            if new.any() and not allow_new:
-                bad = pd.unique(codes[new])[:5]
-                raise DataError(
-                    f"newdata has {int(new.sum())} row(s) with level(s) {list(bad)} of "
-                    f"{':'.join(t.group)!r} not seen in the fit. Pass allow_new_levels=True to "
-                    "predict them at the population level (random effect 0)."
-                )
-            Z = np.asarray(
-                t.spec.get_model_matrix(newdata, context=FORMULA_CONTEXT, na_action="raise"),
-                dtype=float,
-            )
-            contrib = np.einsum("ip,ip->i", Z, t.modes[np.where(new, 0, idx)])
-            pred = pred + np.where(new, 0.0, contrib)
-        return pred
+        return pred + random_part(self.terms, newdata, allow_new)
 
     # ----------------------------------------------------------------- reporting
     def coef_table(self) -> pd.DataFrame:

@@ -119,7 +119,7 @@ class LMMResult:
             return self.fitted.copy()
         if not isinstance(newdata, pd.DataFrame):
             raise DataError(f"newdata must be a pandas DataFrame; got {type(newdata).__name__}.")
-        from lmmkit.design.model import FORMULA_CONTEXT, group_codes, model_matrix
+        from lmmkit.design.model import FORMULA_CONTEXT, model_matrix
 
         try:
             X = np.asarray(
@@ -136,30 +136,7 @@ class LMMResult:
             pred = pred + np.asarray(model_matrix(f"0 + {{{expr}}}", newdata), dtype=float)[:, 0]
         if not include_random:
             return pred
-        for t in self.terms:
-            missing = [g for g in t.group if g not in newdata.columns]
-            if missing:
-                raise DataError(
-                    f"newdata lacks grouping column(s) {missing} of random term {t.name!r}; "
-                    "add them, or predict with include_random=False."
-                )
-            codes = group_codes(newdata, t.group)
-            idx = _match_levels(codes, t.levels)
-            new = idx < 0
-            if new.any() and not allow_new_levels:
-                bad = pd.unique(codes[new])[:5]
-                raise DataError(
-                    f"newdata has {int(new.sum())} row(s) with level(s) {list(bad)} of "
-                    f"{':'.join(t.group)!r} not seen in the fit. Pass allow_new_levels=True to "
-                    "predict them at the population level (random effect 0)."
-                )
-            Z = np.asarray(
-                t.spec.get_model_matrix(newdata, context=FORMULA_CONTEXT, na_action="raise"),
-                dtype=float,
-            )
-            contrib = np.einsum("ip,ip->i", Z, t.modes[np.where(new, 0, idx)])
-            pred = pred + np.where(new, 0.0, contrib)
-        return pred
+        return pred + random_part(self.terms, newdata, allow_new_levels)
 
     # ----------------------------------------------------------------- reporting
     def coef_table(self) -> pd.DataFrame:
@@ -221,6 +198,40 @@ class LMMResult:
 
     def __str__(self) -> str:
         return self.summary()
+
+
+def random_part(
+    terms: tuple[RandomTermInfo, ...], newdata: pd.DataFrame, allow_new_levels: bool
+) -> np.ndarray:
+    """Sum over random-effects terms of Z b for new data. Levels not seen in the fit get 0
+    (the population level) when ``allow_new_levels``, and are an error otherwise."""
+    from lmmkit.design.model import FORMULA_CONTEXT, group_codes
+
+    out = np.zeros(len(newdata))
+    for t in terms:
+        missing = [g for g in t.group if g not in newdata.columns]
+        if missing:
+            raise DataError(
+                f"newdata lacks grouping column(s) {missing} of random term {t.name!r}; "
+                "add them, or predict with include_random=False."
+            )
+        codes = group_codes(newdata, t.group)
+        idx = _match_levels(codes, t.levels)
+        new = idx < 0
+        if new.any() and not allow_new_levels:
+            bad = pd.unique(codes[new])[:5]
+            raise DataError(
+                f"newdata has {int(new.sum())} row(s) with level(s) {list(bad)} of "
+                f"{':'.join(t.group)!r} not seen in the fit. Pass allow_new_levels=True to "
+                "predict them at the population level (random effect 0)."
+            )
+        Z = np.asarray(
+            t.spec.get_model_matrix(newdata, context=FORMULA_CONTEXT, na_action="raise"),
+            dtype=float,
+        )
+        contrib = np.einsum("ip,ip->i", Z, t.modes[np.where(new, 0, idx)])
+        out += np.where(new, 0.0, contrib)
+    return out
 
 
 def _match_levels(codes: pd.Series, levels: tuple[Any, ...]) -> np.ndarray:
