@@ -50,3 +50,18 @@ def test_pca_plot_and_bad_input(bladder, tmp_path) -> None:
         warnings.simplefilter("ignore")
         with pytest.raises(DataError, match=r"batch '3' has 1 sample\(s\)"):
             batch_predictability(expr.iloc[:50], tiny)
+
+
+def test_harmonization_removes_batch_and_keeps_biology(bladder) -> None:
+    from lmmkit.omics.diagnostics import harmonization_effect
+
+    expr, pheno = bladder
+    sub = expr.iloc[:300]
+    pheno = pheno.assign(batch=pheno["batch"].astype(str))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = harmonization_effect(
+            "~ (1 | batch) + (1 | cancer)", sub, pheno, "batch", preserve=["cancer"]
+        )
+    assert table.loc["batch", "after"] < 0.2 * table.loc["batch", "before"]
+    assert table.loc["cancer", "after"] > 0.5 * table.loc["cancer", "before"]

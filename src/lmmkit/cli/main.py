@@ -37,9 +37,19 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     import lmmkit
 
     data = read_table(args.data, args.factor)
-    result = lmmkit.lmm(
-        args.formula, data, reml=not args.ml, weights=args.weights, offset=args.offset
-    )
+    if args.family:
+        result = lmmkit.glmm(
+            args.formula,
+            data,
+            family=args.family,
+            trials=args.trials,
+            weights=args.weights,
+            offset=args.offset,
+        )
+    else:
+        result = lmmkit.lmm(
+            args.formula, data, reml=not args.ml, weights=args.weights, offset=args.offset
+        )
     print(result.summary())
     if args.json:
         result.to_json(args.json)

@@ -24,6 +24,12 @@ def anova(*models: Any, ddf: str = "Satterthwaite", refit: bool = True, **kw: An
         item = models[0]
         model, result = item if isinstance(item, tuple) else (item, None)
         return type3(model, result, ddf=ddf, **kw)
+    from lmmkit.glmm.result import GLMMResult
+
+    if all(isinstance(m, GLMMResult) for m in models):
+        from lmmkit.glmm.lrt import glmm_anova
+
+        return glmm_anova(*models, **kw)
     from lmmkit.inference.lrt import anova as lrt
 
     return lrt(*models, refit=refit, **kw)

@@ -30,7 +30,12 @@ import scipy.sparse as sp
 from scipy.linalg.lapack import dpotrf as _dpotrf
 
 from lmmkit.errors import ModelError
-from lmmkit.linalg.kernels import copy_scale_lower, first_block_small, schur_update_lower
+from lmmkit.linalg.kernels import (
+    copy_scale_lower,
+    first_block_small,
+    scaled_pattern,
+    schur_update_lower,
+)
 
 __all__ = ["TermBlock", "CrossProducts", "Factor", "build_cross_products", "factor", "theta_to_T"]
 
@@ -375,9 +380,8 @@ def factor(cp: CrossProducts, theta: np.ndarray, full: bool = False) -> Factor:
             lam[off : off + t.q] = T[0, 0]
         S = np.empty_like(cp.Arr)
         copy_scale_lower(cp.Arr, lam, S)
-        lam_rows = lam[cp.rows][:, None]
-        W = _times_H(cp.V, H, cp.pair_level)
-        schur_update_lower(S, cp.ptr, cp.rows, cp.V * lam_rows, W * lam_rows, Rz, cp.schur_work)
+        Vs, Ws = scaled_pattern(cp.V, H, cp.pair_level, cp.rows, lam)
+        schur_update_lower(S, cp.ptr, cp.rows, Vs, Ws, Rz, cp.schur_work)
         BH = np.einsum("rla,lab->rlb", B, H).reshape(cp.p + 1, -1)  # [X y]'Z1 H
         S[Rz:, :Rz] -= (cp.Az1 @ BH.T).T * lam[None, :Rz]
         S[Rz:, Rz:] -= BHB

@@ -21,7 +21,7 @@ from lmmkit.errors import DataError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["BatchPredictability", "batch_predictability", "plot_pca"]
+__all__ = ["BatchPredictability", "batch_predictability", "harmonization_effect", "plot_pca"]
 
 
 @dataclass(frozen=True)
@@ -142,3 +142,36 @@ def plot_pca(expr: pd.DataFrame, samples: pd.DataFrame, color_by: list[str]) -> 
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
+
+
+def harmonization_effect(
+    formula: str,
+    expr: pd.DataFrame,
+    samples: pd.DataFrame,
+    batch: str,
+    *,
+    preserve: list[str] | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Variance fractions before and after ComBat: the proof that batch is gone while the
+    biology stays. Returns, per term, the median fraction across features before and after
+    (columns ``before``, ``after``); ``attrs['before']`` and ``attrs['after']`` hold the
+    per-feature tables. ``preserve`` names sample columns kept as ComBat covariates."""
+    from lmmkit.omics.combat import combat
+    from lmmkit.omics.varpart import variance_partition
+
+    for col in [batch, *(preserve or [])]:
+        if col not in samples.columns:
+            raise DataError(f"{col!r} is not a column of samples: {list(samples.columns)}.")
+    samples = samples.loc[expr.columns]
+    covariates = samples[preserve] if preserve else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        harmonized = combat(expr, samples[batch], covariates=covariates)
+    before = variance_partition(formula, expr, samples, progress=progress)
+    after = variance_partition(formula, harmonized, samples, progress=progress)
+    terms = [c for c in before.columns if c != "reason" and "/" not in c]
+    table = pd.DataFrame({"before": before[terms].median(), "after": after[terms].median()})
+    table.index.name = "term"
+    table.attrs.update(before=before, after=after)
+    return table
