@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+# glmm is imported eagerly: the function shares its name with the subpackage lmmkit.glmm,
+# which Python would otherwise bind over a lazily resolved name on first submodule import.
 from lmmkit.errors import (
     DataError,
     FileFormatError,
@@ -16,6 +18,7 @@ from lmmkit.errors import (
     LmmkitWarning,
     ModelError,
 )
+from lmmkit.glmm.model import glmm
 from lmmkit.models.lmm import LinearMixedModel, lmm
 from lmmkit.optim.bobyqa import OptControl
 from lmmkit.results.lmm_result import LMMResult
@@ -24,7 +27,6 @@ __version__ = "0.1.0"
 
 _LAZY = {
     # generalized linear mixed models
-    "glmm": "lmmkit.glmm.model",
     "glmm_nb": "lmmkit.glmm.nb",
     "GLMMResult": "lmmkit.glmm.result",
     "GeneralizedLinearMixedModel": "lmmkit.glmm.model",
@@ -115,6 +117,7 @@ __all__ = [
     "LmmkitWarning",
     "ModelError",
     "OptControl",
+    "glmm",
     "lmm",
     *sorted(_LAZY),
 ]

@@ -20,8 +20,16 @@ __all__ = [
     "eta_loglik_scalar",
 ]
 
-FAMILY_CODE = {"binomial": 0, "poisson": 1, "negbin": 2, "gamma": 3}
-LINK_CODE = {"logit": 0, "probit": 1, "cloglog": 2, "log": 3, "inverse": 4, "identity": 5}
+FAMILY_CODE = {"binomial": 0, "poisson": 1, "negbin": 2, "gamma": 3, "inverse_gaussian": 4}
+LINK_CODE = {
+    "logit": 0,
+    "probit": 1,
+    "cloglog": 2,
+    "log": 3,
+    "inverse": 4,
+    "identity": 5,
+    "1/mu^2": 6,
+}
 
 _EPS = float(np.finfo(float).eps)
 _PROBIT_T = 8.125890664701906  # -qnorm(.Machine$double.eps)
@@ -59,6 +67,9 @@ def _inv(link: int, eta: float) -> tuple[float, float]:
         return 1.0 / eta, -1.0 / (eta * eta)
     if link == 5:
         return eta, 1.0
+    if link == 6:  # 1/mu^2 (inverse Gaussian's canonical link)
+        mu = 1.0 / math.sqrt(eta)
+        return mu, -0.5 / (eta * math.sqrt(eta))
     mu = max(math.exp(min(eta, 700.0)), _EPS)
     return mu, mu
 
@@ -79,6 +90,8 @@ def working(
             var = mu
         elif fam == 2:
             var = mu + mu * mu / k
+        elif fam == 4:
+            var = mu * mu * mu
         else:
             var = mu * mu
         w[i] = wt[i] * me * me / var
@@ -104,6 +117,11 @@ def _ll(fam: int, link: int, y: float, eta: float, k: float) -> float:
         if mu <= 0.0:
             return -math.inf
         return -(math.log(mu) + y / mu)
+    if fam == 4:  # inverse Gaussian: -(y - mu)^2 / (2 y mu^2), so that deviance = -2 sum
+        if mu <= 0.0:
+            return -math.inf
+        d = y - mu
+        return -0.5 * d * d / (y * mu * mu)
     lm = math.log(mu)
     if fam == 2:  # the mu-dependent part of the negative binomial log-density
         return (y * lm if y > 0.0 else 0.0) - (y + k) * math.log(mu + k)

@@ -81,6 +81,12 @@ LINKS: dict[str, Link] = {
         "inverse", lambda mu: 1.0 / mu, lambda eta: 1.0 / eta, lambda eta: -1.0 / eta**2
     ),
     "identity": Link("identity", lambda mu: mu, lambda eta: eta, lambda eta: np.ones_like(eta)),
+    "1/mu^2": Link(
+        "1/mu^2",
+        lambda mu: 1.0 / mu**2,
+        lambda eta: 1.0 / np.sqrt(eta),
+        lambda eta: -1.0 / (2.0 * eta**1.5),
+    ),
 }
 
 
@@ -100,6 +106,8 @@ class Family:
             return mu + mu * mu / self.theta
         if self.name == "gamma":
             return mu * mu
+        if self.name == "inverse_gaussian":
+            return mu * mu * mu
         return mu
 
     def dev_resids(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray) -> np.ndarray:
@@ -111,6 +119,8 @@ class Family:
             )
         if self.name == "gamma":
             return -2.0 * wt * (np.log(np.where(y == 0, 1.0, y / mu)) - (y - mu) / mu)
+        if self.name == "inverse_gaussian":
+            return wt * (y - mu) ** 2 / (y * mu * mu)
         if self.name == "negbin":
             k = self.theta
             return (
@@ -132,6 +142,12 @@ class Family:
             disp = float(np.sum(self.dev_resids(y, mu, wt))) / n_w
             ll = stats.gamma.logpdf(y, 1.0 / disp, scale=mu * disp)
             return float(-2.0 * np.sum(ll * wt) + 2.0)
+        if self.name == "inverse_gaussian":  # R's inverse.gaussian()$aic
+            n_w = float(np.sum(wt))
+            disp = float(np.sum(self.dev_resids(y, mu, wt))) / n_w
+            return float(
+                n_w * (np.log(disp * 2.0 * np.pi) + 1.0) + 3.0 * np.sum(np.log(y) * wt) + 2.0
+            )
         if self.name == "negbin":
             k = self.theta
             ll = (
@@ -150,7 +166,7 @@ class Family:
             return (wt * y + 0.5) / (wt + 1.0)
         if self.name == "negbin":
             return y + (y == 0) / 6.0
-        if self.name == "gamma":
+        if self.name in ("gamma", "inverse_gaussian"):
             return y.copy()
         return y + 0.1
 
@@ -161,11 +177,17 @@ class Family:
         return f"{self.name}({self.link.name})"
 
 
-_DEFAULT_LINK = {"binomial": "logit", "poisson": "log", "gamma": "inverse"}
+_DEFAULT_LINK = {
+    "binomial": "logit",
+    "poisson": "log",
+    "gamma": "inverse",
+    "inverse_gaussian": "1/mu^2",
+}
 _ALLOWED = {
     "binomial": {"logit", "probit", "cloglog", "log"},
     "poisson": {"log"},
     "gamma": {"log", "inverse", "identity"},
+    "inverse_gaussian": {"1/mu^2", "log", "inverse", "identity"},
 }
 
 
@@ -175,14 +197,14 @@ def make_family(family: str | Family, link: str | None = None) -> Family:
         return family
     if not isinstance(family, str):
         raise DataError(f"family must be a string such as 'binomial'; got {family!r}.")
-    text = family.strip().lower().replace(" ", "")
+    text = family.strip().lower().replace(" ", "").replace("inverse.gaussian", "inverse_gaussian")
     if "(" in text and text.endswith(")"):
         text, inner = text[:-1].split("(", 1)
         inner = inner.removeprefix("link=").strip("'\"")
         link = link or inner
     if text not in _DEFAULT_LINK:
         raise DataError(
-            f"family {family!r} is not supported; use 'binomial', 'poisson' or 'gamma' "
+            f"family {family!r} is not supported; use 'binomial', 'poisson', 'gamma' or 'inverse_gaussian' "
             "(optionally with a link, e.g. 'binomial(probit)', 'gamma(log)'); for negative "
             "binomial counts use glmm_nb()."
         )

@@ -173,12 +173,13 @@ class GeneralizedLinearMixedModel:
         yv = d.y
         self.response_kind = resp_kind
         fam = self.family
-        if fam.name == "gamma":
+        if fam.name in ("gamma", "inverse_gaussian"):
             bad = np.flatnonzero(~(yv > 0))
             if bad.size:
                 i = int(bad[0])
+                what = "A Gamma" if fam.name == "gamma" else "An inverse-Gaussian"
                 raise DataError(
-                    f"A Gamma response {parsed.response!r} must be positive; got {yv[i]!r} at "
+                    f"{what} response {parsed.response!r} must be positive; got {float(yv[i])!r} at "
                     f"row {int(rows[i])} ({bad.size} such value(s))."
                 )
             n = np.ones_like(yv)
@@ -385,6 +386,11 @@ class GeneralizedLinearMixedModel:
             self._aic_const = math.nan  # the Gamma aic depends on the dispersion: _laplace
             self._sum_wt = float(wt.sum())
             self._sum_wt_logy = float(np.sum(wt * np.log(y)))
+        elif self.family.name == "inverse_gaussian":
+            satv = np.zeros_like(y)  # the deviance is -2 x the kernel sum
+            self._aic_const = math.nan  # depends on the dispersion: _aic_from_ll
+            self._sum_wt = float(wt.sum())
+            self._sum_wt_logy = float(np.sum(wt * np.log(y)))
         elif self.family.name == "negbin":
             k = float(self.family.theta)
             satv = wt * (special.xlogy(y, np.maximum(y, 1.0)) - (y + k) * np.log(y + k))
@@ -494,6 +500,13 @@ class GeneralizedLinearMixedModel:
 
     def _aic_from_ll(self, ll: float) -> float:
         """R's family aic from the log-likelihood kernel sum (see _kernels.loglik_sum)."""
+        if self.family.name == "inverse_gaussian":
+            # R's inverse.gaussian()$aic: sum(wt) (log(2 pi disp) + 1) + 3 sum(wt log y) + 2
+            W = self._sum_wt
+            disp = (self._sat - 2.0 * ll) / W
+            if not disp > 0:
+                return math.inf
+            return W * (math.log(2.0 * math.pi * disp) + 1.0) + 3.0 * self._sum_wt_logy + 2.0
         if self.family.name != "gamma":
             return self._aic_const - 2.0 * ll
         # R's Gamma()$aic: dispersion dev / sum(wt), dgamma(y, 1/disp, scale = mu * disp), + 2

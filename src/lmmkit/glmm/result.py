@@ -127,6 +127,8 @@ class GLMMResult:
             return mu + mu * mu / self.nb_theta
         if self.family == "gamma":
             return mu * mu
+        if self.family == "inverse_gaussian":
+            return mu * mu * mu
         return mu
 
     def residuals(self, type: Literal["pearson", "deviance", "response"] = "pearson") -> np.ndarray:
@@ -181,6 +183,8 @@ class GLMMResult:
         if self.family == "gamma":
             disp = self.sigma**2
             return rng.gamma(1.0 / disp, mu * disp, size=(n, nsim))
+        if self.family == "inverse_gaussian":  # IG(mu, lambda = 1 / dispersion)
+            return rng.wald(mu, 1.0 / self.sigma**2, size=(n, nsim))
         return rng.poisson(mu, size=(n, nsim)).astype(float)
 
     def quantile_residuals(
@@ -191,7 +195,7 @@ class GLMMResult:
         rng = np.random.default_rng(seed + 1)
         sims = self.simulate(nsim, seed=seed, conditional=conditional)
         obs = self.response * self.trials if self.family == "binomial" else self.response
-        if self.family != "gamma":  # integer responses: randomize ties (DHARMa)
+        if self.family not in ("gamma", "inverse_gaussian"):  # integer responses: randomize ties
             sims = sims + rng.uniform(-0.5, 0.5, size=sims.shape)
             obs = obs + rng.uniform(-0.5, 0.5, size=obs.shape)
         return (sims < obs[:, None]).mean(axis=1)
@@ -437,9 +441,9 @@ def build_result(
                     }
                 )
     sigma = 1.0
-    if model.family.name == "gamma":
+    if model.family.name in ("gamma", "inverse_gaussian"):
         # glmer's sigma for a scaled family: sqrt((Pearson chi-square + ||u||^2) / n)
-        wrss = float(np.sum(model.wt * (model.y - s.mu) ** 2 / s.mu**2))
+        wrss = float(np.sum(model.wt * (model.y - s.mu) ** 2 / model.family.variance(s.mu)))
         usq = sum(float(np.sum(a * a)) for a in s.u)
         sigma = math.sqrt((wrss + usq) / model.n)
         for r in rows:
@@ -483,7 +487,9 @@ def build_result(
         loglik=-0.5 * opt.fmin,
         objective=float(opt.fmin),
         deviance=deviance,
-        npar=model.nth + model.p + (1 if model.family.name in ("negbin", "gamma") else 0),
+        npar=model.nth
+        + model.p
+        + (1 if model.family.name in ("negbin", "gamma", "inverse_gaussian") else 0),
         linear_predictor=s.eta.copy(),
         fitted=s.mu.copy(),
         response=model.y.copy(),

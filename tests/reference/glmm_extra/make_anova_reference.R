@@ -1,6 +1,6 @@
 # glmer's likelihood-ratio test for lmmkit's GLMM anova (run from the repo root):
 #
-#   Rscript tests/reference/glmm/make_anova_reference.R ../shared/data/lme4
+#   Rscript tests/reference/glmm_extra/make_anova_reference.R ../shared/data/lme4
 suppressPackageStartupMessages({ library(lme4); library(jsonlite) })
 args <- commandArgs(trailingOnly = TRUE)
 dir <- if (length(args) >= 1) args[1] else "../shared/data/lme4"
@@ -11,4 +11,4 @@ m1 <- glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp, fami
 a <- anova(m0, m1)
 writeLines(toJSON(list(npar = a$npar, logLik = a$logLik, Chisq = a$Chisq[2], Df = a$Df[2],
                        p = a[["Pr(>Chisq)"]][2], lme4.version = as.character(packageVersion("lme4"))),
-                  auto_unbox = TRUE, digits = NA), "tests/reference/glmm/cbpp_anova.json")
+                  auto_unbox = TRUE, digits = NA), "tests/reference/glmm_extra/cbpp_anova.json")
