@@ -20,6 +20,7 @@ from scipy import stats
 
 from lmmkit.errors import DataError, LmmkitWarning
 from lmmkit.optim.bobyqa import OptSummary
+from lmmkit.results.common import RandomEffectsSummary
 from lmmkit.results.lmm_result import RandomTermInfo, random_part
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ class HessianWarning(LmmkitWarning):
 
 
 @dataclass(frozen=True)
-class GLMMResult:
+class GLMMResult(RandomEffectsSummary):
     formula: str
     family: str
     link: str
@@ -95,30 +96,6 @@ class GLMMResult:
     @property
     def df_residual(self) -> int:
         return self.nobs - self.npar
-
-    @property
-    def ngroups(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for t in self.terms:
-            out.setdefault(":".join(t.group), len(t.levels))
-        return out
-
-    @property
-    def ranef(self) -> dict[str, pd.DataFrame]:
-        """Conditional modes per grouping factor (lme4's ranef)."""
-        out: dict[str, pd.DataFrame] = {}
-        for t in self.terms:
-            key = ":".join(t.group)
-            frame = pd.DataFrame(
-                t.modes, index=pd.Index(t.levels, name=key), columns=list(t.columns)
-            )
-            out[key] = frame if key not in out else out[key].join(frame, rsuffix=f".{t.name}")
-        return out
-
-    @property
-    def ranef_condvar(self) -> dict[str, np.ndarray]:
-        """Conditional covariances of the modes, (nlevels, p, p) per term (condVar)."""
-        return {t.name: t.condvar for t in self.terms}
 
     def _variance(self, mu: np.ndarray) -> np.ndarray:
         if self.family == "binomial":

@@ -41,6 +41,7 @@ from lmmkit.linalg.kernels import dense_scalar_parts
 from lmmkit.linalg.solve import fixed_effects
 from lmmkit.objective.profiled import deviance_from_parts, profiled_deviance
 from lmmkit.optim.bobyqa import OptControl, OptSummary, minimize_bobyqa
+from lmmkit.results.common import FixedEffectsSummary
 from lmmkit.results.lmm_result import LMMResult
 
 __all__ = [
@@ -406,7 +407,7 @@ def _structure_dict(res: Any) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class GLSResult:
+class GLSResult(FixedEffectsSummary):
     """Generalized least squares with an nlme residual structure (nlme ``gls``)."""
 
     formula: str
@@ -429,26 +430,6 @@ class GLSResult:
     variance: Any = None
     correlation: Any = None
     warnings: tuple[str, ...] = field(default=())
-
-    @property
-    def fixef_se(self) -> pd.Series:
-        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.fixef.index)
-
-    @property
-    def aic(self) -> float:
-        return self.objective + 2.0 * self.npar
-
-    @property
-    def bic(self) -> float:
-        return self.objective + self.npar * math.log(self.nobs)
-
-    @property
-    def deviance(self) -> float:
-        return -2.0 * self.loglik
-
-    def coef_table(self) -> pd.DataFrame:
-        se = self.fixef_se
-        return pd.DataFrame({"Estimate": self.fixef, "Std. Error": se, "t value": self.fixef / se})
 
     def __str__(self) -> str:
         crit = "REML criterion" if self.reml else "-2 log-likelihood"

@@ -7,7 +7,6 @@ JSON. ``predict`` rebuilds model columns for new data from the stored formula sp
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +15,7 @@ import pandas as pd
 
 from lmmkit.errors import DataError
 from lmmkit.optim.bobyqa import OptSummary
+from lmmkit.results.common import FixedEffectsSummary, RandomEffectsSummary
 
 __all__ = ["LMMResult", "RandomTermInfo"]
 
@@ -34,7 +34,7 @@ class RandomTermInfo:
 
 
 @dataclass(frozen=True)
-class LMMResult:
+class LMMResult(FixedEffectsSummary, RandomEffectsSummary):
     formula: str
     reml: bool
     nobs: int
@@ -61,49 +61,8 @@ class LMMResult:
 
     # ----------------------------------------------------------------- derived values
     @property
-    def fixef_se(self) -> pd.Series:
-        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.fixef.index)
-
-    @property
-    def aic(self) -> float:
-        return self.objective + 2.0 * self.npar
-
-    @property
-    def bic(self) -> float:
-        return self.objective + self.npar * math.log(self.nobs)
-
-    @property
-    def deviance(self) -> float:
-        """-2 log-likelihood (for REML fits: minus twice the REML log-likelihood)."""
-        return -2.0 * self.loglik
-
-    @property
     def df_residual(self) -> int:
         return self.nobs - self.npar
-
-    @property
-    def ngroups(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for t in self.terms:
-            out.setdefault(":".join(t.group), len(t.levels))
-        return out
-
-    @property
-    def ranef(self) -> dict[str, pd.DataFrame]:
-        """Conditional modes per grouping factor (terms on the same factor merged, as lme4)."""
-        out: dict[str, pd.DataFrame] = {}
-        for t in self.terms:
-            key = ":".join(t.group)
-            frame = pd.DataFrame(
-                t.modes, index=pd.Index(t.levels, name=key), columns=list(t.columns)
-            )
-            out[key] = frame if key not in out else out[key].join(frame, rsuffix=f".{t.name}")
-        return out
-
-    @property
-    def ranef_condvar(self) -> dict[str, np.ndarray]:
-        """Conditional covariance matrices of the modes, (nlevels, p, p) per term name."""
-        return {t.name: t.condvar for t in self.terms}
 
     # ----------------------------------------------------------------- prediction
     def predict(
@@ -139,10 +98,6 @@ class LMMResult:
         return pred + random_part(self.terms, newdata, allow_new_levels)
 
     # ----------------------------------------------------------------- reporting
-    def coef_table(self) -> pd.DataFrame:
-        se = self.fixef_se
-        return pd.DataFrame({"Estimate": self.fixef, "Std. Error": se, "t value": self.fixef / se})
-
     def to_dict(self) -> dict[str, Any]:
         vc = self.varcorr.astype(object).where(self.varcorr.notna(), None)
         return {

@@ -37,6 +37,7 @@ import scipy.sparse as sp
 
 from lmmkit.errors import DataError, FileFormatError, FormulaError, ModelError
 from lmmkit.formula.parse import parse_formula
+from lmmkit.results.common import FixedEffectsSummary
 
 __all__ = [
     "SiteSummary",
@@ -373,7 +374,7 @@ def site_summary(
 
 # --------------------------------------------------------------------------- result
 @dataclass(frozen=True, eq=False)
-class MultisiteResult:
+class MultisiteResult(FixedEffectsSummary):
     """The fit of a ``(z | site)`` linear mixed model from site summaries."""
 
     formula: str
@@ -395,26 +396,6 @@ class MultisiteResult:
     is_singular: bool
     dropped_columns: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
-
-    @property
-    def fixef_se(self) -> pd.Series:
-        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.fixef.index)
-
-    @property
-    def aic(self) -> float:
-        return self.objective + 2.0 * self.npar
-
-    @property
-    def bic(self) -> float:
-        return self.objective + self.npar * math.log(self.nobs)
-
-    @property
-    def deviance(self) -> float:
-        return -2.0 * self.loglik
-
-    def coef_table(self) -> pd.DataFrame:
-        se = self.fixef_se
-        return pd.DataFrame({"Estimate": self.fixef, "Std. Error": se, "t value": self.fixef / se})
 
     def to_dict(self) -> dict[str, Any]:
         vc = self.varcorr.astype(object).where(self.varcorr.notna(), None)
