@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from lmmkit.errors import ModelError
 from lmmkit.linalg.blocked import factor
@@ -158,3 +159,26 @@ def richardson_hessian(
                 h = h / v
             H[i, j] = H[j, i] = _richardson(ests, r)
     return H
+
+
+def t_table(
+    beta: np.ndarray, vcov: np.ndarray, df_of: Callable[[np.ndarray], float], names: Any
+) -> pd.DataFrame:
+    """Estimate, SE, df, t and two-sided p per coefficient, ``df_of(contrast)`` giving the
+    denominator degrees of freedom (Satterthwaite or Kenward-Roger)."""
+    from scipy import stats
+
+    p = len(beta)
+    se = np.sqrt(np.diag(vcov))
+    df = np.array([df_of(np.eye(p)[j]) for j in range(p)])
+    t = beta / se
+    return pd.DataFrame(
+        {
+            "Estimate": beta,
+            "Std. Error": se,
+            "df": df,
+            "t value": t,
+            "Pr(>|t|)": 2.0 * stats.t.sf(np.abs(t), df),
+        },
+        index=pd.Index(names),
+    )

@@ -25,7 +25,7 @@ import scipy.linalg as sla
 from scipy import stats
 
 from lmmkit.errors import ModelError
-from lmmkit.inference._common import resolve
+from lmmkit.inference._common import resolve, t_table
 
 __all__ = ["MAX_KR_NOBS", "KRInfo", "kr_info", "vcov_adjusted", "kr_test", "kr_df", "coef_table"]
 
@@ -208,17 +208,4 @@ def kr_test(info: KRInfo, L: Any, beta_h: Any = 0.0) -> dict[str, float]:
 def coef_table(model: Any, result: Any = None) -> pd.DataFrame:
     """lmerTest's ``summary(m, ddf="Kenward-Roger")$coefficients``: adjusted SEs and KR df."""
     info = model if isinstance(model, KRInfo) else kr_info(model, result)
-    p = len(info.beta)
-    se = np.sqrt(np.diag(info.phi_adj))
-    df = np.array([kr_df(info, np.eye(p)[j]) for j in range(p)])
-    t = info.beta / se
-    return pd.DataFrame(
-        {
-            "Estimate": info.beta,
-            "Std. Error": se,
-            "df": df,
-            "t value": t,
-            "Pr(>|t|)": 2.0 * stats.t.sf(np.abs(t), df),
-        },
-        index=pd.Index(info.names),
-    )
+    return t_table(info.beta, info.phi_adj, lambda c: kr_df(info, c), info.names)

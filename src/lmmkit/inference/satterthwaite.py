@@ -30,6 +30,7 @@ from lmmkit.inference._common import (
     resolve,
     richardson_hessian,
     richardson_jacobian,
+    t_table,
     varpar_deviance,
 )
 from lmmkit.inference.contrasts import type3_contrasts
@@ -191,20 +192,7 @@ def coef_table(model: Any, result: Any = None, *, ddf: str = "Satterthwaite") ->
     if not ddf.lower().startswith("s"):
         raise ModelError(f"ddf must be 'Satterthwaite' or 'Kenward-Roger'; got {ddf!r}.")
     info = _info(model, result)
-    p = len(info.beta)
-    se = np.sqrt(np.diag(info.vcov))
-    df = np.array([satterthwaite_df(info, np.eye(p)[j]) for j in range(p)])
-    t = info.beta / se
-    return pd.DataFrame(
-        {
-            "Estimate": info.beta,
-            "Std. Error": se,
-            "df": df,
-            "t value": t,
-            "Pr(>|t|)": 2.0 * stats.t.sf(np.abs(t), df),
-        },
-        index=pd.Index(info.names),
-    )
+    return t_table(info.beta, info.vcov, lambda c: satterthwaite_df(info, c), info.names)
 
 
 def anova(
