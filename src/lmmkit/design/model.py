@@ -339,7 +339,7 @@ def build_design(
         X = X[:, keep]
         names = [names[j] for j in keep]
 
-    terms = _build_terms(parsed, clean, len(y), kernels or {})
+    terms = _build_terms(parsed, clean, len(y), kernels or {}, fixed_mm=mm)
     return Design(
         y=y,
         X=X,
@@ -356,7 +356,11 @@ def build_design(
 
 
 def _build_terms(
-    parsed: ParsedFormula, data: pd.DataFrame, n: int, kernels: dict[str, Any]
+    parsed: ParsedFormula,
+    data: pd.DataFrame,
+    n: int,
+    kernels: dict[str, Any],
+    fixed_mm: Any = None,
 ) -> tuple[ReTerm, ...]:
 
     if not parsed.random:
@@ -378,7 +382,11 @@ def _build_terms(
         else:
             levels, index = _levels_and_index(values)
         try:
-            mm = model_matrix(spec.expr, data)
+            same = fixed_mm is not None and spec.expr.replace(" ", "") == parsed.fixed.replace(
+                " ", ""
+            )
+            # (x | g) next to a fixed part x: the same columns, materialized once
+            mm = fixed_mm if same else model_matrix(spec.expr, data)
         except Exception as exc:
             raise FormulaError(
                 f"Cannot build the columns of random term {spec.text} from {spec.expr!r}: {exc}\n"
