@@ -91,3 +91,24 @@ def test_decision_curve_bad_input():
         net_benefit(["yes", "no"], [0.5, 0.1])
     with pytest.raises(DataError, match="n_boot"):
         decision_curve(Y, P, n_boot=-1)
+
+
+def test_net_benefit_equals_dcurves_on_its_bundled_data() -> None:
+    """dcurves 1.1.7 (the reference implementation) on its df_binary data, frozen by
+    tests/reference/clinical/make_dcurves_reference.sh."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from lmmkit.validation.decision_curve import decision_curve
+
+    ref_dir = Path(__file__).resolve().parents[1] / "reference" / "clinical"
+    ref = json.loads((ref_dir / "dcurves_net_benefit.json").read_text())
+    df = pd.read_csv(ref_dir / "dcurves_df_binary.csv")
+    y = df["cancer"].astype(str).str.upper().eq("TRUE").astype(int).to_numpy()
+    thresholds = np.asarray(ref["cancerpredmarker"]["threshold"])
+    curve = decision_curve(y, df["cancerpredmarker"].to_numpy(), thresholds=thresholds)
+    np.testing.assert_allclose(curve.model, ref["cancerpredmarker"]["net_benefit"], atol=1e-12)
+    np.testing.assert_allclose(curve.treat_all, ref["all"]["net_benefit"], atol=1e-12)
+    np.testing.assert_allclose(curve.treat_none, ref["none"]["net_benefit"], atol=1e-12)
