@@ -17,14 +17,13 @@ calls mean-imputed, i.e. contribute 0 after centering):
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from lmmkit._io import write_bytes_atomic
 from lmmkit.errors import DataError, FileFormatError
 from lmmkit.genetics.plink import PlinkData, filter_snps
 
@@ -252,18 +251,6 @@ def loco_grms(
 # --------------------------------------------------------------------------- GCTA format
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_grm(grm: GRM, prefix: str | Path, n_snps_matrix: np.ndarray | None = None) -> None:
     """Write ``prefix.grm.bin``, ``prefix.grm.N.bin`` and ``prefix.grm.id`` (GCTA format).
 
@@ -280,9 +267,9 @@ def write_grm(grm: GRM, prefix: str | Path, n_snps_matrix: np.ndarray | None = N
     else:
         nn = np.asarray(n_snps_matrix)[rows, cols].astype("<f4")
     ids = "".join(f"{f}\t{i}\n" for f, i in grm.sample_ids[["fid", "iid"]].itertuples(index=False))
-    _atomic_write_bytes(Path(f"{prefix}.grm.bin"), tri.tobytes())
-    _atomic_write_bytes(Path(f"{prefix}.grm.N.bin"), nn.tobytes())
-    _atomic_write_bytes(Path(f"{prefix}.grm.id"), ids.encode())
+    write_bytes_atomic(Path(f"{prefix}.grm.bin"), tri.tobytes())
+    write_bytes_atomic(Path(f"{prefix}.grm.N.bin"), nn.tobytes())
+    write_bytes_atomic(Path(f"{prefix}.grm.id"), ids.encode())
 
 
 def read_grm(prefix: str | Path, normalization: str = "unknown") -> tuple[GRM, np.ndarray | None]:

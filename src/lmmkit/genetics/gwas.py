@@ -21,6 +21,7 @@ Pipeline of :func:`gwas`:
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -36,15 +37,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lmmkit.errors import DataError, FileFormatError
+from lmmkit._io import write_bytes_atomic, write_text_atomic
+from lmmkit.errors import DataError
 from lmmkit.genetics import lmm_assoc
-from lmmkit.genetics.plink import PlinkData, match_samples, read_pheno_file, read_plink
+from lmmkit.genetics.plink import PlinkData, match_samples, read_plink
 
 __all__ = [
     "GwasResult",
     "gwas",
-    "add_gwas_parser",
-    "run_gwas_cli",
     "OUTPUT_COLUMNS",
     "TESTS",
     "genomic_control",
@@ -290,20 +290,6 @@ def _as_index(snps: np.ndarray):
 # ----------------------------------------------------------------------------- files
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _part_frame(pl: PlinkData, r: dict[str, Any]) -> pd.DataFrame:
     df = pd.DataFrame({"index": np.asarray(r["snps"], dtype=np.int64)})
     for k in _STAT_COLUMNS:
@@ -313,23 +299,15 @@ def _part_frame(pl: PlinkData, r: dict[str, Any]) -> pd.DataFrame:
 
 
 def _write_part(path: Path, df: pd.DataFrame) -> None:
-    """Binary (exact) part file, written to a temporary file and moved into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(
-                fh,
-                index=df["index"].to_numpy(),
-                stats=df[_STAT_COLUMNS].to_numpy(dtype=np.float64),
-                reason=df["reason"].to_numpy(dtype=str),
-            )
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Binary (exact) part file, written atomically."""
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        index=df["index"].to_numpy(),
+        stats=df[_STAT_COLUMNS].to_numpy(dtype=np.float64),
+        reason=df["reason"].to_numpy(dtype=str),
+    )
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def _read_part(path: Path) -> pd.DataFrame:
@@ -384,7 +362,7 @@ class _Manifest:
             "n_blocks": self.n_blocks,
             "done": {str(k): v for k, v in sorted(self.done.items())},
         }
-        _atomic_write_text(self.path, json.dumps(data, indent=1))
+        write_text_atomic(self.path, json.dumps(data, indent=1))
 
     def add(self, block: int, filename: str) -> None:
         self.done[block] = filename
@@ -820,9 +798,9 @@ def gwas(
             for p in _plots(table, pcol, prefix):
                 log.append(f"plot: {p}")
         log.append(f"output: {out_path}")
-        _atomic_write_text(Path(f"{prefix}.log"), "\n".join(log) + "\n")
+        write_text_atomic(Path(f"{prefix}.log"), "\n".join(log) + "\n")
         text = table.to_csv(sep="\t", index=False, na_rep="NA")  # shortest exact floats
-        _atomic_write_text(out_path, text)
+        write_text_atomic(out_path, text)
         shutil.rmtree(parts_dir, ignore_errors=True)
     return GwasResult(
         table=table,
@@ -838,124 +816,3 @@ def gwas(
         seconds=seconds,
         resumed_blocks=resumed,
     )
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def add_gwas_parser(subparsers) -> Any:
-    """Add the ``gwas`` sub-command to an argparse ``subparsers`` object; returns the parser.
-
-    The parser's default ``func`` is :func:`run_gwas_cli`-compatible:
-    ``args.func(args)`` runs the analysis and returns an exit code.
-    """
-    p = subparsers.add_parser(
-        "gwas",
-        help="exact LMM association scan (GEMMA -lmm 1..4)",
-        description="Exact per-SNP linear-mixed-model association (Wald, LRT, score), "
-        "as GEMMA -lmm 1/2/3/4.",
-    )
-    _fill_parser(p)
-    p.set_defaults(func=_run_parsed)
-    return p
-
-
-def _fill_parser(p) -> None:
-    p.add_argument("--bfile", required=True, metavar="PREFIX", help="PLINK .bed/.bim/.fam")
-    ph = p.add_mutually_exclusive_group(required=True)
-    ph.add_argument("--pheno", metavar="FILE", help="phenotype file with a 'FID IID ...' header")
-    ph.add_argument(
-        "--pheno-fam", type=int, metavar="N", help=".fam phenotype N (1 = column 6, GEMMA -n)"
-    )
-    p.add_argument("--pheno-col", metavar="NAME", help="column of --pheno to analyze")
-    p.add_argument("--covar", metavar="FILE", help="covariate file ('FID IID ...' header)")
-    p.add_argument("--covar-cols", metavar="A,B", help="comma-separated covariate columns")
-    k = p.add_mutually_exclusive_group()
-    k.add_argument(
-        "--kinship",
-        choices=["centered", "standardized"],
-        default=None,
-        help="kinship computed from the genotypes (default centered = GEMMA -gk 1)",
-    )
-    k.add_argument("--grm", metavar="PREFIX", help="GCTA binary GRM (PREFIX.grm.bin/.id)")
-    p.add_argument("--loco", action="store_true", help="leave-one-chromosome-out kinship")
-    p.add_argument(
-        "--test", choices=["wald", "lrt", "score", "all"], default="all", help="tests to run"
-    )
-    p.add_argument("--block-snps", type=int, default=2000, metavar="N", help="SNPs per block")
-    p.add_argument("--maf", type=float, default=0.01, help="minimum MAF (GEMMA default 0.01)")
-    p.add_argument(
-        "--max-missing", type=float, default=0.05, help="maximum missing rate (default 0.05)"
-    )
-    p.add_argument("--out", required=True, metavar="FILE.tsv", help="output table")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument(
-        "--scheduler",
-        metavar="ADDRESS",
-        help="Dask scheduler address, 'local[:N]' for a local Dask cluster, or "
-        "'threads[:N]' for threads in this process (default: serial)",
-    )
-    p.add_argument("--no-plots", action="store_true", help="skip the Manhattan/QQ PNGs")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
-
-
-def _run_parsed(args) -> int:
-    from lmmkit.parallel.executor import get_executor
-
-    if args.pheno is not None:
-        if not args.pheno_col:
-            raise DataError("--pheno needs --pheno-col NAME.")
-        pheno = read_pheno_file(args.pheno, [args.pheno_col])[args.pheno_col]
-    else:
-        if args.pheno_col:
-            raise DataError("--pheno-col goes with --pheno, not --pheno-fam.")
-        pheno = args.pheno_fam
-    covar = None
-    if args.covar:
-        cols = args.covar_cols.split(",") if args.covar_cols else None
-        covar = read_pheno_file(args.covar, cols)
-    kinship = args.grm if args.grm else (args.kinship or "centered")
-    tests = TESTS if args.test == "all" else (args.test,)
-    executor = get_executor(args.scheduler)
-    try:
-        res = gwas(
-            args.bfile,
-            pheno,
-            covariates=covar,
-            kinship=kinship,
-            loco=args.loco,
-            tests=tests,
-            block_snps=args.block_snps,
-            executor=executor,
-            out=args.out,
-            overwrite=args.overwrite,
-            progress=not args.quiet,
-            maf=args.maf,
-            max_missing=args.max_missing,
-            plots=not args.no_plots,
-        )
-    finally:
-        executor.close()
-    if args.quiet:
-        return 0
-    print(f"wrote {res.out} ({res.n_tested} SNPs, lambda_GC {res.gc_lambda:.4f})")
-    return 0
-
-
-def run_gwas_cli(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` (the arguments after ``lmmkit gwas``) and run; returns an exit code.
-
-    Input errors (:class:`~lmmkit.errors.LmmkitError`) print one line to stderr and
-    return 2."""
-    import argparse
-
-    from lmmkit.errors import LmmkitError
-
-    parser = argparse.ArgumentParser(prog="lmmkit gwas")
-    _fill_parser(parser)
-    args = parser.parse_args(None if argv is None else list(argv))
-    try:
-        return _run_parsed(args)
-    except (LmmkitError, FileFormatError) as exc:
-        print(f"lmmkit gwas: error: {exc}", file=sys.stderr)
-        return 2

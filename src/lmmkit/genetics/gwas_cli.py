@@ -1,0 +1,131 @@
+"""``lmmkit gwas``: the command line of :func:`lmmkit.genetics.gwas.gwas` (input and output only)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from lmmkit.errors import DataError, FileFormatError
+from lmmkit.genetics.gwas import TESTS, gwas
+from lmmkit.genetics.plink import read_pheno_file
+
+__all__ = ["add_gwas_parser", "run_gwas_cli"]
+
+
+def add_gwas_parser(subparsers) -> Any:
+    """Add the ``gwas`` sub-command to an argparse ``subparsers`` object; returns the parser.
+
+    The parser's default ``func`` is :func:`run_gwas_cli`-compatible:
+    ``args.func(args)`` runs the analysis and returns an exit code.
+    """
+    p = subparsers.add_parser(
+        "gwas",
+        help="exact LMM association scan (GEMMA -lmm 1..4)",
+        description="Exact per-SNP linear-mixed-model association (Wald, LRT, score), "
+        "as GEMMA -lmm 1/2/3/4.",
+    )
+    _fill_parser(p)
+    p.set_defaults(func=_run_parsed)
+    return p
+
+
+def _fill_parser(p) -> None:
+    p.add_argument("--bfile", required=True, metavar="PREFIX", help="PLINK .bed/.bim/.fam")
+    ph = p.add_mutually_exclusive_group(required=True)
+    ph.add_argument("--pheno", metavar="FILE", help="phenotype file with a 'FID IID ...' header")
+    ph.add_argument(
+        "--pheno-fam", type=int, metavar="N", help=".fam phenotype N (1 = column 6, GEMMA -n)"
+    )
+    p.add_argument("--pheno-col", metavar="NAME", help="column of --pheno to analyze")
+    p.add_argument("--covar", metavar="FILE", help="covariate file ('FID IID ...' header)")
+    p.add_argument("--covar-cols", metavar="A,B", help="comma-separated covariate columns")
+    k = p.add_mutually_exclusive_group()
+    k.add_argument(
+        "--kinship",
+        choices=["centered", "standardized"],
+        default=None,
+        help="kinship computed from the genotypes (default centered = GEMMA -gk 1)",
+    )
+    k.add_argument("--grm", metavar="PREFIX", help="GCTA binary GRM (PREFIX.grm.bin/.id)")
+    p.add_argument("--loco", action="store_true", help="leave-one-chromosome-out kinship")
+    p.add_argument(
+        "--test", choices=["wald", "lrt", "score", "all"], default="all", help="tests to run"
+    )
+    p.add_argument("--block-snps", type=int, default=2000, metavar="N", help="SNPs per block")
+    p.add_argument("--maf", type=float, default=0.01, help="minimum MAF (GEMMA default 0.01)")
+    p.add_argument(
+        "--max-missing", type=float, default=0.05, help="maximum missing rate (default 0.05)"
+    )
+    p.add_argument("--out", required=True, metavar="FILE.tsv", help="output table")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Dask scheduler address, 'local[:N]' for a local Dask cluster, or "
+        "'threads[:N]' for threads in this process (default: serial)",
+    )
+    p.add_argument("--no-plots", action="store_true", help="skip the Manhattan/QQ PNGs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+
+
+def _run_parsed(args) -> int:
+    from lmmkit.parallel.executor import get_executor
+
+    if args.pheno is not None:
+        if not args.pheno_col:
+            raise DataError("--pheno needs --pheno-col NAME.")
+        pheno = read_pheno_file(args.pheno, [args.pheno_col])[args.pheno_col]
+    else:
+        if args.pheno_col:
+            raise DataError("--pheno-col goes with --pheno, not --pheno-fam.")
+        pheno = args.pheno_fam
+    covar = None
+    if args.covar:
+        cols = args.covar_cols.split(",") if args.covar_cols else None
+        covar = read_pheno_file(args.covar, cols)
+    kinship = args.grm if args.grm else (args.kinship or "centered")
+    tests = TESTS if args.test == "all" else (args.test,)
+    executor = get_executor(args.scheduler)
+    try:
+        res = gwas(
+            args.bfile,
+            pheno,
+            covariates=covar,
+            kinship=kinship,
+            loco=args.loco,
+            tests=tests,
+            block_snps=args.block_snps,
+            executor=executor,
+            out=args.out,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+            maf=args.maf,
+            max_missing=args.max_missing,
+            plots=not args.no_plots,
+        )
+    finally:
+        executor.close()
+    if args.quiet:
+        return 0
+    print(f"wrote {res.out} ({res.n_tested} SNPs, lambda_GC {res.gc_lambda:.4f})")
+    return 0
+
+
+def run_gwas_cli(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (the arguments after ``lmmkit gwas``) and run; returns an exit code.
+
+    Input errors (:class:`~lmmkit.errors.LmmkitError`) print one line to stderr and
+    return 2."""
+    import argparse
+
+    from lmmkit.errors import LmmkitError
+
+    parser = argparse.ArgumentParser(prog="lmmkit gwas")
+    _fill_parser(parser)
+    args = parser.parse_args(None if argv is None else list(argv))
+    try:
+        return _run_parsed(args)
+    except (LmmkitError, FileFormatError) as exc:
+        print(f"lmmkit gwas: error: {exc}", file=sys.stderr)
+        return 2
