@@ -58,6 +58,7 @@ _LAZY = {
     "coef_table": "lmmkit.inference.satterthwaite",
     "confint": "lmmkit.inference.profile",
     "r2_nakagawa": "lmmkit.inference.r2",
+    "parametric_bootstrap": "lmmkit.inference.bootstrap",
     # omics
     "combat": "lmmkit.omics.combat",
     "fit_combat": "lmmkit.omics.combat",
