@@ -320,24 +320,7 @@ def build_design(
             f"{int(rows_used[i])}; remove or correct it."
         )
 
-    try:
-        mm = model_matrix(parsed.fixed, clean)
-    except Exception as exc:
-        raise FormulaError(f"Cannot build the fixed-effects part {parsed.fixed!r}: {exc}") from exc
-    X = np.asarray(mm, dtype=float)
-    names = [lme4_name(c) for c in mm.columns]
-    keep = _independent_columns(X)
-    dropped = tuple(n for j, n in enumerate(names) if j not in keep)
-    if dropped:
-        warnings.warn(
-            f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
-            f"column(s): {', '.join(dropped)}. They are linear combinations of the other "
-            "columns; remove them from the formula to silence this.",
-            RankDeficiencyWarning,
-            stacklevel=3,
-        )
-        X = X[:, keep]
-        names = [names[j] for j in keep]
+    X, names, dropped, mm = fixed_effects_matrix(parsed, clean)
 
     terms = _build_terms(parsed, clean, len(y), kernels or {}, fixed_mm=mm)
     return Design(
@@ -353,6 +336,32 @@ def build_design(
         fixed_spec=mm.model_spec,
         response=parsed.response,
     )
+
+
+def fixed_effects_matrix(
+    parsed: ParsedFormula, data: pd.DataFrame
+) -> tuple[np.ndarray, list[str], tuple[str, ...], Any]:
+    """X for the fixed part (formulaic), with numerically dependent columns dropped and named
+    in a warning (R's qr rule). Returns X, column names, dropped names, the model matrix."""
+    try:
+        mm = model_matrix(parsed.fixed, data)
+    except Exception as exc:
+        raise FormulaError(f"Cannot build the fixed-effects part {parsed.fixed!r}: {exc}") from exc
+    X = np.asarray(mm, dtype=float)
+    names = [lme4_name(c) for c in mm.columns]
+    keep = _independent_columns(X)
+    dropped = tuple(n for j, n in enumerate(names) if j not in keep)
+    if dropped:
+        warnings.warn(
+            f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
+            f"column(s): {', '.join(dropped)}. They are linear combinations of the other "
+            "columns; remove them from the formula to silence this.",
+            RankDeficiencyWarning,
+            stacklevel=4,
+        )
+        X = X[:, keep]
+        names = [names[j] for j in keep]
+    return X, names, dropped, mm
 
 
 def _build_terms(

@@ -281,14 +281,7 @@ class GLMMResult(RandomEffectsSummary):
             "theta": list(map(float, self.theta)),
             "varcorr": vc.to_dict(orient="records"),
             "ngroups": self.ngroups,
-            "ranef": {
-                k: {
-                    "levels": [str(x) for x in v.index],
-                    "columns": list(v.columns),
-                    "modes": v.to_numpy().tolist(),
-                }
-                for k, v in self.ranef.items()
-            },
+            "ranef": self.ranef_records(),
             "overdispersion": self.overdispersion(),
             "is_singular": self.is_singular,
             "optimization": {

@@ -573,17 +573,13 @@ def lmm_residual(
 
 def _fixed_design(formula: str, data: pd.DataFrame) -> tuple[Any, ...]:
     """y, X, names, offset, rows used, rows dropped, dropped columns for a fixed-only model."""
-    import warnings
 
     from lmmkit.design.model import (
-        RankDeficiencyWarning,
         _check_columns,
-        _independent_columns,
         _response,
-        lme4_name,
+        fixed_effects_matrix,
         model_matrix,
     )
-    from lmmkit.errors import FormulaError
     from lmmkit.formula.parse import parse_formula
 
     parsed = parse_formula(formula)
@@ -609,22 +605,7 @@ def _fixed_design(formula: str, data: pd.DataFrame) -> tuple[Any, ...]:
     for expr in parsed.offsets:
         add = np.asarray(model_matrix(f"0 + {{{expr}}}", clean), dtype=float)[:, 0]
         off = add if off is None else off + add
-    try:
-        mm = model_matrix(parsed.fixed, clean)
-    except Exception as exc:
-        raise FormulaError(f"Cannot build the fixed-effects part {parsed.fixed!r}: {exc}") from exc
-    X = np.asarray(mm, dtype=float)
-    names = [lme4_name(c) for c in mm.columns]
-    keep = _independent_columns(X)
-    dropped = tuple(nm for j, nm in enumerate(names) if j not in keep)
-    if dropped:
-        warnings.warn(
-            f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
-            f"column(s): {', '.join(dropped)}.",
-            RankDeficiencyWarning,
-            stacklevel=3,
-        )
-        X, names = X[:, keep], [names[j] for j in keep]
+    X, names, dropped, _ = fixed_effects_matrix(parsed, clean)
     return y, X, names, off, rows_used, int(bad.sum()), dropped
 
 

@@ -69,6 +69,17 @@ class RandomEffectsSummary:
             out[key] = frame if key not in out else out[key].join(frame, rsuffix=f".{t.name}")
         return out
 
+    def ranef_records(self) -> dict[str, dict[str, list[Any]]]:
+        """The conditional modes as plain lists (for JSON)."""
+        return {
+            k: {
+                "levels": [str(x) for x in v.index],
+                "columns": list(v.columns),
+                "modes": v.to_numpy().tolist(),
+            }
+            for k, v in self.ranef.items()
+        }
+
     @property
     def ranef_condvar(self) -> dict[str, np.ndarray]:
         """Conditional covariance matrices of the modes, (nlevels, p, p) per term name."""

@@ -117,14 +117,7 @@ class LMMResult(FixedEffectsSummary, RandomEffectsSummary):
             "theta": list(map(float, self.theta)),
             "varcorr": vc.to_dict(orient="records"),
             "ngroups": self.ngroups,
-            "ranef": {
-                k: {
-                    "levels": [str(x) for x in v.index],
-                    "columns": list(v.columns),
-                    "modes": v.to_numpy().tolist(),
-                }
-                for k, v in self.ranef.items()
-            },
+            "ranef": self.ranef_records(),
             "is_singular": self.is_singular,
             "optimization": {
                 "optimizer": self.optimization.optimizer,
