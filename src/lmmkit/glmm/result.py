@@ -21,7 +21,7 @@ from scipy import stats
 from lmmkit.errors import DataError, LmmkitWarning
 from lmmkit.optim.bobyqa import OptSummary
 from lmmkit.results.common import RandomEffectsSummary
-from lmmkit.results.lmm_result import RandomTermInfo, random_part
+from lmmkit.results.lmm_result import RandomTermInfo, fixed_part, random_part
 
 if TYPE_CHECKING:
     from lmmkit.glmm.model import GeneralizedLinearMixedModel, _State
@@ -205,23 +205,7 @@ class GLMMResult(RandomEffectsSummary):
     def _predict_link(
         self, newdata: pd.DataFrame, allow_new: bool, include_random: bool, offset: Any
     ) -> np.ndarray:
-        if not isinstance(newdata, pd.DataFrame):
-            raise DataError(f"newdata must be a pandas DataFrame; got {type(newdata).__name__}.")
-        from lmmkit.design.model import FORMULA_CONTEXT, model_matrix
-
-        try:
-            X = np.asarray(
-                self.fixed_spec.get_model_matrix(
-                    newdata, context=FORMULA_CONTEXT, na_action="raise"
-                ),
-                dtype=float,
-            )
-        except Exception as exc:
-            raise DataError(f"Cannot build the fixed-effects columns for newdata: {exc}") from exc
-        X = X[:, list(self.fixed_kept)]
-        pred = X @ self.fixef.to_numpy()
-        for expr in self.offsets:
-            pred = pred + np.asarray(model_matrix(f"0 + {{{expr}}}", newdata), dtype=float)[:, 0]
+        pred = fixed_part(self.fixed_spec, self.fixed_kept, self.fixef, self.offsets, newdata)
         if offset is not None:
             pred = pred + (
                 newdata[offset].to_numpy(float)

@@ -227,21 +227,7 @@ class LinearMixedModel:
             for t, b, cv in zip(d.terms, modes, condvars)
         )
         varcorr, singular = _varcorr(d, f, sigma, theta, self.layout)
-        notes = []
-        if d.dropped_columns:
-            notes.append(f"dropped rank-deficient columns: {', '.join(d.dropped_columns)}")
-        if d.n_dropped:
-            notes.append(f"dropped {d.n_dropped} row(s) with missing values")
-        if singular:
-            notes.append("boundary (singular) fit")
-            warnings.warn(
-                "boundary (singular) fit: a random-effect variance is (nearly) zero or a "
-                "correlation is +-1; see result.varcorr.",
-                SingularFitWarning,
-                stacklevel=3,
-            )
-        if not opt.converged:
-            notes.append(f"optimizer status {opt.status}")
+        notes = fit_notes(d.dropped_columns, d.n_dropped, singular, opt)
         kept = _kept_columns(d)
         return LMMResult(
             formula=self.formula,
@@ -268,6 +254,28 @@ class LinearMixedModel:
             fixed_kept=kept,
             warnings=tuple(notes),
         )
+
+
+def fit_notes(
+    dropped_columns: tuple[str, ...], n_dropped: int, singular: bool, opt: OptSummary
+) -> list[str]:
+    """The fit's notes for the result (and the singular-fit warning, issued once here)."""
+    notes = []
+    if dropped_columns:
+        notes.append(f"dropped rank-deficient columns: {', '.join(dropped_columns)}")
+    if n_dropped:
+        notes.append(f"dropped {n_dropped} row(s) with missing values")
+    if singular:
+        notes.append("boundary (singular) fit")
+        warnings.warn(
+            "boundary (singular) fit: a random-effect variance is (nearly) zero or a "
+            "correlation is +-1; see result.varcorr.",
+            SingularFitWarning,
+            stacklevel=4,
+        )
+    if not opt.converged:
+        notes.append(f"optimizer status {opt.status}")
+    return notes
 
 
 def _kept_columns(d: Design) -> tuple[int, ...]:

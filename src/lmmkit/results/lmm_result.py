@@ -76,23 +76,7 @@ class LMMResult(FixedEffectsSummary, RandomEffectsSummary):
         prediction when ``allow_new_levels``; otherwise they are an error."""
         if newdata is None:
             return self.fitted.copy()
-        if not isinstance(newdata, pd.DataFrame):
-            raise DataError(f"newdata must be a pandas DataFrame; got {type(newdata).__name__}.")
-        from lmmkit.design.model import FORMULA_CONTEXT, model_matrix
-
-        try:
-            X = np.asarray(
-                self.fixed_spec.get_model_matrix(
-                    newdata, context=FORMULA_CONTEXT, na_action="raise"
-                ),
-                dtype=float,
-            )
-        except Exception as exc:
-            raise DataError(f"Cannot build the fixed-effects columns for newdata: {exc}") from exc
-        X = X[:, list(self.fixed_kept)]
-        pred = X @ self.fixef.to_numpy()
-        for expr in self.offsets:
-            pred = pred + np.asarray(model_matrix(f"0 + {{{expr}}}", newdata), dtype=float)[:, 0]
+        pred = fixed_part(self.fixed_spec, self.fixed_kept, self.fixef, self.offsets, newdata)
         if not include_random:
             return pred
         return pred + random_part(self.terms, newdata, allow_new_levels)
@@ -146,6 +130,27 @@ class LMMResult(FixedEffectsSummary, RandomEffectsSummary):
 
     def __str__(self) -> str:
         return self.summary()
+
+
+def fixed_part(
+    spec: Any, kept: tuple[int, ...], fixef: pd.Series, offsets: tuple[str, ...], newdata: Any
+) -> np.ndarray:
+    """X beta (plus formula offsets) for new data, from the stored fixed-effects spec."""
+    from lmmkit.design.model import FORMULA_CONTEXT, model_matrix
+
+    if not isinstance(newdata, pd.DataFrame):
+        raise DataError(f"newdata must be a pandas DataFrame; got {type(newdata).__name__}.")
+    try:
+        X = np.asarray(
+            spec.get_model_matrix(newdata, context=FORMULA_CONTEXT, na_action="raise"),
+            dtype=float,
+        )
+    except Exception as exc:
+        raise DataError(f"Cannot build the fixed-effects columns for newdata: {exc}") from exc
+    pred = X[:, list(kept)] @ fixef.to_numpy()
+    for expr in offsets:
+        pred = pred + np.asarray(model_matrix(f"0 + {{{expr}}}", newdata), dtype=float)[:, 0]
+    return pred
 
 
 def random_part(

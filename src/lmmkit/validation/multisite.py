@@ -654,7 +654,7 @@ class MultisiteModel:
     def _result(self, opt: Any, reml: bool) -> MultisiteResult:
         from lmmkit.linalg.blocked import factor
         from lmmkit.linalg.solve import conditional_modes, conditional_variances, fixed_effects
-        from lmmkit.models.lmm import SingularFitWarning, _varcorr
+        from lmmkit.models.lmm import _varcorr, fit_notes
 
         cp, n, p = self.cp, self.n, self.p
         theta = np.array(opt.theta)
@@ -668,19 +668,7 @@ class MultisiteModel:
         cv1, _ = conditional_variances(cp, f, sigma2)
         terms = SimpleNamespace(terms=[self._term])
         varcorr, singular = _varcorr(terms, f, sigma, theta, self.layout)  # type: ignore[arg-type]
-        notes: list[str] = []
-        if self.dropped:
-            notes.append(f"dropped rank-deficient columns: {', '.join(self.dropped)}")
-        if singular:
-            notes.append("boundary (singular) fit")
-            warnings.warn(
-                "boundary (singular) fit: a random-effect variance is (nearly) zero or a "
-                "correlation is +-1; see result.varcorr.",
-                SingularFitWarning,
-                stacklevel=3,
-            )
-        if not opt.converged:
-            notes.append(f"optimizer status {opt.status}")
+        notes = fit_notes(tuple(self.dropped), 0, singular, opt)
         ref = self.summaries[0]
         sites = tuple(s.site for s in self.summaries)
         names = self.names
