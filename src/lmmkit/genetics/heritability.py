@@ -184,6 +184,23 @@ def _as_matrix(kinship) -> tuple[np.ndarray, str, pd.DataFrame | None]:
     return np.asarray(kinship, float), "user-supplied", None
 
 
+def covariate_matrix(covariates, n: int) -> tuple[np.ndarray, list[str]]:
+    """Covariates (DataFrame, array or None) as an n x c float matrix with column names."""
+    if covariates is None:
+        return np.empty((n, 0)), []
+    if isinstance(covariates, pd.DataFrame):
+        names = [str(c) for c in covariates.columns]
+        x = covariates.to_numpy(dtype=float)
+    else:
+        x = np.asarray(covariates, dtype=float)
+        if x.ndim == 1:
+            x = x[:, None]
+        names = [f"x{j + 1}" for j in range(x.shape[1])]
+    if x.shape[0] != n:
+        raise DataError(f"covariates have {x.shape[0]} rows but y has {n} values.")
+    return x, names
+
+
 def reml_heritability(
     y,
     kinship,
@@ -207,23 +224,11 @@ def reml_heritability(
     k, norm, ids = _as_matrix(kinship)
     if normalization is not None:
         norm = normalization
-    names: list[str] = []
     yv = np.asarray(y, dtype=float).ravel()
     n_all = len(yv)
     if k.shape != (n_all, n_all):
         raise DataError(f"kinship is {k.shape[0]}x{k.shape[1]} but y has {n_all} values.")
-    if covariates is None:
-        x = np.empty((n_all, 0))
-    elif isinstance(covariates, pd.DataFrame):
-        names = [str(c) for c in covariates.columns]
-        x = covariates.to_numpy(dtype=float)
-    else:
-        x = np.asarray(covariates, dtype=float)
-        if x.ndim == 1:
-            x = x[:, None]
-        names = [f"x{j + 1}" for j in range(x.shape[1])]
-    if x.shape[0] != n_all:
-        raise DataError(f"covariates have {x.shape[0]} rows but y has {n_all} values.")
+    x, names = covariate_matrix(covariates, n_all)
     ok = np.isfinite(yv) & np.all(np.isfinite(x), axis=1)
     if ok.sum() < 3:
         raise DataError(f"only {int(ok.sum())} samples have a phenotype and all covariates.")

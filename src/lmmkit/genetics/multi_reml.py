@@ -44,6 +44,7 @@ import pandas as pd
 from scipy import linalg, stats
 
 from lmmkit.errors import DataError
+from lmmkit.genetics.heritability import covariate_matrix
 
 __all__ = [
     "MultiRemlResult",
@@ -314,19 +315,7 @@ def reml_loglik(y, kernels: Sequence, sigma2, covariates=None, *, intercept: boo
 
 
 def _design_matrix(covariates, n: int, intercept: bool) -> tuple[np.ndarray, list[str]]:
-    if covariates is None:
-        x = np.empty((n, 0))
-        names: list[str] = []
-    elif isinstance(covariates, pd.DataFrame):
-        names = [str(c) for c in covariates.columns]
-        x = covariates.to_numpy(dtype=float)
-    else:
-        x = np.asarray(covariates, dtype=float)
-        if x.ndim == 1:
-            x = x[:, None]
-        names = [f"x{j + 1}" for j in range(x.shape[1])]
-    if x.shape[0] != n:
-        raise DataError(f"covariates have {x.shape[0]} rows but y has {n} values.")
+    x, names = covariate_matrix(covariates, n)
     has_const = x.shape[1] > 0 and np.any(np.ptp(x, axis=0) == 0)
     if intercept and not has_const:
         x = np.column_stack([np.ones(n), x])
