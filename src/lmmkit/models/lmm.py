@@ -29,6 +29,7 @@ from lmmkit.linalg.blocked import (
 )
 from lmmkit.linalg.kernels import dense_scalar_parts
 from lmmkit.linalg.solve import fixed_effects, term_condvars, term_modes
+from lmmkit.objective.one_term import one_term_deviance, polish_opt, supports_polish
 from lmmkit.objective.profiled import deviance_from_parts, profiled_deviance
 from lmmkit.optim.bobyqa import OptControl, OptSummary, minimize_bobyqa
 from lmmkit.results.lmm_result import LMMResult, RandomTermInfo
@@ -133,6 +134,8 @@ class LinearMixedModel:
         self._row_term: np.ndarray | None = None
         if cp.first is None and all(t.p == 1 for t in cp.rest):
             self._row_term = np.repeat(np.arange(len(cp.rest)), [t.q for t in cp.rest])
+        # one grouping factor: the fused block-diagonal pass
+        self._one_term = supports_polish(cp)
 
     # ----------------------------------------------------------------- stages
     def _working_y(self, y: np.ndarray) -> np.ndarray:
@@ -146,6 +149,8 @@ class LinearMixedModel:
                 self.cp.Arr, np.asarray(theta, dtype=float), self._row_term, self.cp.Rz, self.p
             )
             return deviance_from_parts(ok, ld, ldx, r2, self.n, self.p, reml, self._log_w)
+        if self._one_term:
+            return one_term_deviance(self.cp, theta, self.n, self.p, reml, self._log_w)
         return profiled_deviance(factor(self.cp, theta), self.n, self.p, reml, self._log_w)
 
     def fit(
@@ -155,6 +160,10 @@ class LinearMixedModel:
         summary = minimize_bobyqa(
             lambda th: self.objective(th, reml), self.layout.theta0, self.layout.lower, ctrl
         )
+        if ctrl.polish:
+            summary = polish_opt(
+                self.cp, summary, lambda th: self.objective(th, reml), reml, self.n
+            )
         return self._result(summary, reml)
 
     def set_response(self, y: Any) -> None:

@@ -39,6 +39,7 @@ from lmmkit.errors import DataError, ModelError, close_matches
 from lmmkit.linalg.blocked import TermBlock, build_cross_products, factor
 from lmmkit.linalg.kernels import dense_scalar_parts
 from lmmkit.linalg.solve import fixed_effects
+from lmmkit.objective.one_term import one_term_deviance, supports_polish
 from lmmkit.objective.profiled import deviance_from_parts, profiled_deviance
 from lmmkit.optim.bobyqa import OptControl, OptSummary, minimize_bobyqa
 from lmmkit.results.common import FixedEffectsSummary
@@ -460,6 +461,8 @@ def _engine_deviance(cp: Any, theta: np.ndarray, n: int, p: int, reml: bool, ldw
         row_term = np.repeat(np.arange(len(cp.rest)), [t.q for t in cp.rest])
         ok, ld, ldx, r2 = dense_scalar_parts(cp.Arr, theta, row_term, cp.Rz, p)
         return deviance_from_parts(ok, ld, ldx, r2, n, p, reml, ldw)
+    if supports_polish(cp):
+        return one_term_deviance(cp, theta, n, p, reml, ldw)
     return profiled_deviance(factor(cp, theta), n, p, reml, ldw)
 
 
@@ -540,10 +543,16 @@ def lmm_residual(
 
     x0 = np.concatenate([model.layout.theta0, structure.z0])
     lower = np.concatenate([model.layout.lower, np.full(structure.npar, -np.inf)])
-    opt = minimize_bobyqa(objective, x0, lower, _control(control))
+    ctrl = _control(control)
+    opt = minimize_bobyqa(objective, x0, lower, ctrl)
     x = np.array(opt.theta)
     z = x[nt:]
     cp, _ = wh.cross_products(z)
+    if structure.npar == 0 and ctrl.polish:  # plain LMM: the same Newton finish as lmm()
+        from lmmkit.objective.one_term import polish_opt
+
+        opt = polish_opt(cp, opt, objective, reml, n)
+        x = np.array(opt.theta)
     model.use_cross_products(cp)
     inner = replace(opt, theta=tuple(x[:nt]), theta0=tuple(x0[:nt]), lower=tuple(lower[:nt]))
     base = model._result(inner, reml)

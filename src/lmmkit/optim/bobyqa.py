@@ -36,6 +36,8 @@ class OptControl:
     xtol_abs: float = 1e-10
     initial_step: float | None = None  # None: NLopt's own choice, as lme4 (nloptr) uses
     maxeval: int = 10_000
+    # one-grouping-factor models: finish with Newton steps on the analytic gradient
+    polish: bool = True
 
     def __post_init__(self) -> None:
         for name in ("ftol_rel", "ftol_abs", "xtol_abs", "initial_step"):
@@ -61,6 +63,7 @@ class OptSummary:
     status: str
     seconds: float
     control: OptControl = field(default_factory=OptControl)
+    polish_steps: int = 0  # Newton steps on the analytic gradient after BOBYQA (one-term models)
 
     @property
     def converged(self) -> bool:

@@ -622,22 +622,23 @@ class MultisiteModel:
 
     def objective(self, theta: Any, reml: bool = True) -> float:
         """The profiled deviance (REML criterion or -2 log-likelihood) at theta."""
-        from lmmkit.linalg.blocked import factor
-        from lmmkit.objective.profiled import profiled_deviance
+        from lmmkit.objective.one_term import one_term_deviance
 
-        th = np.asarray(theta, dtype=float)
-        return profiled_deviance(factor(self.cp, th), self.n, self.p, reml)
+        return one_term_deviance(self.cp, np.asarray(theta, dtype=float), self.n, self.p, reml)
 
     def fit(self, *, reml: bool = True, control: Any = None) -> MultisiteResult:
         from lmmkit.models.lmm import _control
+        from lmmkit.objective.one_term import polish_opt
         from lmmkit.optim.bobyqa import minimize_bobyqa
 
+        ctrl = _control(control)
         opt = minimize_bobyqa(
-            lambda th: self.objective(th, reml),
-            self.layout.theta0,
-            self.layout.lower,
-            _control(control),
+            lambda th: self.objective(th, reml), self.layout.theta0, self.layout.lower, ctrl
         )
+        # sites share cross-products, so the analytic gradient is available: pin theta
+        # down to the optimum rather than to BOBYQA's stopping point
+        if ctrl.polish:
+            opt = polish_opt(self.cp, opt, lambda th: self.objective(th, reml), reml, self.n)
         return self._result(opt, reml)
 
     def result_at(self, theta: Any, *, reml: bool = True) -> MultisiteResult:
