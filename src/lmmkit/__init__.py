@@ -58,6 +58,8 @@ _LAZY = {
     "coef_table": "lmmkit.inference.satterthwaite",
     "confint": "lmmkit.inference.profile",
     "r2_nakagawa": "lmmkit.inference.r2",
+    "caic": "lmmkit.inference.caic",
+    "ConditionalAIC": "lmmkit.inference.caic",
     "parametric_bootstrap": "lmmkit.inference.bootstrap",
     # omics
     "combat": "lmmkit.omics.combat",
