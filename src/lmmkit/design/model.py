@@ -17,6 +17,7 @@ import pandas as pd
 
 from lmmkit.errors import DataError, FormulaError, LmmkitWarning, ModelError, close_matches
 from lmmkit.formula.parse import ParsedFormula, RandomTermSpec, pointer
+from lmmkit.linalg.covstruct import CovStructure
 
 __all__ = ["ReTerm", "Design", "build_design", "lme4_name", "group_codes"]
 
@@ -106,6 +107,9 @@ class ReTerm:
     Zx: np.ndarray
     expr: str
     spec: Any = field(repr=False)  # formulaic ModelSpec, to rebuild columns on new data
+    # covariance structure (cs, homcs, ar1, diag over several columns); None: unstructured
+    structure: CovStructure | None = None
+    text: str = ""  # the term as written in the formula, for messages
 
     @property
     def nlevels(self) -> int:
@@ -117,6 +121,9 @@ class ReTerm:
 
     @property
     def ntheta(self) -> int:
+        """Number of covariance parameters: lme4's p(p+1)/2, or the structure's."""
+        if self.structure is not None:
+            return self.structure.npar
         return self.p * (self.p + 1) // 2
 
 
@@ -412,7 +419,8 @@ def _build_terms(
                 )
         else:
             _check_term(parsed, spec, len(levels), Zx.shape[1], n)
-        built.append((spec, levels, index, Zx, mm.model_spec, cols))
+        structure = _structure(parsed, spec, data, levels, index, Zx, cols, list(mm.columns))
+        built.append((spec, levels, index, Zx, mm.model_spec, cols, structure))
 
     # lme4 (mkReTrms): when the numbers of levels are not non-increasing, order terms by
     # decreasing number of levels, ties in reverse formula order (rev(order(nl))).
@@ -422,13 +430,127 @@ def _build_terms(
         built = [built[i] for i in order]
     seen: dict[str, int] = {}
     terms = []
-    for spec, levels, index, Zx, mspec, cols in built:
+    for spec, levels, index, Zx, mspec, cols, structure in built:
         base = spec.group_name
         k = seen.get(base, 0)
         seen[base] = k + 1
         name = base if k == 0 else f"{base}.{k}"
-        terms.append(ReTerm(name, spec.group, levels, index, tuple(cols), Zx, spec.expr, mspec))
+        terms.append(
+            ReTerm(
+                name,
+                spec.group,
+                levels,
+                index,
+                tuple(cols),
+                Zx,
+                spec.expr,
+                mspec,
+                structure=structure,
+                text=spec.text,
+            )
+        )
     return tuple(terms)
+
+
+def _structure(
+    parsed: ParsedFormula,
+    spec: RandomTermSpec,
+    data: pd.DataFrame,
+    levels: np.ndarray,
+    index: np.ndarray,
+    Zx: np.ndarray,
+    cols: list[str],
+    raw_cols: list[str],
+) -> CovStructure | None:
+    """The term's covariance structure, checked against its columns (None: unstructured)."""
+    kind, p = spec.structure, Zx.shape[1]
+    if kind == "us" or (kind == "diag" and p == 1):  # diag of one column is (x || g)'s piece
+        return None
+    where = pointer(parsed.formula, *spec.span)
+    if kind == "diag":
+        return CovStructure("diag", p)
+    name = {"cs": "compound symmetry", "homcs": "compound symmetry", "ar1": "AR(1)"}[kind]
+    if p < 2:
+        raise ModelError(
+            f"Term {spec.text} has a single column ({cols[0]}); a {name} structure correlates "
+            f"two or more columns.\n{where}\nGive it a factor with two or more levels, e.g. "
+            f"{kind}(0 + time | {spec.group_name}), or use ({spec.expr} | {spec.group_name})."
+        )
+    if kind == "ar1":
+        _check_ar1(parsed, spec, data, levels, index, Zx, cols, raw_cols, where)
+    return CovStructure(kind, p)
+
+
+def _plain(v: Any) -> Any:
+    """A NumPy scalar as the Python value (for messages)."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _check_ar1(
+    parsed: ParsedFormula,
+    spec: RandomTermSpec,
+    data: pd.DataFrame,
+    levels: np.ndarray,
+    index: np.ndarray,
+    Zx: np.ndarray,
+    cols: list[str],
+    raw_cols: list[str],
+    where: str,
+) -> None:
+    """ar1 needs the indicator columns of one time factor, in time order, and at most one\n    observation per time point and group level."""
+    indicator = np.all((Zx == 0) | (Zx == 1), axis=1) & (Zx.sum(axis=1) == 1)
+    if not indicator.all():
+        i = int(np.flatnonzero(~indicator)[0])
+        raise ModelError(
+            f"Term {spec.text}: AR(1) correlates the levels of one time factor, so each "
+            f"observation must fall in exactly one of its columns {cols}; row {i} of the data "
+            f"used has {Zx[i].tolist()}.\n{where}\nWrite the term as "
+            f"ar1(0 + time | {spec.group_name}) with time a factor (categorical column)."
+        )
+    time = np.argmax(Zx, axis=1)
+    key = index.astype(np.int64) * Zx.shape[1] + time
+    uniq, first, counts = np.unique(key, return_index=True, return_counts=True)
+    if np.any(counts > 1):
+        j = int(np.argmax(counts > 1))
+        i = int(first[j])
+        variables = sorted(_required_variables(spec.expr) & {str(c) for c in data.columns})
+        if len(variables) == 1:
+            v = data[variables[0]].iloc[i]
+            value = f"{variables[0]} = {_plain(v)!r}"
+        else:
+            value = f"column {cols[time[i]]!r}"
+        n_dup = int(np.sum(counts > 1))
+        raise ModelError(
+            f"Term {spec.text}: group {spec.group_name} = {_plain(levels[index[i]])!r} has "
+            f"{int(counts[j])} observations at the same time point ({value}); AR(1) over the "
+            f"columns needs at most one observation per time point and group "
+            f"({n_dup} group/time pair(s) are repeated).\n{where}\nCheck for duplicated rows, "
+            f"or use a finer grouping factor (e.g. subject:replicate)."
+        )
+    labels = []
+    for raw in raw_cols:
+        m = re.search(r"\[(?:T\.)?([^\]]*)\]$", raw)
+        labels.append(m.group(1) if m else raw)
+    try:
+        times = np.array([float(x) for x in labels])
+    except ValueError:
+        return
+    if np.any(np.diff(times) <= 0):
+        raise ModelError(
+            f"Term {spec.text}: AR(1) correlates the columns in their order, which here is "
+            f"{', '.join(labels)}: not increasing in time (text levels sort as strings).\n"
+            f"{where}\nMake the time column numeric categorical, e.g. "
+            "data['time'] = pd.Categorical(data['time'].astype(float)), so its levels sort by "
+            "value."
+        )
+    steps = np.diff(times)
+    if len(steps) > 1 and not np.allclose(steps, steps[0], rtol=1e-8):
+        warnings.warn(
+            f"Term {spec.text}: the time points {', '.join(labels)} are not equally spaced; "
+            "AR(1) here treats consecutive columns as one step apart (as glmmTMB's ar1 does).",
+            LmmkitWarning,
+            stacklevel=5,
+        )
 
 
 def _check_term(parsed: ParsedFormula, spec: RandomTermSpec, nlev: int, p: int, n: int) -> None:
@@ -446,7 +568,9 @@ def _check_term(parsed: ParsedFormula, spec: RandomTermSpec, nlev: int, p: int, 
             f"observations, or the random effect is confounded with the residual.\n{where}\n"
             "Remove the term, or group at a coarser level."
         )
-    if nlev * p >= n:
+    if nlev * p >= n and not (spec.structure in ("cs", "ar1") and p >= 3):
+        # cs and ar1 over 3+ columns have few parameters, identifiable beside the residual
+        # variance with one observation per column and level; homcs and diag are not
         raise ModelError(
             f"Term {spec.text} has {nlev * p} random effects ({nlev} levels x {p} columns) for "
             f"{n} observations; its variance parameters and the residual variance are "

@@ -8,7 +8,11 @@ random-effects grammar that formulaic does not know:
   ``expr`` (``(x || g)`` is ``(1 | g) + (0 + x | g)``);
 * ``g`` may be ``a``, ``a:b`` (interaction of factors) or ``a/b`` (nesting, which expands to
   ``a`` and ``b:a``, lme4's naming), nested to any depth;
-* ``offset(expr)`` in the fixed part is taken out as an offset.
+* ``offset(expr)`` in the fixed part is taken out as an offset;
+* glmmTMB's covariance-structure keywords before a random term: ``us(x | g)`` (= ``(x | g)``),
+  ``diag(x | g)`` (= ``(x || g)``, and diagonal over a factor's columns too), ``cs(0 + f | g)``
+  (heterogeneous compound symmetry), ``homcs(0 + f | g)`` (homogeneous, nlme's
+  ``pdCompSymm``) and ``ar1(0 + f | g)`` (AR(1) over the columns in their order).
 
 Errors show the formula with a caret under the offending token.
 """
@@ -31,6 +35,7 @@ class RandomTermSpec:
     group: tuple[str, ...]  # grouping factor(s); more than one means their interaction
     text: str  # the term as the user wrote it, for messages
     span: tuple[int, int]  # position of the term in the formula string
+    structure: str = "us"  # covariance structure keyword: us, diag, cs, homcs or ar1
 
     @property
     def group_name(self) -> str:
@@ -93,6 +98,8 @@ def _top_level_split(text: str, sep: str) -> list[tuple[str, int]]:
 
 
 _NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
+_CALL = re.compile(r"([A-Za-z_.][A-Za-z0-9_.]*)\s*\(")
+_STRUCTURES = ("us", "diag", "cs", "homcs", "ar1")
 
 
 def _parse_group(formula: str, text: str, offset: int) -> list[tuple[str, ...]]:
@@ -196,6 +203,31 @@ def parse_formula(formula: str) -> ParsedFormula:
             last = close + 1
             i = close + 1
             continue
+        m = _CALL.match(rhs, i)
+        if m and (i == 0 or not (rhs[i - 1].isalnum() or rhs[i - 1] in "_.")):
+            # a call name(...): a covariance structure when a '|' is inside, else fixed part
+            open_at = m.end() - 1
+            close = _matching_paren(rhs, open_at, formula, rhs_at)
+            inner = rhs[open_at + 1 : close]
+            if len(_top_level_split(inner, "|")) > 1:
+                name = m.group(1)
+                if name not in _STRUCTURES:
+                    raise _fail(
+                        formula,
+                        rhs_at + i,
+                        rhs_at + i + len(name),
+                        f"Unknown covariance structure {name!r} for a random-effects term.",
+                        f"Use one of {', '.join(_STRUCTURES)} (e.g. ar1(0 + time | subject)), "
+                        "or write the term in plain parentheses, (x | g).",
+                    )
+                fixed_pieces.append(rhs[last:i])
+                span = (rhs_at + i, rhs_at + close + 1)
+                random.extend(
+                    _random_term(formula, inner, rhs_at + open_at + 1, span, structure=name)
+                )
+                last = close + 1
+            i = close + 1
+            continue
         if ch == "|":
             raise _fail(
                 formula,
@@ -210,23 +242,35 @@ def parse_formula(formula: str) -> ParsedFormula:
     return ParsedFormula(formula, response, fixed, tuple(random), tuple(offsets))
 
 
-def _random_term(formula: str, inner: str, at: int, span: tuple[int, int]) -> list[RandomTermSpec]:
+def _random_term(
+    formula: str, inner: str, at: int, span: tuple[int, int], structure: str | None = None
+) -> list[RandomTermSpec]:
+    """The term(s) of one random-effects expression; ``structure`` is the keyword written
+    before the parenthesis (None for plain parentheses)."""
     text = formula[span[0] : span[1]]
     double = _top_level_split(inner, "||")
-    if len(double) == 2:
-        (expr, _), (grp, grp_at) = double
+    if structure is not None and len(double) > 1:
+        raise _fail(
+            formula,
+            span[0],
+            span[1],
+            f"Random term {text} has '||' inside a covariance structure.",
+            f"Write {structure}(x | g) with one bar: {structure}() sets the covariance itself "
+            "(diag(x | g) is the uncorrelated form).",
+        )
+    parts = _top_level_split(inner, "|") if len(double) == 1 else double
+    if len(parts) != 2:
+        raise _fail(
+            formula,
+            span[0],
+            span[1],
+            f"Random term {text} has more than one '|'.",
+            "Write one bar per term: (x | g), or (x || g) for uncorrelated effects.",
+        )
+    (expr, _), (grp, grp_at) = parts
+    if len(double) == 2 or structure == "diag":  # lme4's expandDoubleVerts
         exprs = _split_double_bar(expr.strip() or "1")
     else:
-        parts = _top_level_split(inner, "|")
-        if len(parts) != 2:
-            raise _fail(
-                formula,
-                span[0],
-                span[1],
-                f"Random term {text} has more than one '|'.",
-                "Write one bar per term: (x | g), or (x || g) for uncorrelated effects.",
-            )
-        (expr, _), (grp, grp_at) = parts
         exprs = [expr.strip()]
     if not exprs or not exprs[0]:
         raise _fail(
@@ -237,7 +281,8 @@ def _random_term(formula: str, inner: str, at: int, span: tuple[int, int]) -> li
             "Write (1 | g) for a random intercept.",
         )
     groups = _parse_group(formula, grp, at + grp_at)
-    return [RandomTermSpec(e, g, text, span) for g in groups for e in exprs]
+    kind = structure or "us"
+    return [RandomTermSpec(e, g, text, span, kind) for g in groups for e in exprs]
 
 
 def _clean_fixed(text: str) -> str:

@@ -68,14 +68,10 @@ def _simulate(model: Any, result: Any, rng: np.random.Generator) -> np.ndarray:
     y = d.X @ result.fixef.to_numpy()
     if d.offset is not None:
         y = y + d.offset
+    from lmmkit.linalg.blocked import term_factors
+
     sigma = result.sigma
-    at = 0
-    for t in d.terms:
-        k = t.ntheta
-        T = np.zeros((t.p, t.p))
-        cols, rows = np.triu_indices(t.p)
-        T[rows, cols] = result.theta[at : at + k]
-        at += k
+    for t, T in zip(d.terms, term_factors(result.theta, d.terms)):
         u = rng.standard_normal((t.nlevels, t.p))
         b = sigma * u @ T.T
         kern = model.kernels.get(":".join(t.group))

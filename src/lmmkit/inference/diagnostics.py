@@ -50,7 +50,11 @@ CORR_ONE = 0.99
 def term_cholesky(result: LMMResult) -> list[np.ndarray]:
     """Relative covariance factors T (lower triangular, one per random-effects term) from
     ``result.theta``: the term's covariance is ``sigma**2 * T @ T.T``. Theta is lme4's
-    column-major lower triangle, term after term."""
+    column-major lower triangle, term after term (a structured term's own parameters)."""
+    if any(getattr(t, "structure", None) is not None for t in result.terms):
+        from lmmkit.linalg.blocked import term_factors
+
+        return term_factors(result.theta, result.terms)
     out: list[np.ndarray] = []
     pos = 0
     for t in result.terms:

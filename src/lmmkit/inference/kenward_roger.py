@@ -67,19 +67,23 @@ def _derivative_matrices(model: Any, result: Any) -> tuple[list[np.ndarray], lis
 
 
 def _term_T(result: Any, model: Any) -> list[np.ndarray]:
-    from lmmkit.linalg.blocked import theta_to_T
+    from lmmkit.linalg.blocked import term_factors
 
-    out, at = [], 0
-    for term in model.design.terms:
-        k = term.ntheta
-        out.append(theta_to_T(np.asarray(result.theta[at : at + k]), term.p))
-        at += k
-    return out
+    return term_factors(result.theta, model.design.terms)
 
 
 def kr_info(model: Any, result: Any = None) -> KRInfo:
     """The Kenward-Roger adjusted covariance of beta and what the F tests need
     (pbkrtest's ``vcovAdj``)."""
+    from lmmkit.linalg.covstruct import require_unstructured
+
+    require_unstructured(
+        model.design.terms if hasattr(model, "design") else (),
+        "Kenward-Roger",
+        "Its covariance parameters are the unstructured variances and covariances (pbkrtest's "
+        "linear V = sum gamma_i G_i); use Satterthwaite's df (ddf='Satterthwaite'), which is "
+        "invariant to the parametrization.",
+    )
     model, result = resolve(model, result, reml=True)
     if model.design.weights is not None:
         raise ModelError("Kenward-Roger is not implemented for models with prior weights.")

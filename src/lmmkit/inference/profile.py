@@ -236,6 +236,15 @@ def confint(
         return out
     if method.lower() != "profile":
         raise ModelError(f"method must be 'profile' or 'Wald'; got {method!r}.")
+    from lmmkit.linalg.covstruct import require_unstructured
+
+    require_unstructured(
+        model.design.terms,
+        "Profile confidence intervals",
+        "lme4's .sig parameters are the SDs and correlations of unstructured terms; use "
+        "method='Wald' for the fixed effects, or a parametric bootstrap "
+        "(lmmkit.inference.bootstrap) for the variance parameters.",
+    )
     ml = result if not result.reml else model.fit(reml=False)
     pr = _Profiler(model, ml)
     for nm in wanted:

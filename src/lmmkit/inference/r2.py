@@ -23,7 +23,7 @@ import numpy as np
 
 from lmmkit.errors import ModelError
 from lmmkit.inference._common import resolve
-from lmmkit.linalg.blocked import theta_to_T
+from lmmkit.linalg.blocked import term_factors
 
 __all__ = ["VarianceComponents", "variance_components", "r2_nakagawa", "icc"]
 
@@ -47,11 +47,8 @@ def variance_components(model: Any, result: Any = None) -> VarianceComponents:
     X = model.design.X
     eta = X @ result.fixef.to_numpy()
     var_fixed = float(np.var(eta, ddof=1))
-    var_random, at = 0.0, 0
-    for term in model.design.terms:
-        k = term.ntheta
-        T = theta_to_T(np.asarray(result.theta[at : at + k]), term.p)
-        at += k
+    var_random = 0.0
+    for term, T in zip(model.design.terms, term_factors(result.theta, model.design.terms)):
         S = result.sigma**2 * T @ T.T
         var_random += float(np.mean(np.einsum("ia,ab,ib->i", term.Zx, S, term.Zx)))
     return VarianceComponents(var_fixed, var_random, result.sigma**2)

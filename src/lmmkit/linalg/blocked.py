@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -37,7 +38,15 @@ from lmmkit.linalg.kernels import (
     schur_update_lower,
 )
 
-__all__ = ["TermBlock", "CrossProducts", "Factor", "build_cross_products", "factor", "theta_to_T"]
+__all__ = [
+    "TermBlock",
+    "CrossProducts",
+    "Factor",
+    "build_cross_products",
+    "factor",
+    "theta_to_T",
+    "term_factors",
+]
 
 MAX_DENSE_REST = 25_000  # 25k x 25k doubles = 5 GB; beyond that the dense rest block is unwise
 
@@ -49,6 +58,8 @@ class TermBlock:
     index: np.ndarray  # (n,) level of each observation
     Zx: np.ndarray  # (n, p) model columns, already multiplied by sqrt(weights)
     nlevels: int
+    # covariance structure (lmmkit.linalg.covstruct.CovStructure); None: lme4's theta
+    structure: Any = None
 
     @property
     def p(self) -> int:
@@ -68,6 +79,28 @@ def theta_to_T(theta: np.ndarray, p: int) -> np.ndarray:
     rows, cols = _lower_indices(p)
     T[rows, cols] = theta
     return T
+
+
+def term_factors(theta: np.ndarray, terms: Any) -> list[np.ndarray]:
+    """T of each term from the model's parameter vector: lme4's theta (column-major lower
+    triangle) for an unstructured term, the structure's parameters for a structured one.
+    ``terms`` are objects with ``p`` and ``structure`` (design terms or term blocks)."""
+    theta = np.asarray(theta, dtype=float)
+    out, at = [], 0
+    for t in terms:
+        structure = getattr(t, "structure", None)
+        if structure is None:
+            k = t.p * (t.p + 1) // 2
+            out.append(theta_to_T(theta[at : at + k], t.p))
+        else:
+            k = structure.npar
+            out.append(structure.T(theta[at : at + k]))
+        at += k
+    if at != len(theta):
+        raise ModelError(
+            f"The parameter vector has {len(theta)} values; the random-effects terms need {at}."
+        )
+    return out
 
 
 @functools.cache
@@ -100,6 +133,9 @@ class CrossProducts:
     # known-covariance terms: (offset, size, L) with K = L L'; the term's block of the dense
     # part is expressed in the coordinates v of b = L v (dense mode only)
     kernels: tuple[tuple[int, int, np.ndarray], ...] = ()
+    # whether any term has a covariance structure (else theta is lme4's throughout); set once
+    # here so that the hot path reads one attribute
+    structured: bool = False
 
     @property
     def R(self) -> int:
@@ -227,6 +263,7 @@ def _build(
         B1,
         Arr,
         X,
+        structured=any(t.structure is not None for t in (*rest, *([first] if first else []))),
     )
 
 
@@ -365,7 +402,10 @@ def _finish(
 def factor(cp: CrossProducts, theta: np.ndarray, full: bool = False) -> Factor:
     """Factor the penalized system at theta (the hot path of every fit). ``full`` also keeps
     the first block's inverses, needed for the conditional modes and variances."""
-    Ts = _split_theta(np.asarray(theta, dtype=float), cp.term_ps)
+    if cp.structured:
+        Ts = term_factors(theta, cp.terms)
+    else:
+        Ts = _split_theta(np.asarray(theta, dtype=float), cp.term_ps)
     if cp.first is None:
         return _factor_dense(cp, Ts)
     logdet, M1inv, H, BHB = _first_block(Ts[0], cp.D1, cp.B1, full)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from lmmkit.design.model import Design, build_design
-from lmmkit.errors import DataError, LmmkitWarning
+from lmmkit.errors import DataError, LmmkitWarning, ModelError
 from lmmkit.formula.parse import parse_formula
 from lmmkit.linalg.blocked import (
     CrossProducts,
@@ -52,9 +52,25 @@ class _Layout:
     theta0: np.ndarray
 
 
-def _layout(design: Design) -> _Layout:
+def _layout(design: Design, structured: bool = False) -> _Layout:
+    """Start values and lower bounds of the parameter vector, term after term: lme4's for an
+    unstructured term, the structure's own for a structured one (``structured=True``; the
+    other model types, which call this without it, fit unstructured terms only)."""
     lower, theta0, sizes = [], [], []
     for t in design.terms:
+        structure = getattr(t, "structure", None)
+        if structure is not None:
+            if not structured:
+                raise ModelError(
+                    f"Term {t.text or t.name} has a {structure.description} covariance "
+                    f"structure ({structure.kind}); covariance structures are implemented for "
+                    "lmm() only. Use an unstructured (x | g) or uncorrelated (x || g) term "
+                    "here."
+                )
+            lower.extend(structure.lower)
+            theta0.extend(structure.start)
+            sizes.append(structure.npar)
+            continue
         rows, cols = np.triu_indices(t.p)  # (col, row) pairs in column-major lower order
         diag = rows == cols
         lower.extend(np.where(diag, 0.0, -np.inf))
@@ -101,7 +117,9 @@ class LinearMixedModel:
         self._sqrt_w = sw
         self._log_w = float(np.log(d.weights).sum()) if d.weights is not None else 0.0
         blocks = [
-            TermBlock(t.index, t.Zx * sw[:, None] if sw is not None else t.Zx, t.nlevels)
+            TermBlock(
+                t.index, t.Zx * sw[:, None] if sw is not None else t.Zx, t.nlevels, t.structure
+            )
             for t in d.terms
         ]
         Xw = d.X * sw[:, None] if sw is not None else d.X
@@ -125,7 +143,7 @@ class LinearMixedModel:
                 ],
             )
         self.use_cross_products(cp)
-        self.layout = _layout(d)
+        self.layout = _layout(d, structured=True)
 
     def use_cross_products(self, cp: CrossProducts) -> None:
         """Bind the theta-independent blocks (built in block or dense mode)."""
@@ -232,7 +250,9 @@ class LinearMixedModel:
 
         names = list(d.fixef_names)
         terms_info = tuple(
-            RandomTermInfo(t.name, t.group, tuple(t.levels.tolist()), t.columns, b, cv, t.spec)
+            RandomTermInfo(
+                t.name, t.group, tuple(t.levels.tolist()), t.columns, b, cv, t.spec, t.structure
+            )
             for t, b, cv in zip(d.terms, modes, condvars)
         )
         varcorr, singular = _varcorr(d, f, sigma, theta, self.layout)
@@ -298,6 +318,7 @@ def _varcorr(
     d: Design, f: Factor, sigma: float, theta: np.ndarray, layout: _Layout
 ) -> tuple[pd.DataFrame, bool]:
     rows: list[dict[str, Any]] = []
+    singular = bool(np.any(theta[layout.lower == 0] < SINGULAR_TOL))
     for t, T in zip(d.terms, f.T):
         cov = sigma**2 * T @ T.T
         sd = np.sqrt(np.diag(cov))
@@ -305,6 +326,12 @@ def _varcorr(
             rows.append(
                 {"group": t.name, "var1": c, "var2": None, "vcov": cov[i, i], "sdcor": sd[i]}
             )
+        structure = getattr(t, "structure", None)
+        if structure is not None:
+            # a correlation at +-1 shows as a (near) zero diagonal of T, as in lme4's rule
+            singular = singular or bool(np.any(np.abs(np.diag(T)) < SINGULAR_TOL))
+            if not structure.has_corr:
+                continue  # diag: the correlations are zero by construction
         for i in range(t.p):
             for j in range(i + 1, t.p):
                 denom = sd[i] * sd[j]
@@ -319,7 +346,6 @@ def _varcorr(
                     }
                 )
     rows.append({"group": "Residual", "var1": None, "var2": None, "vcov": sigma**2, "sdcor": sigma})
-    singular = bool(np.any(theta[layout.lower == 0] < SINGULAR_TOL))
     return pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"]), singular
 
 

@@ -526,6 +526,13 @@ def lmm_residual(
     clean, n_struct_dropped = _clean_frame(data, cols)
     model = LinearMixedModel(formula, clean)
     d = model.design
+    from lmmkit.linalg.covstruct import require_unstructured
+
+    require_unstructured(
+        d.terms,
+        "lmm_residual()",
+        "Combine residual structures with unstructured (x | g) or uncorrelated (x || g) terms.",
+    )
     frame = clean.iloc[d.rows_used].reset_index(drop=True)
     structure = ResidualStructure(frame, variance, correlation)
     for t in d.terms:

@@ -31,6 +31,14 @@ class RandomTermInfo:
     modes: np.ndarray  # (nlevels, p)
     condvar: np.ndarray  # (nlevels, p, p)
     spec: Any = field(repr=False, default=None)
+    # covariance structure (lmmkit.linalg.covstruct.CovStructure); None: unstructured, and
+    # the term's part of ``LMMResult.theta`` is lme4's theta
+    structure: Any = None
+
+    @property
+    def p(self) -> int:
+        """Number of model columns of the term."""
+        return len(self.columns)
 
 
 @dataclass(frozen=True)
