@@ -45,8 +45,11 @@ __all__ = [
 
 
 def supports_polish(cp: CrossProducts) -> bool:
-    """True for one block-diagonal grouping term and no known-covariance kernels."""
-    return cp.first is not None and not cp.rest and not cp.kernels and cp.Rz == 0
+    """True for one block-diagonal unstructured grouping term and no known-covariance
+    kernels (a covariance structure's parameters are not lme4's theta)."""
+    return (
+        cp.first is not None and not cp.rest and not cp.kernels and cp.Rz == 0 and not cp.structured
+    )
 
 
 @numba.njit(cache=True)
