@@ -324,6 +324,8 @@ def test_structured_terms_are_refused_where_not_implemented() -> None:
         profile.confint(model, res)
     wald = profile.confint(model, res, method="Wald")
     assert np.isfinite(wald.loc["nitro"]).all()
+    with pytest.raises(ModelError, match=r"conditional AIC .* cs\(0 \+ Variety \| Block\)"):
+        lmmkit.caic(model, res)
     counts = df.assign(n=np.arange(len(df)) % 5)
     with pytest.raises(ModelError, match="implemented for lmm\\(\\) only"):
         lmmkit.glmm("n ~ nitro + cs(0 + Variety | Block)", counts, family="poisson")

@@ -263,6 +263,13 @@ def _check_supported(model: Any, result: Any) -> None:
             f"caic: expected a LinearMixedModel (Gaussian linear mixed model); got "
             f"{type(model).__name__}."
         )
+    from lmmkit.linalg.covstruct import require_unstructured
+
+    require_unstructured(
+        model.design.terms,
+        "The conditional AIC (caic)",
+        "Its degrees of freedom differentiate in lme4's theta; fit (x | g) or (x || g) terms.",
+    )
 
 
 # ------------------------------------------------------------------------ theta bookkeeping
