@@ -346,7 +346,9 @@ def _varcorr(
                     }
                 )
     rows.append({"group": "Residual", "var1": None, "var2": None, "vcov": sigma**2, "sdcor": sigma})
-    return pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"]), singular
+    cols = ("group", "var1", "var2", "vcov", "sdcor")
+    # column-wise construction: several times faster than from a list of records
+    return pd.DataFrame({c: [r[c] for r in rows] for c in cols}), singular
 
 
 def _control(control: OptControl | dict[str, Any] | None) -> OptControl:
