@@ -5,7 +5,8 @@ Kenward-Roger tests in small unbalanced cluster designs (issue #3, "Calibration"
         --replicates 1000 --seed 3 --out sim_inference.json      # or .md for a markdown table
 
 This is a benchmark, not a test: it checks that the methods are calibrated, not that the code
-agrees with R (tests/inference/test_sim_inference.py does that for one simulated data set).
+agrees with R (tests/inference/test_sim_inference.py does that for one simulated data set per
+design; ``--export-for-r DIR`` plus benchmarks/sim_inference_check.R compare more replicates).
 
 Design (pre-specified before any replicate was run; not tuned afterwards)
 -------------------------------------------------------------------------
@@ -53,6 +54,18 @@ its mean and SD show whether a miss is a shift or a spread), for the ML deviance
 REML criterion, and the REML-profile interval (not lme4's method, which always profiles ML;
 reported only to separate the downward bias of ML variance estimates from the chi-square
 approximation).
+
+Outcome (seed 3, 1,000 replicates per design; both runs give identical numbers for the
+shared quantities): KR's level for ``trt`` in the ``small`` design is 4.6% (Clopper-Pearson
+[3.4, 6.1]), within target, where the Wald z test rejects 9.1%; every KR and Satterthwaite
+cell is within target. The ML profile interval of .sig01 misses its target: 92.4% [90.6,
+94.0] in the ``moderate`` design and 87.9% in the ``small`` one. Not a bug: the intervals
+agree with lme4's ``confint`` (20 replicates per design: limits within 0.0023, ours the
+exact roots -- lme4's own ``devfun2`` gives zeta = -+1.95996 there -- and lme4's spline
+interpolation off by up to 0.006 in zeta), and the misses are one-sided (the interval lies
+below tau) because zeta(tau) of the ML deviance is shifted (mean +0.34 and +0.64, SD about 1) by the downward
+bias of ML variance estimates; the REML profile, which removes that bias, covers 94.3% and
+95.2%.
 
 Each replicate draws from ``numpy.random.default_rng([seed, design_id, i])``: results depend
 only on the seed and the replicate index, not on ordering or the executor. Reported per cell:
@@ -363,6 +376,27 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def export_for_r(out_dir: Path, seed: int, n: int) -> None:
+    """Write the first ``n`` replicates of each design (``replicates.csv``: design, i, g, trt,
+    x, y) and lmmkit's results on them (``lmmkit.csv``) for benchmarks/sim_inference_check.R."""
+    from lmmkit._io import write_text_atomic
+
+    data, ours = [], []
+    for design in DESIGNS:
+        for i in range(n):
+            d = make_design(DESIGNS[design])
+            d["y"] = simulate_response(d, replicate_rng(seed, design, i))
+            data.append(d.assign(design=design, i=i))
+            ours.append(run_replicate(Task(design, seed, i, False)))
+    cols = ["design", "i", "g", "trt", "x", "y"]
+    write_text_atomic(
+        out_dir / "replicates.csv", pd.concat(data)[cols].to_csv(index=False, float_format="%.17g")
+    )
+    write_text_atomic(
+        out_dir / "lmmkit.csv", pd.DataFrame(ours).to_csv(index=False, float_format="%.17g")
+    )
+
+
 # ----------------------------------------------------------------- driver
 def run(
     replicates: int,
@@ -421,6 +455,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument(
+        "--export-for-r",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="only write the first --export-n replicates per design and lmmkit's results on "
+        "them to DIR for benchmarks/sim_inference_check.R",
+    )
+    ap.add_argument("--export-n", type=int, default=20)
+    ap.add_argument(
         "--no-diagnostics",
         action="store_true",
         help="skip the REML-profile and zeta(tau) diagnostics (the first run's quantities only)",
@@ -430,6 +473,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--replicates must be >= 1; got {args.replicates}.")
     from lmmkit._io import write_text_atomic
 
+    if args.export_for_r is not None:
+        export_for_r(args.export_for_r, args.seed, args.export_n)
+        print(f"wrote {args.export_for_r}/replicates.csv and lmmkit.csv")
+        return 0
     df, rows, meta = run(
         args.replicates,
         args.seed,
