@@ -205,35 +205,20 @@ def profile_diagnostics(model: Any, ml: Any, reml: Any) -> dict[str, float]:
       zeta(tau), the pivot whose |zeta| < 1.96 is exactly "the interval covers tau"; under
       the chi-square(1) approximation it is N(0, 1).
     * ``zeta_reml_true``, ``ci_reml_low``/``ci_reml_high``: the same with the REML criterion
-      in place of the ML deviance (a restricted-likelihood profile). This is not an lmmkit
-      API nor lme4's method (lme4 always profiles ML); it separates the downward bias of ML
-      variance estimates from the chi-square approximation itself.
-
-    Both reuse lmmkit.inference.profile's profiler (private helpers, as
-    benchmarks/sim_heritability.py reuses the REML internals) so the profile is computed
-    exactly as ``confint`` computes it; only the deviance is swapped for REML.
+      in place of the ML deviance (a restricted-likelihood profile): lmmkit's
+      ``confint(..., criterion="REML")``, not lme4's method (lme4 always profiles ML); it
+      separates the downward bias of ML variance estimates from the chi-square
+      approximation itself.
     """
     from lmmkit.errors import ModelError
     from lmmkit.inference import profile
-    from lmmkit.inference._common import varpar_deviance
 
-    class RemlProfiler(profile._Profiler):  # noqa: SLF001
-        def dev_vp(self, vp: np.ndarray) -> float:
-            sigma = float(vp[-1])
-            if sigma <= 0:
-                return math.inf
-            theta = profile.theta_from_sdcor(vp[:-1], sigma, self.sizes)
-            return varpar_deviance(self.model, np.append(theta, sigma), reml=True)
-
-    z = float(stats.norm.ppf(0.5 + LEVEL / 2))
     out = {"zeta_ml_true": profile._Profiler(model, ml).zeta_vp(0, TAU)}  # noqa: SLF001
-    pr = RemlProfiler(model, reml)
+    pr = profile._Profiler(model, reml, reml=True)  # noqa: SLF001
     out["zeta_reml_true"] = pr.zeta_vp(0, TAU)
-    x_hat = float(pr.vp_hat[0])
-    step = max(0.5 * x_hat, 1e-3)  # as confint
-    try:
-        out["ci_reml_low"] = profile._root(lambda x: pr.zeta_vp(0, x), x_hat, -z, step, 0.0)  # noqa: SLF001
-        out["ci_reml_high"] = profile._root(lambda x: pr.zeta_vp(0, x), x_hat, z, step, np.inf)  # noqa: SLF001
+    try:  # the public API: confint(..., criterion="REML")
+        ci = profile.confint(model, reml, parm=[".sig01"], criterion="REML", level=LEVEL)
+        out["ci_reml_low"], out["ci_reml_high"] = (float(v) for v in ci.iloc[0])
     except ModelError:
         out["ci_reml_low"] = out["ci_reml_high"] = float("nan")
     return out

@@ -1,7 +1,8 @@
 """Profile-likelihood and Wald confidence intervals (lme4's ``confint.merMod``).
 
-Like lme4's ``profile()``, profiling always uses the maximum-likelihood fit (a REML fit is
-refitted by ML). The parameters are lme4's: per random term the standard deviations and
+Like lme4's ``profile()``, profiling uses the maximum-likelihood fit by default (a REML fit
+is refitted by ML); ``criterion="REML"`` profiles the variance parameters on the REML
+criterion instead. The parameters are lme4's: per random term the standard deviations and
 correlations in theta's order (``.sig01``, ``.sig02``, ...), then the residual SD
 ``.sigma``, then the fixed effects. For one parameter held at x the ML deviance is minimised
 over all the others, and
@@ -125,8 +126,9 @@ def _minimize(f, x0: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[
 
 
 class _Profiler:
-    def __init__(self, model: Any, ml: Any) -> None:
+    def __init__(self, model: Any, ml: Any, reml: bool = False) -> None:
         self.model = model
+        self.reml = reml  # profile the REML criterion instead of the ML deviance
         self.sizes = _term_sizes(model)
         self.theta = np.asarray(ml.theta, float)
         self.sigma = ml.sigma
@@ -144,7 +146,7 @@ class _Profiler:
         if sigma <= 0:
             return math.inf
         theta = theta_from_sdcor(vp[:-1], sigma, self.sizes)
-        return varpar_deviance(self.model, np.append(theta, sigma), reml=False)
+        return varpar_deviance(self.model, np.append(theta, sigma), reml=self.reml)
 
     def zeta_vp(self, w: int, x: float) -> float:
         free = np.arange(len(self.vp_hat)) != w
@@ -207,12 +209,20 @@ def confint(
     method: str = "profile",
     level: float = 0.95,
     parm: list[str] | None = None,
+    criterion: str = "ML",
 ) -> pd.DataFrame:
     """Confidence intervals for .sig01..., .sigma and the fixed effects (lme4's ``confint``).
 
     ``method="profile"`` (default) profiles the ML deviance; ``method="Wald"`` gives
     beta -+ z se from ``result`` (the REML fit unless given) and NaN for the variance
     parameters, as lme4 does.
+
+    ``criterion="REML"`` profiles the variance parameters on the REML criterion (the
+    likelihood of the error contrasts) instead of the ML deviance. lme4 always profiles ML,
+    whose downward bias in variance estimates makes the intervals of a variance component
+    undercover with few clusters (about 92% for a nominal 95% with 30 clusters, 88% with
+    10; benchmarks/sim_inference.py); the REML profile removes most of that bias. The fixed
+    effects are profiled on the ML deviance either way (REML is not a likelihood for beta).
     """
     if not 0 < level < 1:
         raise ModelError(f"level must be in (0, 1); got {level!r}.")
@@ -236,6 +246,9 @@ def confint(
         return out
     if method.lower() != "profile":
         raise ModelError(f"method must be 'profile' or 'Wald'; got {method!r}.")
+    if criterion.upper() not in ("ML", "REML"):
+        raise ModelError(f"criterion must be 'ML' (lme4's) or 'REML'; got {criterion!r}.")
+    use_reml = criterion.upper() == "REML"
     from lmmkit.linalg.covstruct import require_unstructured
 
     require_unstructured(
@@ -245,18 +258,25 @@ def confint(
         "method='Wald' for the fixed effects, or a parametric bootstrap "
         "(lmmkit.inference.bootstrap) for the variance parameters.",
     )
-    ml = result if not result.reml else model.fit(reml=False)
-    pr = _Profiler(model, ml)
+    need_ml = not use_reml or any(names.index(nm) >= k for nm in wanted)
+    if need_ml:
+        ml = result if not result.reml else model.fit(reml=False)
+        pr = _Profiler(model, ml)
+    if use_reml:
+        fit_r = result if result.reml else model.fit(reml=True)
+        pr_var = _Profiler(model, fit_r, reml=True)
+    else:
+        pr_var = pr
     for nm in wanted:
         i = names.index(nm)
         if i < k:
-            x_hat = pr.vp_hat[i]
-            lo_b, up_b = pr.lower[i], pr.upper[i]
+            x_hat = pr_var.vp_hat[i]
+            lo_b, up_b = pr_var.lower[i], pr_var.upper[i]
             step = 0.5 * abs(x_hat) if up_b == np.inf else 0.25
             step = max(step, 1e-3)
 
             def zeta(x: float, i: int = i) -> float:
-                return pr.zeta_vp(i, x)
+                return pr_var.zeta_vp(i, x)
         else:
             j = i - k
             x_hat, lo_b, up_b = pr.beta[j], -np.inf, np.inf
