@@ -10,13 +10,20 @@ with stretches of large q (weak LD), so LD scores vary from ~1 to ~50.  The refe
 distribution given the true LD matrix R, z ~ N(sqrt(N) R beta, R) with beta'R beta = h2;
 R beta and the N(0, R) draw use the chain's recursions (no M x M matrix).  Then
 E[chi2_j] = 1 + N h2 l_j / M with l_j = sum_k R_jk^2, the model LD score regression fits.
-The large-scale check (coalescent genotypes, individual-level GWAS, 100s of replicates) is
-benchmarks/sim_ldsc.py.
+The same inputs, with many SNPs above the two-step cutoff chi2 = 30, check the truncated
+step 1 of LDSC's default estimator against LDSC 2.0.1 itself (frozen in
+tests/reference/genetics/ldsc_twostep.json by make_ldsc_twostep_reference.py; the
+EUR_subset reference has no SNP above 30).  The large-scale check (coalescent genotypes,
+individual-level GWAS, 100 replicates per scenario) is benchmarks/sim_ldsc.py.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from lmmkit.genetics.ldsc import ld_score_regression, ld_scores
@@ -24,6 +31,8 @@ from lmmkit.genetics.ldsc import ld_score_regression, ld_scores
 from ._genetics_helpers import write_plink
 
 M, N_REF, SPACING = 8000, 500, 1000  # SNPs, panel size, bp between SNPs
+TWOSTEP_REF = Path(__file__).resolve().parents[1] / "reference" / "genetics" / "ldsc_twostep.json"
+TWOSTEP_CASES = [(0.3, 50_000, 5), (0.5, 5_000, 6)]  # (h2, N, seed) with many chi2 > 30
 
 
 def _switch_probabilities(rng: np.random.Generator) -> np.ndarray:
@@ -59,8 +68,8 @@ def _n01_r(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return u
 
 
-@pytest.fixture(scope="module")
-def markov_panel(tmp_path_factory):
+def build_markov_panel(directory: Path) -> tuple[np.ndarray, pd.DataFrame]:
+    """The chain's coefficients a_j and lmmkit's LD scores of a 500-sample panel."""
     rng = np.random.default_rng(20260)
     q = _switch_probabilities(rng)
     a = 1.0 - 2.0 * q
@@ -68,12 +77,25 @@ def markov_panel(tmp_path_factory):
     switch = (rng.random((2 * N_REF, M), dtype=np.float32) < q).astype(np.uint8)
     hap = np.bitwise_xor.accumulate(switch, axis=1)
     geno = (hap[:N_REF] + hap[N_REF:]).astype(float)
-    prefix = tmp_path_factory.mktemp("markov") / "panel"
+    prefix = directory / "panel"
     bim = [f"1 s{j} 0 {SPACING * (j + 1)} A G" for j in range(M)]
     write_plink(prefix, geno, bim_rows=bim)
     # a 100 kb window (100 SNPs each side) misses only pairs with r^2 < 0.88^100 ~ 3e-6
-    ld = ld_scores(prefix, window_kb=100)
-    return a, ld
+    return a, ld_scores(prefix, window_kb=100)
+
+
+def markov_z(a: np.ndarray, h2: float, n: int, seed: int) -> np.ndarray:
+    """z ~ N(sqrt(n) R beta, R), beta ~ N(0, h2/M) rescaled to beta'R beta = h2."""
+    rng = np.random.default_rng(seed)
+    beta = rng.normal(0.0, np.sqrt(h2 / M), M)
+    rb = _r_times(a, beta)
+    scale = np.sqrt(h2 / (beta @ rb))
+    return np.sqrt(n) * scale * rb + _n01_r(a, rng)
+
+
+@pytest.fixture(scope="module")
+def markov_panel(tmp_path_factory):
+    return build_markov_panel(tmp_path_factory.mktemp("markov"))
 
 
 def test_panel_ld_scores_estimate_the_exact_ones(markov_panel):
@@ -100,12 +122,20 @@ def test_panel_ld_scores_estimate_the_exact_ones(markov_panel):
 )
 def test_ldsc_recovers_known_h2_within_3_se(markov_panel, h2, n, two_step):
     a, ld = markov_panel
-    rng = np.random.default_rng(int(100 * h2))
-    beta = rng.normal(0.0, np.sqrt(h2 / M), M)
-    rb = _r_times(a, beta)
-    scale = np.sqrt(h2 / (beta @ rb))  # beta'R beta = h2 exactly
-    z = np.sqrt(n) * scale * rb + _n01_r(a, rng)
+    z = markov_z(a, h2, n, seed=int(100 * h2))
     fit = ld_score_regression(z=z, ld=ld["l2"], n=n, m=M, n_blocks=100, two_step=two_step)
     assert abs(fit.h2 - h2) < 3 * fit.h2_se
     assert fit.h2_se < 0.2 * h2  # informative: the check above is not vacuous
     assert abs(fit.intercept - 1.0) < 3 * fit.intercept_se
+
+
+def test_two_step_with_truncated_step1_matches_ldsc(markov_panel):
+    """LDSC 2.0.1's --h2 two-step estimator when many SNPs exceed chi2 = 30 (frozen)."""
+    a, ld = markov_panel
+    ref = json.loads(TWOSTEP_REF.read_text())
+    for (h2, n, seed), r in zip(TWOSTEP_CASES, ref["fits"], strict=True):
+        z = markov_z(a, h2, n, seed)
+        assert int(np.sum(z**2 >= 30)) == r["n_chisq_above_30"] > 100
+        fit = ld_score_regression(z=z, ld=ld["l2"], n=n, m=M)
+        for key in ("h2", "h2_se", "intercept", "intercept_se"):
+            assert getattr(fit, key) == pytest.approx(r[key], rel=1e-8), key
