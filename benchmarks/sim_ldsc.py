@@ -54,8 +54,9 @@ What it shows (defaults): with chromosome-wide LD scores the one-step fit is unb
 h2 (0.1 and 0.5, all or 1 % causal) and the intercept (1, or 1.1 with confounding), with
 95 % coverage 0.93-0.99; 1 cM windows move ~0.04 into the intercept at h2 = 0.5, not the
 h2; LDSC's default two-step estimator is biased low when many SNPs have a large chi2
-(h2 = 0.5: -0.011; 1 % causal: -0.05, coverage ~0.8), the same numbers LDSC 2.0.1 gives
-(tests/genetics/test_ldsc_sim.py); rg = 0.5 is recovered (0.500, coverage 0.98).
+(h2 = 0.5: -0.011; 1 % causal: -0.05, coverage ~0.8) -- LDSC 2.0.1's own behaviour: our
+two-step fit equals LDSC's to 1e-8 when step 1 is truncated (tests/genetics/
+test_ldsc_sim.py); rg = 0.5 is recovered (0.500, coverage 0.98).
 """
 
 from __future__ import annotations
