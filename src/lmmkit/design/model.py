@@ -297,7 +297,11 @@ def build_design(
     rows_used = np.flatnonzero(~bad_rows)
     if rows_used.size == 0:
         raise DataError("No rows are left after dropping rows with missing values.")
-    clean = data.iloc[rows_used].reset_index(drop=True)
+    idx = data.index
+    if n_dropped == 0 and isinstance(idx, pd.RangeIndex) and idx.start == 0 and idx.step == 1:
+        clean = data  # nothing to drop or renumber: no copy
+    else:
+        clean = data.iloc[rows_used].reset_index(drop=True)
     if w is not None:
         w = w[rows_used]
         if np.any(w < 0) or not np.all(np.isfinite(w)):
