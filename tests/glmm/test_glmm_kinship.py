@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import warnings
 
 import numpy as np
@@ -75,6 +76,10 @@ def test_binary_kinship_matches_lme4_modular(binary_fit) -> None:
     assert res.vcov_method == "hessian"
     assert res.kernels["id"]["n_levels_with_records"] == 300
     _check_reference(res, ref)
+    out = json.loads(res.to_json())
+    assert out["kernels"]["id"]["n_labels"] == 300
+    assert len(out["ranef"]["id"]["levels"]) == 300
+    assert pickle.loads(pickle.dumps(res)).loglik == res.loglik
 
 
 def test_poisson_kinship_with_batch_and_unrecorded_mice(poisson_fit, K300) -> None:

@@ -349,6 +349,26 @@ class PLS:
         return unscaled, [cv1, *cvr]
 
 
+def _slots(
+    flat: np.ndarray, obs: np.ndarray, prod: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Contributions w[obs] * prod summed into the flat positions ``flat`` of a dense matrix:
+    the unique positions, each contribution's slot, and the observation and product."""
+    uniq, inv = np.unique(flat, return_inverse=True)
+    return uniq, inv.ravel(), obs, prod, len(uniq)
+
+
+def _slot_sum(
+    slots: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int],
+    w: np.ndarray,
+    shape: tuple[int, int],
+) -> np.ndarray:
+    uniq, inv, obs, prod, k = slots
+    out = np.zeros(shape[0] * shape[1])
+    out[uniq] = np.bincount(inv, weights=w[obs] * prod, minlength=k)
+    return out.reshape(shape)
+
+
 def _cholesky_ridged(M: np.ndarray, q: int) -> np.ndarray:
     """Lower Cholesky factor; when the fixed-effects block is numerically singular (complete
     separation drives working weights to ~0) a ridge of growing size is added to that block
@@ -447,6 +467,23 @@ class KernelPLS:
         self.ZrT = self.Zr.T.tocsr()
         # Z_k' (.) for sparse products: level-by-observation indicator times the column
         self.ZkT = sp.csr_matrix((self.kzx, (self.kidx, np.arange(self.n))), shape=(self.m, self.n))
+        # Z_r'WZ_r and Z_k'WZ_r by slot sums: every observation adds w_i z_ia z_ib to fixed
+        # entries (the same pattern at every step)
+        if self.qr:
+            C = np.column_stack(cols)  # (n, P): the rest's columns of each observation
+            V = np.column_stack(vals)
+            P = C.shape[1]
+            obs = np.arange(self.n)
+            self._rr = _slots(
+                np.concatenate([C[:, a] * self.qr + C[:, b] for a in range(P) for b in range(P)]),
+                np.tile(obs, P * P),
+                np.concatenate([V[:, a] * V[:, b] for a in range(P) for b in range(P)]),
+            )
+            self._kr = _slots(
+                np.concatenate([self.kidx * self.qr + C[:, a] for a in range(P)]),
+                np.tile(obs, P),
+                np.concatenate([self.kzx * V[:, a] for a in range(P)]),
+            )
 
     # ------------------------------------------------------------------ pieces
     def _lam_rows(self, A: np.ndarray, Ts: list[np.ndarray]) -> np.ndarray:
@@ -472,12 +509,11 @@ class KernelPLS:
         A = np.zeros((r, r))
         F = np.zeros((self.m, r))
         if qr:
-            WZr = self.Zr.multiply(w[:, None]).tocsc()
-            zz = (self.ZrT @ WZr).toarray()
+            zz = _slot_sum(self._rr, w, (qr, qr))
             zz = self._lam_rows(self._lam_rows(zz, Ts).T, Ts).T
             zz[np.arange(qr), np.arange(qr)] += 1.0
             A[:qr, :qr] = zz
-            F[:, :qr] = self._lam_rows((self.ZkT @ WZr).toarray().T, Ts).T
+            F[:, :qr] = self._lam_rows(_slot_sum(self._kr, w, (self.m, qr)).T, Ts).T
         if with_x:
             WX = self.X * w[:, None]
             A[qr:, qr:] = self.X.T @ WX
