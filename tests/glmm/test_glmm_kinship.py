@@ -113,6 +113,7 @@ def test_latent_h2_against_lme4_hessian(binary_fit) -> None:
     # optimum: the Hessian differences dominate
     assert _rel(h.se, ref["h2_latent_se"]).max() < 2e-2
     assert h.link_variance == pytest.approx(math.pi**2 / 3)
+    assert "underestimates" in h.note  # one Bernoulli record per mouse
     assert h.h2 == pytest.approx(
         h.sigma2_g * h.kernel_scale / (h.sigma2_g * h.kernel_scale + math.pi**2 / 3)
     )
@@ -198,6 +199,7 @@ def test_kernel_scale_only_rescales_the_variance(repeated: pd.DataFrame) -> None
     assert four.theta[0] == pytest.approx(one.theta[0] / 2.0, rel=1e-4)
     assert one.theta[0] > 0.3  # away from the boundary
     assert h2_latent(four).h2 == pytest.approx(h2_latent(one).h2, rel=2e-4)
+    assert "underestimates" not in h2_latent(one).note  # four records per individual
 
 
 def test_laplace_objective_and_condvar_from_dense_formulas(repeated: pd.DataFrame) -> None:
