@@ -83,6 +83,7 @@ _LAZY = {
     "ld_score_regression": "lmmkit.genetics.ldsc",
     "genetic_correlation": "lmmkit.genetics.ldsc",
     "h2_observed_to_liability": "lmmkit.genetics.liability",
+    "h2_latent": "lmmkit.genetics.liability",
     "relationship_matrix": "lmmkit.genetics.pedigree",
     "relationship_inverse": "lmmkit.genetics.pedigree",
     "inbreeding": "lmmkit.genetics.pedigree",

@@ -349,6 +349,26 @@ class PLS:
         return unscaled, [cv1, *cvr]
 
 
+def _slots(
+    flat: np.ndarray, obs: np.ndarray, prod: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Contributions w[obs] * prod summed into the flat positions ``flat`` of a dense matrix:
+    the unique positions, each contribution's slot, and the observation and product."""
+    uniq, inv = np.unique(flat, return_inverse=True)
+    return uniq, inv.ravel(), obs, prod, len(uniq)
+
+
+def _slot_sum(
+    slots: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int],
+    w: np.ndarray,
+    shape: tuple[int, int],
+) -> np.ndarray:
+    uniq, inv, obs, prod, k = slots
+    out = np.zeros(shape[0] * shape[1])
+    out[uniq] = np.bincount(inv, weights=w[obs] * prod, minlength=k)
+    return out.reshape(shape)
+
+
 def _cholesky_ridged(M: np.ndarray, q: int) -> np.ndarray:
     """Lower Cholesky factor; when the fixed-effects block is numerically singular (complete
     separation drives working weights to ~0) a ridge of growing size is added to that block
@@ -368,3 +388,248 @@ def _cholesky_ridged(M: np.ndarray, q: int) -> np.ndarray:
             except np.linalg.LinAlgError:
                 continue
         raise SolveError(str(exc)) from exc
+
+
+class KernelPLS:
+    """Penalized least squares with one known-covariance term, b_k ~ N(0, theta^2 K).
+
+    In lme4's coordinates the term's columns are Z_k L (K = L L') with spherical u; forming
+    L'Z'WZL costs m^3 per step. Here the term is eliminated in level space instead: with
+    G = theta^2 K, D = Z_k'WZ_k (diagonal: one scalar intercept), H = D^(1/2) and
+    M = I + H G H = R R',
+
+        log|I + theta^2 L'DL| = log|M|                       (Sylvester's identity)
+        C = (G^-1 + D)^-1 = G - G H M^-1 H G                  (no inverse of K or D)
+
+    and the other terms and X (the "rest", dense) see the Schur complement A_rr - F'CF with
+    F = Z_k'W[Z_r Lambda_r, X]. The term's random effects are carried as alpha with
+    u = L'alpha, so b = theta K alpha and ||u||^2 = alpha'K alpha: every operation of PIRLS
+    (steps, halving, warm starts) is the same linear map of lme4's u, and nothing here needs
+    a factor of K. Exact: one Cholesky of M (m x m, m = levels with records) per step.
+
+    ``K_obs``: K over the levels with records (the term's internal levels, in order);
+    ``K_all_obs``: K between every label and those levels, and ``diag_all`` the diagonal of
+    K over every label (for conditional variances of relatives without records).
+    """
+
+    returns_u = True
+    mode = "kernel"
+
+    def __init__(
+        self,
+        terms: tuple[Any, ...],
+        X: np.ndarray,
+        kpos: int,
+        K_obs: np.ndarray,
+        K_all_obs: np.ndarray,
+        diag_all: np.ndarray,
+    ) -> None:
+        from lmmkit.errors import ModelError
+
+        self.terms = terms
+        self.X = X
+        self.n, self.p = X.shape
+        self.kpos = kpos
+        tk = terms[kpos]
+        self.m = tk.nlevels
+        self.K = np.ascontiguousarray(K_obs)
+        self.K_all_obs = K_all_obs
+        self.diag_all = diag_all
+        self.kidx = tk.index
+        self.kzx = tk.Zx[:, 0]
+        self.kzx2 = self.kzx * self.kzx
+        self.rest = [j for j in range(len(terms)) if j != kpos]
+        rows, cols, vals, offs, at = [], [], [], [], 0
+        for j in self.rest:
+            t = terms[j]
+            offs.append(at)
+            for a in range(t.p):
+                rows.append(np.arange(self.n))
+                cols.append(at + t.index * t.p + a)
+                vals.append(t.Zx[:, a])
+            at += t.nlevels * t.p
+        self.qr = at
+        self.roffs = offs
+        if self.qr + self.p > SCHUR_MAX:
+            raise ModelError(
+                f"the random-effects terms next to the kernel term have {self.qr} effects; "
+                f"with a kernel the other terms are handled densely (at most {SCHUR_MAX} "
+                "effects with the fixed effects). Drop or coarsen the other grouping factors."
+            )
+        self.Zr = (
+            sp.csr_matrix(
+                (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                shape=(self.n, self.qr),
+            )
+            if self.qr
+            else sp.csr_matrix((self.n, 0))
+        )
+        self.ZrT = self.Zr.T.tocsr()
+        # Z_k' (.) for sparse products: level-by-observation indicator times the column
+        self.ZkT = sp.csr_matrix((self.kzx, (self.kidx, np.arange(self.n))), shape=(self.m, self.n))
+        # Z_r'WZ_r and Z_k'WZ_r by slot sums: every observation adds w_i z_ia z_ib to fixed
+        # entries (the same pattern at every step)
+        if self.qr:
+            C = np.column_stack(cols)  # (n, P): the rest's columns of each observation
+            V = np.column_stack(vals)
+            P = C.shape[1]
+            obs = np.arange(self.n)
+            self._rr = _slots(
+                np.concatenate([C[:, a] * self.qr + C[:, b] for a in range(P) for b in range(P)]),
+                np.tile(obs, P * P),
+                np.concatenate([V[:, a] * V[:, b] for a in range(P) for b in range(P)]),
+            )
+            self._kr = _slots(
+                np.concatenate([self.kidx * self.qr + C[:, a] for a in range(P)]),
+                np.tile(obs, P),
+                np.concatenate([self.kzx * V[:, a] for a in range(P)]),
+            )
+
+    # ------------------------------------------------------------------ pieces
+    def _lam_rows(self, A: np.ndarray, Ts: list[np.ndarray]) -> np.ndarray:
+        """Lambda_r' A for the rest's rows (A has qr rows); returns a new array."""
+        out = np.array(A, dtype=float, copy=True)
+        for j, off in zip(self.rest, self.roffs):
+            t, T = self.terms[j], Ts[j]
+            blk = out[off : off + t.nlevels * t.p]
+            if t.p == 1:
+                blk *= T[0, 0]
+            else:
+                shaped = blk.reshape(t.nlevels, t.p, -1)
+                blk[:] = np.einsum("ba,lbc->lac", T, shaped).reshape(blk.shape)
+        return out
+
+    def _systems(
+        self, w: np.ndarray, z: np.ndarray | None, Ts: list[np.ndarray], with_x: bool
+    ) -> tuple[Any, ...]:
+        """D, the rest block A_rr (r x r), F (m x r), and the right-hand sides (t_k, t_r)."""
+        qr, p = self.qr, (self.p if with_x else 0)
+        r = qr + p
+        D = np.bincount(self.kidx, weights=w * self.kzx2, minlength=self.m)
+        A = np.zeros((r, r))
+        F = np.zeros((self.m, r))
+        if qr:
+            zz = _slot_sum(self._rr, w, (qr, qr))
+            zz = self._lam_rows(self._lam_rows(zz, Ts).T, Ts).T
+            zz[np.arange(qr), np.arange(qr)] += 1.0
+            A[:qr, :qr] = zz
+            F[:, :qr] = self._lam_rows(_slot_sum(self._kr, w, (self.m, qr)).T, Ts).T
+        if with_x:
+            WX = self.X * w[:, None]
+            A[qr:, qr:] = self.X.T @ WX
+            F[:, qr:] = self.ZkT @ WX
+            if qr:
+                zx = self._lam_rows(self.ZrT @ WX, Ts)
+                A[:qr, qr:] = zx
+                A[qr:, :qr] = zx.T
+        tk = tr = None
+        if z is not None:
+            wz = w * z
+            tk = self.ZkT @ wz
+            tr = np.empty(r)
+            if qr:
+                tr[:qr] = self._lam_rows((self.ZrT @ wz)[:, None], Ts)[:, 0]
+            if with_x:
+                tr[qr:] = self.X.T @ wz
+        return D, A, F, tk, tr
+
+    def _kernel_factor(
+        self, D: np.ndarray, th: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """G = theta^2 K, H = sqrt(D), the lower factor R of M = I + HGH, and log|M|."""
+        G = (th * th) * self.K
+        h = np.sqrt(D)
+        M = G * h[:, None]
+        M *= h[None, :]
+        M[np.arange(self.m), np.arange(self.m)] += 1.0
+        try:
+            R = sla.cholesky(M, lower=True, overwrite_a=True, check_finite=False)
+        except np.linalg.LinAlgError as exc:
+            raise SolveError(f"the kernel block is not positive definite: {exc}") from exc
+        return G, h, R, 2.0 * float(np.log(np.diagonal(R)).sum())
+
+    @staticmethod
+    def _C_dot(G: np.ndarray, h: np.ndarray, R: np.ndarray, B: np.ndarray) -> np.ndarray:
+        """C B with C = G - G H M^-1 H G."""
+        GB = G @ B
+        Y = sla.cho_solve((R, True), h[:, None] * GB, check_finite=False)
+        return GB - G @ (h[:, None] * Y)
+
+    # ------------------------------------------------------------------ solve
+    def solve(
+        self,
+        w: np.ndarray,
+        z: np.ndarray,
+        theta: np.ndarray,
+        Ts: list[np.ndarray],
+        u_only: bool,
+    ) -> tuple[np.ndarray | None, list[np.ndarray], float, None]:
+        """(beta or None, u per term, log|L|^2, None). The kernel term's entry is alpha
+        (u = L'alpha), the others' are lme4's spherical u as (levels, p)."""
+        th = float(Ts[self.kpos][0, 0])
+        D, A, F, tk, tr = self._systems(w, z, Ts, not u_only)
+        G, h, R, ld = self._kernel_factor(D, th)
+        CB = self._C_dot(G, h, R, np.column_stack([F, tk]))
+        CF, Ct = CB[:, :-1], CB[:, -1]
+        qr = self.qr
+        if A.shape[0]:
+            S = A - F.T @ CF
+            Ls = _cholesky_ridged(S, qr)
+            xr = sla.cho_solve((Ls, True), tr - F.T @ Ct, check_finite=False)
+            ld += 2.0 * float(np.log(np.diagonal(Ls)[:qr]).sum())
+        else:
+            xr = np.zeros(0)
+        bk = Ct - CF @ xr
+        alpha = th * (tk - F @ xr - D * bk)
+        us: list[np.ndarray] = [np.empty(0)] * len(self.terms)
+        us[self.kpos] = alpha[:, None]
+        for j, off in zip(self.rest, self.roffs):
+            t = self.terms[j]
+            us[j] = xr[off : off + t.nlevels * t.p].reshape(t.nlevels, t.p)
+        beta = None if u_only else xr[qr:]
+        return beta, us, ld, None
+
+    def final(
+        self, w: np.ndarray, z: np.ndarray, theta: np.ndarray, Ts: list[np.ndarray]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """RX-based unscaled covariance of beta, and conditional covariances of b given beta
+        per term: (levels, p, p); the kernel term's over every label of K (relatives without
+        records included)."""
+        th = float(Ts[self.kpos][0, 0])
+        D, A, F, _, _ = self._systems(w, None, Ts, True)
+        G, h, R, _ = self._kernel_factor(D, th)
+        qr = self.qr
+        S = A - F.T @ self._C_dot(G, h, R, F)
+        try:
+            Sinv = sla.inv(S, check_finite=False)
+        except (np.linalg.LinAlgError, ValueError):
+            Sinv = np.linalg.pinv(S)
+        unscaled = Sinv[qr:, qr:]
+        # kernel term, every label a: Var(b_a | y, beta) = [C_all]_aa + [P Sz^-1 P']_aa with
+        # C_all = G_all - G_ao H M^-1 H G_oa and P = C_ao F_z (the rest's correction)
+        G_ao = (th * th) * self.K_all_obs
+        V = sla.solve_triangular(R, h[:, None] * G_ao.T, lower=True, check_finite=False)
+        cv_k = (th * th) * self.diag_all - np.sum(V * V, axis=0)
+        out: list[np.ndarray] = [np.empty(0)] * len(self.terms)
+        if qr:
+            Fz = F[:, :qr]
+            Sz = S[:qr, :qr]
+            Lz = sla.cholesky(Sz, lower=True, check_finite=False)
+            GF = G @ Fz
+            Y = sla.cho_solve((R, True), h[:, None] * GF, check_finite=False)
+            P = G_ao @ Fz - G_ao @ (h[:, None] * Y)
+            Q = sla.solve_triangular(Lz, P.T, lower=True, check_finite=False)
+            cv_k = cv_k + np.sum(Q * Q, axis=0)
+            Szinv = sla.cho_solve((Lz, True), np.eye(qr), check_finite=False)
+            for j, off in zip(self.rest, self.roffs):
+                t, T = self.terms[j], Ts[j]
+                blk = Szinv[off : off + t.nlevels * t.p, off : off + t.nlevels * t.p]
+                diag_blocks = np.stack(
+                    [
+                        blk[k * t.p : (k + 1) * t.p, k * t.p : (k + 1) * t.p]
+                        for k in range(t.nlevels)
+                    ]
+                )
+                out[j] = np.einsum("ab,lbc,dc->lad", T, diag_blocks, T)
+        out[self.kpos] = np.maximum(cv_k, 0.0)[:, None, None]
+        return unscaled, out

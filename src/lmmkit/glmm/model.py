@@ -154,20 +154,42 @@ class GeneralizedLinearMixedModel:
         offset: Any = None,
         weights: Any = None,
         na_action: Literal["drop", "raise"] = "drop",
+        kernels: dict[str, Any] | None = None,
     ) -> None:
+        from lmmkit.design.kernels import prepare_kernel
+
         if not isinstance(data, pd.DataFrame):
             raise DataError(f"data must be a pandas DataFrame; got {type(data).__name__}.")
         self.formula = formula
         self.family = make_family(family)
         parsed = parse_formula(formula)
         self.parsed = parsed
+        if kernels is not None and not isinstance(kernels, dict):
+            raise DataError(
+                f"kernels must be a dict {{grouping factor: K}}; got {type(kernels).__name__}."
+            )
+        groups = {t.group_name for t in parsed.random}
+        for name in kernels or {}:
+            if name not in groups:
+                raise DataError(
+                    f"kernels names {name!r}, which is not a grouping factor of the formula "
+                    f"(grouping factors: {sorted(groups)})."
+                )
+        if kernels and len(kernels) > 1:
+            raise ModelError(
+                f"kernels gives {len(kernels)} known-covariance terms ({sorted(kernels)}); a "
+                "GLMM takes one. Fit several kernels with lmm() (Gaussian response)."
+            )
+        self.kernels = {k: prepare_kernel(k, v) for k, v in (kernels or {}).items()}
         succ, ntr, resp_kind = self._response_columns(parsed, data, trials)
         frame = data.copy()
         frame[_Y] = np.where(np.isnan(ntr), np.nan, succ) if ntr is not None else succ
         p2 = ParsedFormula(parsed.formula, _Y, parsed.fixed, parsed.random, parsed.offsets)
         self.offset_name = offset if isinstance(offset, str) else None
         self.array_offset = offset is not None and not isinstance(offset, str)
-        d: Design = build_design(p2, frame, weights=weights, offset=offset, na_action=na_action)
+        d: Design = build_design(
+            p2, frame, weights=weights, offset=offset, na_action=na_action, kernels=self.kernels
+        )
         self.design = d
         rows = d.rows_used
         yv = d.y
@@ -233,13 +255,50 @@ class GeneralizedLinearMixedModel:
         self.nth = len(self.layout.theta0)
         self.n, self.p = d.X.shape
         self._sizes = [t.ntheta for t in d.terms]
-        self.pls = PLS(self.terms, self.X)
+        self._kpos: int | None = None
+        self.kernel_info: dict[str, dict[str, float]] = {}
+        if self.kernels:
+            self._setup_kernel()
+        else:
+            self.pls: Any = PLS(self.terms, self.X)
         self._fc = FAMILY_CODE[fam.name]
         self._lc = LINK_CODE[fam.link.name]
         self._k = float(fam.theta) if fam.name == "negbin" else 1.0
         self._constants()
         self.notes: list[str] = []
         self._check_separation()
+
+    def _setup_kernel(self) -> None:
+        """The kernel term works on the levels with records (K restricted to them); every
+        other label of K gets its prediction from them at the end (b = theta K alpha)."""
+        from dataclasses import replace
+
+        from lmmkit.glmm._pls import KernelPLS
+
+        (name,) = self.kernels
+        kern = self.kernels[name]
+        kpos = next(j for j, t in enumerate(self.terms) if ":".join(t.group) == name)
+        t = self.terms[kpos]
+        obs, inv = np.unique(t.index, return_inverse=True)
+        self._kpos = kpos
+        self.terms = (
+            *self.terms[:kpos],
+            replace(t, levels=t.levels[obs], index=inv.ravel().astype(np.int64)),
+            *self.terms[kpos + 1 :],
+        )
+        K_all_obs = np.ascontiguousarray(kern.K[:, obs])
+        K_obs = K_all_obs[obs]
+        self._K_obs = K_obs
+        self._K_all_obs = K_all_obs
+        self.kernel_info = {
+            name: {
+                "mean_diag": float(np.mean(np.diag(K_obs))),
+                "mean": float(np.mean(K_obs)),
+                "n_levels_with_records": int(len(obs)),
+                "n_labels": int(len(kern.labels)),
+            }
+        }
+        self.pls = KernelPLS(self.terms, self.X, kpos, K_obs, K_all_obs, np.diag(kern.K).copy())
 
     # ------------------------------------------------------------------ input helpers
     def _response_columns(
@@ -296,7 +355,9 @@ class GeneralizedLinearMixedModel:
         y = self.y
         binom = self.family.name == "binomial"
         msgs = []
-        for t in self.terms:
+        for j, t in enumerate(self.terms):
+            if j == self._kpos:  # levels tied through K, typically one record each
+                continue
             cnt = np.bincount(t.index, minlength=t.nlevels)
             tot = np.bincount(t.index, weights=y, minlength=t.nlevels)
             allzero = np.flatnonzero((tot == 0) & (cnt > 0))
@@ -352,9 +413,31 @@ class GeneralizedLinearMixedModel:
                 out += np.einsum("ip,ip->i", t.Zx, b[t.index])
         return out
 
-    @staticmethod
-    def _b_from_u(us: list[np.ndarray], Ts: list[np.ndarray]) -> list[np.ndarray]:
-        return [u @ T.T for u, T in zip(us, Ts)]
+    def _b_from_u(self, us: list[np.ndarray], Ts: list[np.ndarray]) -> list[np.ndarray]:
+        """Random effects per term (levels with records, for the kernel term)."""
+        out = [u @ T.T for u, T in zip(us, Ts)]
+        if self._kpos is not None:  # u = L'alpha, b = theta L u = theta K alpha
+            j = self._kpos
+            out[j] = (Ts[j][0, 0] * (self._K_obs @ us[j][:, 0]))[:, None]
+        return out
+
+    def _usq(self, us: list[np.ndarray]) -> float:
+        """||u||^2 (alpha'K alpha for the kernel term)."""
+        total = 0.0
+        for j, a in enumerate(us):
+            if j == self._kpos:
+                total += float(a[:, 0] @ (self._K_obs @ a[:, 0]))
+            else:
+                total += float(np.sum(a * a))
+        return total
+
+    def term_modes(self, us: list[np.ndarray], Ts: list[np.ndarray]) -> list[np.ndarray]:
+        """Conditional modes per design term; the kernel term's over every label of K."""
+        out = self._b_from_u(us, Ts)
+        if self._kpos is not None:
+            j = self._kpos
+            out[j] = (Ts[j][0, 0] * (self._K_all_obs @ us[j][:, 0]))[:, None]
+        return out
 
     @staticmethod
     def _u_from_b(bs: list[np.ndarray], Ts: list[np.ndarray]) -> list[np.ndarray]:
@@ -444,7 +527,7 @@ class GeneralizedLinearMixedModel:
             except SolveError as exc:
                 raise PirlsError(f"{exc} at theta={np.round(theta, 6).tolist()}") from exc
             new_beta = beta if nb is None else nb
-            new_u = self._u_from_b(bs, Ts)
+            new_u = bs if getattr(self.pls, "returns_u", False) else self._u_from_b(bs, Ts)
             new_fixed = fixed if u_only else self.X @ new_beta
             pdev, ll, eta = self._pdev(new_beta, new_u, Ts, new_fixed)
             k = 0
@@ -491,12 +574,10 @@ class GeneralizedLinearMixedModel:
         else:
             eta = self.off + fixed + self._zb(bs)
             ll = self._ll(eta)
-        usq = sum(float(np.sum(a * a)) for a in u)
-        return self._sat - 2.0 * ll + usq, ll, eta
+        return self._sat - 2.0 * ll + self._usq(u), ll, eta
 
     def _laplace(self, s: _State) -> float:
-        usq = sum(float(np.sum(a * a)) for a in s.u)
-        return self._aic_from_ll(s.ll) + usq + s.ldL2
+        return self._aic_from_ll(s.ll) + self._usq(s.u) + s.ldL2
 
     def _aic_from_ll(self, ll: float) -> float:
         """R's family aic from the log-likelihood kernel sum (see _kernels.loglik_sum)."""
@@ -566,6 +647,11 @@ class GeneralizedLinearMixedModel:
 
         if not isinstance(nagq, int | np.integer) or not 0 <= nagq <= 25:
             raise DataError(f"nagq must be an integer from 0 to 25; got {nagq!r}.")
+        if nagq > 1 and self._kpos is not None:
+            raise ModelError(
+                f"nagq={nagq} (adaptive Gauss-Hermite quadrature) needs independent levels; "
+                "a kernel term correlates them. Use nagq=1 (Laplace)."
+            )
         if nagq > 1 and (len(self.terms) != 1 or self.terms[0].p != 1):
             raise ModelError(
                 f"nagq={nagq} (adaptive Gauss-Hermite quadrature) is only available for a "
@@ -700,6 +786,7 @@ def glmm(
     nagq: int = 1,
     control: OptControl | dict[str, Any] | None = None,
     na_action: Literal["drop", "raise"] = "drop",
+    kernels: dict[str, Any] | None = None,
 ) -> Any:
     """Fit a generalized linear mixed model as glmer does (Laplace or adaptive quadrature).
 
@@ -717,6 +804,13 @@ def glmm(
     predictor with ``tol_pwrss=1e-7``, as glmer does, so the optimum and the Hessian-based
     standard errors match glmer's) or ``pirls='exact'`` (warm-started, fully converged PIRLS:
     the exact Laplace objective, which can differ from glmer's by ~1e-6 relative).
+
+    ``kernels={"animal": K}`` makes the levels of ``(1 | animal)`` correlated through the
+    labelled positive semi-definite matrix K (kinship, GRM, pedigree A), b ~ N(0, sigma^2 K),
+    as :func:`lmmkit.lmm` does (one kernel term per GLMM; K as a square labelled DataFrame or
+    ``(matrix, labels)``). Exact Laplace: the same objective as glmer with Z replaced by Z L,
+    K = L L' (pedigreemm / lme4qtl). Labels of K without records get predictions (their
+    conditional modes given the relatives), in ``ranef`` and ``predict``.
     """
     model = GeneralizedLinearMixedModel(
         formula,
@@ -726,5 +820,6 @@ def glmm(
         offset=offset,
         weights=weights,
         na_action=na_action,
+        kernels=kernels,
     )
     return model.fit(nagq=nagq, control=control)

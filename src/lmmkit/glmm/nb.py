@@ -90,11 +90,13 @@ def glmm_nb(
     control: OptControl | dict[str, Any] | None = None,
     tol: float = 5e-5,
     na_action: Literal["drop", "raise"] = "drop",
+    kernels: dict[str, Any] | None = None,
 ) -> GLMMResult:
     """Negative binomial GLMM (log link) with its size theta estimated, as ``glmer.nb``.
 
     The returned result has ``family == 'negbin'`` and ``nb_theta`` (R's
-    ``getME(fit, 'glmer.nb.theta')``)."""
+    ``getME(fit, 'glmer.nb.theta')``). ``kernels``: a known-covariance term, as in
+    :func:`lmmkit.glmm`."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the Poisson start repeats the data warnings
         model = GeneralizedLinearMixedModel(
@@ -104,6 +106,7 @@ def glmm_nb(
             offset=offset,
             weights=weights,
             na_action=na_action,
+            kernels=kernels,
         )
         start = model.fit(nagq=nagq, control=control)
     prior = model.design.weights

@@ -72,6 +72,9 @@ class GLMMResult(RandomEffectsSummary):
     nb_theta: float = math.nan  # negative binomial size (glmer.nb's theta), estimated
     sigma: float = 1.0  # glmer's sigma(): 1 without a scale; Gamma: sqrt(pwrss / n)
     array_offset: bool = False  # the fit's offset= was an array: newdata needs offset=
+    # known-covariance terms: grouping factor -> K's mean diagonal and mean over the levels
+    # with records, their number and the number of K's labels (for latent heritability)
+    kernels: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def _fam(self) -> Any:
         from lmmkit.glmm.family import make_family, negative_binomial
@@ -133,21 +136,33 @@ class GLMMResult(RandomEffectsSummary):
 
     # ----------------------------------------------------------------- simulation
     def simulate(
-        self, nsim: int = 1, *, seed: int | None = None, conditional: bool = False
+        self,
+        nsim: int = 1,
+        *,
+        seed: int | None = None,
+        conditional: bool = False,
+        kernels: dict[str, Any] | None = None,
     ) -> np.ndarray:
         """Responses (counts; successes for binomial) simulated from the fit, (n, nsim).
-        ``conditional=False`` draws new random effects (glmer's simulate(re.form=NA))."""
+        ``conditional=False`` draws new random effects (glmer's simulate(re.form=NA)); a fit
+        with a kernel term then needs the same ``kernels`` as the fit (the result keeps no
+        copy of K)."""
         rng = np.random.default_rng(seed)
         n = self.nobs
         if conditional:
             eta = np.repeat(self.linear_predictor[:, None], nsim, axis=1)
         else:
+            factors = self._kernel_factors(kernels)
             eta = np.repeat(self.fixed_part[:, None], nsim, axis=1)
-            for t, idx, Zx in zip(self.terms, self.term_index, self.term_Zx):
-                k = self.terms.index(t)
+            for k, (t, idx, Zx) in enumerate(zip(self.terms, self.term_index, self.term_Zx)):
                 T = _T_of(self.theta, self.terms, k)
-                u = rng.standard_normal((len(t.levels), len(t.columns), nsim))
-                b = np.einsum("ab,lbs->las", T, u)
+                L = factors.get(":".join(t.group))
+                if L is not None:  # b = theta L u, u ~ N(0, I)
+                    u = rng.standard_normal((L.shape[1], nsim))
+                    b = (T[0, 0] * (L @ u))[:, None, :]
+                else:
+                    u = rng.standard_normal((len(t.levels), len(t.columns), nsim))
+                    b = np.einsum("ab,lbs->las", T, u)
                 eta += np.einsum("ip,ips->is", Zx, b[idx])
         mu = self._fam().link.linkinv(eta)
         if self.family == "binomial":
@@ -164,13 +179,42 @@ class GLMMResult(RandomEffectsSummary):
             return rng.wald(mu, 1.0 / self.sigma**2, size=(n, nsim))
         return rng.poisson(mu, size=(n, nsim)).astype(float)
 
+    def _kernel_factors(self, kernels: dict[str, Any] | None) -> dict[str, np.ndarray]:
+        """K = L L' per kernel term, from the ``kernels`` given again (labels checked)."""
+        if not self.kernels:
+            return {}
+        from lmmkit.design.kernels import prepare_kernel
+
+        missing = sorted(set(self.kernels) - set(kernels or {}))
+        if missing:
+            raise DataError(
+                f"this fit has known-covariance term(s) {missing}; drawing new random effects "
+                "needs K again: pass kernels= as in the fit, or use conditional=True."
+            )
+        out = {}
+        for name in self.kernels:
+            kern = prepare_kernel(name, kernels[name])  # type: ignore[index]
+            term = next(t for t in self.terms if ":".join(t.group) == name)
+            if [str(x) for x in kern.labels] != [str(x) for x in term.levels]:
+                raise DataError(
+                    f"kernels[{name!r}] does not carry the labels of the fit's K (same labels "
+                    "in the same order); pass the K used in the fit."
+                )
+            out[name] = kern.L
+        return out
+
     def quantile_residuals(
-        self, nsim: int = 250, *, seed: int = 0, conditional: bool = False
+        self,
+        nsim: int = 250,
+        *,
+        seed: int = 0,
+        conditional: bool = False,
+        kernels: dict[str, Any] | None = None,
     ) -> np.ndarray:
         """DHARMa-style scaled residuals: the randomized empirical quantile of each observed
         response among ``nsim`` simulated ones (uniform on (0, 1) under a correct model)."""
         rng = np.random.default_rng(seed + 1)
-        sims = self.simulate(nsim, seed=seed, conditional=conditional)
+        sims = self.simulate(nsim, seed=seed, conditional=conditional, kernels=kernels)
         obs = self.response * self.trials if self.family == "binomial" else self.response
         if self.family not in ("gamma", "inverse_gaussian"):  # integer responses: randomize ties
             sims = sims + rng.uniform(-0.5, 0.5, size=sims.shape)
@@ -278,6 +322,7 @@ class GLMMResult(RandomEffectsSummary):
             },
             "fitted": self.fitted.tolist(),
             "linear_predictor": self.linear_predictor.tolist(),
+            "kernels": self.kernels,
             "warnings": list(self.warnings),
         }
 
@@ -369,7 +414,7 @@ def build_result(
             warnings.warn(msg + ".", HessianWarning, stacklevel=3)
             notes.append(msg)
     Ts = model._T(theta)
-    modes = model._b_from_u(s.u, Ts)
+    modes = model.term_modes(s.u, Ts)
     terms = tuple(
         RandomTermInfo(t.name, t.group, tuple(t.levels.tolist()), t.columns, b, cv, t.spec)
         for t, b, cv in zip(d.terms, modes, condvars)
@@ -398,8 +443,7 @@ def build_result(
     if model.family.name in ("gamma", "inverse_gaussian"):
         # glmer's sigma for a scaled family: sqrt((Pearson chi-square + ||u||^2) / n)
         wrss = float(np.sum(model.wt * (model.y - s.mu) ** 2 / model.family.variance(s.mu)))
-        usq = sum(float(np.sum(a * a)) for a in s.u)
-        sigma = math.sqrt((wrss + usq) / model.n)
+        sigma = math.sqrt((wrss + model._usq(s.u)) / model.n)
         for r in rows:
             r["vcov"] *= sigma**2
             r["sdcor"] *= sigma if r["var2"] is None else 1.0  # correlations unchanged
@@ -464,4 +508,5 @@ def build_result(
         nb_theta=float(model.family.theta),
         array_offset=model.array_offset,
         sigma=sigma,
+        kernels=dict(model.kernel_info),
     )
