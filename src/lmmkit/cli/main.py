@@ -182,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_gwas_parser(sub)
 
     add_multisite_parsers(sub)
+    from lmmkit.validation.plan_cli import add_plan_parsers
+
+    add_plan_parsers(sub)
     return parser
 
 

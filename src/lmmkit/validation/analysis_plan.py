@@ -52,6 +52,7 @@ __all__ = [
     "load_plan",
     "run_plan",
     "ALLOWED_KEYS",
+    "DIAGNOSTICS",
     "SCHEMA_TYPES",
     "METRICS",
 ]
@@ -71,9 +72,14 @@ OPTIONAL_KEYS = (
     "cv",
     "reml",
     "ddf",
+    "missing",
+    "diagnostics",
 )
 ALLOWED_KEYS = tuple(sorted(REQUIRED_KEYS + OPTIONAL_KEYS))
 SCHEMA_TYPES = ("numeric", "integer", "binary", "categorical", "string")
+# what the HTML report shows; "checks" are check_model()'s named checks
+DIAGNOSTICS = ("checks", "residuals", "qq", "ranef_qq", "caterpillar", "influence")
+DEFAULT_DIAGNOSTICS = ("checks", "residuals", "qq", "ranef_qq", "caterpillar")
 METRICS = {
     "continuous": ("rmse", "mae", "r2"),
     "binary": ("auc", "brier"),
@@ -180,6 +186,16 @@ def _validate(d: dict[str, Any], source: str) -> None:
         raise PlanError(f'{source}: cv must be "loso" or an integer K >= 2; got {cv!r}.')
     if not isinstance(d.get("reml", True), bool):
         raise PlanError(f"{source}: reml must be true or false; got {d['reml']!r}.")
+    if d.get("missing", "drop") not in ("drop", "raise"):
+        raise PlanError(
+            f"{source}: missing must be 'drop' (rows with missing values are dropped and "
+            f"counted) or 'raise'; got {d['missing']!r}."
+        )
+    diags = d.get("diagnostics", list(DEFAULT_DIAGNOSTICS))
+    if not isinstance(diags, list) or any(x not in DIAGNOSTICS for x in diags):
+        raise PlanError(
+            f"{source}: diagnostics must be a list drawn from {list(DIAGNOSTICS)}; got {diags!r}."
+        )
     if d.get("ddf", "Satterthwaite") not in ("Satterthwaite", "Kenward-Roger"):
         raise PlanError(
             f"{source}: ddf must be 'Satterthwaite' or 'Kenward-Roger'; got {d['ddf']!r}."
@@ -331,6 +347,7 @@ class PlanResult:
     metrics: dict[str, float]
     cv: Any = field(repr=False, default=None)
     fit: Any = field(repr=False, default=None)
+    model: Any = field(repr=False, default=None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -362,13 +379,16 @@ def run_plan(plan: AnalysisPlan | str | Path, data: pd.DataFrame) -> PlanResult:
         raise DataError(f"data must be a pandas DataFrame; got {type(data).__name__}.")
     check_schema(plan, data)
     reml = bool(plan.get("reml", True))
-    model = LinearMixedModel(plan.formula, data)
+    model = LinearMixedModel(plan.formula, data, na_action=plan.get("missing", "drop"))
     fit = model.fit(reml=reml)
     if model.design.response != plan.outcome:
         raise DataError(
             f"the formula's response {model.design.response!r} is not the plan's outcome "
             f"{plan.outcome!r}."
         )
+    # the plan's missing-data rule applies to every step: cross-validation sees the same rows
+    n_dropped = model.design.n_dropped
+    used = data.iloc[model.design.rows_used] if n_dropped else data
     ddf = plan.get("ddf", "Satterthwaite")
     table = coef_table(model, fit, ddf=ddf)
     term = plan["primary_endpoint"]
@@ -394,6 +414,8 @@ def run_plan(plan: AnalysisPlan | str | Path, data: pd.DataFrame) -> PlanResult:
         "ci_high": est + q * se,
         "ci_level": 1 - alpha,
         "significant": bool(float(row[pcol]) < alpha),
+        "n_used": int(model.n),
+        "n_dropped_missing": int(n_dropped),
     }
     metrics: dict[str, float] = {}
     cvres = None
@@ -405,7 +427,7 @@ def run_plan(plan: AnalysisPlan | str | Path, data: pd.DataFrame) -> PlanResult:
 
         cvres = cross_validate_sites(
             plan.formula,
-            data,
+            used,
             site=plan["site"],
             cv=plan.get("cv", "loso"),
             outcome_type=plan.get("outcome_type", "auto"),
@@ -422,4 +444,4 @@ def run_plan(plan: AnalysisPlan | str | Path, data: pd.DataFrame) -> PlanResult:
             primary["metric"] = plan["primary_metric"]
             primary["metric_value"] = metrics[plan["primary_metric"]]
             primary["metric_scheme"] = cvres.scheme
-    return PlanResult(plan.sha256, primary, table, metrics, cvres, fit)
+    return PlanResult(plan.sha256, primary, table, metrics, cvres, fit, model)

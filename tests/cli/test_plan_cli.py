@@ -1,0 +1,159 @@
+"""`lmmkit plan lock` / `lmmkit plan run`: lock before unblinding, refuse a changed plan,
+write the self-contained HTML report (checked in headless Chromium when available)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lmmkit.cli.main import main
+from lmmkit.validation.analysis_plan import load_plan, run_plan
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+PLAN = """\
+title = "Treatment and outcome (test plan)"
+outcome = "y"
+formula = "y ~ treatment + age + (1 | site)"
+primary_endpoint = "treatment"
+primary_metric = "rmse"
+secondary_metrics = ["r2"]
+alpha = 0.05
+site = "site"
+cv = "loso"
+missing = "drop"
+diagnostics = ["checks", "residuals", "qq", "ranef_qq", "caterpillar", "influence"]
+
+[schema]
+y = "numeric"
+treatment = "binary"
+age = "numeric"
+site = "string"
+"""
+
+
+def _data() -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    parts = []
+    for k in range(6):
+        n = 30
+        t = rng.integers(0, 2, n)
+        age = rng.normal(60, 8, n)
+        y = 1 + 0.6 * t + 0.02 * age + rng.normal(0, 0.7) + rng.normal(0, 1, n)
+        parts.append(pd.DataFrame({"site": f"s{k}", "treatment": t, "age": age, "y": y}))
+    d = pd.concat(parts, ignore_index=True)
+    d.loc[5, "age"] = np.nan  # one row dropped and counted
+    return d
+
+
+@pytest.fixture
+def files(tmp_path):
+    plan = tmp_path / "plan.toml"
+    plan.write_text(PLAN)
+    data = tmp_path / "data.csv"
+    _data().to_csv(data, index=False)
+    return plan, data
+
+
+def test_lock_then_run_writes_report_and_json(files, tmp_path, capsys):
+    plan, data = files
+    assert main(["plan", "lock", str(plan)]) == 0
+    report, js = tmp_path / "report.html", tmp_path / "out.json"
+    rc = main(["plan", "run", str(plan), "--data", str(data), "--report", str(report),
+               "--json", str(js)])  # fmt: skip
+    assert rc == 0
+    out = capsys.readouterr().out
+    h = load_plan(plan).sha256
+    assert h[:12] in out and "report:" in out
+    text = report.read_text()
+    assert h in text and "verified against its lock file" in text
+    for section in ("Primary endpoint", "Fixed effects", "Named checks", "Diagnostics",
+                    "influence", "Cross-validation by site", "The plan"):  # fmt: skip
+        assert section in text, section
+    imgs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
+    assert len(imgs) == 4  # residuals, QQ, ranef QQ, caterpillar
+    assert all(base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n" for b in imgs)
+    assert "http://" not in text and "https://" not in text
+    # the JSON is run_plan's own answer
+    got = json.loads(js.read_text())
+    ref = run_plan(plan, pd.read_csv(data))
+    assert got["plan_sha256"] == h
+    assert got["primary"]["estimate"] == pytest.approx(ref.primary["estimate"], rel=1e-12)
+    assert len(got["per_site"]) == 6
+    assert got["primary"]["n_dropped_missing"] == 1 and got["primary"]["n_used"] == 179
+    # outputs are not overwritten silently
+    assert main(["plan", "run", str(plan), "--data", str(data), "--report", str(report)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_changed_plan_is_refused(files, capsys):
+    plan, data = files
+    assert main(["plan", "lock", str(plan)]) == 0
+    plan.write_text(PLAN.replace("alpha = 0.05", "alpha = 0.1"))
+    assert main(["plan", "run", str(plan), "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert "does not match its lock" in err and "expected sha256" in err
+    # re-locking a changed plan needs --force
+    assert main(["plan", "lock", str(plan)]) == 2
+    assert main(["plan", "lock", str(plan), "--force"]) == 0
+
+
+def test_unlocked_unknown_key_and_bad_diagnostics(files, capsys):
+    plan, data = files
+    assert main(["plan", "run", str(plan), "--data", str(data)]) == 2
+    assert "is not locked" in capsys.readouterr().err
+    plan.write_text(PLAN.replace('cv = "loso"', 'cv = "loso"\nmisssing = "raise"'))
+    assert main(["plan", "lock", str(plan)]) == 2
+    assert "unknown key(s) ['misssing']" in capsys.readouterr().err
+    plan.write_text(PLAN.replace('"influence"]', '"leverage"]'))
+    assert main(["plan", "lock", str(plan)]) == 2
+    assert "diagnostics must be a list" in capsys.readouterr().err
+
+
+def test_missing_rule_raise_refuses_missing_rows(files, capsys):
+    plan, data = files
+    plan.write_text(PLAN.replace('missing = "drop"', 'missing = "raise"'))
+    assert main(["plan", "lock", str(plan)]) == 0
+    assert main(["plan", "run", str(plan), "--data", str(data)]) == 2
+    assert "missing values" in capsys.readouterr().err
+
+
+def test_plan_report_renders_in_headless_chromium(files, tmp_path):
+    exe = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
+    if exe is None:
+        pytest.skip("headless Chromium not found (install Debian's `chromium` package)")
+    from PIL import Image
+
+    plan, data = files
+    assert main(["plan", "lock", str(plan)]) == 0
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    report = ARTIFACTS / "plan_report.html"
+    args = ["plan", "run", str(plan), "--data", str(data), "--report", str(report)]
+    assert main([*args, "--overwrite"]) == 0
+    shot = ARTIFACTS / "plan_report.png"
+    if shot.exists():
+        shot.unlink()
+    with tempfile.TemporaryDirectory() as profile:
+        cmd = [
+            exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run",
+            f"--user-data-dir={profile}", f"--screenshot={shot}", "--window-size=1200,2400",
+            "--hide-scrollbars", report.resolve().as_uri(),
+        ]  # fmt: skip
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": profile}
+        )
+    assert shot.exists(), f"no screenshot; chromium said:\n{proc.stderr[-2000:]}"
+    img = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert img.shape == (2400, 1200)
+    assert 0.01 < float((img < 200).mean()) < 0.9 and img.std() > 20
