@@ -487,3 +487,23 @@ def test_cli_binary(bsim, tmp_path, capsys):
     )
     assert rc == 2
     assert "only the score test" in capsys.readouterr().err
+
+
+def test_gwas_binary_loco(bsim):
+    """LOCO: one logistic null model per chromosome, each SNP tested against its own."""
+    res = gwas(bsim, 1, binary=True, loco=True, progress=False)
+    assert sorted(res.null) == ["1", "2", "3"]
+    pl = read_plink(bsim)
+    from lmmkit.genetics.grm import loco_grms
+
+    y = pl.phenotype(1)
+    keep = np.flatnonzero(np.isfinite(y) & (y != 0))
+    grms = loco_grms(pl, "centered", filter_samples=keep, progress=False)
+    k2 = grms["2"].matrix[np.ix_(keep, keep)]
+    fit = spa.fit_null_binary(k2, y[keep] - 1, np.ones((len(keep), 1)))
+    assert res.null["2"]["tau"] == pytest.approx(fit.tau, rel=1e-12)
+    t2 = res.table[res.table["chrom"].astype(str) == "2"]
+    idx = [int(np.flatnonzero(pl.bim["snp"] == s)[0]) for s in t2["snp"]]
+    g = pl.read(snps=idx, samples=keep)
+    g = np.where(np.isnan(g), np.nanmean(g, 0), g)
+    np.testing.assert_allclose(t2["p_spa"], spa.score_tests(fit, g)["p_spa"], rtol=1e-9)

@@ -12,8 +12,10 @@ Null model
     negative, as SAIGE), the GLS alpha, the BLUP b = tau K Sigma^-1 (Y - X alpha) and a new
     eta = X alpha + b.  At the fixed point ``X'(y - mu) = 0``, ``b = tau K (y - mu)`` and
     the working REML score for tau is zero.  Everything is dense (one n x n Cholesky
-    factorization and inverse per iteration, O(n^3)): meant for n up to a few thousand
-    samples (n = 5,000 needs ~0.6 GB and roughly a minute per iteration on one core).
+    factorization and inverse per iteration, O(n^3) time and ~5 n^2 doubles of memory):
+    meant for n up to a few thousand samples (n = 1,940: 0.6 s per iteration on one core,
+    15-40 iterations; n = 5,000: ~1 GB); biobank sizes need a
+    matrix-free solver and SAIGE's variance ratio, which this module does not do.
 
 Score test per SNP (vectorized over a block)
     T = g~'(y - mu) with g~ = g - X (X'WX)^-1 X'W g the covariate-adjusted genotype;
@@ -30,7 +32,10 @@ Saddlepoint approximation (Dey et al. 2017, SPAtest; as SAIGE)
     Barndorff-Nielsen's formula P = Phi-bar(w + log(v / w) / w), w = sign(t) sqrt(2 (t s - K(t))),
     v = t sqrt(K''(t)).  Two-sided: P(S >= |s|) + P(S <= -|s|).  If |s| lies outside the
     range of S (no root) the normal p-value is kept and the SNP is flagged (``spa = -1``),
-    as SPAtest falls back.
+    as SPAtest falls back; a mirrored tail beyond the range of S is exactly 0.  The formula
+    is the continuous one (no lattice continuity correction, as SPAtest): for an
+    integer-valued statistic it sits below the exact mid-p for the rarest variants (see
+    tests/genetics/test_spa.py for the measured agreement).
 """
 
 from __future__ import annotations
