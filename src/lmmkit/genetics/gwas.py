@@ -16,6 +16,11 @@ Pipeline of :func:`gwas`:
    stopped; at the end the parts are merged into ``OUT`` (temp file + ``os.replace``), with
    ``OUT.log`` (counts, genomic-control lambda), ``OUT.skipped.tsv`` and Manhattan / QQ
    plots ``OUT.manhattan.png`` / ``OUT.qq.png``.
+
+With ``binary=True`` (case/control phenotype) step 3 is replaced by the logistic mixed null
+model of :mod:`lmmkit.genetics.spa` (PQL with AI-REML, SAIGE / GMMAT) and step 4 runs its
+score test with saddlepoint p-values; blocks, resume and outputs are the same
+(columns :data:`BINARY_OUTPUT_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -39,13 +44,14 @@ from scipy import stats
 
 from lmmkit._io import write_bytes_atomic, write_text_atomic
 from lmmkit.errors import DataError
-from lmmkit.genetics import lmm_assoc
+from lmmkit.genetics import lmm_assoc, spa
 from lmmkit.genetics.plink import PlinkData, match_samples, read_plink
 
 __all__ = [
     "GwasResult",
     "gwas",
     "OUTPUT_COLUMNS",
+    "BINARY_OUTPUT_COLUMNS",
     "TESTS",
     "genomic_control",
 ]
@@ -68,6 +74,8 @@ OUTPUT_COLUMNS = [
     "p_score",
 ]
 _STAT_COLUMNS = ["af", "n", "beta", "se", "l_remle", "l_mle", "p_wald", "p_lrt", "p_score"]
+_BINARY_STAT_COLUMNS = ["af", "n", "af_cases", "af_controls", *spa.SCORE_COLUMNS]
+BINARY_OUTPUT_COLUMNS = ["chrom", "snp", "pos", "a1", "a0", *_BINARY_STAT_COLUMNS]
 _MANIFEST_VERSION = 1
 R2_MAX = 0.9999  # GEMMA drops SNPs with r^2 > 0.9999 against the covariates
 
@@ -112,8 +120,9 @@ def _as_plink(plink) -> PlinkData:
     return plink if isinstance(plink, PlinkData) else read_plink(plink)
 
 
-def _pheno_table(pl: PlinkData, pheno) -> tuple[pd.DataFrame, str]:
-    """The phenotype as a one-column frame indexed by (fid, iid)."""
+def _pheno_table(pl: PlinkData, pheno, binary: bool = False) -> tuple[pd.DataFrame, str]:
+    """The phenotype as a one-column frame indexed by (fid, iid).  With ``binary`` values
+    are passed through uncoerced (checked by :func:`lmmkit.genetics.spa.binary_phenotype`)."""
     keys = pd.MultiIndex.from_frame(pl.fam[["fid", "iid"]].astype(str))
     if isinstance(pheno, (int, np.integer)) and not isinstance(pheno, bool):
         y = pl.phenotype(int(pheno))
@@ -129,20 +138,32 @@ def _pheno_table(pl: PlinkData, pheno) -> tuple[pd.DataFrame, str]:
     if isinstance(pheno, pd.Series):
         name = str(pheno.name) if pheno.name is not None else "pheno"
         if isinstance(pheno.index, pd.MultiIndex):
+            if binary:
+                return pheno.to_frame(name), name
             s = pd.to_numeric(pheno, errors="coerce").astype(float)
             bad = s.isna() & pheno.notna()
             if bad.any():
                 raise DataError(
                     f"phenotype {name!r} has non-numeric value {pheno[bad].iloc[0]!r} "
-                    f"(sample {bad[bad].index[0]}); lmmkit gwas analyzes quantitative traits."
+                    f"(sample {bad[bad].index[0]}); lmmkit gwas analyzes quantitative traits "
+                    "unless binary=True (--binary)."
                 )
             return s.to_frame(name), name
         pheno = pheno.to_numpy()
-    y = np.asarray(pheno, dtype=float).ravel()
+    y = np.asarray(pheno).ravel()
     if len(y) != pl.n_samples:
         raise DataError(
             f"pheno has {len(y)} values but {pl.prefix}.fam has {pl.n_samples} samples."
         )
+    if binary:
+        return pd.DataFrame({"pheno": y}, index=keys), "pheno"
+    try:
+        y = y.astype(float)
+    except (TypeError, ValueError):
+        raise DataError(
+            f"pheno has non-numeric values (e.g. {y[0]!r}); lmmkit gwas analyzes "
+            "quantitative traits unless binary=True (--binary)."
+        ) from None
     return pd.DataFrame({"pheno": y}, index=keys), "pheno"
 
 
@@ -204,13 +225,18 @@ class _Context:
 
     plink: PlinkData
     samples: np.ndarray  # .fam rows analyzed
-    model: lmm_assoc.NullModel
+    model: lmm_assoc.NullModel | spa.BinaryNullModel
     w: np.ndarray  # unrotated covariates (n, c) for the collinearity check
     tests: tuple[str, ...]
     maf: float
     max_missing: float
     blas_threads: int | None
     chunk: int = 1024
+    spa_cutoff: float = spa.SPA_CUTOFF
+
+    @property
+    def binary(self) -> bool:
+        return isinstance(self.model, spa.BinaryNullModel)
 
 
 def _filter_block(g: np.ndarray, w_q: np.ndarray, maf: float, max_missing: float):
@@ -258,13 +284,27 @@ def _run_block(ctx: _Context, item: tuple[int, np.ndarray]) -> dict[str, Any]:
         g = ctx.plink.read(snps=_as_index(snps), samples=ctx.samples)
         w_q = np.linalg.qr(ctx.w)[0]
         x, af, n_obs, reason = _filter_block(g, w_q, ctx.maf, ctx.max_missing)
-        del g
         m = len(snps)
-        res = {k: np.full(m, np.nan) for k in _STAT_COLUMNS}
+        res = {k: np.full(m, np.nan) for k in _stat_columns(ctx.binary)}
         res["af"] = af
         res["n"] = n_obs.astype(float)
+        if ctx.binary:
+            case = ctx.model.y == 1
+            for key, rows in (("af_cases", case), ("af_controls", ~case)):
+                obs = ~np.isnan(g[rows])
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    res[key] = np.where(obs, g[rows], 0.0).sum(0) / (2.0 * obs.sum(0))
+        del g
         ok = np.flatnonzero(reason == "")
-        if len(ok):
+        if len(ok) and ctx.binary:
+            xs = np.ascontiguousarray(x[:, ok])
+            del x
+            for start in range(0, len(ok), ctx.chunk):
+                sl = slice(start, start + ctx.chunk)
+                out = spa.score_tests(ctx.model, xs[:, sl], cutoff=ctx.spa_cutoff)
+                for k, v in out.items():
+                    res[k][ok[sl]] = v
+        elif len(ok):
             xs = np.ascontiguousarray(x[:, ok])
             del x
             utx = ctx.model.u.T @ xs
@@ -290,31 +330,40 @@ def _as_index(snps: np.ndarray):
 # ----------------------------------------------------------------------------- files
 
 
-def _part_frame(pl: PlinkData, r: dict[str, Any]) -> pd.DataFrame:
+def _stat_columns(binary: bool) -> list[str]:
+    return _BINARY_STAT_COLUMNS if binary else _STAT_COLUMNS
+
+
+def _part_frame(r: dict[str, Any], columns: list[str]) -> pd.DataFrame:
     df = pd.DataFrame({"index": np.asarray(r["snps"], dtype=np.int64)})
-    for k in _STAT_COLUMNS:
+    for k in columns:
         df[k] = np.asarray(r[k], dtype=np.float64)
     df["reason"] = np.asarray(r["reason"], dtype=str)
     return df
 
 
-def _write_part(path: Path, df: pd.DataFrame) -> None:
+def _write_part(path: Path, df: pd.DataFrame, columns: list[str]) -> None:
     """Binary (exact) part file, written atomically."""
     buf = io.BytesIO()
     np.savez(
         buf,
         index=df["index"].to_numpy(),
-        stats=df[_STAT_COLUMNS].to_numpy(dtype=np.float64),
+        stats=df[columns].to_numpy(dtype=np.float64),
         reason=df["reason"].to_numpy(dtype=str),
     )
     write_bytes_atomic(path, buf.getvalue())
 
 
-def _read_part(path: Path) -> pd.DataFrame:
+def _read_part(path: Path, columns: list[str]) -> pd.DataFrame:
     with np.load(path, allow_pickle=False) as z:
         df = pd.DataFrame({"index": z["index"]})
         stats_ = z["stats"]
-        for j, k in enumerate(_STAT_COLUMNS):
+        if stats_.shape[1] != len(columns):
+            raise DataError(
+                f"{path}: {stats_.shape[1]} statistics per SNP where this run writes "
+                f"{len(columns)}; delete {path.parent} and rerun."
+            )
+        for j, k in enumerate(columns):
             df[k] = stats_[:, j]
         df["reason"] = z["reason"].astype(str)
     return df
@@ -546,7 +595,7 @@ def gwas(
     covariates=None,
     kinship="centered",
     loco: bool = False,
-    tests: Sequence[str] = TESTS,
+    tests: Sequence[str] | None = None,
     block_snps: int = 2000,
     executor=None,
     out: str | Path | None = None,
@@ -557,8 +606,11 @@ def gwas(
     snps: np.ndarray | None = None,
     plots: bool = True,
     blas_threads: int | None = None,
+    binary: bool = False,
+    spa_cutoff: float = spa.SPA_CUTOFF,
 ) -> GwasResult:
-    """Exact LMM association of every SNP (GEMMA ``-lmm 1/2/3/4``).
+    """Exact LMM association of every SNP (GEMMA ``-lmm 1/2/3/4``), or with ``binary`` the
+    logistic mixed-model score test with saddlepoint p-values (SAIGE).
 
     Parameters
     ----------
@@ -577,7 +629,9 @@ def gwas(
     loco
         Leave-one-chromosome-out kinship with variance components re-fitted per chromosome.
     tests
-        Any of ``"wald"`` (REML lambda per SNP; beta, se), ``"lrt"`` (ML), ``"score"``.
+        Any of ``"wald"`` (REML lambda per SNP; beta, se), ``"lrt"`` (ML), ``"score"``
+        (default: all three).  With ``binary`` only the score test exists (None, all or
+        ``("score",)``).
     block_snps
         SNPs per task; memory is one block of genotypes plus the kinship eigenvectors.
     executor
@@ -594,21 +648,43 @@ def gwas(
         Write ``OUT.manhattan.png`` and ``OUT.qq.png``.
     blas_threads
         Cap BLAS threads inside each block task (threadpoolctl); None leaves them alone.
+    binary
+        Case/control phenotype, coded 0/1 or PLINK's 1/2 (1 = control, 2 = case; with
+        1/2 coding a 0 is missing, as in PLINK), -9/NA missing
+        (:func:`lmmkit.genetics.spa.binary_phenotype`).  The null model is the logistic
+        mixed model fitted by PQL / AI-REML (:func:`lmmkit.genetics.spa.fit_null_binary`,
+        kinship used as given, dense: n up to a few thousand), and each SNP gets the score
+        test with exact variance and saddlepoint p-value (:func:`lmmkit.genetics.spa.score_tests`).
+    spa_cutoff
+        With ``binary``: the saddlepoint approximation replaces the normal p-value when
+        |score| / sd exceeds this (SAIGE: 2).
 
     Returns
     -------
     GwasResult
-        ``table`` has the columns of :data:`OUTPUT_COLUMNS` for the tested SNPs in .bim
-        order (``a1`` = counted allele, .bim column 5; ``af`` its frequency; ``n`` the
-        non-missing genotypes); ``skipped`` lists the others with the reason.
+        ``table`` has the columns of :data:`OUTPUT_COLUMNS` (``binary``:
+        :data:`BINARY_OUTPUT_COLUMNS`) for the tested SNPs in .bim order (``a1`` = counted
+        allele, .bim column 5; ``af`` its frequency; ``n`` the non-missing genotypes;
+        binary: ``af_cases``, ``af_controls``, ``score``, ``var``, ``beta``, ``se``,
+        ``p_score_normal``, ``p_spa``, ``spa`` as in :func:`lmmkit.genetics.spa.score_tests`);
+        ``skipped`` lists the others with the reason.
     """
     t0 = time.perf_counter()
     from lmmkit.parallel.executor import SerialExecutor
 
-    tests = tuple(dict.fromkeys(t.lower() for t in tests))
+    tests = TESTS if tests is None else tuple(dict.fromkeys(t.lower() for t in tests))
     bad = [t for t in tests if t not in TESTS]
     if bad or not tests:
         raise DataError(f"tests must be among {TESTS}, got {bad or list(tests)}.")
+    if binary:
+        if set(tests) not in (set(TESTS), {"score"}):
+            raise DataError(
+                f"binary traits have only the score test (with saddlepoint p-values); "
+                f"tests={list(tests)} asks for {', '.join(t for t in tests if t != 'score')}."
+            )
+        tests = ("score",)
+        if not spa_cutoff >= 0:
+            raise DataError(f"spa_cutoff must be >= 0, got {spa_cutoff}.")
     if block_snps < 1:
         raise DataError(f"block_snps must be >= 1, got {block_snps}.")
     out_path = Path(out) if out is not None else None
@@ -628,10 +704,18 @@ def gwas(
 
     pl = _as_plink(plink)
     say(f"lmmkit gwas: {pl.prefix} ({pl.n_samples} samples, {pl.n_snps} SNPs)")
-    ptab, pname = _pheno_table(pl, pheno)
+    ptab, pname = _pheno_table(pl, pheno, binary=binary)
+    if binary:
+        coded, coding, n_zero = spa.binary_phenotype(ptab[pname], pname)
+        ptab = coded.to_frame(pname)
+        say(f"binary phenotype {pname!r}: coding {coding}")
     ctab = _covar_table(pl, covariates)
     keep, report = match_samples(pl.fam, ptab, ctab, fam_path=f"{pl.prefix}.fam")
     dropped = report.counts()
+    if binary and n_zero and "missing phenotype value" in dropped:
+        dropped["missing phenotype value (incl. 0 in 1/2 coding)"] = dropped.pop(
+            "missing phenotype value"
+        )
     if len(keep) < 3:
         raise DataError(f"only {len(keep)} samples have a phenotype and all covariates.")
     chunk = min(1024, block_snps)
@@ -639,6 +723,8 @@ def gwas(
     n_kin = pl.bim["chrom"].nunique() if loco else 1
     n_cov = 1 + (0 if ctab is None else ctab.shape[1])
     mem = _memory_estimate(pl.n_samples, len(keep), block_snps, chunk, n_cov + 2, n_kin, computed)
+    if binary:  # dense PQL: Sigma, its inverse, P and the kinship per iteration
+        mem += 8.0 * 4 * len(keep) ** 2
     say(f"expected peak memory ~{mem / 2**20:.0f} MiB per process")
     # kinship over analyzed samples (may drop samples absent from a given GRM)
     glog: list[str] = []
@@ -658,6 +744,8 @@ def gwas(
     y = ptab[pname].reindex(keys).to_numpy(dtype=float)
     w, wnames = _design(ctab, keys)
     say(f"covariates: {', '.join(wnames)}")
+    if binary:
+        say(f"cases: {int(y.sum())}, controls: {int(len(y) - y.sum())}")
 
     # SNP blocks (never spanning chromosomes with LOCO)
     idx = np.arange(pl.n_snps) if snps is None else np.asarray(snps)
@@ -695,6 +783,7 @@ def gwas(
                 "blocks": [[c, int(b[0]), int(b[-1]), len(b)] for c, b in blocks],
                 "maf": maf,
                 "max_missing": max_missing,
+                **({"binary": True, "spa_cutoff": spa_cutoff} if binary else {}),
             }
         )
         parts_dir = Path(f"{out_path}.parts")
@@ -707,7 +796,7 @@ def gwas(
     results: dict[int, pd.DataFrame] = {}
     if manifest is not None:
         for b, f in manifest.done.items():
-            results[b] = _read_part(parts_dir / f)
+            results[b] = _read_part(parts_dir / f, _stat_columns(binary))
     resumed = len(results)
 
     from tqdm.auto import tqdm
@@ -719,16 +808,33 @@ def gwas(
         for group in dict.fromkeys(c for c, _ in blocks):
             todo = [(i, b) for i, (c, b) in enumerate(blocks) if c == group and i not in results]
             k = mats[group]
-            model = lmm_assoc.fit_null(k, y, w)
-            null_info[group] = {
-                "pve": model.pve,
-                "vg": model.vg,
-                "ve": model.ve,
-                "lambda_remle": model.lam_remle,
-                "lambda_mle": model.lam_mle,
-                "logl_remle": model.logl_remle,
-                "logl_mle": model.logl_mle,
-            }
+            model: lmm_assoc.NullModel | spa.BinaryNullModel
+            if binary:
+                model = spa.fit_null_binary(k, y, w)
+                null_info[group] = model.summary(wnames)
+                if not model.converged:
+                    import warnings
+
+                    from lmmkit.errors import LmmkitWarning
+
+                    warnings.warn(
+                        f"logistic mixed null model [{group}] did not converge in "
+                        f"{model.n_iter} PQL iterations (tau {model.tau:.4g}); the score "
+                        "tests use the last iterate.",
+                        LmmkitWarning,
+                        stacklevel=2,
+                    )
+            else:
+                model = lmm_assoc.fit_null(k, y, w)
+                null_info[group] = {
+                    "pve": model.pve,
+                    "vg": model.vg,
+                    "ve": model.ve,
+                    "lambda_remle": model.lam_remle,
+                    "lambda_mle": model.lam_mle,
+                    "logl_remle": model.logl_remle,
+                    "logl_mle": model.logl_mle,
+                }
             if not todo:
                 continue
             ctx = _Context(
@@ -741,18 +847,32 @@ def gwas(
                 max_missing=max_missing,
                 blas_threads=blas_threads,
                 chunk=chunk,
+                spa_cutoff=spa_cutoff,
             )
             for r in executor.map(_run_block, todo, shared=ctx):
-                df = _part_frame(pl, r)
+                df = _part_frame(r, _stat_columns(binary))
                 b = int(r["block"])
                 if manifest is not None:
                     fname = f"part_{b:06d}.npz"
-                    _write_part(parts_dir / fname, df)
+                    _write_part(parts_dir / fname, df, _stat_columns(binary))
                     manifest.add(b, fname)
                 results[b] = df
                 bar.update(len(r["snps"]))
         # groups whose blocks were all resumed still report their null model
     for group, info in null_info.items():
+        if binary:
+            fixed = ", ".join(
+                f"{k[6:-1]} {v:.6g} (se {info['se[' + k[6:]]:.3g})"
+                for k, v in info.items()
+                if k.startswith("alpha[")
+            )
+            say(
+                f"null model [{group}]: logistic mixed model (PQL, AI-REML): tau "
+                f"{info['tau']:.6g}; fixed effects {fixed}; "
+                f"{'converged' if info['converged'] else 'NOT converged'} after "
+                f"{int(info['n_iter'])} iterations"
+            )
+            continue
         say(
             f"null model [{group}]: pve {info['pve']:.6g}, Vg {info['vg']:.6g}, "
             f"Ve {info['ve']:.6g}, lambda REML {info['lambda_remle']:.6g}, "
@@ -771,8 +891,10 @@ def gwas(
             "a0": bim["a2"].to_numpy()[rows],
         }
     )
-    full = pd.concat([base, allp[_STAT_COLUMNS].reset_index(drop=True)], axis=1)
+    full = pd.concat([base, allp[_stat_columns(binary)].reset_index(drop=True)], axis=1)
     full["n"] = full["n"].astype(np.int64)
+    if binary:
+        full["spa"] = np.nan_to_num(full["spa"].to_numpy()).astype(np.int64)
     reason = allp["reason"].to_numpy()
     order = np.argsort(rows, kind="stable")
     full, reason = full.iloc[order].reset_index(drop=True), reason[order]
@@ -784,7 +906,25 @@ def gwas(
     say(
         f"SNPs: {len(table)} tested" + "".join(f"; {v} skipped ({k})" for k, v in n_skipped.items())
     )
-    pcol = next(f"p_{t}" for t in ("wald", "lrt", "score") if t in tests)
+    if binary:
+        pcol = "p_spa"
+        spa_used = table["spa"].to_numpy()
+        say(
+            f"saddlepoint p-values: {int((spa_used == 1).sum())} SNPs (|score|/sd > "
+            f"{spa_cutoff:g})"
+            + (
+                f"; {int((spa_used == -1).sum())} SNPs beyond the range of the saddlepoint "
+                "equation kept the normal p-value (spa = -1)"
+                if (spa_used == -1).any()
+                else ""
+            )
+        )
+        say(
+            f"genomic control lambda (p_score_normal): "
+            f"{genomic_control(table['p_score_normal'].to_numpy()):.4f}"
+        )
+    else:
+        pcol = next(f"p_{t}" for t in ("wald", "lrt", "score") if t in tests)
     gc = genomic_control(table[pcol].to_numpy())
     say(f"genomic control lambda ({pcol}): {gc:.4f}")
     seconds = time.perf_counter() - t0

@@ -50,6 +50,12 @@ def _fill_parser(p) -> None:
     k.add_argument("--grm", metavar="PREFIX", help="GCTA binary GRM (PREFIX.grm.bin/.id)")
     p.add_argument("--loco", action="store_true", help="leave-one-chromosome-out kinship")
     p.add_argument(
+        "--binary",
+        action="store_true",
+        help="case/control phenotype (0/1 or PLINK 1/2, -9/NA missing): logistic mixed "
+        "model score test with saddlepoint p-values (SAIGE); --test all or score",
+    )
+    p.add_argument(
         "--test", choices=["wald", "lrt", "score", "all"], default="all", help="tests to run"
     )
     p.add_argument("--block-snps", type=int, default=2000, metavar="N", help="SNPs per block")
@@ -103,6 +109,7 @@ def _run_parsed(args) -> int:
             maf=args.maf,
             max_missing=args.max_missing,
             plots=not args.no_plots,
+            binary=args.binary,
         )
     finally:
         executor.close()
