@@ -336,6 +336,16 @@ def test_ldsc_h2_and_rg_equal_library(tmp_path, capsys):
     assert res["n_snps"] == len(l2) - 1 and res["M"] == 40000
     assert "Total observed scale h2" in printed and "Lambda GC" in printed
     assert "Total observed scale h2" in Path(f"{out}.log").read_text()
+    # the same LD scores split into per-chromosome files (--ref-ld-chr / --w-ld-chr)
+    whole = pd.read_csv(tmp_path / "ref.l2.ldscore.gz", sep="\t")
+    for c, part in ((1, whole.iloc[:1700]), (2, whole.iloc[1700:].assign(CHR=2))):
+        part.to_csv(tmp_path / f"chr{c}.l2.ldscore.gz", sep="\t", index=False)
+        (tmp_path / f"chr{c}.l2.M_5_50").write_text("20000\n")
+    outc = tmp_path / "h2chr"
+    argv = ["ldsc", "--h2", tmp_path / "t1.sumstats.gz", "--ref-ld-chr", tmp_path / "chr"]
+    assert run([*argv, "--w-ld-chr", tmp_path / "chr", "--out", outc, "--quiet"]) == 0
+    rc = json.loads(Path(f"{outc}.json").read_text())
+    assert rc["M"] == 40000 and rc["h2"] == pytest.approx(fit.h2, rel=1e-12)
     # --not-M-5-50, fixed intercept and liability conversion
     out2 = tmp_path / "h2b"
     argv = ["ldsc", "--h2", tmp_path / "t1.sumstats.gz", *ref, "--out", out2, "--quiet"]
@@ -343,6 +353,15 @@ def test_ldsc_h2_and_rg_equal_library(tmp_path, capsys):
     r2 = json.loads(Path(f"{out2}.json").read_text())
     f2 = ld_score_regression(z=z1[keep], ld=l2[keep], n=n, m=50000, intercept=1.0)
     assert r2["h2"] == pytest.approx(f2.h2, rel=1e-12) and r2["intercept_se"] is None
+    out4 = tmp_path / "h2c"
+    argv = ["ldsc", "--h2", tmp_path / "t1.sumstats.gz", *ref, "--out", out4, "--quiet"]
+    assert run([*argv, "--samp-prev", 0.5, "--pop-prev", 0.01]) == 0
+    r4 = json.loads(Path(f"{out4}.json").read_text())
+    from lmmkit.genetics.liability import h2_observed_to_liability
+
+    hl, hl_se = h2_observed_to_liability(fit.h2, 0.01, 0.5, se=fit.h2_se)
+    assert r4["h2_liability"] == pytest.approx(hl, rel=1e-12)
+    assert r4["h2_liability_se"] == pytest.approx(hl_se, rel=1e-12)
     # --rg: alleles aligned (swaps flip the sign), mismatched and ambiguous SNPs dropped
     out3 = tmp_path / "rg"
     rgarg = f"{tmp_path / 't1.sumstats.gz'},{tmp_path / 't2.sumstats'}"
