@@ -176,10 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     hz.add_argument("--ref-batch", help="reference batch left unchanged")
     hz.add_argument("--nonparametric", action="store_true", help="non-parametric priors")
     hz.set_defaults(func=_cmd_harmonize)
+    from lmmkit.genetics.cli import add_genetics_parsers
     from lmmkit.genetics.gwas_cli import add_gwas_parser
     from lmmkit.validation.multisite import add_multisite_parsers
 
     add_gwas_parser(sub)
+    add_genetics_parsers(sub)
 
     add_multisite_parsers(sub)
     from lmmkit.validation.plan_cli import add_plan_parsers
