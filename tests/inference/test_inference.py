@@ -73,8 +73,6 @@ def kr_infos(models):
     return {k: kr.kr_info(m, r) for k, (m, r) in models.items()}
 
 
-
-
 def _check_coef_table(tab: pd.DataFrame, ref: dict) -> None:
     assert list(tab.index) == list(np.atleast_1d(ref["names"]))
     np.testing.assert_allclose(tab["Estimate"], np.atleast_1d(ref["estimate"]), rtol=1e-5)

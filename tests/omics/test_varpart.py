@@ -41,7 +41,9 @@ def test_fractions_equal_lme4_loop(bladder, case: str) -> None:
     at_optimum = np.abs(fits["objective"].to_numpy() - lme4_dev) < 1e-9
     assert at_optimum.sum() >= 190
     for col in ref["columns"]:
-        np.testing.assert_allclose(frac.loc[at_optimum, col], expected.loc[at_optimum, col], atol=1e-5)
+        np.testing.assert_allclose(
+            frac.loc[at_optimum, col], expected.loc[at_optimum, col], atol=1e-5
+        )
     np.testing.assert_allclose(frac[ref["columns"]].sum(axis=1), 1.0, atol=1e-12)
     # the objective function itself is lme4's: evaluate ours at lme4's theta for a few probes
     rhs = formula.split("~", 1)[1]
@@ -57,7 +59,9 @@ def test_invariant_to_sample_order_and_feature_order(bladder) -> None:
     a = lmmkit.variance_partition("~ (1 | batch) + (1 | cancer)", sub, pheno, progress=False)
     perm = np.random.default_rng(0).permutation(sub.shape[1])
     b = lmmkit.variance_partition(
-        "~ (1 | batch) + (1 | cancer)", sub.iloc[::-1, perm], pheno.sample(frac=1, random_state=1),
+        "~ (1 | batch) + (1 | cancer)",
+        sub.iloc[::-1, perm],
+        pheno.sample(frac=1, random_state=1),
         progress=False,
     )
     cols = ["batch", "cancer", "Residuals"]
@@ -70,7 +74,10 @@ def test_batch_signal_ratio_and_failed_features(bladder) -> None:
     sub.iloc[1, 3] = np.nan
     sub.iloc[2] = 7.0
     frac = lmmkit.variance_partition(
-        "~ (1 | batch) + (1 | cancer)", sub, pheno, ratios={"batch/cancer": ("batch", "cancer")},
+        "~ (1 | batch) + (1 | cancer)",
+        sub,
+        pheno,
+        ratios={"batch/cancer": ("batch", "cancer")},
         progress=False,
     )
     assert frac.loc[sub.index[1], "reason"] == "1 missing or non-finite value(s)"
