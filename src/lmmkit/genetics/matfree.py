@@ -30,26 +30,32 @@ Steps of :func:`gwas_matrix_free`:
    the exact path's (observed information of the profiled REML in lambda, delta method), and
    a jackknife over probes gives the Monte-Carlo SE of h2.  Iterations stop when h2 and the
    quadratic form stop changing.  All probes and P_W y share every pass over the genotypes.
-2. **LOCO solves.**  For each chromosome c, H_c = lambda K~_{-c} + I with K~_{-c} the kinship
-   of the SNPs off c (as the exact path's ``loco=True``); lambda is the genome-wide REML
-   estimate (as BOLT-LMM) and Ve per chromosome is re-estimated as y'H_c^-1 y / (n - c).  The
-   systems H_c v_c = P_W y of all chromosomes, plus H_c u_j = P_W x_j for ``n_calibration``
-   random SNPs, are solved by one batched preconditioned conjugate-gradient run: every
-   iteration applies all the different LOCO operators with one pass over the genotypes
-   (the block of one chromosome is simply zeroed for the columns that leave it out).  The
-   preconditioner is lambda U S_c U' + (lambda tau_c + 1)(I - U U') with U the converged
-   top Ritz vectors of K~ from step 1, S_c their Rayleigh quotients under K~_{-c} and tau_c
-   the mean remaining eigenvalue of K~_{-c} (from its trace).
+2. **LOCO.**  For each chromosome c, H_c = lambda_c K~_{-c} + I with K~_{-c} the kinship of
+   the SNPs off c, and lambda_c, Ve_c re-fitted by REML per chromosome as the exact path's
+   ``loco=True`` does: the same Lanczos run also carries, for every chromosome, P_W y and
+   the first ``n_loco_probes`` probes under K~_{-c} (one pass applies all the different
+   LOCO operators: the block of one chromosome is zeroed for the columns that leave it
+   out); tr log(lambda K~_{-c} + I) is the full kinship's estimate plus the mean difference
+   over the shared probes (a control variate).  H_c^-1 P_W y from the Lanczos basis is then
+   polished, together with H_c^-1 P_W x_j for ``n_calibration`` random SNPs, by one batched
+   preconditioned conjugate-gradient run (converged columns drop out).  The preconditioner
+   is lambda_c U S_c U' + (lambda_c tau_c + 1)(I - U U') with U the converged top Ritz
+   vectors of K~ from step 1 that are spread over the genome (a Ritz vector made of one
+   chromosome's LD is dropped), S_c their Rayleigh quotients under K~_{-c} and tau_c the
+   mean remaining eigenvalue of K~_{-c} (from its trace).
 3. **Association.**  For SNP x on chromosome c: x'P y = (P_W x)' v_c / Ve_c exactly.  The
    denominator x'P x = (P_W x)' H_c^-1 (P_W x) / Ve_c needs a solve per SNP, so it is
    approximated as rho * (P_W x)' M_c^-1 (P_W x), M_c the preconditioner above (exact in the
    top eigenvectors, the bulk of the spectrum replaced by its mean), with rho the mean ratio
    exact / approximate over the calibration SNPs (BOLT-LMM-inf calibrates against x'x, i.e.
-   no eigenvectors; using M_c removes the SNP-to-SNP spread that population structure causes).
-   The ratio's spread over the calibration SNPs is logged.  beta = x'Py / x'Px,
+   no eigenvectors; using M_c reduces the SNP-to-SNP spread that population structure causes).
+   The ratio's spread over the calibration SNPs is logged: it comes from how each SNP's
+   genotype vector spreads over the bulk of the kinship's spectrum and shrinks like
+   1/sqrt(n), so on small data sets (tested SNPs x samples x kinship SNPs <= 1e10) x'P x is
+   solved exactly for every SNP instead (``exact_denominators``).  beta = x'Py / x'Px,
    se = 1/sqrt(x'Px), p_wald from F(1, n-c-1) on (beta/se)^2: the Wald test with the
    variance components fixed at their null (REML) values, the BOLT-LMM-inf statistic.
-   ``p_lrt`` and ``p_score`` are not computed (NA); ``l_remle`` is the null lambda.
+   ``p_lrt`` and ``p_score`` are not computed (NA); ``l_remle`` is the null lambda_c.
 
 Results, resume (``OUT.parts``: the null fit and solves are saved too, so a resumed run goes
 straight to the remaining blocks), output files and plots are those of the exact path.
@@ -171,6 +177,42 @@ def _decode(g, j0, j1, center, scale, out):  # pragma: no cover - compiled
             out[i, k] = (v - c) * s if v >= 0 else 0.0
 
 
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _col_stats(g, keep, out):  # pragma: no cover - compiled
+    """Per column of int8 genotypes (negative = missing): non-missing count and sum over
+    all rows, and non-missing count, sum and genotype-class counts over ``keep`` rows."""
+    n = g.shape[0]
+    for j in numba.prange(g.shape[1]):
+        na = 0.0
+        sa = 0.0
+        nk = 0.0
+        sk = 0.0
+        c0 = 0.0
+        c1 = 0.0
+        c2 = 0.0
+        for i in range(n):
+            v = g[i, j]
+            if v >= 0:
+                na += 1.0
+                sa += v
+                if keep[i]:
+                    nk += 1.0
+                    sk += v
+                    if v == 0:
+                        c0 += 1.0
+                    elif v == 1:
+                        c1 += 1.0
+                    else:
+                        c2 += 1.0
+        out[j, 0] = na
+        out[j, 1] = sa
+        out[j, 2] = nk
+        out[j, 3] = sk
+        out[j, 4] = c0
+        out[j, 5] = c1
+        out[j, 6] = c2
+
+
 @dataclass(frozen=True)
 class _Genotypes:
     """The kinship SNPs of the analyzed samples, int8 (n x M, Fortran order, -1 = missing)."""
@@ -268,52 +310,54 @@ def _load(
     testable = np.zeros(m_all, dtype=bool)
     pnorm2 = np.zeros(m_all)
     cnorm2 = np.zeros(m_all)
-    counted = np.zeros(m_all, dtype=bool)
+    keep_mask = np.zeros(pl.n_samples, dtype=np.bool_)
+    keep_mask[keep] = True
+    buf = np.empty((n, block), dtype=np.float32, order="F")
+    stats = np.empty((block, 7))
+    bed = pl._open()
     j = 0
-    with tqdm(total=m_all, disable=not progress, unit="SNP", desc="genotypes", leave=False) as bar:
-        for idx, gall in pl.iter_blocks(block, dtype="float32"):
-            nan_all = np.isnan(gall)
-            n_obs_all = (~nan_all).sum(0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                mean_all = np.where(
-                    n_obs_all > 0, np.nansum(gall, 0, dtype=np.float64) / n_obs_all, 0.0
-                )
-            gk = gall[keep]
-            del gall
-            nan = np.isnan(gk)
-            n_obs = n - nan.sum(0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                af = np.nansum(gk, 0, dtype=np.float64) / n_obs / 2.0
-            n0, n1, n2 = ((gk == k).sum(0) for k in range(3))
-            mono = ((n0 + n1) == 0) | ((n1 + n2) == 0) | ((n0 + n2) == 0)
-            ok = ~mono & (np.minimum(af, 1 - af) >= maf) & (1.0 - n_obs / n <= max_missing)
-            ok &= n_obs > 0
-            testable[idx] = ok
-            if kinship == "centered":
-                use = ok
-                s = np.ones(len(idx))
-            else:  # plink2 standardized: every SNP, 2p(1-p) from all .fam samples
-                use = np.ones(len(idx), dtype=bool)
-                p = mean_all / 2.0
-                var2 = 2.0 * p * (1.0 - p)
+    try:
+        with tqdm(total=m_all, disable=not progress, unit="SNP", desc="genotypes",
+                  leave=False) as bar:  # fmt: skip
+            for start in range(0, m_all, block):
+                idx = np.arange(start, min(start + block, m_all))
+                gall = bed.read(index=np.s_[:, start : idx[-1] + 1], dtype="int8", order="F")
+                st = stats[: len(idx)]
+                _col_stats(gall, keep_mask, st)
+                n_obs_all, sum_all, n_obs, sum_k, n0, n1, n2 = st.T
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    s = np.where(var2 > 0, 1.0 / np.sqrt(var2), 0.0)
-            k = int(use.sum())
-            if k:
-                sub = gk[:, use]
-                code = np.where(np.isnan(sub), -1, sub).astype(np.int8)
-                g8[:, j : j + k] = code
-                center[j : j + k] = mean_all[use]
-                scale[j : j + k] = s[use]
-                cols[j : j + k] = idx[use]
-                counted[j : j + k] = True
-                z = np.where(np.isnan(sub), 0.0, sub - mean_all[use]) * s[use]
-                cz = z - z.mean(0)
-                cnorm2[j : j + k] = np.einsum("ij,ij->j", cz, cz)
-                qz = q.T @ z
-                pnorm2[j : j + k] = np.einsum("ij,ij->j", z, z) - np.einsum("ij,ij->j", qz, qz)
-                j += k
-            bar.update(len(idx))
+                    mean_all = np.where(n_obs_all > 0, sum_all / n_obs_all, 0.0)
+                    af = sum_k / n_obs / 2.0
+                mono = ((n0 + n1) == 0) | ((n1 + n2) == 0) | ((n0 + n2) == 0)
+                ok = ~mono & (np.minimum(af, 1 - af) >= maf) & (1.0 - n_obs / n <= max_missing)
+                ok &= n_obs > 0
+                testable[idx] = ok
+                if kinship == "centered":
+                    use = ok
+                    sc = np.ones(len(idx))
+                else:  # plink2 standardized: every SNP, 2p(1-p) from all .fam samples
+                    use = np.ones(len(idx), dtype=bool)
+                    p = mean_all / 2.0
+                    var2 = 2.0 * p * (1.0 - p)
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        sc = np.where(var2 > 0, 1.0 / np.sqrt(var2), 0.0)
+                k = int(use.sum())
+                if k:
+                    g8[:, j : j + k] = gall[keep][:, use]  # missing stays negative
+                    center[j : j + k] = mean_all[use]
+                    scale[j : j + k] = sc[use]
+                    cols[j : j + k] = idx[use]
+                    z = buf[:, :k]
+                    _decode(g8, j, j + k, center, scale, z)
+                    zz = np.einsum("ij,ij->j", z, z, dtype=np.float64)
+                    zs = z.sum(0, dtype=np.float64)
+                    cnorm2[j : j + k] = zz - zs * zs / n
+                    qz = (q.T.astype(np.float32) @ z).astype(np.float64)
+                    pnorm2[j : j + k] = zz - np.einsum("ij,ij->j", qz, qz)
+                    j += k
+                bar.update(len(idx))
+    finally:
+        del bed
     m = j
     if m == 0:
         raise DataError(f"{pl.prefix}: no SNPs left to build the kinship.")
@@ -760,6 +804,7 @@ class _Context:
     pre_a: np.ndarray = field(repr=False)
     pre_b: np.ndarray = field(repr=False)
     rho: float
+    den: np.ndarray | None = field(repr=False)  # exact (P_W x)'H_c^-1(P_W x) per .bim row
     lam: np.ndarray = field(repr=False)  # (C,) lambda per chromosome
     codes: dict[str, int] = field(repr=False)
     maf: float
@@ -767,13 +812,18 @@ class _Context:
     blas_threads: int | None
 
 
-def _stats_block(ctx: _Context, x: np.ndarray, code: int) -> dict[str, np.ndarray]:
-    """beta, se, p for mean-imputed genotypes x (n, m) of one chromosome."""
+def _stats_block(
+    ctx: _Context, x: np.ndarray, code: int, rows: np.ndarray
+) -> dict[str, np.ndarray]:
+    """beta, se, p for mean-imputed genotypes x (n, m) of one chromosome (.bim rows)."""
     xt = x - ctx.q @ (ctx.q.T @ x)
     num = xt.T @ ctx.v[:, code]
     pre = _Precond(ctx.u, ctx.pre_a, ctx.pre_b)
     ux = ctx.u.T @ xt if ctx.u.shape[1] else np.empty((0, x.shape[1]))
     den = ctx.rho * pre.quad(xt, ux, code)
+    if ctx.den is not None:
+        exact = ctx.den[rows]
+        den = np.where(np.isfinite(exact), exact, den)
     ve = ctx.ve[code]
     n, c = ctx.q.shape
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -800,7 +850,9 @@ def _run_block(ctx: _Context, item: tuple[int, str, np.ndarray]) -> dict[str, An
         res["n"] = n_obs.astype(float)
         ok = np.flatnonzero(reason == "")
         if len(ok):
-            out = _stats_block(ctx, np.ascontiguousarray(x[:, ok]), ctx.codes[chrom])
+            out = _stats_block(
+                ctx, np.ascontiguousarray(x[:, ok]), ctx.codes[chrom], np.asarray(snps)[ok]
+            )
             for k, v in out.items():
                 res[k][ok] = v
             res["l_remle"][ok] = ctx.lam[ctx.codes[chrom]]
@@ -885,9 +937,10 @@ def gwas_matrix_free(
     snps: np.ndarray | None = None,
     plots: bool = True,
     blas_threads: int | None = None,
-    n_probes: int = 20,
-    n_loco_probes: int = 2,
+    n_probes: int | None = None,
+    n_loco_probes: int | None = None,
     n_calibration: int = 30,
+    exact_denominators: bool | None = None,
     seed: int = 0,
     cg_tol: float = 1e-6,
     max_iter: int = 250,
@@ -901,13 +954,19 @@ def gwas_matrix_free(
 
     n_probes
         Random probes of the stochastic trace estimate in REML (Monte-Carlo SE of h2 is
-        reported).
+        reported); default 20, or 50 for at most 5,000 samples (where the Monte-Carlo error,
+        which shrinks with n, is larger and probes are cheap).
     n_loco_probes
         Of those, how many are also run under each LOCO kinship to re-fit the variance
         components per chromosome (as the exact path with ``loco=True``), with the full
-        kinship's estimate as control variate.
+        kinship's estimate as control variate; default 2, or all for at most 5,000 samples.
     n_calibration
         SNPs whose x'P x is solved exactly to calibrate the approximate denominators.
+    exact_denominators
+        Solve x'V^-1 x exactly (batched PCG) for every tested SNP instead of the calibrated
+        approximation.  Default (None): only when that is cheap, i.e. tested SNPs x samples
+        x kinship SNPs <= 1e10 (small data sets, where the approximation's SNP-to-SNP spread,
+        which shrinks as 1/sqrt(n), is largest).
     seed
         Seed of the probes and of the calibration SNPs (the result is reproducible).
     cg_tol, max_iter
@@ -943,9 +1002,9 @@ def gwas_matrix_free(
             "as in BOLT-LMM); pass loco=True, or use the exact path."
         )
     for name, v, lo in (
+        ("n_probes", 2 if n_probes is None else n_probes, 2),
+        ("n_loco_probes", 1 if n_loco_probes is None else n_loco_probes, 1),
         ("block_snps", block_snps, 1),
-        ("n_probes", n_probes, 2),
-        ("n_loco_probes", n_loco_probes, 1),
         ("n_calibration", n_calibration, 1),
         ("max_iter", max_iter, 2),
         ("kernel_block", kernel_block, 1),
@@ -1007,6 +1066,11 @@ def gwas_matrix_free(
                 "out needs at least two; use the exact path."
             )
         codes = {c: i for i, c in enumerate(chroms)}
+        small = n <= 5000
+        if n_probes is None:
+            n_probes = 50 if small else 20
+        if n_loco_probes is None:
+            n_loco_probes = n_probes if small else 2
         chrom_codes = np.array([codes[c] for c in chrom])
         n_codes = len(chroms)
         mem = _memory_estimate(
@@ -1034,6 +1098,7 @@ def gwas_matrix_free(
             "n_probes": n_probes,
             "n_loco_probes": n_loco_probes,
             "n_calibration": n_calibration,
+            "exact_denominators": exact_denominators,
             "seed": seed,
             "cg_tol": cg_tol,
             "max_iter": max_iter,
@@ -1087,6 +1152,8 @@ def gwas_matrix_free(
                 n_probes,
                 n_loco_probes,
                 n_calibration,
+                exact_denominators,
+                idx,
                 seed,
                 cg_tol,
                 max_iter,
@@ -1110,6 +1177,7 @@ def gwas_matrix_free(
             pre_a=saved["pre_a"],
             pre_b=saved["pre_b"],
             rho=float(saved["rho"]),
+            den=saved["den"] if saved["den"].size else None,
             lam=np.asarray(saved["lam"], dtype=float),
             codes=codes,
             maf=maf,
@@ -1203,6 +1271,8 @@ def _fit(
     n_probes,
     n_loco_probes,
     n_calibration,
+    exact_denominators,
+    test_idx,
     seed,
     cg_tol,
     max_iter,
@@ -1290,6 +1360,26 @@ def _fit(
         f"calibration of x'V^-1x on {len(cal)} SNPs: ratio exact/approximate mean {rho:.5f}, "
         f"sd {sd:.2g} (range {ratio.min():.4f}-{ratio.max():.4f})"
     )
+    den = np.empty(0)
+    todo = np.intersect1d(np.asarray(test_idx), np.flatnonzero(testable))
+    if exact_denominators is None:
+        exact_denominators = float(len(todo)) * n * geno.m <= 1e10
+    if exact_denominators and len(todo):
+        t = time.perf_counter()
+        p0, it_max = op.passes, 0
+        den = np.full(pl.n_snps, np.nan)
+        for start in range(0, len(todo), 512):
+            sel = todo[start : start + 512]
+            xs, _, _, reason = _gw._filter_block(pl.read(snps=sel, samples=keep), q, maf,
+                                                 max_missing)  # fmt: skip
+            sel, xs = sel[reason == ""], op.project(xs[:, reason == ""])
+            sol_s, res_s, it_s = _pcg(op, xs, chrom_codes[sel], lam, pre, cg_tol, max_iter)
+            den[sel] = np.einsum("ij,ij->j", xs, sol_s)
+            it_max = max(it_max, it_s)
+        say(
+            f"exact x'V^-1x for all {len(todo)} testable SNPs (batched PCG, up to {it_max} "
+            f"iterations, {op.passes - p0} passes, {time.perf_counter() - t:.1f} s)"
+        )
     reml_keys = [
         "pve",
         "pve_se",
@@ -1339,5 +1429,6 @@ def _fit(
         "reml_vals": np.array(rows, dtype=float),
         "cal_snps": cal,
         "cal_ratio": ratio,
+        "den": den,
     }
     return saved, _null_info_from(saved, chroms)
