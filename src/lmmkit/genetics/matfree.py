@@ -503,25 +503,33 @@ class _Quadrature:
 
     def __init__(self, y_nodes, y_weights, p_nodes, p_weights, n_eff: int, cv=None):
         self.y_nodes, self.y_weights = y_nodes, y_weights
-        self.p_nodes, self.p_weights = p_nodes, p_weights  # lists per probe
+        self.p_nodes, self.p_weights = self._pad(p_nodes), self._pad(p_weights)  # (R, m)
         self.n = n_eff
+        if cv is not None:
+            cv = (self._pad(cv[0]), self._pad(cv[1]), cv[2])
         self.cv = cv
+
+    @staticmethod
+    def _pad(rows) -> np.ndarray:
+        """Probes' nodes or weights as an (R, m) array, zero-padded (zero weight)."""
+        if isinstance(rows, np.ndarray):
+            return rows
+        out = np.zeros((len(rows), max((len(r) for r in rows), default=0)))
+        for i, r in enumerate(rows):
+            out[i, : len(r)] = r
+        return out
 
     def subset(self, keep: list[int]) -> _Quadrature:
         return _Quadrature(
-            self.y_nodes,
-            self.y_weights,
-            [self.p_nodes[i] for i in keep],
-            [self.p_weights[i] for i in keep],
-            self.n,
+            self.y_nodes, self.y_weights, self.p_nodes[keep], self.p_weights[keep], self.n
         )
 
     def ypy(self, lam: float) -> float:
         return float(np.sum(self.y_weights / (lam * self.y_nodes + 1.0)))
 
     @staticmethod
-    def _logdets(nodes, weights, lam: float) -> np.ndarray:
-        return np.array([np.sum(w * np.log1p(lam * t)) for t, w in zip(nodes, weights)])
+    def _logdets(nodes: np.ndarray, weights: np.ndarray, lam: float) -> np.ndarray:
+        return np.einsum("rk,rk->r", weights, np.log1p(lam * nodes))
 
     def logdet(self, lam: float) -> float:
         own = self._logdets(self.p_nodes, self.p_weights, lam)
