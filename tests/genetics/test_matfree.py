@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lmmkit.errors import DataError
@@ -188,3 +189,17 @@ def test_real_data_agreement():
     a = -np.log10(mf.table["p_wald"].to_numpy())
     b = -np.log10(ex.table["p_wald"].to_numpy())
     assert np.corrcoef(a, b)[0, 1] > 0.999
+
+
+def test_gwas_dispatches_by_method(tiny):
+    """gwas(method=...) states the path it took; matrix-free equals gwas_matrix_free."""
+    mf = gwas(tiny, 1, kinship="centered", method="matrix-free", progress=False, plots=False)
+    assert mf.log[0].startswith("path: matrix-free (requested)")
+    direct = gwas_matrix_free(tiny, 1, kinship="centered", progress=False, plots=False)
+    pd.testing.assert_frame_equal(mf.table, direct.table)
+    auto = gwas(tiny, 1, kinship="centered", method="auto", progress=False, plots=False)
+    assert any(line.startswith("path: exact") for line in auto.log)  # small n: exact
+    with pytest.raises(DataError, match="no matrix-free path"):
+        gwas(tiny, 1, binary=True, method="matrix-free", progress=False, plots=False)
+    with pytest.raises(DataError, match="method must be one of"):
+        gwas(tiny, 1, method="fast", progress=False, plots=False)

@@ -608,6 +608,7 @@ def gwas(
     blas_threads: int | None = None,
     binary: bool = False,
     spa_cutoff: float = spa.SPA_CUTOFF,
+    method: str = "auto",
 ) -> GwasResult:
     """Exact LMM association of every SNP (GEMMA ``-lmm 1/2/3/4``), or with ``binary`` the
     logistic mixed-model score test with saddlepoint p-values (SAIGE).
@@ -658,6 +659,14 @@ def gwas(
     spa_cutoff
         With ``binary``: the saddlepoint approximation replaces the normal p-value when
         |score| / sd exceeds this (SAIGE: 2).
+    method
+        ``"exact"`` (this function's GEMMA-exact path: one eigendecomposition per kinship),
+        ``"matrix-free"`` (:func:`lmmkit.genetics.matfree.gwas_matrix_free`, BOLT-LMM's
+        infinitesimal model by conjugate gradients, never an n x n matrix; always LOCO,
+        Wald test only) or ``"auto"``: exact up to
+        :data:`~lmmkit.genetics.matfree.EXACT_MAX_SAMPLES` samples when its memory fits,
+        matrix-free beyond (:func:`lmmkit.genetics.matfree.select_method`; the choice and
+        its reason are in the log). Binary traits always take the exact (dense PQL) path.
 
     Returns
     -------
@@ -670,7 +679,30 @@ def gwas(
         ``skipped`` lists the others with the reason.
     """
     t0 = time.perf_counter()
+    from lmmkit.genetics import matfree
     from lmmkit.parallel.executor import SerialExecutor
+
+    if binary and method == "matrix-free":
+        raise DataError(
+            "binary traits have no matrix-free path (the logistic null model is fitted "
+            "densely by PQL); use method='exact' or 'auto'."
+        )
+    chosen, why = ("exact", "binary trait") if binary else ("exact", "requested")
+    if not binary and method != "exact":
+        pl0 = _as_plink(plink)
+        n_chrom = int(pl0.bim["chrom"].nunique()) if "chrom" in pl0.bim else 1
+        chosen, why = matfree.select_method(
+            pl0.n_samples, loco=loco, n_chromosomes=n_chrom, block_snps=block_snps, method=method
+        )
+        if chosen == "matrix-free":
+            res = matfree.gwas_matrix_free(
+                pl0, pheno, covariates=covariates, kinship=kinship, loco=True,
+                tests=tests or TESTS, block_snps=block_snps, executor=executor, out=out,
+                overwrite=overwrite, progress=progress, maf=maf, max_missing=max_missing,
+                snps=snps, plots=plots, blas_threads=blas_threads,
+            )  # fmt: skip
+            res.log.insert(0, f"path: matrix-free ({why}); LOCO as BOLT-LMM")
+            return res
 
     tests = TESTS if tests is None else tuple(dict.fromkeys(t.lower() for t in tests))
     bad = [t for t in tests if t not in TESTS]
@@ -704,6 +736,7 @@ def gwas(
 
     pl = _as_plink(plink)
     say(f"lmmkit gwas: {pl.prefix} ({pl.n_samples} samples, {pl.n_snps} SNPs)")
+    say(f"path: exact, GEMMA's algorithm ({why})")
     ptab, pname = _pheno_table(pl, pheno, binary=binary)
     if binary:
         coded, coding, n_zero = spa.binary_phenotype(ptab[pname], pname)

@@ -58,6 +58,13 @@ def _fill_parser(p) -> None:
     p.add_argument(
         "--test", choices=["wald", "lrt", "score", "all"], default="all", help="tests to run"
     )
+    p.add_argument(
+        "--method",
+        choices=["auto", "exact", "matrix-free"],
+        default="auto",
+        help="exact (GEMMA, eigendecomposition) or matrix-free (BOLT-LMM-inf, conjugate "
+        "gradients, LOCO, Wald only); auto: exact up to 10,000 samples when memory fits",
+    )
     p.add_argument("--block-snps", type=int, default=2000, metavar="N", help="SNPs per block")
     p.add_argument("--maf", type=float, default=0.01, help="minimum MAF (GEMMA default 0.01)")
     p.add_argument(
@@ -110,6 +117,7 @@ def _run_parsed(args) -> int:
             max_missing=args.max_missing,
             plots=not args.no_plots,
             binary=args.binary,
+            method=args.method,
         )
     finally:
         executor.close()

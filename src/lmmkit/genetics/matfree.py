@@ -1196,7 +1196,7 @@ def gwas_matrix_free(
         results: dict[int, pd.DataFrame] = {}
         if manifest is not None:
             for b, f in manifest.done.items():
-                results[b] = _gw._read_part(parts_dir / f)
+                results[b] = _gw._read_part(parts_dir / f, _gw._STAT_COLUMNS)
         resumed = len(results)
         todo = [(i, c, b) for i, (c, b) in enumerate(blocks) if i not in results]
         from tqdm.auto import tqdm
@@ -1207,11 +1207,11 @@ def gwas_matrix_free(
             total=total, initial=done_snps, disable=not progress, unit="SNP", desc="gwas"
         ) as bar:
             for r in executor.map(_run_block, todo, shared=ctx):
-                df = _gw._part_frame(pl, r)
+                df = _gw._part_frame(r, _gw._STAT_COLUMNS)
                 b = int(r["block"])
                 if manifest is not None:
                     fname = f"part_{b:06d}.npz"
-                    _gw._write_part(parts_dir / fname, df)
+                    _gw._write_part(parts_dir / fname, df, _gw._STAT_COLUMNS)
                     manifest.add(b, fname)
                 results[b] = df
                 bar.update(len(r["snps"]))
