@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,8 +13,7 @@ import pytest
 
 from lmmkit.cli.main import main
 from lmmkit.validation.analysis_plan import load_plan, run_plan
-
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+from tests.browser import ARTIFACTS, screenshot
 
 PLAN = """\
 title = "Treatment and outcome (test plan)"
@@ -128,32 +122,13 @@ def test_missing_rule_raise_refuses_missing_rows(files, capsys):
     assert "missing values" in capsys.readouterr().err
 
 
-def test_plan_report_renders_in_headless_chromium(files, tmp_path):
-    exe = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
-    if exe is None:
-        pytest.skip("headless Chromium not found (install Debian's `chromium` package)")
-    from PIL import Image
-
+def test_plan_report_renders_in_headless_chromium(files):
     plan, data = files
     assert main(["plan", "lock", str(plan)]) == 0
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     report = ARTIFACTS / "plan_report.html"
     args = ["plan", "run", str(plan), "--data", str(data), "--report", str(report)]
     assert main([*args, "--overwrite"]) == 0
-    shot = ARTIFACTS / "plan_report.png"
-    if shot.exists():
-        shot.unlink()
-    with tempfile.TemporaryDirectory() as profile:
-        cmd = [
-            exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run",
-            f"--user-data-dir={profile}", f"--screenshot={shot}", "--window-size=1200,2400",
-            "--hide-scrollbars", report.resolve().as_uri(),
-        ]  # fmt: skip
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": profile}
-        )
-    assert shot.exists(), f"no screenshot; chromium said:\n{proc.stderr[-2000:]}"
-    img = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    img = screenshot(report, ARTIFACTS / "plan_report.png", 1200, 2400)
     assert img.shape == (2400, 1200)
     assert 0.01 < float((img < 200).mean()) < 0.9 and img.std() > 20

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import base64
-import os
 import re
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from lmmkit.report.html import render_validation_report, validation_report
-
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+from tests.browser import ARTIFACTS, screenshot
 
 
 def _data(seed: int = 0):
@@ -48,41 +41,13 @@ def test_report_is_self_contained(tmp_path):
     assert render_validation_report(y, p).count("<figure>") == 3
 
 
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
 def test_report_renders_in_headless_chromium():
-    exe = _chromium()
-    if exe is None:
-        pytest.skip(
-            "headless Chromium not found (install Debian's `chromium` package to run this test)"
-        )
-    from PIL import Image
-
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     y, p = _data(1)
     html_path = validation_report(y, p, ARTIFACTS / "validation_report.html", title="lmmkit report")
     shot = ARTIFACTS / "validation_report.png"
-    if shot.exists():
-        shot.unlink()
-    with tempfile.TemporaryDirectory() as profile:
-        cmd = [
-            exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run",
-            f"--user-data-dir={profile}", f"--screenshot={shot}", "--window-size=1200,1600",
-            "--hide-scrollbars", html_path.resolve().as_uri(),
-        ]  # fmt: skip
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": profile}
-        )
-    assert shot.exists(), f"no screenshot; chromium said:\n{proc.stderr[-2000:]}"
+    img = screenshot(html_path, shot, 1200, 1600)
     assert shot.stat().st_size > 20_000
-    img = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert img.shape == (1600, 1200)
     nonwhite = float((img < 200).mean())
     assert 0.01 < nonwhite < 0.9, nonwhite  # text, tables and plots were drawn

@@ -588,6 +588,32 @@ def _memory_estimate(
     return kin + eig + blk + opt + runtime
 
 
+def _check_output(out: str | Path | None, overwrite: bool) -> Path | None:
+    """The output path, refused if it exists (unless ``overwrite``), is a directory, or has
+    no parent directory."""
+    out_path = Path(out) if out is not None else None
+    if out_path is not None:
+        if out_path.exists() and not overwrite:
+            raise DataError(f"{out_path}: output exists; pass overwrite=True (--overwrite).")
+        if out_path.is_dir():
+            raise DataError(f"{out_path}: output path is a directory.")
+        if not out_path.parent.exists():
+            raise DataError(f"{out_path.parent}: output directory does not exist.")
+    return out_path
+
+
+def _logger(progress: bool):
+    """A run log and the function that appends to it (echoed to stderr with ``progress``)."""
+    log: list[str] = []
+
+    def say(msg: str) -> None:
+        log.append(msg)
+        if progress:
+            print(msg, file=sys.stderr, flush=True)
+
+    return log, say
+
+
 def gwas(
     plink,
     pheno,
@@ -719,20 +745,8 @@ def gwas(
             raise DataError(f"spa_cutoff must be >= 0, got {spa_cutoff}.")
     if block_snps < 1:
         raise DataError(f"block_snps must be >= 1, got {block_snps}.")
-    out_path = Path(out) if out is not None else None
-    if out_path is not None:
-        if out_path.exists() and not overwrite:
-            raise DataError(f"{out_path}: output exists; pass overwrite=True (--overwrite).")
-        if out_path.is_dir():
-            raise DataError(f"{out_path}: output path is a directory.")
-        if not out_path.parent.exists():
-            raise DataError(f"{out_path.parent}: output directory does not exist.")
-    log: list[str] = []
-
-    def say(msg: str) -> None:
-        log.append(msg)
-        if progress:
-            print(msg, file=sys.stderr, flush=True)
+    out_path = _check_output(out, overwrite)
+    log, say = _logger(progress)
 
     pl = _as_plink(plink)
     say(f"lmmkit gwas: {pl.prefix} ({pl.n_samples} samples, {pl.n_snps} SNPs)")

@@ -1021,20 +1021,8 @@ def gwas_matrix_free(
             raise DataError(f"{name} must be >= {lo}, got {v}.")
     if not (0 < cg_tol < 1):
         raise DataError(f"cg_tol must be in (0, 1), got {cg_tol}.")
-    out_path = Path(out) if out is not None else None
-    if out_path is not None:
-        if out_path.exists() and not overwrite:
-            raise DataError(f"{out_path}: output exists; pass overwrite=True (--overwrite).")
-        if out_path.is_dir():
-            raise DataError(f"{out_path}: output path is a directory.")
-        if not out_path.parent.exists():
-            raise DataError(f"{out_path.parent}: output directory does not exist.")
-    log: list[str] = []
-
-    def say(msg: str) -> None:
-        log.append(msg)
-        if progress:
-            print(msg, file=sys.stderr, flush=True)
+    out_path = _gw._check_output(out, overwrite)
+    log, say = _gw._logger(progress)
 
     limiter = None
     if blas_threads is not None:
