@@ -14,26 +14,15 @@ import pytest
 from lmmkit.cli.main import main
 from lmmkit.validation.analysis_plan import load_plan, run_plan
 from tests.browser import ARTIFACTS, screenshot
+from tests.validation.test_analysis_plan import PLAN_TOML
 
-PLAN = """\
-title = "Treatment and outcome (test plan)"
-outcome = "y"
-formula = "y ~ treatment + age + (1 | site)"
-primary_endpoint = "treatment"
-primary_metric = "rmse"
-secondary_metrics = ["r2"]
-alpha = 0.05
-site = "site"
-cv = "loso"
-missing = "drop"
-diagnostics = ["checks", "residuals", "qq", "ranef_qq", "caterpillar", "influence"]
-
-[schema]
-y = "numeric"
-treatment = "binary"
-age = "numeric"
-site = "string"
-"""
+# the validation tests' plan, with the missing-data rule and every diagnostic named
+PLAN = PLAN_TOML.replace(
+    'cv = "loso"\n',
+    'cv = "loso"\nmissing = "drop"\n'
+    'diagnostics = ["checks", "residuals", "qq", "ranef_qq", "caterpillar", "influence"]\n',
+)
+assert "missing = " in PLAN
 
 
 def _data() -> pd.DataFrame:
