@@ -10,7 +10,7 @@ import scipy.linalg as sla
 from scipy.linalg.lapack import dpotri
 
 from lmmkit.linalg.blocked import CrossProducts, Factor
-from lmmkit.linalg.kernels import selected_quadratic_forms
+from lmmkit.linalg.kernels import selected_quadratic_forms, symmetrize_lower
 
 __all__ = [
     "fixed_effects",
@@ -94,7 +94,9 @@ def conditional_variances(
     return out[0], out[1:]
 
 
-def term_condvars(cp: CrossProducts, f: Factor, sigma2: float) -> list[np.ndarray]:
+def term_condvars(
+    cp: CrossProducts, f: Factor, sigma2: float, sinv_lower: np.ndarray | None = None
+) -> list[np.ndarray]:
     """Conditional covariance of b per level: the diagonal blocks of
     sigma^2 Lambda (Lambda'Z'Z Lambda + I)^{-1} Lambda' (lme4's condVar, conditional on beta).
 
@@ -102,10 +104,11 @@ def term_condvars(cp: CrossProducts, f: Factor, sigma2: float) -> list[np.ndarra
     are the diagonal blocks of S^{-1}, and the first term's are
     M1_k^{-1} + G_k' (Lambda_r S^{-1} Lambda_r') G_k with G_k = A_{z1,k} T1 M1_k^{-1}: only the
     entries of S^{-1} on each level's pattern are read (a selected inverse).
+    ``sinv_lower``: S^{-1} already computed at this factor (dpotri's lower triangle).
     """
     rest: list[np.ndarray] = []
     if cp.first is None:
-        Sinv = _rest_inverse(cp, f)
+        Sinv = _rest_inverse(cp, f, sinv_lower)
         for t, off in zip(cp.rest, cp.rest_offsets):
             blk = Sinv[off : off + t.q, off : off + t.q].reshape(t.nlevels, t.p, t.nlevels, t.p)
             rest.append(np.einsum("lalb->lab", blk))
@@ -113,7 +116,7 @@ def term_condvars(cp: CrossProducts, f: Factor, sigma2: float) -> list[np.ndarra
     T1 = f.T[0]
     V1 = f.M1inv.copy()
     if cp.Rz:
-        Sinv = _rest_inverse(cp, f)
+        Sinv = _rest_inverse(cp, f, sinv_lower)
         for t, off in zip(cp.rest, cp.rest_offsets):
             blk = Sinv[off : off + t.q, off : off + t.q].reshape(t.nlevels, t.p, t.nlevels, t.p)
             rest.append(np.einsum("lalb->lab", blk))
@@ -128,10 +131,11 @@ def term_condvars(cp: CrossProducts, f: Factor, sigma2: float) -> list[np.ndarra
     return [cv1, *cvr]
 
 
-def _rest_inverse(cp: CrossProducts, f: Factor) -> np.ndarray:
-    """S^{-1} for the random-effects part of the dense block, from its Cholesky factor."""
-    Lzz = np.array(f.L[: cp.Rz, : cp.Rz])
-    inv, info = dpotri(Lzz, lower=1)
-    if info != 0:
-        raise np.linalg.LinAlgError("conditional variances: the factor is singular")
-    return np.tril(inv) + np.tril(inv, -1).T
+def _rest_inverse(cp: CrossProducts, f: Factor, lower: np.ndarray | None = None) -> np.ndarray:
+    """S^{-1} for the random-effects part of the dense block, from its Cholesky factor
+    (or from its lower triangle ``lower`` when already computed)."""
+    if lower is None:
+        lower, info = dpotri(np.array(f.L[: cp.Rz, : cp.Rz]), lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("conditional variances: the factor is singular")
+    return symmetrize_lower(lower)

@@ -31,6 +31,7 @@ from lmmkit.linalg.kernels import dense_scalar_parts
 from lmmkit.linalg.solve import fixed_effects, term_condvars, term_modes
 from lmmkit.objective.one_term import one_term_deviance, polish_opt, supports_polish
 from lmmkit.objective.profiled import deviance_from_parts, profiled_deviance
+from lmmkit.objective.scalar_terms import ai_newton_opt, supports_ai_newton
 from lmmkit.optim.bobyqa import OptControl, OptSummary, minimize_bobyqa
 from lmmkit.results.lmm_result import LMMResult, RandomTermInfo
 
@@ -175,6 +176,19 @@ class LinearMixedModel:
         self, *, reml: bool = True, control: OptControl | dict[str, Any] | None = None
     ) -> LMMResult:
         ctrl = _control(control)
+        if ctrl.ai_newton and supports_ai_newton(self.cp):
+            found = ai_newton_opt(
+                self.cp,
+                self.layout.theta0,
+                self.layout.lower,
+                self._working_y(self._y),
+                reml,
+                self.n,
+                self._log_w,
+                ctrl,
+            )
+            if found is not None:  # (summary, factor and S^-1 at the optimum)
+                return self._result(found[0], reml, found[1:])
         summary = minimize_bobyqa(
             lambda th: self.objective(th, reml), self.layout.theta0, self.layout.lower, ctrl
         )
@@ -213,15 +227,15 @@ class LinearMixedModel:
         return self.fit(reml=reml, control=control)
 
     # ----------------------------------------------------------------- result
-    def _result(self, opt: OptSummary, reml: bool) -> LMMResult:
+    def _result(self, opt: OptSummary, reml: bool, at_opt: tuple | None = None) -> LMMResult:
         theta = np.array(opt.theta)
-        f: Factor = factor(self.cp, theta, full=True)
+        f: Factor = factor(self.cp, theta, full=True) if at_opt is None else at_opt[0]
         d = self.design
         n, p = self.n, self.p
         sigma2 = f.pwrss / (n - p if reml else n)
         beta, unscaled = fixed_effects(self.cp, f)
         modes = term_modes(self.cp, f, beta)
-        condvars = term_condvars(self.cp, f, sigma2)
+        condvars = term_condvars(self.cp, f, sigma2, None if at_opt is None else at_opt[1])
         if self.cp.kernels:  # back from v to b = L v, with the full conditional covariance
             from lmmkit.linalg.solve import _rest_inverse
 

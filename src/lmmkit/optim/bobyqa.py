@@ -38,6 +38,10 @@ class OptControl:
     maxeval: int = 10_000
     # one-grouping-factor models: finish with Newton steps on the analytic gradient
     polish: bool = True
+    # models whose random terms are all scalar (crossed/nested intercepts): optimize by
+    # average-information Newton steps on the analytic gradient (BOBYQA when that does not
+    # converge, e.g. for singular fits); False: BOBYQA always
+    ai_newton: bool = True
 
     def __post_init__(self) -> None:
         for name in ("ftol_rel", "ftol_abs", "xtol_abs", "initial_step"):
@@ -67,7 +71,7 @@ class OptSummary:
 
     @property
     def converged(self) -> bool:
-        return self.status in ("SUCCESS", "FTOL_REACHED", "XTOL_REACHED")
+        return self.status in ("SUCCESS", "FTOL_REACHED", "XTOL_REACHED", "CONVERGED")
 
 
 def minimize_bobyqa(

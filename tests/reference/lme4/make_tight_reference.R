@@ -41,3 +41,4 @@ write_fit("sleepstudy_weights_reml", lmer(Reaction ~ Days + (Days | Subject), ss
 write_fit("sleepstudy_offset_nonlin_reml",
           lmer(Reaction ~ Days + (Days | Subject) + offset(3 * sqrt(Days)), ss, control = tight))
 write_fit("insteval_ml", lmer(y ~ service + (1 | s) + (1 | d) + (1 | dept), ie, REML = FALSE, control = tight))
+write_fit("insteval_reml", lmer(y ~ service + (1 | s) + (1 | d) + (1 | dept), ie, REML = TRUE, control = tight))
