@@ -231,7 +231,7 @@ def ai_newton(
     log_weights: float = 0.0,
     *,
     max_iter: int = 50,
-    tol: float = 1e-8,
+    tol: float = 1e-6,
 ) -> tuple[np.ndarray, float, int, int, str, Factor, np.ndarray | None] | None:
     """Minimize the profiled deviance by average-information Newton steps in log gamma.
 
