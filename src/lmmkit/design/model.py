@@ -70,12 +70,13 @@ def parsed_formula(expr: str) -> Any:
     return formulaic.Formula(expr)
 
 
-def model_matrix(expr: str, data: pd.DataFrame) -> Any:
-    """formulaic's model matrix with R's common math functions in scope."""
+def model_matrix(expr: str, data: pd.DataFrame, output: str = "pandas") -> Any:
+    """formulaic's model matrix with R's common math functions in scope. ``output="numpy"``
+    skips building a pandas frame (the column names are in ``.model_spec.column_names``)."""
     import formulaic
 
     return formulaic.model_matrix(
-        parsed_formula(expr), data, na_action="raise", context=FORMULA_CONTEXT
+        parsed_formula(expr), data, na_action="raise", context=FORMULA_CONTEXT, output=output
     )
 
 
@@ -159,6 +160,9 @@ def _levels_and_index(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(values.dtype, pd.CategoricalDtype):
         cat = values.cat.remove_unused_categories()
         return np.asarray(cat.cat.categories), np.asarray(cat.cat.codes, dtype=np.int64)
+    if isinstance(values.dtype, np.dtype):  # the plain array: same codes, less overhead
+        codes, uniques = pd.factorize(values.to_numpy(), sort=True)
+        return uniques, codes.astype(np.int64)
     codes, uniques = pd.factorize(values, sort=True)
     return np.asarray(uniques), codes.astype(np.int64)
 
@@ -213,6 +217,20 @@ def _vector_arg(value: Any, data: pd.DataFrame, what: str) -> tuple[np.ndarray |
             "give one value per row (or a column name)."
         )
     return arr, None
+
+
+def _missing(data: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """(rows x columns) missingness of the used columns, column by column (a sub-frame costs
+    more than the whole check); integer and boolean columns cannot hold a missing value."""
+    if not data.columns.is_unique:
+        return data[columns].isna().to_numpy()
+    out = np.zeros((len(data), len(columns)), dtype=bool)
+    for j, c in enumerate(columns):
+        col = data[c]
+        if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iub":
+            continue
+        out[:, j] = pd.isna(col.array)
+    return out
 
 
 def _independent_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
@@ -275,8 +293,7 @@ def build_design(
     off, off_col = _vector_arg(offset, data, "offset")
 
     # Missing values in any used column (and weights / offset).
-    frame = data[sorted(used)]
-    missing = frame.isna().to_numpy()
+    missing = _missing(data, sorted(used))
     if w is not None:
         if np.any(np.isnan(w)):
             raise DataError(
@@ -289,6 +306,7 @@ def build_design(
     bad_rows = missing.any(axis=1) if missing.size else np.zeros(len(data), bool)
     n_dropped = int(bad_rows.sum())
     if n_dropped and na_action == "raise":
+        frame = data[sorted(used)]
         per_col = {c: int(frame[c].isna().sum()) for c in frame.columns if frame[c].isna().any()}
         raise DataError(
             f"{n_dropped} row(s) have missing values in model columns {per_col}; "
@@ -355,11 +373,11 @@ def fixed_effects_matrix(
     """X for the fixed part (formulaic), with numerically dependent columns dropped and named
     in a warning (R's qr rule). Returns X, column names, dropped names, the model matrix."""
     try:
-        mm = model_matrix(parsed.fixed, data)
+        mm = model_matrix(parsed.fixed, data, output="numpy")
     except Exception as exc:
         raise FormulaError(f"Cannot build the fixed-effects part {parsed.fixed!r}: {exc}") from exc
     X = np.asarray(mm, dtype=float)
-    names = [lme4_name(c) for c in mm.columns]
+    names = [lme4_name(c) for c in mm.model_spec.column_names]
     keep = _independent_columns(X)
     dropped = tuple(n for j, n in enumerate(names) if j not in keep)
     if dropped:
@@ -406,14 +424,15 @@ def _build_terms(
                 " ", ""
             )
             # (x | g) next to a fixed part x: the same columns, materialized once
-            mm = fixed_mm if same else model_matrix(spec.expr, data)
+            mm = fixed_mm if same else model_matrix(spec.expr, data, output="numpy")
         except Exception as exc:
             raise FormulaError(
                 f"Cannot build the columns of random term {spec.text} from {spec.expr!r}: {exc}\n"
                 f"{pointer(parsed.formula, *spec.span)}"
             ) from exc
         Zx = np.asarray(mm, dtype=float)
-        cols = [lme4_name(c) for c in mm.columns]
+        raw_cols = list(mm.model_spec.column_names)
+        cols = [lme4_name(c) for c in raw_cols]
         if kernel is not None:
             if spec.expr.strip() != "1" or Zx.shape[1] != 1:
                 raise ModelError(
@@ -423,7 +442,7 @@ def _build_terms(
                 )
         else:
             _check_term(parsed, spec, len(levels), Zx.shape[1], n)
-        structure = _structure(parsed, spec, data, levels, index, Zx, cols, list(mm.columns))
+        structure = _structure(parsed, spec, data, levels, index, Zx, cols, raw_cols)
         built.append((spec, levels, index, Zx, mm.model_spec, cols, structure))
 
     # lme4 (mkReTrms): when the numbers of levels are not non-increasing, order terms by
