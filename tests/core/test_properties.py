@@ -179,3 +179,12 @@ def test_deferred_tables_survive_pickle_and_match_eager_values(sleep) -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         res.fixef = res.fixef  # type: ignore[misc]
     assert [f.name for f in dataclasses.fields(res)][5:7] == ["fixef", "vcov"]
+
+
+def test_no_fixed_effects_reml_equals_ml(sleep) -> None:
+    """With no fixed-effect columns (p = 0) REML and ML are the same criterion."""
+    reml = lmmkit.lmm("Reaction ~ 0 + (1 | Subject)", sleep)
+    ml = lmmkit.lmm("Reaction ~ 0 + (1 | Subject)", sleep, reml=False)
+    assert reml.fixef.empty and reml.vcov.shape == (0, 0)
+    assert reml.objective == pytest.approx(ml.objective, rel=1e-10)
+    np.testing.assert_allclose(reml.theta, ml.theta, rtol=1e-5)

@@ -80,6 +80,7 @@ def model_matrix(expr: str, data: pd.DataFrame, output: str = "pandas") -> Any:
     )
 
 
+@functools.lru_cache(maxsize=1024)
 def lme4_name(name: str) -> str:
     """formulaic column names in lme4's spelling: Intercept -> (Intercept), f[T.b] -> fb."""
     if name == "Intercept":
@@ -161,17 +162,35 @@ def _levels_and_index(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         cat = values.cat.remove_unused_categories()
         return np.asarray(cat.cat.categories), np.asarray(cat.cat.codes, dtype=np.int64)
     if isinstance(values.dtype, np.dtype):  # the plain array: same codes, less overhead
-        codes, uniques = pd.factorize(values.to_numpy(), sort=True)
+        v = values.to_numpy()
+        if v.dtype.kind in "iu" and len(v):
+            lo, hi = v.min(), v.max()
+            span = int(hi) - int(lo)
+            if span <= 4 * len(v):  # integer labels in a short range: a lookup table
+                present = np.zeros(span + 1, dtype=bool)
+                # exact differences: signed types widened first (int8 -128..127 spans 255)
+                diff = v.astype(np.int64) - np.int64(lo) if v.dtype.kind == "i" else v - lo
+                offset = diff.astype(np.intp)
+                present[offset] = True
+                at = np.flatnonzero(present)
+                if v.dtype.kind == "i":
+                    uniques = (at + np.int64(lo)).astype(v.dtype)
+                else:  # the offsets fit the unsigned type: they are at most hi - lo
+                    uniques = at.astype(v.dtype) + lo
+                codes = (np.cumsum(present) - 1)[offset]
+                return uniques, codes.astype(np.int64)
+        codes, uniques = pd.factorize(v, sort=True)
         return uniques, codes.astype(np.int64)
     codes, uniques = pd.factorize(values, sort=True)
     return np.asarray(uniques), codes.astype(np.int64)
 
 
-def _required_variables(expr: str) -> set[str]:
+@functools.lru_cache(maxsize=256)
+def _required_variables(expr: str) -> frozenset[str]:
     try:
-        return {str(v) for v in parsed_formula(expr).required_variables}
+        return frozenset(str(v) for v in parsed_formula(expr).required_variables)
     except Exception:
-        return set()
+        return frozenset()
 
 
 def _check_columns(parsed: ParsedFormula, data: pd.DataFrame) -> set[str]:
@@ -180,11 +199,11 @@ def _check_columns(parsed: ParsedFormula, data: pd.DataFrame) -> set[str]:
     names = set().union(*[_required_variables(e) for e in exprs])
     names |= {g for t in parsed.random for g in t.group}
     names |= _required_variables(parsed.response) or {parsed.response}
-    columns = [str(c) for c in data.columns]
     for name in sorted(names):
         if name in data.columns:
             used.add(name)
         elif name not in _FORMULA_HELPERS:
+            columns = [str(c) for c in data.columns]
             at = _token_position(parsed.formula, name)
             raise FormulaError(
                 f"Column {name!r} is not in the data.{close_matches(name, columns)}\n"
@@ -219,23 +238,46 @@ def _vector_arg(value: Any, data: pd.DataFrame, what: str) -> tuple[np.ndarray |
     return arr, None
 
 
-def _missing(data: pd.DataFrame, columns: list[str]) -> np.ndarray:
+def _missing(data: pd.DataFrame, columns: list[str], fetched: dict[str, pd.Series]) -> np.ndarray:
     """(rows x columns) missingness of the used columns, column by column (a sub-frame costs
-    more than the whole check); integer and boolean columns cannot hold a missing value."""
+    more than the whole check); integer and boolean columns cannot hold a missing value.
+    The columns read are left in ``fetched`` for the later stages."""
     if not data.columns.is_unique:
         return data[columns].isna().to_numpy()
     out = np.zeros((len(data), len(columns)), dtype=bool)
     for j, c in enumerate(columns):
-        col = data[c]
+        col = fetched[c] = data[c]
         if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iub":
             continue
-        out[:, j] = pd.isna(col.array)
+        if isinstance(col.dtype, np.dtype) and col.dtype.kind == "f":
+            out[:, j] = np.isnan(col.to_numpy())
+        else:
+            out[:, j] = pd.isna(col.array)
     return out
+
+
+def _clearly_independent(X: np.ndarray, tol: float) -> bool:
+    """Whether every column is far (100 x tol) from the span of the others, so that the rule
+    of :func:`_independent_columns` keeps them all: the Cholesky factor of the Gram matrix of
+    the unit-scaled columns has diagonal R_jj = |residual of column j| / |column j|, accurate
+    to ~p eps, which the margin covers. False only means "check column by column"."""
+    norms = np.sqrt(np.einsum("ij,ij->j", X, X))
+    if not (norms.min() > 0 and np.isfinite(norms.max())):
+        return False
+    Xs = X / norms
+    try:
+        L = np.linalg.cholesky(Xs.T @ Xs)
+    except np.linalg.LinAlgError:
+        return False
+    d = L.diagonal()
+    return bool((d * d).min() > (100.0 * tol) ** 2)
 
 
 def _independent_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
     """Columns kept in order, dropping each one that is (numerically) a combination of
     earlier kept columns; the rule of R's qr() with LINPACK's limited pivoting."""
+    if X.shape[1] == 0 or _clearly_independent(X, tol):
+        return list(range(X.shape[1]))
     keep: list[int] = []
     Q = np.zeros((X.shape[0], 0))
     for j in range(X.shape[1]):
@@ -252,10 +294,12 @@ def _independent_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
     return keep
 
 
-def _response(parsed: ParsedFormula, data: pd.DataFrame) -> np.ndarray:
+def _response(
+    parsed: ParsedFormula, data: pd.DataFrame, fetched: dict[str, pd.Series] | None = None
+) -> np.ndarray:
     name = parsed.response
     if name in data.columns:
-        col = data[name]
+        col = fetched[name] if fetched and name in fetched else data[name]
         if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
             bad = col.iloc[0] if len(col) else None
             raise DataError(
@@ -293,7 +337,8 @@ def build_design(
     off, off_col = _vector_arg(offset, data, "offset")
 
     # Missing values in any used column (and weights / offset).
-    missing = _missing(data, sorted(used))
+    fetched: dict[str, pd.Series] = {}
+    missing = _missing(data, sorted(used), fetched)
     if w is not None:
         if np.any(np.isnan(w)):
             raise DataError(
@@ -320,6 +365,7 @@ def build_design(
         clean = data  # nothing to drop or renumber: no copy
     else:
         clean = data.iloc[rows_used].reset_index(drop=True)
+        fetched = {}
     if w is not None:
         w = w[rows_used]
         if np.any(w < 0) or not np.all(np.isfinite(w)):
@@ -341,7 +387,7 @@ def build_design(
         add = np.asarray(mm, dtype=float)[:, 0]
         off = add if off is None else off + add
 
-    y = _response(parsed, clean)
+    y = _response(parsed, clean, fetched)
     if not np.all(np.isfinite(y)):
         i = int(np.flatnonzero(~np.isfinite(y))[0])
         raise DataError(
@@ -351,7 +397,7 @@ def build_design(
 
     X, names, dropped, mm = fixed_effects_matrix(parsed, clean)
 
-    terms = _build_terms(parsed, clean, len(y), kernels or {}, fixed_mm=mm)
+    terms = _build_terms(parsed, clean, len(y), kernels or {}, fixed_mm=mm, fetched=fetched)
     return Design(
         y=y,
         X=X,
@@ -399,6 +445,7 @@ def _build_terms(
     n: int,
     kernels: dict[str, Any],
     fixed_mm: Any = None,
+    fetched: dict[str, pd.Series] | None = None,
 ) -> tuple[ReTerm, ...]:
 
     if not parsed.random:
@@ -408,7 +455,9 @@ def _build_terms(
         )
     built: list[tuple[RandomTermSpec, np.ndarray, np.ndarray, np.ndarray, Any, list[str]]] = []
     for spec in parsed.random:
-        values = group_codes(data, spec.group)
+        g = spec.group[0]
+        one = len(spec.group) == 1 and fetched and g in fetched
+        values = fetched[g] if one else group_codes(data, spec.group)  # type: ignore[index]
         kernel = kernels.get(spec.group_name)
         if kernel is not None:
             from lmmkit.design.kernels import kernel_index

@@ -42,10 +42,13 @@ def _triangular_solve(L: np.ndarray, b: np.ndarray, trans: int) -> np.ndarray:
     several right-hand sides on its thread pool whatever the size, and the woken threads then
     spin on the cores for milliseconds, which slows a small fit several-fold on a busy machine.
     """
+    if b.size == 0:  # no fixed effects
+        return np.empty(b.shape)
     if not (np.isfinite(L).all() and np.isfinite(b).all()):
         raise ValueError("array must not contain infs or NaNs")
-    if np.any(np.diag(L) == 0):
-        i = int(np.flatnonzero(np.diag(L) == 0)[0])
+    diag = L.diagonal()
+    if not diag.all():
+        i = int(np.flatnonzero(diag == 0)[0])
         raise np.linalg.LinAlgError(f"singular matrix: resolution failed at diagonal {i}")
     # scipy's rule: LAPACK reads Fortran order, so a C-ordered L is passed as L' (upper)
     fortran = L.flags.f_contiguous
