@@ -70,13 +70,33 @@ def parsed_formula(expr: str) -> Any:
     return formulaic.Formula(expr)
 
 
-def model_matrix(expr: str, data: pd.DataFrame, output: str = "pandas") -> Any:
+def model_matrix(
+    expr: str, data: pd.DataFrame, output: str = "pandas", na_action: str = "raise"
+) -> Any:
     """formulaic's model matrix with R's common math functions in scope. ``output="numpy"``
-    skips building a pandas frame (the column names are in ``.model_spec.column_names``)."""
+    skips building a pandas frame (the column names are in ``.model_spec.column_names``);
+    ``na_action="ignore"`` skips formulaic's null scan, for callers that check the matrix
+    themselves (:func:`_check_finite`)."""
     import formulaic
 
     return formulaic.model_matrix(
-        parsed_formula(expr), data, na_action="raise", context=FORMULA_CONTEXT, output=output
+        parsed_formula(expr), data, na_action=na_action, context=FORMULA_CONTEXT, output=output
+    )
+
+
+def _check_finite(M: np.ndarray, names: list[str], what: str, rows_used: np.ndarray | None) -> None:
+    """Every entry of a model matrix is finite, else a DataError naming column and row (the
+    data's own position when ``rows_used`` maps the rows used back to it)."""
+    if np.isfinite(M).all():
+        return
+    i, j = (int(k) for k in np.argwhere(~np.isfinite(M))[0])
+    where = f"row {int(rows_used[i])} of the data" if rows_used is not None else f"row {i}"
+    raise DataError(
+        f"{what} column {names[j]!r} has the non-finite value {float(M[i, j])!r} at {where} "
+        "(first of "
+        f"{int((~np.isfinite(M)).any(axis=1).sum())} such row(s)). A transformation outside "
+        "its domain (log of a value <= 0, sqrt of a negative value) or an infinite value in "
+        "the data gives this; correct or drop those rows."
     )
 
 
@@ -395,9 +415,11 @@ def build_design(
             f"{int(rows_used[i])}; remove or correct it."
         )
 
-    X, names, dropped, mm = fixed_effects_matrix(parsed, clean)
+    X, names, dropped, mm = fixed_effects_matrix(parsed, clean, rows_used)
 
-    terms = _build_terms(parsed, clean, len(y), kernels or {}, fixed_mm=mm, fetched=fetched)
+    terms = _build_terms(
+        parsed, clean, len(y), kernels or {}, fixed_mm=mm, fetched=fetched, rows_used=rows_used
+    )
     return Design(
         y=y,
         X=X,
@@ -414,16 +436,19 @@ def build_design(
 
 
 def fixed_effects_matrix(
-    parsed: ParsedFormula, data: pd.DataFrame
+    parsed: ParsedFormula, data: pd.DataFrame, rows_used: np.ndarray | None = None
 ) -> tuple[np.ndarray, list[str], tuple[str, ...], Any]:
     """X for the fixed part (formulaic), with numerically dependent columns dropped and named
-    in a warning (R's qr rule). Returns X, column names, dropped names, the model matrix."""
+    in a warning (R's qr rule). Returns X, column names, dropped names, the model matrix.
+    A non-finite entry is a DataError (``rows_used``: data positions of ``data``'s rows, for
+    the message)."""
     try:
-        mm = model_matrix(parsed.fixed, data, output="numpy")
+        mm = model_matrix(parsed.fixed, data, output="numpy", na_action="ignore")
     except Exception as exc:
         raise FormulaError(f"Cannot build the fixed-effects part {parsed.fixed!r}: {exc}") from exc
     X = np.asarray(mm, dtype=float)
     names = [lme4_name(c) for c in mm.model_spec.column_names]
+    _check_finite(X, names, "Fixed-effects", rows_used)
     keep = _independent_columns(X)
     dropped = tuple(n for j, n in enumerate(names) if j not in keep)
     if dropped:
@@ -446,6 +471,7 @@ def _build_terms(
     kernels: dict[str, Any],
     fixed_mm: Any = None,
     fetched: dict[str, pd.Series] | None = None,
+    rows_used: np.ndarray | None = None,
 ) -> tuple[ReTerm, ...]:
 
     if not parsed.random:
@@ -473,7 +499,11 @@ def _build_terms(
                 " ", ""
             )
             # (x | g) next to a fixed part x: the same columns, materialized once
-            mm = fixed_mm if same else model_matrix(spec.expr, data, output="numpy")
+            mm = (
+                fixed_mm
+                if same
+                else model_matrix(spec.expr, data, output="numpy", na_action="ignore")
+            )
         except Exception as exc:
             raise FormulaError(
                 f"Cannot build the columns of random term {spec.text} from {spec.expr!r}: {exc}\n"
@@ -482,6 +512,7 @@ def _build_terms(
         Zx = np.asarray(mm, dtype=float)
         raw_cols = list(mm.model_spec.column_names)
         cols = [lme4_name(c) for c in raw_cols]
+        _check_finite(Zx, cols, f"Random term {spec.text}:", rows_used)
         if kernel is not None:
             if spec.expr.strip() != "1" or Zx.shape[1] != 1:
                 raise ModelError(

@@ -7,6 +7,7 @@ response.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -79,12 +80,23 @@ def _layout(design: Design, structured: bool = False) -> _Layout:
             theta0.extend(structure.start)
             sizes.append(structure.npar)
             continue
-        rows, cols = np.triu_indices(t.p)  # (col, row) pairs in column-major lower order
-        diag = rows == cols
-        lower.extend(np.where(diag, 0.0, -np.inf))
-        theta0.extend(np.where(diag, 1.0, 0.0))
+        lo, start = _unstructured_bounds(t.p)
+        lower.extend(lo)
+        theta0.extend(start)
         sizes.append(t.ntheta)
     return _Layout(tuple(sizes), np.array(lower), np.array(theta0))
+
+
+@functools.lru_cache(maxsize=64)
+def _unstructured_bounds(p: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """lme4's lower bounds and start of an unstructured p-column term's theta: 0 and 1 on
+    the diagonal of the factor, -inf and 0 off it (column-major lower triangle)."""
+    rows, cols = np.triu_indices(p)  # (col, row) pairs in column-major lower order
+    diag = rows == cols
+    return (
+        tuple(float(v) for v in np.where(diag, 0.0, -np.inf)),
+        tuple(float(v) for v in np.where(diag, 1.0, 0.0)),
+    )
 
 
 class LinearMixedModel:
