@@ -85,3 +85,55 @@ def test_column_dropping_fast_path_agrees_with_the_rule() -> None:
     ]
     for A in cases:
         assert design._independent_columns(A) == _independent_by_loop(A)
+
+
+@pytest.mark.parametrize("storage", ["python", "pyarrow"])
+def test_text_levels_match_factorize(storage: str) -> None:
+    if storage == "pyarrow":
+        pytest.importorskip("pyarrow")
+    v = pd.Series(["b10", "b2", "Zeta", "a", "é", "b2", "a", "ß"], dtype=pd.StringDtype(storage))
+    levels, index = design._levels_and_index(v)
+    codes, uniques = pd.factorize(v, sort=True)
+    np.testing.assert_array_equal(levels, np.asarray(uniques))
+    np.testing.assert_array_equal(index, codes)
+    assert list(levels) == sorted(set(v))
+
+
+def test_fit_is_the_same_whatever_the_row_labels(lme4_data) -> None:
+    """The design reads rows by position: custom, shuffled or duplicated row labels give the
+    fit of the default index, bit for bit."""
+    import lmmkit
+
+    sleep = lme4_data("sleepstudy")
+    formula = "Reaction ~ Days + offset(0.5 * Days) + (Days | Subject)"
+    base = lmmkit.lmm(formula, sleep)
+    rng = np.random.default_rng(0)
+    for index in (
+        pd.Index([f"r{i}" for i in rng.permutation(len(sleep))]),
+        pd.Index(np.repeat(np.arange(len(sleep) // 2), 2)),  # duplicated labels
+    ):
+        res = lmmkit.lmm(formula, sleep.set_axis(index))
+        assert res.objective == base.objective
+        np.testing.assert_array_equal(res.fixef, base.fixef)
+        np.testing.assert_array_equal(res.fitted, base.fitted)
+
+
+@pytest.mark.parametrize(
+    "fixed", ["Days", "0 + Days", "C(g) * Days", "center(Days) + g", "poly(Days, 2)", "g"]
+)
+def test_fixed_part_and_intercept_from_one_call_equal_separate_calls(lme4_data, fixed) -> None:
+    """(1 | g) terms take their column from the fixed part's formulaic call: the matrices and
+    the fixed part's spec are those of separate calls, and the intercept's spec rebuilds the
+    same column on other data."""
+    sleep = lme4_data("sleepstudy").assign(g=lambda d: (d["Days"] % 3).astype(str))
+    fx, icpt = design._with_intercept(fixed, sleep)
+    alone = design.model_matrix(fixed, sleep, output="numpy", na_action="ignore")
+    one = design.model_matrix("1", sleep, output="numpy", na_action="ignore")
+    np.testing.assert_array_equal(np.asarray(fx), np.asarray(alone))
+    assert fx.model_spec == alone.model_spec
+    np.testing.assert_array_equal(np.asarray(icpt), np.asarray(one))
+    assert icpt.model_spec.column_names == one.model_spec.column_names == ("Intercept",)
+    new = sleep.iloc[:7]
+    np.testing.assert_array_equal(
+        np.asarray(icpt.model_spec.get_model_matrix(new)), np.ones((7, 1))
+    )

@@ -84,6 +84,39 @@ def model_matrix(
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _with_intercept_formula(expr: str) -> Any:
+    """formulaic's structured formula of a right-hand side and of ``1`` (the random
+    intercept's columns), each part parsed as on its own."""
+    import formulaic
+
+    return formulaic.Formula({"fixed": parsed_formula(expr), "intercept": parsed_formula("1")})
+
+
+def _with_intercept(expr: str, data: pd.DataFrame) -> tuple[Any, Any]:
+    """The model matrices of ``expr`` and of ``1`` from one formulaic call (a second call costs
+    a small fit several percent). Each part's matrix and spec are those of a call of its own:
+    the intercept part has no state to share. (None, None) if formulaic fails, so that the
+    separate calls raise their specific errors."""
+    import formulaic
+
+    try:
+        both = formulaic.model_matrix(
+            _with_intercept_formula(expr),
+            data,
+            na_action="ignore",
+            context=FORMULA_CONTEXT,
+            output="numpy",
+        )
+        return both["fixed"], both["intercept"]
+    except Exception:
+        return None, None
+
+
+def _is_intercept(expr: str) -> bool:
+    return expr.replace(" ", "") == "1"
+
+
 def _check_finite(M: np.ndarray, names: list[str], what: str, rows_used: np.ndarray | None) -> None:
     """Every entry of a model matrix is finite, else a DataError naming column and row (the
     data's own position when ``rows_used`` maps the rows used back to it)."""
@@ -200,6 +233,9 @@ def _levels_and_index(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
                 codes = (np.cumsum(present) - 1)[offset]
                 return uniques, codes.astype(np.int64)
         codes, uniques = pd.factorize(v, sort=True)
+        return uniques, codes.astype(np.int64)
+    if isinstance(values.dtype, pd.StringDtype):  # text only: the same order as objects
+        codes, uniques = pd.factorize(values.to_numpy(dtype=object), sort=True)
         return uniques, codes.astype(np.int64)
     codes, uniques = pd.factorize(values, sort=True)
     return np.asarray(uniques), codes.astype(np.int64)
@@ -380,9 +416,10 @@ def build_design(
     rows_used = np.flatnonzero(~bad_rows)
     if rows_used.size == 0:
         raise DataError("No rows are left after dropping rows with missing values.")
-    idx = data.index
-    if n_dropped == 0 and isinstance(idx, pd.RangeIndex) and idx.start == 0 and idx.step == 1:
-        clean = data  # nothing to drop or renumber: no copy
+    if n_dropped == 0 and data.index.is_unique:
+        # nothing to drop: no copy (the stages read rows by position; a unique index keeps
+        # formulaic's own column alignment trivial)
+        clean = data
     else:
         clean = data.iloc[rows_used].reset_index(drop=True)
         fetched = {}
@@ -415,10 +452,20 @@ def build_design(
             f"{int(rows_used[i])}; remove or correct it."
         )
 
-    X, names, dropped, mm = fixed_effects_matrix(parsed, clean, rows_used)
+    fixed_mm = intercept_mm = None
+    if not _is_intercept(parsed.fixed) and any(_is_intercept(t.expr) for t in parsed.random):
+        fixed_mm, intercept_mm = _with_intercept(parsed.fixed, clean)
+    X, names, dropped, mm = fixed_effects_matrix(parsed, clean, rows_used, mm=fixed_mm)
 
     terms = _build_terms(
-        parsed, clean, len(y), kernels or {}, fixed_mm=mm, fetched=fetched, rows_used=rows_used
+        parsed,
+        clean,
+        len(y),
+        kernels or {},
+        fixed_mm=mm,
+        fetched=fetched,
+        rows_used=rows_used,
+        intercept_mm=intercept_mm,
     )
     return Design(
         y=y,
@@ -436,17 +483,25 @@ def build_design(
 
 
 def fixed_effects_matrix(
-    parsed: ParsedFormula, data: pd.DataFrame, rows_used: np.ndarray | None = None
+    parsed: ParsedFormula,
+    data: pd.DataFrame,
+    rows_used: np.ndarray | None = None,
+    mm: Any = None,
 ) -> tuple[np.ndarray, list[str], tuple[str, ...], Any]:
-    """X for the fixed part (formulaic), with numerically dependent columns dropped and named
-    in a warning (R's qr rule). Returns X, column names, dropped names, the model matrix.
-    A non-finite entry is a DataError (``rows_used``: data positions of ``data``'s rows, for
-    the message)."""
-    try:
-        mm = model_matrix(parsed.fixed, data, output="numpy", na_action="ignore")
-    except Exception as exc:
-        raise FormulaError(f"Cannot build the fixed-effects part {parsed.fixed!r}: {exc}") from exc
-    X = np.asarray(mm, dtype=float)
+    """X for the fixed part (formulaic; ``mm``: its model matrix when already built), with
+    numerically dependent columns dropped and named in a warning (R's qr rule). Returns X,
+    column names, dropped names, the model matrix. A non-finite entry is a DataError
+    (``rows_used``: data positions of ``data``'s rows, for the message)."""
+    if mm is None:
+        try:
+            mm = model_matrix(parsed.fixed, data, output="numpy", na_action="ignore")
+        except Exception as exc:
+            raise FormulaError(
+                f"Cannot build the fixed-effects part {parsed.fixed!r}: {exc}"
+            ) from exc
+    # column-major, as a pandas frame's values are: the layout steers BLAS rounding, and fits
+    # (glmm's especially) are kept bit for bit
+    X = np.asfortranarray(mm, dtype=float)
     names = [lme4_name(c) for c in mm.model_spec.column_names]
     _check_finite(X, names, "Fixed-effects", rows_used)
     keep = _independent_columns(X)
@@ -472,6 +527,7 @@ def _build_terms(
     fixed_mm: Any = None,
     fetched: dict[str, pd.Series] | None = None,
     rows_used: np.ndarray | None = None,
+    intercept_mm: Any = None,
 ) -> tuple[ReTerm, ...]:
 
     if not parsed.random:
@@ -499,17 +555,18 @@ def _build_terms(
                 " ", ""
             )
             # (x | g) next to a fixed part x: the same columns, materialized once
-            mm = (
-                fixed_mm
-                if same
-                else model_matrix(spec.expr, data, output="numpy", na_action="ignore")
-            )
+            if same:
+                mm = fixed_mm
+            elif intercept_mm is not None and _is_intercept(spec.expr):
+                mm = intercept_mm  # (1 | g): built with the fixed part
+            else:
+                mm = model_matrix(spec.expr, data, output="numpy", na_action="ignore")
         except Exception as exc:
             raise FormulaError(
                 f"Cannot build the columns of random term {spec.text} from {spec.expr!r}: {exc}\n"
                 f"{pointer(parsed.formula, *spec.span)}"
             ) from exc
-        Zx = np.asarray(mm, dtype=float)
+        Zx = np.asfortranarray(mm, dtype=float)  # column-major, as X
         raw_cols = list(mm.model_spec.column_names)
         cols = [lme4_name(c) for c in raw_cols]
         _check_finite(Zx, cols, f"Random term {spec.text}:", rows_used)
