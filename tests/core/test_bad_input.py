@@ -82,6 +82,28 @@ def test_non_finite_response(sleep) -> None:
         lmmkit.lmm("Reaction ~ Days + (1 | Subject)", sleep)
 
 
+def test_non_finite_model_columns(sleep) -> None:
+    """lme4 stops on these too (qr: NA/NaN/Inf in foreign function call); here the message
+    names the column and the data row (row 2 is dropped, so positions are the data's)."""
+    sleep.loc[2, "Reaction"] = np.nan
+    with pytest.raises(
+        DataError,
+        match=r"Fixed-effects column 'log\(Days\)' has the "
+        r"non-finite value -inf at row 0 of the data \(first of 18",
+    ):
+        lmmkit.lmm("Reaction ~ log(Days) + (1 | Subject)", sleep)
+    with pytest.raises(
+        DataError,
+        match=r"Random term \(log\(Days\) \| Subject\): column "
+        r"'log\(Days\)' has the non-finite value -inf at row 0 of the data",
+    ):
+        lmmkit.lmm("Reaction ~ Days + (log(Days) | Subject)", sleep)
+    sleep["Days"] = sleep["Days"].astype(float)
+    sleep.loc[3, "Days"] = np.inf
+    with pytest.raises(DataError, match=r"column 'Days' has the non-finite value inf at row 3"):
+        lmmkit.lmm("Reaction ~ Days + (1 | Subject)", sleep)
+
+
 def test_negative_weights(sleep) -> None:
     w = np.ones(180)
     w[5] = -1.0

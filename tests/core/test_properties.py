@@ -119,3 +119,72 @@ def test_constant_precision_weights_rescale_sigma(sleep) -> None:
     )
     assert w.sigma == pytest.approx(base.sigma * 2.0, rel=1e-5)
     assert w.objective == pytest.approx(base.objective, rel=1e-9)
+
+
+def test_deferred_tables_survive_pickle_and_match_eager_values(sleep) -> None:
+    """fixef, vcov, varcorr and the residual quantiles are built on first access: after a
+    pickle round trip of a fresh (unbuilt) result they equal the values computed directly
+    from the result's own arrays, with the same index, columns and dtypes."""
+    import copy
+    import dataclasses
+    import pickle
+
+    from lmmkit.results.lmm_result import Deferred
+
+    model = lmmkit.LinearMixedModel(FORMULA, sleep)
+    res = model.fit()
+    lazy = ("fixef", "vcov", "varcorr", "scaled_residual_quantiles")
+    assert all(type(vars(res)[k]) is Deferred for k in lazy)  # nothing built yet
+    clone = pickle.loads(pickle.dumps(res))
+    assert all(type(vars(clone)[k]) is Deferred for k in lazy)
+
+    # the built objects: lme4's labels and layout, and values consistent with each other
+    names = ["(Intercept)", "Days"]
+    fx = clone.fixef
+    assert isinstance(fx, pd.Series) and fx.name == "fixef" and list(fx.index) == names
+    assert fx.dtype == np.float64
+    vc = clone.vcov
+    assert isinstance(vc, pd.DataFrame) and list(vc.index) == names and list(vc.columns) == names
+    np.testing.assert_allclose(vc.to_numpy(), vc.to_numpy().T, rtol=0, atol=0)
+    np.testing.assert_array_equal(clone.fixef_se, np.sqrt(np.diag(vc.to_numpy())))
+    table = clone.varcorr
+    assert list(table.columns) == ["group", "var1", "var2", "vcov", "sdcor"]
+    assert list(table["group"]) == ["Subject"] * 3 + ["Residual"]
+    assert list(table["var1"].iloc[:3]) == names + ["(Intercept)"]
+    assert table["vcov"].dtype == np.float64 and table["sdcor"].dtype == np.float64
+    assert table["sdcor"].iloc[-1] == clone.sigma
+    assert table["vcov"].iloc[-1] == pytest.approx(clone.sigma**2, rel=1e-15)
+    np.testing.assert_allclose(table["sdcor"].iloc[:2], np.sqrt(table["vcov"].iloc[:2]), rtol=1e-15)
+    q = np.quantile(clone.residuals / clone.sigma, [0, 0.25, 0.5, 0.75, 1.0])
+    assert clone.scaled_residual_quantiles == tuple(float(v) for v in q)
+
+    # eagerly computed from the model at the result's theta: the same numbers
+    from lmmkit.linalg.blocked import factor
+    from lmmkit.linalg.solve import fixed_effects
+
+    beta, unscaled = fixed_effects(model.cp, factor(model.cp, np.asarray(res.theta), full=True))
+    np.testing.assert_array_equal(fx.to_numpy(), beta)
+    np.testing.assert_allclose(vc.to_numpy(), clone.sigma**2 * unscaled, rtol=1e-14)
+
+    # the original builds the same objects; a built result pickles and copies as built
+    pd.testing.assert_series_equal(res.fixef, clone.fixef)
+    pd.testing.assert_frame_equal(res.vcov, clone.vcov)
+    pd.testing.assert_frame_equal(res.varcorr, clone.varcorr)
+    assert res.scaled_residual_quantiles == clone.scaled_residual_quantiles
+    again = pickle.loads(pickle.dumps(res))
+    assert all(not isinstance(vars(again)[k], Deferred) for k in lazy)
+    pd.testing.assert_frame_equal(again.varcorr, res.varcorr)
+    pd.testing.assert_frame_equal(copy.deepcopy(clone).vcov, res.vcov)
+    # still frozen, and the dataclass fields are unchanged
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        res.fixef = res.fixef  # type: ignore[misc]
+    assert [f.name for f in dataclasses.fields(res)][5:7] == ["fixef", "vcov"]
+
+
+def test_no_fixed_effects_reml_equals_ml(sleep) -> None:
+    """With no fixed-effect columns (p = 0) REML and ML are the same criterion."""
+    reml = lmmkit.lmm("Reaction ~ 0 + (1 | Subject)", sleep)
+    ml = lmmkit.lmm("Reaction ~ 0 + (1 | Subject)", sleep, reml=False)
+    assert reml.fixef.empty and reml.vcov.shape == (0, 0)
+    assert reml.objective == pytest.approx(ml.objective, rel=1e-10)
+    np.testing.assert_allclose(reml.theta, ml.theta, rtol=1e-5)

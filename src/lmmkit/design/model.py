@@ -70,15 +70,70 @@ def parsed_formula(expr: str) -> Any:
     return formulaic.Formula(expr)
 
 
-def model_matrix(expr: str, data: pd.DataFrame) -> Any:
-    """formulaic's model matrix with R's common math functions in scope."""
+def model_matrix(
+    expr: str, data: pd.DataFrame, output: str = "pandas", na_action: str = "raise"
+) -> Any:
+    """formulaic's model matrix with R's common math functions in scope. ``output="numpy"``
+    skips building a pandas frame (the column names are in ``.model_spec.column_names``);
+    ``na_action="ignore"`` skips formulaic's null scan, for callers that check the matrix
+    themselves (:func:`_check_finite`)."""
     import formulaic
 
     return formulaic.model_matrix(
-        parsed_formula(expr), data, na_action="raise", context=FORMULA_CONTEXT
+        parsed_formula(expr), data, na_action=na_action, context=FORMULA_CONTEXT, output=output
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _with_intercept_formula(expr: str) -> Any:
+    """formulaic's structured formula of a right-hand side and of ``1`` (the random
+    intercept's columns), each part parsed as on its own."""
+    import formulaic
+
+    return formulaic.Formula({"fixed": parsed_formula(expr), "intercept": parsed_formula("1")})
+
+
+def _with_intercept(expr: str, data: pd.DataFrame) -> tuple[Any, Any]:
+    """The model matrices of ``expr`` and of ``1`` from one formulaic call (a second call costs
+    a small fit several percent). Each part's matrix and spec are those of a call of its own:
+    the intercept part has no state to share. (None, None) if formulaic fails, so that the
+    separate calls raise their specific errors."""
+    import formulaic
+
+    try:
+        both = formulaic.model_matrix(
+            _with_intercept_formula(expr),
+            data,
+            na_action="ignore",
+            context=FORMULA_CONTEXT,
+            output="numpy",
+        )
+        return both["fixed"], both["intercept"]
+    except Exception:
+        return None, None
+
+
+def _is_intercept(expr: str) -> bool:
+    return expr.replace(" ", "") == "1"
+
+
+def _check_finite(M: np.ndarray, names: list[str], what: str, rows_used: np.ndarray | None) -> None:
+    """Every entry of a model matrix is finite, else a DataError naming column and row (the
+    data's own position when ``rows_used`` maps the rows used back to it)."""
+    if np.isfinite(M).all():
+        return
+    i, j = (int(k) for k in np.argwhere(~np.isfinite(M))[0])
+    where = f"row {int(rows_used[i])} of the data" if rows_used is not None else f"row {i}"
+    raise DataError(
+        f"{what} column {names[j]!r} has the non-finite value {float(M[i, j])!r} at {where} "
+        "(first of "
+        f"{int((~np.isfinite(M)).any(axis=1).sum())} such row(s)). A transformation outside "
+        "its domain (log of a value <= 0, sqrt of a negative value) or an infinite value in "
+        "the data gives this; correct or drop those rows."
+    )
+
+
+@functools.lru_cache(maxsize=1024)
 def lme4_name(name: str) -> str:
     """formulaic column names in lme4's spelling: Intercept -> (Intercept), f[T.b] -> fb."""
     if name == "Intercept":
@@ -159,15 +214,39 @@ def _levels_and_index(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(values.dtype, pd.CategoricalDtype):
         cat = values.cat.remove_unused_categories()
         return np.asarray(cat.cat.categories), np.asarray(cat.cat.codes, dtype=np.int64)
+    if isinstance(values.dtype, np.dtype):  # the plain array: same codes, less overhead
+        v = values.to_numpy()
+        if v.dtype.kind in "iu" and len(v):
+            lo, hi = v.min(), v.max()
+            span = int(hi) - int(lo)
+            if span <= 4 * len(v):  # integer labels in a short range: a lookup table
+                present = np.zeros(span + 1, dtype=bool)
+                # exact differences: signed types widened first (int8 -128..127 spans 255)
+                diff = v.astype(np.int64) - np.int64(lo) if v.dtype.kind == "i" else v - lo
+                offset = diff.astype(np.intp)
+                present[offset] = True
+                at = np.flatnonzero(present)
+                if v.dtype.kind == "i":
+                    uniques = (at + np.int64(lo)).astype(v.dtype)
+                else:  # the offsets fit the unsigned type: they are at most hi - lo
+                    uniques = at.astype(v.dtype) + lo
+                codes = (np.cumsum(present) - 1)[offset]
+                return uniques, codes.astype(np.int64)
+        codes, uniques = pd.factorize(v, sort=True)
+        return uniques, codes.astype(np.int64)
+    if isinstance(values.dtype, pd.StringDtype):  # text only: the same order as objects
+        codes, uniques = pd.factorize(values.to_numpy(dtype=object), sort=True)
+        return uniques, codes.astype(np.int64)
     codes, uniques = pd.factorize(values, sort=True)
     return np.asarray(uniques), codes.astype(np.int64)
 
 
-def _required_variables(expr: str) -> set[str]:
+@functools.lru_cache(maxsize=256)
+def _required_variables(expr: str) -> frozenset[str]:
     try:
-        return {str(v) for v in parsed_formula(expr).required_variables}
+        return frozenset(str(v) for v in parsed_formula(expr).required_variables)
     except Exception:
-        return set()
+        return frozenset()
 
 
 def _check_columns(parsed: ParsedFormula, data: pd.DataFrame) -> set[str]:
@@ -176,11 +255,11 @@ def _check_columns(parsed: ParsedFormula, data: pd.DataFrame) -> set[str]:
     names = set().union(*[_required_variables(e) for e in exprs])
     names |= {g for t in parsed.random for g in t.group}
     names |= _required_variables(parsed.response) or {parsed.response}
-    columns = [str(c) for c in data.columns]
     for name in sorted(names):
         if name in data.columns:
             used.add(name)
         elif name not in _FORMULA_HELPERS:
+            columns = [str(c) for c in data.columns]
             at = _token_position(parsed.formula, name)
             raise FormulaError(
                 f"Column {name!r} is not in the data.{close_matches(name, columns)}\n"
@@ -215,9 +294,46 @@ def _vector_arg(value: Any, data: pd.DataFrame, what: str) -> tuple[np.ndarray |
     return arr, None
 
 
+def _missing(data: pd.DataFrame, columns: list[str], fetched: dict[str, pd.Series]) -> np.ndarray:
+    """(rows x columns) missingness of the used columns, column by column (a sub-frame costs
+    more than the whole check); integer and boolean columns cannot hold a missing value.
+    The columns read are left in ``fetched`` for the later stages."""
+    if not data.columns.is_unique:
+        return data[columns].isna().to_numpy()
+    out = np.zeros((len(data), len(columns)), dtype=bool)
+    for j, c in enumerate(columns):
+        col = fetched[c] = data[c]
+        if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iub":
+            continue
+        if isinstance(col.dtype, np.dtype) and col.dtype.kind == "f":
+            out[:, j] = np.isnan(col.to_numpy())
+        else:
+            out[:, j] = pd.isna(col.array)
+    return out
+
+
+def _clearly_independent(X: np.ndarray, tol: float) -> bool:
+    """Whether every column is far (100 x tol) from the span of the others, so that the rule
+    of :func:`_independent_columns` keeps them all: the Cholesky factor of the Gram matrix of
+    the unit-scaled columns has diagonal R_jj = |residual of column j| / |column j|, accurate
+    to ~p eps, which the margin covers. False only means "check column by column"."""
+    norms = np.sqrt(np.einsum("ij,ij->j", X, X))
+    if not (norms.min() > 0 and np.isfinite(norms.max())):
+        return False
+    Xs = X / norms
+    try:
+        L = np.linalg.cholesky(Xs.T @ Xs)
+    except np.linalg.LinAlgError:
+        return False
+    d = L.diagonal()
+    return bool((d * d).min() > (100.0 * tol) ** 2)
+
+
 def _independent_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
     """Columns kept in order, dropping each one that is (numerically) a combination of
     earlier kept columns; the rule of R's qr() with LINPACK's limited pivoting."""
+    if X.shape[1] == 0 or _clearly_independent(X, tol):
+        return list(range(X.shape[1]))
     keep: list[int] = []
     Q = np.zeros((X.shape[0], 0))
     for j in range(X.shape[1]):
@@ -234,10 +350,12 @@ def _independent_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
     return keep
 
 
-def _response(parsed: ParsedFormula, data: pd.DataFrame) -> np.ndarray:
+def _response(
+    parsed: ParsedFormula, data: pd.DataFrame, fetched: dict[str, pd.Series] | None = None
+) -> np.ndarray:
     name = parsed.response
     if name in data.columns:
-        col = data[name]
+        col = fetched[name] if fetched and name in fetched else data[name]
         if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
             bad = col.iloc[0] if len(col) else None
             raise DataError(
@@ -275,8 +393,8 @@ def build_design(
     off, off_col = _vector_arg(offset, data, "offset")
 
     # Missing values in any used column (and weights / offset).
-    frame = data[sorted(used)]
-    missing = frame.isna().to_numpy()
+    fetched: dict[str, pd.Series] = {}
+    missing = _missing(data, sorted(used), fetched)
     if w is not None:
         if np.any(np.isnan(w)):
             raise DataError(
@@ -289,6 +407,7 @@ def build_design(
     bad_rows = missing.any(axis=1) if missing.size else np.zeros(len(data), bool)
     n_dropped = int(bad_rows.sum())
     if n_dropped and na_action == "raise":
+        frame = data[sorted(used)]
         per_col = {c: int(frame[c].isna().sum()) for c in frame.columns if frame[c].isna().any()}
         raise DataError(
             f"{n_dropped} row(s) have missing values in model columns {per_col}; "
@@ -297,11 +416,13 @@ def build_design(
     rows_used = np.flatnonzero(~bad_rows)
     if rows_used.size == 0:
         raise DataError("No rows are left after dropping rows with missing values.")
-    idx = data.index
-    if n_dropped == 0 and isinstance(idx, pd.RangeIndex) and idx.start == 0 and idx.step == 1:
-        clean = data  # nothing to drop or renumber: no copy
+    if n_dropped == 0 and data.index.is_unique:
+        # nothing to drop: no copy (the stages read rows by position; a unique index keeps
+        # formulaic's own column alignment trivial)
+        clean = data
     else:
         clean = data.iloc[rows_used].reset_index(drop=True)
+        fetched = {}
     if w is not None:
         w = w[rows_used]
         if np.any(w < 0) or not np.all(np.isfinite(w)):
@@ -323,7 +444,7 @@ def build_design(
         add = np.asarray(mm, dtype=float)[:, 0]
         off = add if off is None else off + add
 
-    y = _response(parsed, clean)
+    y = _response(parsed, clean, fetched)
     if not np.all(np.isfinite(y)):
         i = int(np.flatnonzero(~np.isfinite(y))[0])
         raise DataError(
@@ -331,9 +452,21 @@ def build_design(
             f"{int(rows_used[i])}; remove or correct it."
         )
 
-    X, names, dropped, mm = fixed_effects_matrix(parsed, clean)
+    fixed_mm = intercept_mm = None
+    if not _is_intercept(parsed.fixed) and any(_is_intercept(t.expr) for t in parsed.random):
+        fixed_mm, intercept_mm = _with_intercept(parsed.fixed, clean)
+    X, names, dropped, mm = fixed_effects_matrix(parsed, clean, rows_used, mm=fixed_mm)
 
-    terms = _build_terms(parsed, clean, len(y), kernels or {}, fixed_mm=mm)
+    terms = _build_terms(
+        parsed,
+        clean,
+        len(y),
+        kernels or {},
+        fixed_mm=mm,
+        fetched=fetched,
+        rows_used=rows_used,
+        intercept_mm=intercept_mm,
+    )
     return Design(
         y=y,
         X=X,
@@ -350,16 +483,27 @@ def build_design(
 
 
 def fixed_effects_matrix(
-    parsed: ParsedFormula, data: pd.DataFrame
+    parsed: ParsedFormula,
+    data: pd.DataFrame,
+    rows_used: np.ndarray | None = None,
+    mm: Any = None,
 ) -> tuple[np.ndarray, list[str], tuple[str, ...], Any]:
-    """X for the fixed part (formulaic), with numerically dependent columns dropped and named
-    in a warning (R's qr rule). Returns X, column names, dropped names, the model matrix."""
-    try:
-        mm = model_matrix(parsed.fixed, data)
-    except Exception as exc:
-        raise FormulaError(f"Cannot build the fixed-effects part {parsed.fixed!r}: {exc}") from exc
-    X = np.asarray(mm, dtype=float)
-    names = [lme4_name(c) for c in mm.columns]
+    """X for the fixed part (formulaic; ``mm``: its model matrix when already built), with
+    numerically dependent columns dropped and named in a warning (R's qr rule). Returns X,
+    column names, dropped names, the model matrix. A non-finite entry is a DataError
+    (``rows_used``: data positions of ``data``'s rows, for the message)."""
+    if mm is None:
+        try:
+            mm = model_matrix(parsed.fixed, data, output="numpy", na_action="ignore")
+        except Exception as exc:
+            raise FormulaError(
+                f"Cannot build the fixed-effects part {parsed.fixed!r}: {exc}"
+            ) from exc
+    # column-major, as a pandas frame's values are: the layout steers BLAS rounding, and fits
+    # (glmm's especially) are kept bit for bit
+    X = np.asfortranarray(mm, dtype=float)
+    names = [lme4_name(c) for c in mm.model_spec.column_names]
+    _check_finite(X, names, "Fixed-effects", rows_used)
     keep = _independent_columns(X)
     dropped = tuple(n for j, n in enumerate(names) if j not in keep)
     if dropped:
@@ -381,6 +525,9 @@ def _build_terms(
     n: int,
     kernels: dict[str, Any],
     fixed_mm: Any = None,
+    fetched: dict[str, pd.Series] | None = None,
+    rows_used: np.ndarray | None = None,
+    intercept_mm: Any = None,
 ) -> tuple[ReTerm, ...]:
 
     if not parsed.random:
@@ -390,7 +537,9 @@ def _build_terms(
         )
     built: list[tuple[RandomTermSpec, np.ndarray, np.ndarray, np.ndarray, Any, list[str]]] = []
     for spec in parsed.random:
-        values = group_codes(data, spec.group)
+        g = spec.group[0]
+        one = len(spec.group) == 1 and fetched and g in fetched
+        values = fetched[g] if one else group_codes(data, spec.group)  # type: ignore[index]
         kernel = kernels.get(spec.group_name)
         if kernel is not None:
             from lmmkit.design.kernels import kernel_index
@@ -406,14 +555,21 @@ def _build_terms(
                 " ", ""
             )
             # (x | g) next to a fixed part x: the same columns, materialized once
-            mm = fixed_mm if same else model_matrix(spec.expr, data)
+            if same:
+                mm = fixed_mm
+            elif intercept_mm is not None and _is_intercept(spec.expr):
+                mm = intercept_mm  # (1 | g): built with the fixed part
+            else:
+                mm = model_matrix(spec.expr, data, output="numpy", na_action="ignore")
         except Exception as exc:
             raise FormulaError(
                 f"Cannot build the columns of random term {spec.text} from {spec.expr!r}: {exc}\n"
                 f"{pointer(parsed.formula, *spec.span)}"
             ) from exc
-        Zx = np.asarray(mm, dtype=float)
-        cols = [lme4_name(c) for c in mm.columns]
+        Zx = np.asfortranarray(mm, dtype=float)  # column-major, as X
+        raw_cols = list(mm.model_spec.column_names)
+        cols = [lme4_name(c) for c in raw_cols]
+        _check_finite(Zx, cols, f"Random term {spec.text}:", rows_used)
         if kernel is not None:
             if spec.expr.strip() != "1" or Zx.shape[1] != 1:
                 raise ModelError(
@@ -423,7 +579,7 @@ def _build_terms(
                 )
         else:
             _check_term(parsed, spec, len(levels), Zx.shape[1], n)
-        structure = _structure(parsed, spec, data, levels, index, Zx, cols, list(mm.columns))
+        structure = _structure(parsed, spec, data, levels, index, Zx, cols, raw_cols)
         built.append((spec, levels, index, Zx, mm.model_spec, cols, structure))
 
     # lme4 (mkReTrms): when the numbers of levels are not non-increasing, order terms by

@@ -19,6 +19,7 @@ Errors show the formula with a caret under the offending token.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -157,6 +158,13 @@ def parse_formula(formula: str) -> ParsedFormula:
         raise FormulaError(
             f"The formula must be a string such as 'y ~ x + (1 | g)'; got {formula!r}."
         )
+    return _parse(formula)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(formula: str) -> ParsedFormula:
+    """parse_formula's work, once per formula string (the result is immutable; errors are
+    not cached and are raised again on every call)."""
     tilde = _top_level_split(formula, "~")
     if len(tilde) != 2:
         at = formula.find("~") if "~" in formula else len(formula)

@@ -7,6 +7,7 @@ response.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -33,7 +34,15 @@ from lmmkit.objective.one_term import one_term_deviance, polish_opt, supports_po
 from lmmkit.objective.profiled import deviance_from_parts, profiled_deviance
 from lmmkit.objective.scalar_terms import ai_newton_opt, supports_ai_newton
 from lmmkit.optim.bobyqa import OptControl, OptSummary, minimize_bobyqa
-from lmmkit.results.lmm_result import LMMResult, RandomTermInfo
+from lmmkit.results.lmm_result import (
+    Deferred,
+    LMMResult,
+    RandomTermInfo,
+    fixef_series,
+    records_frame,
+    scaled_quantiles,
+    vcov_frame,
+)
 
 __all__ = ["LinearMixedModel", "lmm", "SINGULAR_TOL"]
 
@@ -72,12 +81,23 @@ def _layout(design: Design, structured: bool = False) -> _Layout:
             theta0.extend(structure.start)
             sizes.append(structure.npar)
             continue
-        rows, cols = np.triu_indices(t.p)  # (col, row) pairs in column-major lower order
-        diag = rows == cols
-        lower.extend(np.where(diag, 0.0, -np.inf))
-        theta0.extend(np.where(diag, 1.0, 0.0))
+        lo, start = _unstructured_bounds(t.p)
+        lower.extend(lo)
+        theta0.extend(start)
         sizes.append(t.ntheta)
     return _Layout(tuple(sizes), np.array(lower), np.array(theta0))
+
+
+@functools.lru_cache(maxsize=64)
+def _unstructured_bounds(p: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """lme4's lower bounds and start of an unstructured p-column term's theta: 0 and 1 on
+    the diagonal of the factor, -inf and 0 off it (column-major lower triangle)."""
+    rows, cols = np.triu_indices(p)  # (col, row) pairs in column-major lower order
+    diag = rows == cols
+    return (
+        tuple(float(v) for v in np.where(diag, 0.0, -np.inf)),
+        tuple(float(v) for v in np.where(diag, 1.0, 0.0)),
+    )
 
 
 class LinearMixedModel:
@@ -257,19 +277,17 @@ class LinearMixedModel:
             fitted = fitted + np.einsum("ip,ip->i", t.Zx, b[t.index])
         resid = self._y - fitted
         sigma = math.sqrt(sigma2)
-        scaled = resid / sigma
-        if self._sqrt_w is not None:
-            scaled = scaled * self._sqrt_w
-        quant = tuple(float(q) for q in np.quantile(scaled, [0, 0.25, 0.5, 0.75, 1.0]))
+        # the pandas tables and the quantiles are built on first access (see LMMResult)
+        quant = Deferred(scaled_quantiles, resid, sigma, self._sqrt_w)
 
-        names = list(d.fixef_names)
+        names = d.fixef_names
         terms_info = tuple(
             RandomTermInfo(
                 t.name, t.group, tuple(t.levels.tolist()), t.columns, b, cv, t.spec, t.structure
             )
             for t, b, cv in zip(d.terms, modes, condvars)
         )
-        varcorr, singular = _varcorr(d, f, sigma, theta, self.layout)
+        vc_columns, singular = _varcorr_columns(d, f, sigma, theta, self.layout)
         notes = fit_notes(d.dropped_columns, d.n_dropped, singular, opt)
         kept = _kept_columns(d)
         return LMMResult(
@@ -278,11 +296,11 @@ class LinearMixedModel:
             nobs=n,
             n_dropped=d.n_dropped,
             dropped_columns=d.dropped_columns,
-            fixef=pd.Series(beta, index=names, name="fixef"),
-            vcov=pd.DataFrame(sigma2 * unscaled, index=names, columns=names),
+            fixef=Deferred(fixef_series, beta, names),
+            vcov=Deferred(vcov_frame, sigma2 * unscaled, names),
             sigma=sigma,
             theta=theta,
-            varcorr=varcorr,
+            varcorr=Deferred(records_frame, vc_columns),
             terms=terms_info,
             loglik=-0.5 * opt.fmin,
             objective=float(opt.fmin),
@@ -331,6 +349,15 @@ def _kept_columns(d: Design) -> tuple[int, ...]:
 def _varcorr(
     d: Design, f: Factor, sigma: float, theta: np.ndarray, layout: _Layout
 ) -> tuple[pd.DataFrame, bool]:
+    """lme4's VarCorr table (group, var1, var2, vcov, sdcor) and whether the fit is singular."""
+    columns, singular = _varcorr_columns(d, f, sigma, theta, layout)
+    return records_frame(columns), singular
+
+
+def _varcorr_columns(
+    d: Design, f: Factor, sigma: float, theta: np.ndarray, layout: _Layout
+) -> tuple[dict[str, list[Any]], bool]:
+    """The VarCorr table's columns (for :func:`records_frame`) and the singular-fit flag."""
     rows: list[dict[str, Any]] = []
     singular = bool(np.any(theta[layout.lower == 0] < SINGULAR_TOL))
     for t, T in zip(d.terms, f.T):
@@ -361,8 +388,7 @@ def _varcorr(
                 )
     rows.append({"group": "Residual", "var1": None, "var2": None, "vcov": sigma**2, "sdcor": sigma})
     cols = ("group", "var1", "var2", "vcov", "sdcor")
-    # column-wise construction: several times faster than from a list of records
-    return pd.DataFrame({c: [r[c] for r in rows] for c in cols}), singular
+    return {c: [r[c] for r in rows] for c in cols}, singular
 
 
 def _control(control: OptControl | dict[str, Any] | None) -> OptControl:

@@ -2,6 +2,10 @@
 
 Plain arrays and small tables only: no reference to the data, picklable, and exportable to
 JSON. ``predict`` rebuilds model columns for new data from the stored formula specs.
+
+The pandas tables (``fixef``, ``vcov``, ``varcorr``) and the residual quantiles are built on
+first access from the compact arrays the fit hands over (a :class:`Deferred` recipe): building
+them costs more than a small fit itself, and many uses read only a few of them.
 """
 
 from __future__ import annotations
@@ -17,7 +21,68 @@ from lmmkit.errors import DataError
 from lmmkit.optim.bobyqa import OptSummary
 from lmmkit.results.common import FixedEffectsSummary, RandomEffectsSummary
 
-__all__ = ["LMMResult", "RandomTermInfo"]
+__all__ = ["Deferred", "LMMResult", "RandomTermInfo"]
+
+
+class Deferred:
+    """A field value to build on first access: ``build(*args)``. Picklable when ``build`` is a
+    module-level function and ``args`` are plain values (arrays, tuples, numbers)."""
+
+    __slots__ = ("build", "args")
+
+    def __init__(self, build: Any, *args: Any) -> None:
+        self.build = build
+        self.args = args
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Deferred, (self.build, *self.args))
+
+
+class _LazyField:
+    """Data descriptor for a frozen-dataclass field whose value may be given as a
+    :class:`Deferred`: built on first read, then kept (in the instance ``__dict__``, so
+    ``pickle`` and ``copy`` carry whichever form is there). The field stays required."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:  # class access: no default value for the dataclass field
+            raise AttributeError(self.name)
+        value = obj.__dict__[self.name]
+        if type(value) is Deferred:
+            value = value.build(*value.args)
+            obj.__dict__[self.name] = value
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        # only the dataclass __init__ gets here: the frozen __setattr__ refuses field writes
+        obj.__dict__[self.name] = value
+
+
+def fixef_series(beta: np.ndarray, names: tuple[str, ...]) -> pd.Series:
+    """The fixed effects as a Series named ``fixef`` indexed by column name."""
+    return pd.Series(beta, index=list(names), name="fixef")
+
+
+def vcov_frame(vcov: np.ndarray, names: tuple[str, ...]) -> pd.DataFrame:
+    """The fixed effects' covariance matrix labelled by column name."""
+    return pd.DataFrame(vcov, index=list(names), columns=list(names))
+
+
+def records_frame(columns: dict[str, list[Any]]) -> pd.DataFrame:
+    """A table from its columns (column-wise: several times faster than from records)."""
+    return pd.DataFrame(columns)
+
+
+def scaled_quantiles(
+    residuals: np.ndarray, sigma: float, sqrt_weights: np.ndarray | None
+) -> tuple[float, ...]:
+    """Min, quartiles and max of the scaled (Pearson) residuals."""
+    scaled = residuals / sigma
+    if sqrt_weights is not None:
+        scaled = scaled * sqrt_weights
+    return tuple(float(q) for q in np.quantile(scaled, [0, 0.25, 0.5, 0.75, 1.0]))
 
 
 @dataclass(frozen=True)
@@ -48,18 +113,18 @@ class LMMResult(FixedEffectsSummary, RandomEffectsSummary):
     nobs: int
     n_dropped: int
     dropped_columns: tuple[str, ...]
-    fixef: pd.Series
-    vcov: pd.DataFrame
+    fixef: pd.Series = _LazyField()  # type: ignore[assignment]
+    vcov: pd.DataFrame = _LazyField()  # type: ignore[assignment]
     sigma: float
     theta: np.ndarray
-    varcorr: pd.DataFrame
+    varcorr: pd.DataFrame = _LazyField()  # type: ignore[assignment]
     terms: tuple[RandomTermInfo, ...]
     loglik: float
     objective: float
     npar: int
     fitted: np.ndarray
     residuals: np.ndarray
-    scaled_residual_quantiles: tuple[float, ...]
+    scaled_residual_quantiles: tuple[float, ...] = _LazyField()  # type: ignore[assignment]
     optimization: OptSummary
     is_singular: bool
     offsets: tuple[str, ...] = ()
