@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -68,6 +69,80 @@ def _progress(total: int, show: bool, desc: str):
     return tqdm(total=total, disable=not show, desc=desc, unit="SNP", leave=False)
 
 
+# X X' of 0/1/2 genotypes is a sum of small integers: exact in float32 while every entry
+# stays below 2^24, i.e. for up to 4,000,000 SNPs per accumulator (then flushed to float64).
+_EXACT_F32_SNPS = 4_000_000
+
+
+class _Cross:
+    """Sum of Z Z' over SNP blocks.  SNPs without missing calls and unscaled (Z = X - mu)
+    go through the exact integer route Z Z' = X X' - v 1' - 1 v' + (mu'mu) 1 1' with
+    X X' from float32 SYRK (exact, see ``_EXACT_F32_SNPS``) and v = X mu in float64; the
+    others through a dense product in ``dtype``."""
+
+    def __init__(self, n: int, dtype: str):
+        self.n = n
+        self.dtype = dtype
+        self.dense: np.ndarray | None = None
+        self.xx: np.ndarray | None = None
+        self.n_xx = 0
+        self.v = np.zeros(n)
+        self.mm = 0.0
+
+    def add_dense(self, z: np.ndarray) -> None:
+        if z.shape[1] == 0:
+            return
+        if self.dense is None:
+            self.dense = np.zeros((self.n, self.n))
+        z = np.asarray(z, dtype=self.dtype)
+        self.dense += (z @ z.T).astype(np.float64, copy=False)
+
+    def add_exact(self, x: np.ndarray, mu: np.ndarray) -> None:
+        """x: (n, b) complete 0/1/2 genotypes (float32), mu: their centers (float64)."""
+        from scipy.linalg.blas import ssyrk
+
+        b = x.shape[1]
+        if b == 0:
+            return
+        if self.xx is not None and self.n_xx + b > _EXACT_F32_SNPS:
+            self._flush()
+        x = np.asfortranarray(x, dtype=np.float32)
+        if self.xx is None:
+            self.xx = ssyrk(1.0, x)
+        else:
+            self.xx = ssyrk(1.0, x, beta=1.0, c=self.xx, overwrite_c=1)
+        self.n_xx += b
+        self.v += x.astype(np.float64) @ mu
+        self.mm += float(mu @ mu)
+
+    def _flush(self) -> None:
+        if self.xx is None:
+            return
+        if self.dense is None:
+            self.dense = np.zeros((self.n, self.n))
+        _add_upper(self.xx, self.dense)
+        self.xx = None
+        self.n_xx = 0
+
+    def result(self) -> np.ndarray:
+        self._flush()
+        out = np.zeros((self.n, self.n)) if self.dense is None else self.dense
+        out -= self.v[:, None]
+        out -= self.v[None, :]
+        out += self.mm
+        self.dense = None
+        return out
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _add_upper(up, out):  # pragma: no cover - compiled
+    """out += the symmetric matrix whose upper triangle is stored in ``up``."""
+    n = out.shape[0]
+    for j in numba.prange(n):
+        for i in range(n):
+            out[i, j] += up[i, j] if i <= j else up[j, i]
+
+
 def _accumulate(
     plink: PlinkData,
     snp_index: np.ndarray,
@@ -82,47 +157,56 @@ def _accumulate(
     if normalization not in NORMALIZATIONS:
         raise DataError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}.")
     n = plink.n_samples if samples is None else len(samples)
-    total = np.zeros((n, n), dtype=np.float64)
     denom = 0.0
-    per_chrom: dict[str, list] = {}
+    crosses: dict[str, _Cross] = {}
+    counts: dict[str, list] = {}
     with _progress(len(snp_index), progress, f"GRM ({normalization})") as bar:
-        for idx, g in plink.iter_blocks(block_size, snps=snp_index, samples=samples, dtype=dtype):
+        for idx, g in plink.iter_blocks(
+            block_size, snps=snp_index, samples=samples, dtype="float32"
+        ):
             nan = np.isnan(g)
             n_obs = (~nan).sum(0)
             with np.errstate(invalid="ignore", divide="ignore"):
                 mean = np.where(n_obs > 0, np.nansum(g, 0, dtype=np.float64) / n_obs, 0.0)
-            z = g - mean.astype(g.dtype)
-            z[nan] = 0.0
             p = mean / 2.0
             var2 = 2.0 * p * (1.0 - p)
+            exact = n_obs == n
             if normalization == "standardized":
                 with np.errstate(invalid="ignore", divide="ignore"):
                     scale = np.where(var2 > 0, 1.0 / np.sqrt(var2), 0.0)
-                z *= scale.astype(z.dtype)
-                contrib = float(len(idx))
-            elif normalization == "centered":
-                contrib = float(len(idx))
-            else:
-                contrib = float(var2.sum())
-            if chrom_codes is None:
-                total += (z @ z.T).astype(np.float64, copy=False)
-                denom += contrib
-            else:
-                codes = chrom_codes[idx]
-                for c in pd.unique(codes):
-                    sel = codes == c
-                    zc = z[:, sel]
-                    part = (zc @ zc.T).astype(np.float64, copy=False)
-                    cc = float(sel.sum()) if normalization != "vanraden" else float(var2[sel].sum())
-                    if c not in per_chrom:
-                        per_chrom[c] = [np.zeros((n, n)), 0.0, 0]
-                    per_chrom[c][0] += part
-                    per_chrom[c][1] += cc
-                    per_chrom[c][2] += int(sel.sum())
-                    total += part
-                    denom += cc
+                exact[:] = False
+            codes = np.zeros(len(idx), dtype=object) if chrom_codes is None else chrom_codes[idx]
+            for c in pd.unique(codes) if chrom_codes is not None else ["all"]:
+                sel = np.ones(len(idx), dtype=bool) if chrom_codes is None else codes == c
+                if c not in crosses:
+                    crosses[c] = _Cross(n, dtype)
+                    counts[c] = [0.0, 0]
+                cr = crosses[c]
+                ex = sel & exact
+                if ex.all():
+                    cr.add_exact(g, mean)
+                elif ex.any():
+                    cr.add_exact(g[:, ex], mean[ex])
+                rest = np.flatnonzero(sel & ~exact)
+                if len(rest):
+                    z = g[:, rest].astype(np.float64) - mean[rest]
+                    z[nan[:, rest]] = 0.0
+                    if normalization == "standardized":
+                        z *= scale[rest]
+                    cr.add_dense(z)
+                cc = float(sel.sum()) if normalization != "vanraden" else float(var2[sel].sum())
+                counts[c][0] += cc
+                counts[c][1] += int(sel.sum())
+                denom += cc
             bar.update(len(idx))
-    return total, denom, {k: tuple(v) for k, v in per_chrom.items()}
+    parts = {c: cr.result() for c, cr in crosses.items()}
+    if chrom_codes is None:
+        total = parts.get("all", np.zeros((n, n)))
+        return total, denom, {}
+    total = np.zeros((n, n))
+    for part in parts.values():
+        total += part
+    return total, denom, {c: (parts[c], counts[c][0], counts[c][1]) for c in parts}
 
 
 def _select_snps(
