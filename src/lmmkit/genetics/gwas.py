@@ -366,6 +366,34 @@ def _as_index(snps: np.ndarray):
 # ----------------------------------------------------------------------------- files
 
 
+def _to_tsv(df: pd.DataFrame) -> str:
+    """``df.to_csv(sep="\t", index=False, na_rep="NA")``, character for character, about twice
+    as fast: floats as their shortest round-trip repr, NaN as NA.  Frames pandas would
+    quote (a field holding a tab, quote or line break) go through pandas."""
+    cols = []
+    for name in df.columns:
+        v = df[name]
+        if v.dtype.kind == "f":
+            s = list(map(repr, v.to_numpy(dtype=np.float64).tolist()))
+            if v.isna().any():
+                s = ["NA" if x == "nan" else x for x in s]
+        elif v.dtype.kind in "iub":
+            s = list(map(str, v.tolist()))
+        else:
+            if v.isna().any():
+                return df.to_csv(sep="\t", index=False, na_rep="NA")
+            s = list(map(str, v.tolist()))
+            if any(("\t" in x) or ('"' in x) or ("\n" in x) or ("\r" in x) for x in s):
+                return df.to_csv(sep="\t", index=False, na_rep="NA")
+        cols.append(s)
+    header = "\t".join(map(str, df.columns))
+    if any(("\t" in x) or ('"' in x) or ("\n" in x) for x in map(str, df.columns)):
+        return df.to_csv(sep="\t", index=False, na_rep="NA")
+    if not len(df):
+        return header + "\n"
+    return header + "\n" + "\n".join(map("\t".join, zip(*cols))) + "\n"
+
+
 def _stat_columns(binary: bool) -> list[str]:
     return _BINARY_STAT_COLUMNS if binary else _STAT_COLUMNS
 
@@ -1022,7 +1050,7 @@ def gwas(
                 log.append(f"plot: {p}")
         log.append(f"output: {out_path}")
         write_text_atomic(Path(f"{prefix}.log"), "\n".join(log) + "\n")
-        text = table.to_csv(sep="\t", index=False, na_rep="NA")  # shortest exact floats
+        text = _to_tsv(table)  # shortest exact floats
         write_text_atomic(out_path, text)
         shutil.rmtree(parts_dir, ignore_errors=True)
     return GwasResult(
