@@ -44,6 +44,9 @@ __all__ = [
 ]
 
 LAMBDA_BOUNDS = (1e-5, 1e5)
+# the compiled search ends with a Taylor step (no further pass) once a Newton step in
+# log(lambda) is below this: the remaining error is O(step^2)
+_TAYLOR_STEP = 1e-5
 N_REGION = 10
 _LOG2PI = float(np.log(2.0 * np.pi))
 
@@ -861,25 +864,45 @@ def _k_logdet_h(s, lam):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
+def _k_logdet_near(s, lam, ld0):  # pragma: no cover - compiled
+    """sum_i log(1 + lam s_i) from its series about lam0 when |lam - lam0| max(s h0) < 0.1
+    (ld0 = [log det at lam0, lam0, max(s h0), M_1..M_K] with M_k = sum (s h0)^k, h0 =
+    1/(lam0 s + 1), d = lam - lam0): log(1 + lam s) = log(1 + lam0 s) + log(1 + d s h0),
+    truncation error < 0.1^(K+1); farther away, the sum itself."""
+    d = lam - ld0[1]
+    if abs(d) * ld0[2] >= 0.1:
+        return _k_logdet_h(s, lam)
+    acc = 0.0
+    p = 1.0
+    for k in range(1, ld0.shape[0] - 2):
+        p *= -d
+        acc -= p * ld0[2 + k] / k
+    return ld0[0] + acc
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _k_step(t, f, fp, a, b, tol):  # pragma: no cover - compiled
-    """One safeguarded Newton update: new bracket, next t, done."""
+    """One safeguarded Newton update: new bracket, next t, done, and whether the Newton
+    step itself was taken (not bisection)."""
     if f > 0:
         a = t
     else:
         b = t
     tn = t - f / fp if fp < 0 else np.nan
+    newton = True
     if not np.isfinite(tn) or tn < a or tn > b:
         tn = 0.5 * (a + b)
+        newton = False
     if f == 0:
         tn = t
     done = abs(tn - t) < tol or f == 0 or (b - a) < tol
-    return a, b, tn, done
+    return a, b, tn, done, newton
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _k_snps(
-    j0, j1, s, z0, zw, zy, zww, zwy, zyy, xt, gzz, gzx, gxx, tr, t_grid, ldh_grid, lam0, do,
-    tol, max_iter, out_lam, out_logl, out_g1,
+    j0, j1, s, z0, zw, zy, zww, zwy, zyy, xt, gzz, gzx, gxx, tr, t_grid, ldh_grid, lam0, ld0,
+    do, tol, max_iter, out_lam, out_logl, out_g1,
 ):  # pragma: no cover - compiled  # fmt: skip
     """Per SNP j0 <= j < j1: for REML (r = 0) and ML (r = 1) when do[r], the maximizer of logL
     over the grid brackets and bounds: out_lam[r, j], out_logl[r, j]; REML's Gram (1/h) at
@@ -938,34 +961,46 @@ def _k_snps(
                     continue
                 a = t_grid[k]
                 b = t_grid[k + 1]
-                done = False
-                if a < t0 < b:
-                    # first Newton step from the null lambda (Grams from the products)
-                    _k_fill(gzz, gzx, gxx, j, col0, c, gb)
-                    _k_fill(gzz, gzx, gxx, j, col0 + 1, c, g2)
-                    _k_fill(gzz, gzx, gxx, j, col0 + 2, c, g3)
-                    f, fp, _, _ = _k_derivs(
-                        reml, n, na, gb, g2, g3, tr[0, col0], tr[1, col0], lam0[r], True, lo, wk
-                    )
-                    t_eval = t0
-                    a, b, t, done = _k_step(t0, f, fp, a, b, tol)
+                start_null = a < t0 < b
+                if start_null:
+                    t = t0
                 else:
                     fa = dg[k]
                     fb = dg[k + 1]
                     t = b - fb * (b - a) / ((fb - fa) if fb != fa else 1.0)
                     t = min(max(t, a), b)
-                    t_eval = t
                 it = 0
-                while not done and it < max_iter:
+                while True:
                     lam = np.exp(t)
-                    if c == 1:
+                    if it == 0 and start_null:
+                        # the null lambda: Grams from the matrix products
+                        _k_fill(gzz, gzx, gxx, j, col0, c, gb)
+                        _k_fill(gzz, gzx, gxx, j, col0 + 1, c, g2)
+                        _k_fill(gzz, gzx, gxx, j, col0 + 2, c, g3)
+                        tr1 = tr[0, col0]
+                        tr2 = tr[1, col0]
+                    elif c == 1:
                         tr1, tr2 = _k_pass1(s, zw, zy, zww, zwy, zyy, x, lam, gb, g2, g3)
                     else:
                         tr1, tr2 = _k_pass(s, z0, x, lam, gb, g2, g3, acc)
+                    it += 1
                     f, fp, _, _ = _k_derivs(reml, n, na, gb, g2, g3, tr1, tr2, lam, True, lo, wk)
                     t_eval = t
-                    a, b, t, done = _k_step(t, f, fp, a, b, tol)
-                    it += 1
+                    a, b, t, done, newton = _k_step(t, f, fp, a, b, tol)
+                    if done or it >= max_iter:
+                        ldh = _k_logdet_near(s, lam, ld0[r])
+                        break
+                    if newton and abs(t - t_eval) < _TAYLOR_STEP:
+                        # last Newton step, |d log lambda| < 1e-5: the Grams at the new
+                        # point by their Taylor series in lambda, truncated after
+                        # d^2 (relative error < 1e-15): h(l + d) = h - d s h^2 + d^2 s^2 h^3
+                        d = np.exp(t) - lam
+                        for aa in range(q):
+                            for bb in range(q):
+                                gb[aa, bb] += d * (d * g3[aa, bb] - g2[aa, bb])
+                        ldh = _k_logdet_near(s, lam, ld0[r]) + d * (tr1 - 0.5 * d * tr2)
+                        t_eval = t
+                        break
                 lam = np.exp(t_eval)
                 ldm = _k_chol(gb, na, lo)
                 for aa in range(na):
@@ -974,7 +1009,7 @@ def _k_snps(
                 ypy = gb[na, na]
                 for aa in range(na):
                     ypy -= wk[3, aa] * wk[0, aa]
-                lr = _k_logl(reml, n, na, _k_logdet_h(s, lam), ypy, ldm, ldaa)
+                lr = _k_logl(reml, n, na, ldh, ypy, ldm, ldaa)
                 if lr > best_l:
                     best_l = lr
                     best_t = t_eval
@@ -987,7 +1022,7 @@ def _k_snps(
 
 @numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def _k_snps_parallel(
-    s, z0, zw, zy, zww, zwy, zyy, xt, gzz, gzx, gxx, tr, t_grid, ldh_grid, lam0, do,
+    s, z0, zw, zy, zww, zwy, zyy, xt, gzz, gzx, gxx, tr, t_grid, ldh_grid, lam0, ld0, do,
     tol, max_iter, out_lam, out_logl, out_g1,
 ):  # pragma: no cover - compiled  # fmt: skip
     """:func:`_k_snps` over all SNPs, in chunks of 16 spread over the threads."""
@@ -996,8 +1031,21 @@ def _k_snps_parallel(
     for ch in numba.prange(nch):
         _k_snps(
             16 * ch, min(m, 16 * ch + 16), s, z0, zw, zy, zww, zwy, zyy, xt, gzz, gzx, gxx,
-            tr, t_grid, ldh_grid, lam0, do, tol, max_iter, out_lam, out_logl, out_g1,
+            tr, t_grid, ldh_grid, lam0, ld0, do, tol, max_iter, out_lam, out_logl, out_g1,
         )  # fmt: skip
+
+
+def _logdet_series(s: np.ndarray, lam0: np.ndarray, n_terms: int = 24) -> np.ndarray:
+    """Per lam0: [log det(lam0 S + I), lam0, max(s h0), M_1..M_K], M_k = sum (s h0)^k,
+    for :func:`_k_logdet_near`."""
+    out = np.empty((len(lam0), 3 + n_terms))
+    for r, lam in enumerate(lam0):
+        sh = s / (lam * s + 1.0)
+        out[r, 0] = np.log1p(lam * s).sum()
+        out[r, 1] = lam
+        out[r, 2] = sh.max()
+        out[r, 3:] = [np.sum(sh**k) for k in range(1, n_terms + 1)]
+    return out
 
 
 def _weight_columns(s: np.ndarray, t_grid: np.ndarray, lam0: tuple[float, float]) -> np.ndarray:
@@ -1040,13 +1088,14 @@ def _optimize_compiled(
     if do.any() and m:
         tr = np.ascontiguousarray(np.stack([s @ wts, (s * s) @ (wts * wts)]))
         ldh_grid = np.log1p(np.multiply.outer(s, np.exp(t_grid))).sum(axis=0)
+        lam0 = np.array([model.lam_remle, model.lam_mle])
         par = m >= 64 and threading.current_thread() is threading.main_thread()
         kern = _k_snps_parallel if par else _k_snps
         kern(
             *(() if par else (0, m)),
             s, z0, z0[:, 0].copy(), z0[:, c].copy(), z0[:, 0] * z0[:, 0], z0[:, 0] * z0[:, c],
             z0[:, c] * z0[:, c], xt, gzz, gzx, gxx, tr, t_grid, ldh_grid,
-            np.array([model.lam_remle, model.lam_mle]), do, 1e-10, 100, lam_o, logl_o, g1_o,
+            lam0, _logdet_series(s, lam0), do, 1e-10, 100, lam_o, logl_o, g1_o,
         )  # fmt: skip
     return lam_o, logl_o, g1_o, pieces
 
