@@ -1055,7 +1055,7 @@ def _logdet_series(s: np.ndarray, lam0: np.ndarray, n_terms: int = 24) -> np.nda
         out[r, 0] = np.log1p(lam * s).sum()
         out[r, 1] = lam
         out[r, 2] = sh.max()
-        out[r, 3:] = [np.sum(sh**k) for k in range(1, n_terms + 1)]
+        out[r, 3:] = np.cumprod(np.broadcast_to(sh[:, None], (len(s), n_terms)), axis=1).sum(0)
     return out
 
 
