@@ -112,35 +112,71 @@ class _Cross:
         else:
             self.xx = ssyrk(1.0, x, beta=1.0, c=self.xx, overwrite_c=1)
         self.n_xx += b
-        self.v += x.astype(np.float64) @ mu
+        _add_matvec(x, np.ascontiguousarray(mu, dtype=np.float64), self.v)
         self.mm += float(mu @ mu)
 
-    def _flush(self) -> None:
-        if self.xx is None:
+    def _flush(self, v: np.ndarray | None = None, mm: float = 0.0) -> None:
+        if self.xx is None and v is None:
             return
         if self.dense is None:
             self.dense = np.zeros((self.n, self.n))
-        _add_upper(self.xx, self.dense)
+        up = np.zeros((0, 0), dtype=np.float32) if self.xx is None else self.xx
+        _add_upper(up, np.zeros(self.n) if v is None else v, mm, self.dense)
         self.xx = None
         self.n_xx = 0
 
     def result(self) -> np.ndarray:
-        self._flush()
-        out = np.zeros((self.n, self.n)) if self.dense is None else self.dense
-        out -= self.v[:, None]
-        out -= self.v[None, :]
-        out += self.mm
+        self._flush(self.v, self.mm)
+        out = self.dense
         self.dense = None
         return out
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _add_upper(up, out):  # pragma: no cover - compiled
-    """out += the symmetric matrix whose upper triangle is stored in ``up``."""
+def _add_upper(up, v, mm, out):  # pragma: no cover - compiled
+    """out[i, j] += S[i, j] - v[i] - v[j] + mm, S the symmetric matrix whose upper triangle
+    is stored in ``up`` (S = 0 when ``up`` is empty); 64 x 64 tiles so the transposed
+    reads stay in cache."""
     n = out.shape[0]
-    for j in numba.prange(n):
+    have = up.shape[0] > 0
+    tile = 64
+    nt = (n + tile - 1) // tile
+    for jt in numba.prange(nt):
+        j0 = jt * tile
+        j1 = min(n, j0 + tile)
+        for i0 in range(0, n, tile):
+            i1 = min(n, i0 + tile)
+            for j in range(j0, j1):
+                for i in range(i0, i1):
+                    a = 0.0
+                    if have:
+                        a = up[i, j] if i <= j else up[j, i]
+                    out[i, j] += a - v[i] - v[j] + mm
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_matvec(x, mu, v):  # pragma: no cover - compiled
+    """v += x mu in float64 (x float32, Fortran order: one pass down each column)."""
+    n, b = x.shape
+    for j in range(b):
+        mj = mu[j]
         for i in range(n):
-            out[i, j] += up[i, j] if i <= j else up[j, i]
+            v[i] += x[i, j] * mj
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _col_stats(g, out):  # pragma: no cover - compiled
+    """out[j] = (non-missing count, sum) of column j of g (NaN = missing), sum in float64."""
+    for j in numba.prange(g.shape[1]):
+        k = 0.0
+        s = 0.0
+        for i in range(g.shape[0]):
+            v = g[i, j]
+            if v == v:
+                k += 1.0
+                s += v
+        out[j, 0] = k
+        out[j, 1] = s
 
 
 def _accumulate(
@@ -164,10 +200,11 @@ def _accumulate(
         for idx, g in plink.iter_blocks(
             block_size, snps=snp_index, samples=samples, dtype="float32"
         ):
-            nan = np.isnan(g)
-            n_obs = (~nan).sum(0)
+            st = np.empty((g.shape[1], 2))
+            _col_stats(g, st)
+            n_obs = st[:, 0].astype(np.int64)
             with np.errstate(invalid="ignore", divide="ignore"):
-                mean = np.where(n_obs > 0, np.nansum(g, 0, dtype=np.float64) / n_obs, 0.0)
+                mean = np.where(n_obs > 0, st[:, 1] / st[:, 0], 0.0)
             p = mean / 2.0
             var2 = 2.0 * p * (1.0 - p)
             exact = n_obs == n
@@ -190,7 +227,7 @@ def _accumulate(
                 rest = np.flatnonzero(sel & ~exact)
                 if len(rest):
                     z = g[:, rest].astype(np.float64) - mean[rest]
-                    z[nan[:, rest]] = 0.0
+                    z[np.isnan(z)] = 0.0
                     if normalization == "standardized":
                         z *= scale[rest]
                     cr.add_dense(z)
