@@ -1031,19 +1031,19 @@ def _k_snps(
                 out_g1[j] = gbest
 
 
-@numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-def _k_snps_parallel(
-    s, z0, zw, zy, zww, zwy, zyy, xt, gzz, gzx, gxx, tr, t_grid, ldh_grid, lam0, ld0, do,
-    tol, max_iter, out_lam, out_logl, out_g1,
-):  # pragma: no cover - compiled  # fmt: skip
-    """:func:`_k_snps` over all SNPs, in chunks of 16 spread over the threads."""
-    m = xt.shape[0]
-    nch = (m + 15) // 16
-    for ch in numba.prange(nch):
-        _k_snps(
-            16 * ch, min(m, 16 * ch + 16), s, z0, zw, zy, zww, zwy, zyy, xt, gzz, gzx, gxx,
-            tr, t_grid, ldh_grid, lam0, ld0, do, tol, max_iter, out_lam, out_logl, out_g1,
-        )  # fmt: skip
+def _run_snps(m: int, args: tuple) -> None:
+    """:func:`_k_snps` over SNPs 0..m: on the main thread spread over ``numba.get_num_threads()``
+    Python threads (the kernel releases the GIL) in interleaved ranges; called from a
+    worker thread (a parallel executor already uses the cores), in the calling thread."""
+    nth = min(numba.get_num_threads(), m // 32)
+    if nth <= 1 or threading.current_thread() is not threading.main_thread():
+        _k_snps(0, m, *args)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    edges = np.linspace(0, m, 4 * nth + 1).astype(np.int64)
+    with ThreadPoolExecutor(max_workers=nth, thread_name_prefix="lmmkit-snps") as pool:
+        list(pool.map(lambda k: _k_snps(edges[k], edges[k + 1], *args), range(4 * nth)))
 
 
 def _logdet_series(s: np.ndarray, lam0: np.ndarray, n_terms: int = 24) -> np.ndarray:
@@ -1100,14 +1100,12 @@ def _optimize_compiled(
         tr = np.ascontiguousarray(np.stack([s @ wts, (s * s) @ (wts * wts)]))
         ldh_grid = np.log1p(np.multiply.outer(s, np.exp(t_grid))).sum(axis=0)
         lam0 = np.array([model.lam_remle, model.lam_mle])
-        par = m >= 64 and threading.current_thread() is threading.main_thread()
-        kern = _k_snps_parallel if par else _k_snps
-        kern(
-            *(() if par else (0, m)),
+        args = (
             s, z0, z0[:, 0].copy(), z0[:, c].copy(), z0[:, 0] * z0[:, 0], z0[:, 0] * z0[:, c],
             z0[:, c] * z0[:, c], xt, gzz, gzx, gxx, tr, t_grid, ldh_grid,
             lam0, _logdet_series(s, lam0), do, 1e-10, 100, lam_o, logl_o, g1_o,
         )  # fmt: skip
+        _run_snps(m, args)
     return lam_o, logl_o, g1_o, pieces
 
 
