@@ -17,10 +17,17 @@ lambda is searched, like GEMMA, over [1e-5, 1e5] split into 10 log-spaced region
 of d logL / d lambda at the 11 region ends (one lambda for all SNPs, so these are matrix
 products) brackets each local maximum; each bracket is then solved for
 d logL / d log(lambda) = 0 by a Newton iteration with analytic second derivatives,
-safeguarded by bisection, run for all (SNP, bracket) pairs at once until the step is below
-1e-10 in log(lambda); the best of the interior maxima and the two bounds is kept.  The
-per-SNP weighted Gram matrices of [W, x, y] (weights 1/h, s/h^2, s^2/h^3 with
-h = lambda s + 1) are accumulated in one fused, cache-tiled compiled pass (numba).
+safeguarded by bisection, until the step is below 1e-10 in log(lambda); the best of the
+interior maxima and the two bounds is kept.  The per-SNP weighted Gram matrices of
+[W, x, y] (weights 1/h, s/h^2, s^2/h^3 with h = lambda s + 1) are sums over the samples.
+
+:func:`assoc_rotated` runs this search per SNP in one compiled kernel (:func:`_k_snps`,
+threads over SNPs): the Grams at the grid and at the null lambdas come from matrix
+products; the bracket holding the null lambda starts from the Newton step off it; a
+Newton step below 1e-5 in log(lambda) is the last one, its Grams taken from their Taylor
+series in lambda (relative error < 1e-15) instead of another pass over the samples.
+:func:`optimize_lambda` (null model) and ``_assoc_rotated_numpy`` run the same search
+vectorized in NumPy; the tests hold the two to 1e-8.
 """
 
 from __future__ import annotations
@@ -1032,8 +1039,8 @@ def _k_snps(
 
 
 def _run_snps(m: int, args: tuple) -> None:
-    """:func:`_k_snps` over SNPs 0..m: on the main thread spread over ``numba.get_num_threads()``
-    Python threads (the kernel releases the GIL) in interleaved ranges; called from a
+    """:func:`_k_snps` over SNPs 0..m: on the main thread split in 4 ranges per thread over
+    ``numba.get_num_threads()`` Python threads (the kernel releases the GIL); called from a
     worker thread (a parallel executor already uses the cores), in the calling thread."""
     nth = min(numba.get_num_threads(), m // 32)
     if nth <= 1 or threading.current_thread() is not threading.main_thread():
