@@ -387,7 +387,8 @@ def _to_tsv(df: pd.DataFrame) -> str:
             if v.isna().any():
                 return df.to_csv(sep="\t", index=False, na_rep="NA")
             s = list(map(str, v.tolist()))
-            if any(("\t" in x) or ('"' in x) or ("\n" in x) or ("\r" in x) for x in s):
+            joined = "".join(s)
+            if "\t" in joined or '"' in joined or "\n" in joined or "\r" in joined:
                 return df.to_csv(sep="\t", index=False, na_rep="NA")
         cols.append(s)
     header = "\t".join(map(str, df.columns))
