@@ -46,6 +46,20 @@ def test_matches_dense_formula_and_block_size(small, norm):
     assert list(ref.sample_ids.columns) == ["fid", "iid"]
 
 
+def test_exact_integer_route_flushes(small, monkeypatch):
+    """Complete SNPs go through float32 X X' (exact for integer genotypes); with the flush
+    threshold lowered to a few SNPs, the float64 flushes still give the dense formula."""
+    import lmmkit.genetics.grm as grm_mod
+
+    g, pl = small
+    complete = np.flatnonzero(~np.isnan(g).any(0))
+    assert 20 < len(complete) < 103  # both routes are exercised
+    monkeypatch.setattr(grm_mod, "_EXACT_F32_SNPS", 5)
+    for norm in ("centered", "vanraden"):
+        k = compute_grm(pl, norm, gemma_filter=False, block_size=4)
+        np.testing.assert_allclose(k.matrix, _dense(g, norm), rtol=0, atol=1e-12)
+
+
 def test_gemma_filter_and_samples(small):
     g, pl = small
     k = compute_grm(pl, "centered")  # GEMMA filters on by default

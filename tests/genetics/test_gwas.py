@@ -479,3 +479,27 @@ def test_non_numeric_phenotype_refused(sim):
     ph = pd.Series(["case"] + ["1.5"] * (pl.n_samples - 1), index=keys, name="t")
     with pytest.raises(DataError, match="non-numeric"):
         gwas(pl, ph, progress=False)
+
+
+def test_tsv_writer_equals_pandas():
+    """The fast TSV writer gives pandas' to_csv text exactly (NaN, inf, -0.0, exponents,
+    integers, booleans, strings) and falls back to pandas where pandas would quote."""
+    from lmmkit.genetics.gwas import _to_tsv
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=300) * 10.0 ** rng.integers(-30, 30, 300)
+    x[:8] = [np.nan, np.inf, -np.inf, -0.0, 1e16, 1e-5, 5e-324, 0.1]
+    df = pd.DataFrame(
+        {
+            "chrom": ["1", "X"] * 150,
+            "snp": [f"rs{i}" for i in range(300)],
+            "pos": np.arange(300, dtype=np.int64) * 1000,
+            "flag": np.arange(300) % 3 == 0,
+            "beta": x,
+            "p": rng.uniform(size=300),
+        }
+    )
+    assert _to_tsv(df) == df.to_csv(sep="\t", index=False, na_rep="NA")
+    assert _to_tsv(df.iloc[:0]) == df.iloc[:0].to_csv(sep="\t", index=False, na_rep="NA")
+    odd = df.assign(snp=['rs"1'] + ["a\tb"] + df["snp"].tolist()[2:])
+    assert _to_tsv(odd) == odd.to_csv(sep="\t", index=False, na_rep="NA")

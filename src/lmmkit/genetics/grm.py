@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -68,6 +69,116 @@ def _progress(total: int, show: bool, desc: str):
     return tqdm(total=total, disable=not show, desc=desc, unit="SNP", leave=False)
 
 
+# X X' of 0/1/2 genotypes is a sum of small integers: exact in float32 while every entry
+# stays below 2^24, i.e. for up to 4,000,000 SNPs per accumulator (then flushed to float64).
+_EXACT_F32_SNPS = 4_000_000
+
+
+class _Cross:
+    """Sum of Z Z' over SNP blocks.  SNPs without missing calls and unscaled (Z = X - mu)
+    go through the exact integer route Z Z' = X X' - v 1' - 1 v' + (mu'mu) 1 1' with
+    X X' from float32 SYRK (exact, see ``_EXACT_F32_SNPS``) and v = X mu in float64; the
+    others through a dense product in ``dtype``."""
+
+    def __init__(self, n: int, dtype: str):
+        self.n = n
+        self.dtype = dtype
+        self.dense: np.ndarray | None = None
+        self.xx: np.ndarray | None = None
+        self.n_xx = 0
+        self.v = np.zeros(n)
+        self.mm = 0.0
+
+    def add_dense(self, z: np.ndarray) -> None:
+        if z.shape[1] == 0:
+            return
+        if self.dense is None:
+            self.dense = np.zeros((self.n, self.n))
+        z = np.asarray(z, dtype=self.dtype)
+        self.dense += (z @ z.T).astype(np.float64, copy=False)
+
+    def add_exact(self, x: np.ndarray, mu: np.ndarray) -> None:
+        """x: (n, b) complete 0/1/2 genotypes (float32), mu: their centers (float64)."""
+        from scipy.linalg.blas import ssyrk
+
+        b = x.shape[1]
+        if b == 0:
+            return
+        if self.xx is not None and self.n_xx + b > _EXACT_F32_SNPS:
+            self._flush()
+        x = np.asfortranarray(x, dtype=np.float32)
+        if self.xx is None:
+            self.xx = ssyrk(1.0, x)
+        else:
+            self.xx = ssyrk(1.0, x, beta=1.0, c=self.xx, overwrite_c=1)
+        self.n_xx += b
+        _add_matvec(x, np.ascontiguousarray(mu, dtype=np.float64), self.v)
+        self.mm += float(mu @ mu)
+
+    def _flush(self, v: np.ndarray | None = None, mm: float = 0.0) -> None:
+        if self.xx is None and v is None:
+            return
+        if self.dense is None:
+            self.dense = np.zeros((self.n, self.n))
+        up = np.zeros((0, 0), dtype=np.float32) if self.xx is None else self.xx
+        _add_upper(up, np.zeros(self.n) if v is None else v, mm, self.dense)
+        self.xx = None
+        self.n_xx = 0
+
+    def result(self) -> np.ndarray:
+        self._flush(self.v, self.mm)
+        out = self.dense
+        self.dense = None
+        return out
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _add_upper(up, v, mm, out):  # pragma: no cover - compiled
+    """out[i, j] += S[i, j] - v[i] - v[j] + mm, S the symmetric matrix whose upper triangle
+    is stored in ``up`` (S = 0 when ``up`` is empty); 64 x 64 tiles so the transposed
+    reads stay in cache."""
+    n = out.shape[0]
+    have = up.shape[0] > 0
+    tile = 64
+    nt = (n + tile - 1) // tile
+    for jt in numba.prange(nt):
+        j0 = jt * tile
+        j1 = min(n, j0 + tile)
+        for i0 in range(0, n, tile):
+            i1 = min(n, i0 + tile)
+            for j in range(j0, j1):
+                for i in range(i0, i1):
+                    a = 0.0
+                    if have:
+                        a = up[i, j] if i <= j else up[j, i]
+                    out[i, j] += a - v[i] - v[j] + mm
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_matvec(x, mu, v):  # pragma: no cover - compiled
+    """v += x mu in float64 (x float32, Fortran order: one pass down each column)."""
+    n, b = x.shape
+    for j in range(b):
+        mj = mu[j]
+        for i in range(n):
+            v[i] += x[i, j] * mj
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _col_stats(g, out):  # pragma: no cover - compiled
+    """out[j] = (non-missing count, sum) of column j of g (NaN = missing), sum in float64."""
+    for j in numba.prange(g.shape[1]):
+        k = 0.0
+        s = 0.0
+        for i in range(g.shape[0]):
+            v = g[i, j]
+            if v == v:
+                k += 1.0
+                s += v
+        out[j, 0] = k
+        out[j, 1] = s
+
+
 def _accumulate(
     plink: PlinkData,
     snp_index: np.ndarray,
@@ -82,47 +193,57 @@ def _accumulate(
     if normalization not in NORMALIZATIONS:
         raise DataError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}.")
     n = plink.n_samples if samples is None else len(samples)
-    total = np.zeros((n, n), dtype=np.float64)
     denom = 0.0
-    per_chrom: dict[str, list] = {}
+    crosses: dict[str, _Cross] = {}
+    counts: dict[str, list] = {}
     with _progress(len(snp_index), progress, f"GRM ({normalization})") as bar:
-        for idx, g in plink.iter_blocks(block_size, snps=snp_index, samples=samples, dtype=dtype):
-            nan = np.isnan(g)
-            n_obs = (~nan).sum(0)
+        for idx, g in plink.iter_blocks(
+            block_size, snps=snp_index, samples=samples, dtype="float32"
+        ):
+            st = np.empty((g.shape[1], 2))
+            _col_stats(g, st)
+            n_obs = st[:, 0].astype(np.int64)
             with np.errstate(invalid="ignore", divide="ignore"):
-                mean = np.where(n_obs > 0, np.nansum(g, 0, dtype=np.float64) / n_obs, 0.0)
-            z = g - mean.astype(g.dtype)
-            z[nan] = 0.0
+                mean = np.where(n_obs > 0, st[:, 1] / st[:, 0], 0.0)
             p = mean / 2.0
             var2 = 2.0 * p * (1.0 - p)
+            exact = n_obs == n
             if normalization == "standardized":
                 with np.errstate(invalid="ignore", divide="ignore"):
                     scale = np.where(var2 > 0, 1.0 / np.sqrt(var2), 0.0)
-                z *= scale.astype(z.dtype)
-                contrib = float(len(idx))
-            elif normalization == "centered":
-                contrib = float(len(idx))
-            else:
-                contrib = float(var2.sum())
-            if chrom_codes is None:
-                total += (z @ z.T).astype(np.float64, copy=False)
-                denom += contrib
-            else:
-                codes = chrom_codes[idx]
-                for c in pd.unique(codes):
-                    sel = codes == c
-                    zc = z[:, sel]
-                    part = (zc @ zc.T).astype(np.float64, copy=False)
-                    cc = float(sel.sum()) if normalization != "vanraden" else float(var2[sel].sum())
-                    if c not in per_chrom:
-                        per_chrom[c] = [np.zeros((n, n)), 0.0, 0]
-                    per_chrom[c][0] += part
-                    per_chrom[c][1] += cc
-                    per_chrom[c][2] += int(sel.sum())
-                    total += part
-                    denom += cc
+                exact[:] = False
+            codes = np.zeros(len(idx), dtype=object) if chrom_codes is None else chrom_codes[idx]
+            for c in pd.unique(codes) if chrom_codes is not None else ["all"]:
+                sel = np.ones(len(idx), dtype=bool) if chrom_codes is None else codes == c
+                if c not in crosses:
+                    crosses[c] = _Cross(n, dtype)
+                    counts[c] = [0.0, 0]
+                cr = crosses[c]
+                ex = sel & exact
+                if ex.all():
+                    cr.add_exact(g, mean)
+                elif ex.any():
+                    cr.add_exact(g[:, ex], mean[ex])
+                rest = np.flatnonzero(sel & ~exact)
+                if len(rest):
+                    z = g[:, rest].astype(np.float64) - mean[rest]
+                    z[np.isnan(z)] = 0.0
+                    if normalization == "standardized":
+                        z *= scale[rest]
+                    cr.add_dense(z)
+                cc = float(sel.sum()) if normalization != "vanraden" else float(var2[sel].sum())
+                counts[c][0] += cc
+                counts[c][1] += int(sel.sum())
+                denom += cc
             bar.update(len(idx))
-    return total, denom, {k: tuple(v) for k, v in per_chrom.items()}
+    parts = {c: cr.result() for c, cr in crosses.items()}
+    if chrom_codes is None:
+        total = parts.get("all", np.zeros((n, n)))
+        return total, denom, {}
+    total = np.zeros((n, n))
+    for part in parts.values():
+        total += part
+    return total, denom, {c: (parts[c], counts[c][0], counts[c][1]) for c in parts}
 
 
 def _select_snps(

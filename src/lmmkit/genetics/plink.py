@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -170,22 +171,38 @@ class PlinkData:
             num_threads=None,
         )
 
+    def _raw(self) -> np.ndarray:
+        """The .bed genotype bytes as an (n_snps, ceil(n_samples / 4)) uint8 view (memmap)."""
+        nb = (self.n_samples + 3) // 4
+        if self.n_snps == 0 or nb == 0:
+            return np.zeros((self.n_snps, nb), dtype=np.uint8)
+        mm = np.memmap(self.bed_path, dtype=np.uint8, mode="r", offset=3, shape=(self.n_snps, nb))
+        return np.asarray(mm)
+
+    @staticmethod
+    def _positions(index, size: int, what: str) -> np.ndarray:
+        pos = np.arange(size)
+        if index is None:
+            return pos
+        try:
+            return np.ascontiguousarray(pos[index], dtype=np.int64)
+        except IndexError as exc:
+            raise DataError(f"{what} index out of range ({size} {what}s): {exc}") from None
+
     def read(
         self,
         snps: slice | Sequence[int] | np.ndarray | None = None,
         samples: slice | Sequence[int] | np.ndarray | None = None,
         dtype: str | type = "float64",
     ) -> np.ndarray:
-        """Genotype matrix (samples x SNPs) of A1 counts, NaN for missing calls."""
+        """Genotype matrix (samples x SNPs, Fortran order) of A1 counts, NaN for missing calls."""
         if np.dtype(dtype) not in (np.dtype("float64"), np.dtype("float32")):
             raise DataError(f"dtype must be float64 or float32, got {dtype!r}.")
-        s_idx = slice(None) if samples is None else samples
-        v_idx = slice(None) if snps is None else snps
-        bed = self._open()
-        try:
-            return bed.read(index=np.s_[s_idx, v_idx], dtype=dtype, order="F")
-        finally:
-            del bed
+        v = self._positions(snps, self.n_snps, "SNP")
+        s = self._positions(samples, self.n_samples, "sample")
+        out = np.empty((len(s), len(v)), dtype=dtype, order="F")
+        _decode_bed(self._raw(), v, s, _LUT.astype(dtype), out)
+        return out
 
     def iter_blocks(
         self,
@@ -200,18 +217,45 @@ class PlinkData:
         idx = np.arange(self.n_snps) if snps is None else np.asarray(snps)
         if idx.dtype == bool:
             idx = np.flatnonzero(idx)
-        bed = self._open()
-        s_idx = slice(None) if samples is None else samples
-        try:
-            for start in range(0, len(idx), block_size):
-                sel = idx[start : start + block_size]
-                if len(sel) and sel[-1] - sel[0] + 1 == len(sel):
-                    v: slice | np.ndarray = slice(int(sel[0]), int(sel[-1]) + 1)
-                else:
-                    v = sel
-                yield sel, bed.read(index=np.s_[s_idx, v], dtype=dtype, order="F")
-        finally:
-            del bed
+        for start in range(0, len(idx), block_size):
+            sel = idx[start : start + block_size]
+            yield sel, self.read(snps=sel, samples=samples, dtype=dtype)
+
+
+# .bed 2-bit codes (count_A1): 00 A1 homozygote -> 2, 01 missing, 10 heterozygote -> 1, 11 -> 0
+_LUT = np.array([2.0, np.nan, 1.0, 0.0])
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _decode_bed(raw, snps, samples, lut, out):  # pragma: no cover - compiled
+    """out[i, k] = genotype of sample samples[i] at SNP snps[k] (lut of the 2-bit code)."""
+    for k in numba.prange(snps.shape[0]):
+        row = raw[snps[k]]
+        for i in range(samples.shape[0]):
+            j = samples[i]
+            out[i, k] = lut[(row[j >> 2] >> ((j & 3) << 1)) & 3]
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _count_bed(raw, samples, out):  # pragma: no cover - compiled
+    """out[j] = counts of genotypes 0, 1, 2 and missing of SNP j over ``samples``."""
+    for v in numba.prange(raw.shape[0]):
+        row = raw[v]
+        c0 = 0
+        c1 = 0
+        c2 = 0
+        cm = 0
+        for i in range(samples.shape[0]):
+            j = samples[i]
+            code = (row[j >> 2] >> ((j & 3) << 1)) & 3
+            c2 += code == 0
+            cm += code == 1
+            c1 += code == 2
+            c0 += code == 3
+        out[v, 0] = c0
+        out[v, 1] = c1
+        out[v, 2] = c2
+        out[v, 3] = cm
 
 
 def read_plink(prefix: str | Path) -> PlinkData:
@@ -380,18 +424,17 @@ class SnpFilterResult:
 def snp_stats(
     plink: PlinkData, samples: np.ndarray | None = None, block_size: int = 2000
 ) -> dict[str, np.ndarray]:
-    """Per-SNP A1 frequency, missing rate and genotype-class counts over ``samples``."""
-    m = plink.n_snps
-    out = {k: np.zeros(m) for k in ("freq", "missing", "n0", "n1", "n2")}
-    for idx, g in plink.iter_blocks(block_size, samples=samples):
-        nan = np.isnan(g)
-        n_obs = (~nan).sum(0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out["freq"][idx] = np.nansum(g, 0) / (2.0 * n_obs)
-        out["missing"][idx] = nan.mean(0)
-        for k in range(3):
-            out[f"n{k}"][idx] = (g == k).sum(0)
-    return out
+    """Per-SNP A1 frequency, missing rate and genotype-class counts over ``samples``
+    (counted straight from the packed .bed bytes; ``block_size`` is unused)."""
+    s = PlinkData._positions(samples, plink.n_samples, "sample")
+    cnt = np.zeros((plink.n_snps, 4), dtype=np.int64)
+    _count_bed(plink._raw(), s, cnt)
+    n0, n1, n2, nm = (cnt[:, k].astype(float) for k in range(4))
+    n_obs = n0 + n1 + n2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        freq = (n1 + 2.0 * n2) / (2.0 * n_obs)
+    missing = nm / len(s) if len(s) else np.full(plink.n_snps, np.nan)
+    return {"freq": freq, "missing": missing, "n0": n0, "n1": n1, "n2": n2}
 
 
 def filter_snps(
