@@ -92,25 +92,35 @@ def _copy_scale_lower(A: np.ndarray, lam: np.ndarray, S: np.ndarray) -> None:
 
 
 def _selected_quadratic_forms(
-    Sinv: np.ndarray,  # (Rz, Rz) symmetric
+    Sinv: np.ndarray,  # (Rz, Rz) symmetric (only the lower triangle is read)
     ptr: np.ndarray,
     rows: np.ndarray,
     G: np.ndarray,  # (npairs, p1)
 ) -> np.ndarray:
-    """out[k] = G_k' Sinv[rows_k, rows_k] G_k for every level k (p1 x p1 each)."""
+    """out[k] = G_k' Sinv[rows_k, rows_k] G_k for every level k (p1 x p1 each).
+
+    Row by row, t = sum_{j < i} Sinv[r_i, r_j] G_j (the strict lower triangle, read along a
+    row), then out += G_i t' + t G_i' + Sinv[r_i, r_i] G_i G_i': m_k^2 p1 / 2 multiply-adds
+    per level instead of m_k^2 p1^2."""
     nlev = ptr.shape[0] - 1
     p1 = G.shape[1]
     out = np.zeros((nlev, p1, p1))
     for k in prange(nlev):
         s, e = ptr[k], ptr[k + 1]
+        t = np.zeros(p1)
         for i in range(s, e):
             ri = rows[i]
-            for j in range(s, e):
+            for b in range(p1):
+                t[b] = 0.0
+            for j in range(s, i):
                 sij = Sinv[ri, rows[j]]
-                for a in range(p1):
-                    gia = G[i, a] * sij
-                    for b in range(p1):
-                        out[k, a, b] += gia * G[j, b]
+                for b in range(p1):
+                    t[b] += sij * G[j, b]
+            sii = Sinv[ri, ri]
+            for a in range(p1):
+                gia = G[i, a]
+                for b in range(p1):
+                    out[k, a, b] += gia * t[b] + t[a] * G[i, b] + sii * gia * G[i, b]
     return out
 
 

@@ -78,6 +78,9 @@ def _lambda_rest(cp: CrossProducts, f: Factor, u: np.ndarray, transpose: bool) -
     """Lambda_rest u (or Lambda_rest' u) for u with Rz rows (any number of columns)."""
     out = np.empty_like(u)
     for t, off, T in zip(cp.rest, cp.rest_offsets, _rest_T(cp, f)):
+        if t.p == 1:
+            np.multiply(u[off : off + t.q], T[0, 0], out=out[off : off + t.q])
+            continue
         block = u[off : off + t.q].reshape(t.nlevels, t.p, -1)
         M = T.T if transpose else T
         out[off : off + t.q] = np.einsum("ab,lbr->lar", M, block).reshape(t.q, -1)

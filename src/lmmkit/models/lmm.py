@@ -30,9 +30,9 @@ from lmmkit.linalg.blocked import (
 )
 from lmmkit.linalg.kernels import dense_scalar_parts
 from lmmkit.linalg.solve import fixed_effects, term_condvars, term_modes
+from lmmkit.objective.ai_newton import ai_newton_opt, supports_ai_newton
 from lmmkit.objective.one_term import one_term_deviance, polish_opt, supports_polish
 from lmmkit.objective.profiled import deviance_from_parts, profiled_deviance
-from lmmkit.objective.scalar_terms import ai_newton_opt, supports_ai_newton
 from lmmkit.optim.bobyqa import OptControl, OptSummary, minimize_bobyqa
 from lmmkit.results.lmm_result import (
     Deferred,
