@@ -334,6 +334,11 @@ def _independent_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
     earlier kept columns; the rule of R's qr() with LINPACK's limited pivoting."""
     if X.shape[1] == 0 or _clearly_independent(X, tol):
         return list(range(X.shape[1]))
+    return independent_by_loop(X, tol)
+
+
+def independent_by_loop(X: np.ndarray, tol: float = 1e-7) -> list[int]:
+    """The column-by-column rule (Gram-Schmidt twice per column) without the fast path."""
     keep: list[int] = []
     Q = np.zeros((X.shape[0], 0))
     for j in range(X.shape[1]):

@@ -300,16 +300,14 @@ def _d12_dt(method: str, lam, n: int, na: int, g1, g2, g3, tr1, tr2):
     return lam * d1, lam * lam * d2 + lam * d1
 
 
-def _logl(method: str, n: int, na: int, logdet_h, ypy, logdet_m, logdet_ww: float):
-    if method == "R":
-        df = n - na
-        return (
-            0.5 * df * (np.log(df) - _LOG2PI - 1.0)
-            - 0.5 * logdet_h
-            - 0.5 * (logdet_m - logdet_ww)
-            - 0.5 * df * np.log(ypy)
-        )
-    return 0.5 * n * (np.log(n) - _LOG2PI - 1.0) - 0.5 * logdet_h - 0.5 * n * np.log(ypy)
+def _logl(method: str, n: int, na: int, logdet_h, ypy, logdet_m, logdet_ww):
+    """REML ('R') or ML log-likelihood from its pieces (arrays broadcast); the compiled
+    kernel's formula, evaluated elementwise."""
+    parts = np.broadcast_arrays(
+        *(np.atleast_1d(np.asarray(v, dtype=float)) for v in (logdet_h, ypy, logdet_m, logdet_ww))
+    )
+    flat = [np.ascontiguousarray(v).ravel() for v in parts]
+    return _k_logl(method == "R", float(n), float(na), *flat).reshape(parts[0].shape)
 
 
 def _select_cols(g: np.ndarray, na: int, with_x: bool) -> np.ndarray:
