@@ -572,6 +572,31 @@ def _p_values_x(model: NullModel, utx: np.ndarray, lam: np.ndarray | float):
     return _p_from_gram(g1, utw.shape[1])
 
 
+def _nan_columns(m: int) -> dict[str, np.ndarray]:
+    """The per-SNP output columns, NaN until a test fills them."""
+    return {
+        k: np.full(m, np.nan)
+        for k in ("beta", "se", "l_remle", "l_mle", "p_wald", "p_lrt", "p_score")
+    }
+
+
+def _wald_columns(out: dict, g1: np.ndarray, c: int, df: int, lam: np.ndarray) -> None:
+    """beta, se, lambda and the Wald p-value from the Grams at each SNP's REML lambda."""
+    pxx, pxy, pyy = _p_from_gram(g1, c)
+    beta = pxy / pxx
+    tau = df / (pyy - pxy * beta)
+    se = np.sqrt(1.0 / (tau * pxx))
+    out.update(beta=beta, se=se, l_remle=lam, p_wald=special.fdtrc(1.0, df, (beta / se) ** 2))
+
+
+def _score_columns(out: dict, pxx, pxy, pyy, n: int, df: int, with_beta: bool) -> None:
+    """The score p-value (and beta, se when no Wald test ran) at the null ML lambda."""
+    out["p_score"] = special.fdtrc(1.0, df, n * pxy * pxy / (pyy * pxx))
+    if with_beta:
+        out["beta"] = pxy / pxx
+        out["se"] = np.sqrt((pyy - pxy * pxy / pxx) / df / pxx)
+
+
 def _p_from_gram(g1: np.ndarray, c: int):
     """Pxx, Pxy, Pyy (P projects out the c covariates) from the Gram of [W, x, y]."""
     mw = g1[:, :c, :c]
@@ -591,8 +616,7 @@ def _assoc_rotated_numpy(
     n, c = model.n, model.c
     m = utx.shape[1]
     df = n - c - 1
-    nan = np.full(m, np.nan)
-    out = {k: nan.copy() for k in ("beta", "se", "l_remle", "l_mle", "p_wald", "p_lrt", "p_score")}
+    out = _nan_columns(m)
     if m == 0:
         return out
     utx = np.ascontiguousarray(utx, dtype=np.float64)
@@ -602,23 +626,14 @@ def _assoc_rotated_numpy(
         grid = _make_grid(model.s, z0, _z0_outer(z0), utx, LAMBDA_BOUNDS, N_REGION)
     if "wald" in tests:
         lam_r, _, g1 = _optimize("R", model.s, model.uty, model.utw, utx, grid=grid)
-        pxx, pxy, pyy = _p_from_gram(g1, c)
-        beta = pxy / pxx
-        tau = df / (pyy - pxy * beta)
-        se = np.sqrt(1.0 / (tau * pxx))
-        out.update(beta=beta, se=se, l_remle=lam_r, p_wald=special.fdtrc(1.0, df, (beta / se) ** 2))
+        _wald_columns(out, g1, c, df, lam_r)
     if "lrt" in tests:
         lam_m, l1, _ = _optimize("L", model.s, model.uty, model.utw, utx, grid=grid)
         stat = np.maximum(2.0 * (l1 - model.logl_mle), 0.0)
         out.update(l_mle=lam_m, p_lrt=special.chdtrc(1.0, stat))
     if "score" in tests:
         # GEMMA's score test uses the null lambda estimated by maximum likelihood
-        pxx, pxy, pyy = _p_values_x(model, utx, model.lam_mle)
-        fs = n * pxy * pxy / (pyy * pxx)
-        out["p_score"] = special.fdtrc(1.0, df, fs)
-        if "wald" not in tests:
-            out["beta"] = pxy / pxx
-            out["se"] = np.sqrt((pyy - pxy * pxy / pxx) / df / pxx)
+        _score_columns(out, *_p_values_x(model, utx, model.lam_mle), n, df, "wald" not in tests)
     return out
 
 
@@ -1128,8 +1143,7 @@ def assoc_rotated(
     n, c = model.n, model.c
     m = utx.shape[1]
     df = n - c - 1
-    nan = np.full(m, np.nan)
-    out = {k: nan.copy() for k in ("beta", "se", "l_remle", "l_mle", "p_wald", "p_lrt", "p_score")}
+    out = _nan_columns(m)
     if m == 0:
         return out
     xt = np.ascontiguousarray(np.asarray(utx, dtype=np.float64).T)  # (m, n)
@@ -1138,13 +1152,7 @@ def assoc_rotated(
     kk = int(pc["K"])
     gzz, gzx, gxx = pc["gzz"], pc["gzx"], pc["gxx"]
     if "wald" in tests:
-        pxx, pxy, pyy = _p_from_gram(g1_o, c)
-        beta = pxy / pxx
-        tau = df / (pyy - pxy * beta)
-        se = np.sqrt(1.0 / (tau * pxx))
-        out.update(
-            beta=beta, se=se, l_remle=lam_o[0], p_wald=special.fdtrc(1.0, df, (beta / se) ** 2)
-        )
+        _wald_columns(out, g1_o, c, df, lam_o[0])
     if "lrt" in tests:
         stat = np.maximum(2.0 * (logl_o[1] - model.logl_mle), 0.0)
         out.update(l_mle=lam_o[1], p_lrt=special.chdtrc(1.0, stat))
@@ -1152,10 +1160,5 @@ def assoc_rotated(
         # GEMMA's score test uses the null lambda estimated by maximum likelihood
         col = 1 + 2 * kk + 3
         g1 = _assemble(np.broadcast_to(gzz[col], (m, k1 * k1)), gzx[:, col], gxx[:, col])
-        pxx, pxy, pyy = _p_from_gram(g1, c)
-        fs = n * pxy * pxy / (pyy * pxx)
-        out["p_score"] = special.fdtrc(1.0, df, fs)
-        if "wald" not in tests:
-            out["beta"] = pxy / pxx
-            out["se"] = np.sqrt((pyy - pxy * pxy / pxx) / df / pxx)
+        _score_columns(out, *_p_from_gram(g1, c), n, df, "wald" not in tests)
     return out
