@@ -200,3 +200,15 @@ def test_conditional_variances_equal_the_dense_inverse():
     np.testing.assert_allclose(ours1, dense1, rtol=1e-8)
     off = 2 * first.nlevels
     np.testing.assert_allclose(res.ranef_condvar["item"][:, 0, 0], np.diagonal(C)[off:], rtol=1e-8)
+
+
+def test_newton_with_weights_equals_bobyqa():
+    """Prior weights (the working scale) and a start from lme4's theta (no moment start)."""
+    d = _crossed(seed=9, weights=True)
+    f = "y ~ x + (1 | subj) + (1 | item)"
+    a = lmmkit.lmm(f, d, weights=d["w"])
+    b = lmmkit.lmm(f, d, weights=d["w"], control={"ai_newton": False})
+    assert a.optimization.optimizer == "AI-Newton" and a.optimization.theta0 == (1.0, 1.0)
+    assert a.objective <= b.objective + 1e-10 * abs(b.objective)
+    np.testing.assert_allclose(a.theta, b.theta, rtol=2e-5)
+    np.testing.assert_allclose(a.fixef, b.fixef, rtol=1e-6)
