@@ -48,6 +48,7 @@ import scipy.linalg as sla
 from scipy.linalg.lapack import dpotri
 
 from lmmkit.linalg.blocked import CrossProducts, Factor, _lower_indices, factor
+from lmmkit.linalg.kernels import selected_quadratic_forms, symmetrize_lower
 from lmmkit.linalg.solve import _lambda_rest, term_condvars
 from lmmkit.objective.profiled import profiled_deviance
 
@@ -92,26 +93,6 @@ def _add_z(out, index, Zx, U, sign):  # pragma: no cover - compiled
             z = sign * Zx[i, a]
             for j in range(m):
                 out[i, j] += z * U[lv, a, j]
-
-
-@numba.njit(cache=True, nogil=True)
-def _pattern_trace(Sinv, ptr, rows, vs, w):  # pragma: no cover - compiled
-    """sum_k w_k c_k'S^-1 c_k, c_k the level-k column of the scaled coupling (values ``vs``
-    on rows ``rows[ptr[k]:ptr[k+1]]``, sorted); reads the lower triangle of S^-1 only,
-    column by column (Fortran order)."""
-    total = 0.0
-    for k in range(ptr.shape[0] - 1):
-        s, e = ptr[k], ptr[k + 1]
-        acc = 0.0
-        for b in range(s, e):
-            rb = rows[b]
-            vb = vs[b]
-            inner = 0.0
-            for a in range(b + 1, e):
-                inner += vs[a] * Sinv[rows[a], rb]
-            acc += vb * (2.0 * inner + vb * Sinv[rb, rb])
-        total += w[k] * acc
-    return total
 
 
 def _times_T(T: np.ndarray, x: np.ndarray, transpose: bool) -> np.ndarray:
@@ -196,8 +177,11 @@ class _Ops:
                     lam = np.concatenate(
                         [np.full(t.q, T[0, 0]) for t, T in zip(cp.rest, self.T[1:])]
                     )
-                    vs = cp.V[:, 0] * lam[cp.rows]
-                    tr += self.T[0][0, 0] ** 2 * _pattern_trace(Sinv, cp.ptr, cp.rows, vs, h * h)
+                    G = (cp.V[:, 0] * lam[cp.rows] * h[cp.pair_level])[:, None]
+                    quad = selected_quadratic_forms(
+                        symmetrize_lower(Sinv), cp.ptr, cp.rows, G, cp.schur_work
+                    )
+                    tr += self.T[0][0, 0] ** 2 * float(quad.sum())
                 out.append(np.array([[tr]]))
             dg = np.diagonal(Sinv) if cp.Rz else np.zeros(0)
             for t, o in zip(cp.rest, cp.rest_offsets):

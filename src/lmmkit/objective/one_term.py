@@ -52,6 +52,18 @@ def supports_polish(cp: CrossProducts) -> bool:
     )
 
 
+@numba.njit(cache=True, inline="always")
+def _t_d(T, D, k, TD):  # pragma: no cover - compiled
+    """TD <- T'D_k (p1 x p1), shared by the deviance and gradient passes."""
+    p1 = T.shape[0]
+    for a in range(p1):
+        for c in range(p1):
+            acc = 0.0
+            for b in range(p1):
+                acc += T[b, a] * D[k, b, c]
+            TD[a, c] = acc
+
+
 @numba.njit(cache=True)
 def _one_term_parts(D, B, Arr, T):  # pragma: no cover - compiled
     """(ok, log|L|^2, log|R_X|^2, r^2) of the penalized system for one grouping term.
@@ -68,12 +80,7 @@ def _one_term_parts(D, B, Arr, T):  # pragma: no cover - compiled
     Y = np.empty((p1, R))
     logdet = 0.0
     for k in range(nl):
-        for a in range(p1):
-            for c in range(p1):
-                acc = 0.0
-                for b in range(p1):
-                    acc += T[b, a] * D[k, b, c]
-                TD[a, c] = acc
+        _t_d(T, D, k, TD)
         for a in range(p1):  # lower Cholesky of A_k = TD T + I
             for d in range(a + 1):
                 acc = 1.0 if a == d else 0.0
@@ -152,12 +159,7 @@ def _level_sums(D, B, Arr, T):  # pragma: no cover - compiled
     sB = np.empty((p1, R))
     P = np.empty((p1, p1))
     for k in range(nl):
-        for a in range(p1):
-            for c in range(p1):
-                acc = 0.0
-                for b in range(p1):
-                    acc += T[b, a] * D[k, b, c]
-                TD[a, c] = acc  # T'D_k; D_k T = TD'
+        _t_d(T, D, k, TD)  # T'D_k; D_k T = TD'
         for a in range(p1):
             for d in range(p1):
                 acc = 1.0 if a == d else 0.0
