@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
-from lmmkit.errors import DataError, close_matches
+from lmmkit.errors import DataError, LmmkitWarning, close_matches
 from lmmkit.omics.combat.model import SHOW
 
 __all__ = ["align", "batch_levels", "match_features", "prepare"]
@@ -16,7 +18,18 @@ def prepare(expr, batch, covariates, min_samples: int = 2):
     if isinstance(expr, pd.DataFrame):
         data = expr
     else:
-        arr = np.asarray(expr)
+        try:
+            arr = np.asarray(expr)
+        except (TypeError, ValueError) as exc:
+            arr = np.empty(0, dtype=object)
+            reason = f" ({exc})"
+        else:
+            reason = ""
+        if arr.dtype == object and arr.ndim != 2:
+            raise DataError(
+                f"expr must be a features × samples DataFrame, a 2-D numeric array or an "
+                f"AnnData; got {type(expr).__module__}.{type(expr).__name__}{reason}."
+            )
         if arr.ndim != 2:
             raise DataError(f"expr must be 2-D (features × samples), got shape {arr.shape}")
         data = pd.DataFrame(arr)
@@ -74,8 +87,14 @@ def prepare(expr, batch, covariates, min_samples: int = 2):
     return data, batch_s, cov_df
 
 
-def align(obj, samples: pd.Index, what: str):
-    """Align a Series/DataFrame by sample label, or an array-like by position."""
+def align(obj, samples: pd.Index, what: str, *, stacklevel: int = 4):
+    """Align a Series/DataFrame by sample label, or an array-like by position.
+
+    A Series/DataFrame with a default ``RangeIndex`` that matches none of the sample names
+    (a sample sheet read without ``index_col``) is aligned by position when its length is
+    the number of samples, with a warning saying so; otherwise its index must hold every
+    sample name.
+    """
     if isinstance(obj, pd.Series | pd.DataFrame):
         idx = obj.index
         missing = samples[~samples.isin(idx)]
@@ -93,10 +112,23 @@ def align(obj, samples: pd.Index, what: str):
                 f"{len(missing)} samples of expr are not in the index of {what}: {shown}{more}."
                 f"{hint} Give {what} for every column of expr (index = sample names)."
             )
+        index_hint = (
+            f"index {what} by sample ID (e.g. samples.set_index('sample')), so that it is "
+            "matched to expr's columns by name"
+        )
         if len(obj) != len(samples):
             raise DataError(
-                f"{what} has {len(obj)} entries but expr has {len(samples)} samples (columns)"
+                f"{what} has {len(obj)} entries with a default index (0, 1, ...) but expr has "
+                f"{len(samples)} samples (columns); {index_hint}."
             )
+        warnings.warn(
+            f"{what} has a default index (0, 1, ...) that matches none of expr's "
+            f"{len(samples)} sample names; it was aligned to expr's columns by position "
+            f"(row 0 = sample {samples[0]!r}). If the rows are not in expr's column order "
+            f"this is wrong: {index_hint}.",
+            LmmkitWarning,
+            stacklevel=stacklevel,
+        )
         out = obj.copy()
         out.index = samples
         return out
