@@ -58,6 +58,7 @@ _LAZY = {
     "coef_table": "lmmkit.inference.satterthwaite",
     "confint": "lmmkit.inference.profile",
     "r2_nakagawa": "lmmkit.inference.r2",
+    "icc_model": "lmmkit.inference.r2",
     "caic": "lmmkit.inference.caic",
     "ConditionalAIC": "lmmkit.inference.caic",
     "parametric_bootstrap": "lmmkit.inference.bootstrap",
