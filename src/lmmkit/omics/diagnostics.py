@@ -203,7 +203,26 @@ def batch_predictability(
 
 
 def plot_pca(expr: pd.DataFrame, samples: pd.DataFrame, color_by: list[str]) -> Figure:
-    """PCA of the samples (features centred), one panel per column of ``samples`` to colour by."""
+    """PCA of the samples (features centred), one panel per column of ``samples`` to colour by.
+
+    Parameters
+    ----------
+    expr
+        Features x samples DataFrame.
+    samples
+        Sample table indexed by sample ID (``expr``'s columns).
+    color_by
+        Columns of ``samples`` to colour by, one panel each (e.g. ``["batch", "cancer"]``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    DataError
+        A ``color_by`` column that is not in ``samples``.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -241,10 +260,35 @@ def harmonization_effect(
     preserve: list[str] | None = None,
     progress: bool = False,
 ) -> pd.DataFrame:
-    """Variance fractions before and after ComBat: the proof that batch is gone while the
-    biology stays. Returns, per term, the median fraction across features before and after
-    (columns ``before``, ``after``); ``attrs['before']`` and ``attrs['after']`` hold the
-    per-feature tables. ``preserve`` names sample columns kept as ComBat covariates."""
+    """Variance fractions before and after ComBat: is batch gone while the biology stays?
+
+    Parameters
+    ----------
+    formula
+        Variance-partition formula, e.g. ``"~ (1 | batch) + (1 | cancer)"``.
+    expr
+        Features x samples DataFrame.
+    samples
+        Sample table indexed by sample ID.
+    batch
+        Column of ``samples`` holding the batch.
+    preserve
+        Columns of ``samples`` kept as ComBat covariates.
+    progress
+        Show progress bars of the two variance partitions.
+
+    Returns
+    -------
+    DataFrame
+        Per term, the median fraction across features before and after harmonization
+        (columns ``before``, ``after``); ``attrs['before']`` and ``attrs['after']`` hold the
+        per-feature tables.
+
+    Raises
+    ------
+    DataError
+        ``batch`` or a ``preserve`` column not in ``samples``.
+    """
     from lmmkit.omics.combat import combat
     from lmmkit.omics.combat.inputs import align
     from lmmkit.omics.varpart import variance_partition
