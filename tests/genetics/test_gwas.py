@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lmmkit.cli.genetics.gwas import run_gwas_cli
 from lmmkit.errors import DataError, FileFormatError
 from lmmkit.genetics.grm import compute_grm
 from lmmkit.genetics.gwas import OUTPUT_COLUMNS, genomic_control, gwas
-from lmmkit.genetics.gwas_cli import run_gwas_cli
 from lmmkit.genetics.heritability import reml_heritability
 from lmmkit.genetics.plink import read_plink
 from lmmkit.parallel.executor import NO_SHARED, SerialExecutor
@@ -343,7 +343,7 @@ def test_pheno_file_and_cli(sim, tmp_path):
 def test_add_gwas_parser_wires_into_argparse(sim, tmp_path):
     import argparse
 
-    from lmmkit.genetics.gwas_cli import add_gwas_parser
+    from lmmkit.cli.genetics.gwas import add_parser as add_gwas_parser
 
     parser = argparse.ArgumentParser(prog="lmmkit")
     sub = parser.add_subparsers(dest="command", required=True)
