@@ -82,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
 
-    from lmmkit.genetics.gwas import _design
     from lmmkit.genetics.plink import match_samples, read_pheno_file, read_plink
+    from lmmkit.genetics.samples import design_matrix as _design
 
     if args.bfile is None and not args.grm:
         raise DataError("pass --bfile PREFIX (kernel from the genotypes) or --grm PREFIX.")
