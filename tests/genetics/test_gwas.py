@@ -484,7 +484,7 @@ def test_non_numeric_phenotype_refused(sim):
 def test_tsv_writer_equals_pandas():
     """The fast TSV writer gives pandas' to_csv text exactly (NaN, inf, -0.0, exponents,
     integers, booleans, strings) and falls back to pandas where pandas would quote."""
-    from lmmkit.genetics.gwas import _to_tsv
+    from lmmkit.genetics.gwas.output import to_tsv as _to_tsv
 
     rng = np.random.default_rng(5)
     x = rng.normal(size=300) * 10.0 ** rng.integers(-30, 30, 300)
