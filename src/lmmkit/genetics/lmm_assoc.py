@@ -1,9 +1,8 @@
 """Exact per-SNP linear-mixed-model tests in the eigenbasis of one kinship matrix.
 
-Model (Zhou & Stephens 2012, GEMMA ``-lmm``): y = W a + x b + g + e, g ~ N(0, Vg K),
-e ~ N(0, Ve I), lambda = Vg/Ve.  With K = U diag(s) U' every quantity is a weighted sum
-over the n rotated samples with weights 1/(lambda s_i + 1), so after rotating y, W and a
-block of SNPs once, the likelihood of each SNP is a cheap function of its own lambda.
+The model and its null fit are in :mod:`lmmkit.genetics.lmm_null`: after rotating y, W and
+a block of SNPs once by the kinship's eigenvectors, the likelihood of each SNP is a cheap
+function of its own lambda = Vg/Ve.
 
 Per SNP (all vectorized over the SNPs of a block):
 
@@ -13,14 +12,8 @@ Per SNP (all vectorized over the SNPs of a block):
 * score -- lambda fixed at the null model's ML estimate (as GEMMA); F = n (x'Py)^2 / (x'Px y'Py) ~ F(1, n-c-1),
   P the projection of the null model (c covariates).
 
-lambda is searched, like GEMMA, over [1e-5, 1e5] split into 10 log-spaced regions: the sign
-of d logL / d lambda at the 11 region ends (one lambda for all SNPs, so these are matrix
-products) brackets each local maximum; each bracket is then solved for
-d logL / d log(lambda) = 0 by a Newton iteration with analytic second derivatives,
-safeguarded by bisection, until the step is below 1e-10 in log(lambda); the best of the
-interior maxima and the two bounds is kept.  The per-SNP weighted Gram matrices of
-[W, x, y] (weights 1/h, s/h^2, s^2/h^3 with h = lambda s + 1) are sums over the samples.
-
+lambda is searched per SNP as GEMMA does (log-spaced grid brackets, safeguarded Newton;
+see :mod:`lmmkit.genetics.lmm_null`).
 :func:`assoc_rotated` runs this search per SNP in one compiled kernel (:func:`_k_snps`,
 threads over SNPs): the Grams at the grid and at the null lambdas come from matrix
 products; the bracket holding the null lambda starts from the Newton step off it; a

@@ -34,7 +34,7 @@ class KinshipGroups:
 
 
 def kinship_groups(
-    source: Any,
+    pl: Any,
     kinship: Any,
     loco: bool,
     keep: np.ndarray,
@@ -43,31 +43,10 @@ def kinship_groups(
     block_snps: int,
     progress: bool,
 ) -> KinshipGroups:
-    """{"all": K} or {chrom: K_loco} over the analyzed samples ``keep`` (.fam rows).
+    """{"all": K} or {chrom: K_loco} over the analyzed samples ``keep`` (.fam rows) of the
+    genotype source ``pl``.
 
     Samples absent from a given GRM have no row: ``have`` lists those that do."""
-    log: list[str] = []
-    mats, have, desc = _groups(
-        source, kinship, loco, keep, maf, max_missing, block_snps, progress, log
-    )
-    return KinshipGroups(matrices=mats, have=have, description=desc, log=tuple(log))
-
-
-def _groups(
-    pl: Any,
-    kinship,
-    loco: bool,
-    keep: np.ndarray,
-    maf: float,
-    max_missing: float,
-    block_snps: int,
-    progress: bool,
-    log: list[str],
-) -> tuple[dict[str, np.ndarray], np.ndarray, str]:
-    """Kinship matrices over the analyzed samples: {"all": K} or {chrom: K_loco}.
-
-    Returns the matrices, the positions (in ``keep``) of samples that have a kinship row,
-    and a description for the log/fingerprint."""
     from lmmkit.genetics.grm import GRM, compute_grm, loco_grms, read_grm
 
     if isinstance(kinship, str) and kinship in COMPUTED:
@@ -76,15 +55,15 @@ def _groups(
             grms = loco_grms(pl, kinship, progress=progress, **kw)
             mats = {c: g.matrix[np.ix_(keep, keep)] for c, g in grms.items()}
             n_used = {c: g.n_snps for c, g in grms.items()}
-            log.append(
+            msg = (
                 f"kinship: {kinship}, leave-one-chromosome-out ({len(mats)} chromosomes, "
                 f"{min(n_used.values())}-{max(n_used.values())} SNPs each)"
             )
         else:
             g = compute_grm(pl, kinship, progress=progress, **kw)
             mats = {"all": g.matrix[np.ix_(keep, keep)]}
-            log.append(f"kinship: {kinship} GRM from {g.n_snps} SNPs")
-        return mats, np.arange(len(keep)), kinship
+            msg = f"kinship: {kinship} GRM from {g.n_snps} SNPs"
+        return KinshipGroups(mats, np.arange(len(keep)), kinship, (msg,))
     if loco:
         raise DataError(
             "loco=True needs the kinship computed from the genotypes "
@@ -102,13 +81,13 @@ def _groups(
         fam_keys = pd.MultiIndex.from_frame(pl.fam[["fid", "iid"]].astype(str)).take(keep)
         loc = pos.get_indexer(fam_keys)
         have = np.flatnonzero(loc >= 0)
-        log.append(f"kinship: {desc} ({grm.n} samples, {grm.n_snps} SNPs)")
-        return {"all": grm.matrix[np.ix_(loc[have], loc[have])]}, have, desc
+        msg = f"kinship: {desc} ({grm.n} samples, {grm.n_snps} SNPs)"
+        return KinshipGroups({"all": grm.matrix[np.ix_(loc[have], loc[have])]}, have, desc, (msg,))
     k = np.asarray(grm, dtype=float)
     if k.shape == (pl.n_samples, pl.n_samples):
-        return {"all": k[np.ix_(keep, keep)]}, np.arange(len(keep)), desc
+        return KinshipGroups({"all": k[np.ix_(keep, keep)]}, np.arange(len(keep)), desc, ())
     if k.shape == (len(keep), len(keep)):
-        return {"all": k}, np.arange(len(keep)), desc
+        return KinshipGroups({"all": k}, np.arange(len(keep)), desc, ())
     raise DataError(
         f"kinship is {k.shape[0]}x{k.shape[1]}; expected {pl.n_samples}x{pl.n_samples} (.fam) "
         f"or {len(keep)}x{len(keep)} (analyzed samples)."

@@ -14,7 +14,7 @@ import pandas as pd
 from lmmkit._io import write_text_atomic
 from lmmkit.errors import DataError
 
-__all__ = ["check_output", "logger", "merge_blocks", "to_tsv", "write_outputs"]
+__all__ = ["check_output", "logger", "merge_blocks", "snp_counts", "to_tsv", "write_outputs"]
 
 
 def check_output(out: str | Path | None, overwrite: bool) -> Path | None:
@@ -72,6 +72,13 @@ def merge_blocks(
     skipped = full.loc[~tested, ["chrom", "snp", "pos"]].reset_index(drop=True)
     skipped["reason"] = reason[~tested]
     return table, skipped, skipped["reason"].value_counts().to_dict()
+
+
+def snp_counts(table: pd.DataFrame, n_skipped: dict[str, int]) -> str:
+    """The log line of tested and skipped SNPs."""
+    return f"SNPs: {len(table)} tested" + "".join(
+        f"; {v} skipped ({k})" for k, v in n_skipped.items()
+    )
 
 
 def to_tsv(df: pd.DataFrame) -> str:

@@ -24,7 +24,7 @@ import pandas as pd
 from lmmkit._io import write_bytes_atomic, write_text_atomic
 from lmmkit.errors import DataError
 
-__all__ = ["Parts", "file_signatures", "open_parts", "progress_bar"]
+__all__ = ["Parts", "fingerprint", "open_parts", "progress_bar"]
 
 _MANIFEST_VERSION = 1
 
@@ -175,27 +175,37 @@ class Parts:
 
 def open_parts(
     out_path: Path | None,
-    fingerprint: dict[str, Any],
+    inputs: dict[str, Any],
     n_blocks: int,
     columns: list[str],
     log: list[str],
     progress: bool,
 ) -> Parts:
-    """The ``OUT.parts/`` of this run: finished blocks loaded when the fingerprint (inputs,
-    settings, block plan) matches, else discarded (said in ``log``)."""
+    """The ``OUT.parts/`` of this run: finished blocks loaded when the fingerprint of
+    ``inputs`` (:func:`fingerprint`) matches, else discarded (said in ``log``)."""
     if out_path is None:
         return Parts(None, None, columns)
     directory = Path(f"{out_path}.parts")
-    manifest = _Manifest(directory, _fingerprint(fingerprint), n_blocks)
+    manifest = _Manifest(directory, _fingerprint(inputs), n_blocks)
     manifest.load_or_reset(log)
     if progress and log and log[-1].startswith(("resuming", "discarding")):
         print(log[-1], file=sys.stderr, flush=True)
     return Parts(directory, manifest, columns)
 
 
-def file_signatures(files: dict[str, Path]) -> dict[str, list]:
-    """Path, size and modification time of each input file, for the fingerprint."""
-    return {role: _file_sig(Path(p)) for role, p in files.items()}
+def fingerprint(
+    source: Any, samples: Any, blocks: Sequence[tuple[str, np.ndarray]], **settings: Any
+) -> dict[str, Any]:
+    """What a run's results depend on: the input files (path, size, modification time),
+    the analyzed samples' y and covariates, the block plan and the settings."""
+    return {
+        **{role: _file_sig(Path(p)) for role, p in source.files.items()},
+        "y": samples.y,
+        "w": samples.w,
+        "keep": samples.keep,
+        "blocks": [[c, int(b[0]), int(b[-1]), len(b)] for c, b in blocks],
+        **settings,
+    }
 
 
 def progress_bar(

@@ -14,7 +14,13 @@ from lmmkit.genetics import spa
 from lmmkit.genetics.gwas.exact import BlockTask, fit_null_model, null_model_lines, run_block
 from lmmkit.genetics.gwas.kinship import COMPUTED, kinship_groups
 from lmmkit.genetics.gwas.method import exact_memory, select_method
-from lmmkit.genetics.gwas.output import check_output, logger, merge_blocks, write_outputs
+from lmmkit.genetics.gwas.output import (
+    check_output,
+    logger,
+    merge_blocks,
+    snp_counts,
+    write_outputs,
+)
 from lmmkit.genetics.gwas.prepare import match, model_inputs, plan_blocks
 from lmmkit.genetics.gwas.result import (
     TESTS,
@@ -23,7 +29,7 @@ from lmmkit.genetics.gwas.result import (
     genomic_control,
     stat_columns,
 )
-from lmmkit.genetics.gwas.resume import file_signatures, open_parts, progress_bar
+from lmmkit.genetics.gwas.resume import fingerprint, open_parts, progress_bar
 from lmmkit.genetics.source import open_genotypes
 
 __all__ = ["gwas"]
@@ -183,29 +189,19 @@ def gwas(
     blocks = plan.blocks
     say(f"blocks: {len(blocks)} x <= {block_snps} SNPs")
     columns = stat_columns(binary)
-    parts = open_parts(
-        out_path,
-        {
-            **file_signatures(pl.files),
-            "y": y,
-            "w": w,
-            "keep": keep,
-            "kinship": kin.description,
-            "kinship_hash": np.array(
-                [np.asarray(m, float).sum() for m in kin.matrices.values()], dtype=float
-            ),
-            "loco": loco,
-            "tests": list(tests),
-            "blocks": [[c, int(b[0]), int(b[-1]), len(b)] for c, b in blocks],
-            "maf": maf,
-            "max_missing": max_missing,
-            **({"binary": True, "spa_cutoff": spa_cutoff} if binary else {}),
-        },
-        len(blocks),
-        columns,
-        log,
-        progress,
+    inputs = fingerprint(
+        pl,
+        samples,
+        blocks,
+        kinship=kin.description,
+        kinship_hash=np.array([np.asarray(m, float).sum() for m in kin.matrices.values()]),
+        loco=loco,
+        tests=list(tests),
+        maf=maf,
+        max_missing=max_missing,
+        **({"binary": True, "spa_cutoff": spa_cutoff} if binary else {}),
     )
+    parts = open_parts(out_path, inputs, len(blocks), columns, log, progress)
     executor = SerialExecutor() if executor is None else executor
     results = dict(parts.done)
     resumed = len(results)
@@ -238,9 +234,7 @@ def gwas(
 
     # 5. write
     table, skipped, n_skipped = merge_blocks(pl, results, len(blocks), columns)
-    say(
-        f"SNPs: {len(table)} tested" + "".join(f"; {v} skipped ({k})" for k, v in n_skipped.items())
-    )
+    say(snp_counts(table, n_skipped))
     if binary:
         pcol = "p_spa"
         spa_used = table["spa"].to_numpy()

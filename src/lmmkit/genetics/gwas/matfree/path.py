@@ -23,7 +23,13 @@ from lmmkit.genetics.gwas.matfree.null import (
     save_null,
 )
 from lmmkit.genetics.gwas.matfree.solve import _Precond
-from lmmkit.genetics.gwas.output import check_output, logger, merge_blocks, write_outputs
+from lmmkit.genetics.gwas.output import (
+    check_output,
+    logger,
+    merge_blocks,
+    snp_counts,
+    write_outputs,
+)
 from lmmkit.genetics.gwas.prepare import match, model_inputs, plan_blocks
 from lmmkit.genetics.gwas.result import (
     TESTS,
@@ -32,7 +38,7 @@ from lmmkit.genetics.gwas.result import (
     genomic_control,
     stat_columns,
 )
-from lmmkit.genetics.gwas.resume import file_signatures, open_parts, progress_bar
+from lmmkit.genetics.gwas.resume import fingerprint, open_parts, progress_bar
 from lmmkit.genetics.gwas.snps import as_index, blas_limit, filter_block
 from lmmkit.genetics.source import open_genotypes
 
@@ -267,27 +273,19 @@ def gwas_matrix_free(
             "reml_tol": reml_tol,
         }
         columns = stat_columns(False)
-        parts = open_parts(
-            out_path,
-            {
-                "method": "matrix-free",
-                **file_signatures(pl.files),
-                "y": y,
-                "w": w,
-                "keep": keep,
-                "kinship": kinship,
-                "loco": loco,
-                "tests": list(tests),
-                "blocks": [[c, int(b[0]), int(b[-1]), len(b)] for c, b in blocks],
-                "maf": maf,
-                "max_missing": max_missing,
-                **settings,
-            },
-            len(blocks),
-            columns,
-            log,
-            progress,
+        inputs = fingerprint(
+            pl,
+            samples,
+            blocks,
+            method="matrix-free",
+            kinship=kinship,
+            loco=loco,
+            tests=list(tests),
+            maf=maf,
+            max_missing=max_missing,
+            **settings,
         )
+        parts = open_parts(out_path, inputs, len(blocks), columns, log, progress)
 
         # null model (saved with the parts: a resumed run skips it)
         null_path = parts.directory / NULL_FILE if parts.directory is not None else None
@@ -332,10 +330,7 @@ def gwas_matrix_free(
 
         # write
         table, skipped, n_skipped = merge_blocks(pl, results, len(blocks), columns)
-        say(
-            f"SNPs: {len(table)} tested"
-            + "".join(f"; {v} skipped ({k})" for k, v in n_skipped.items())
-        )
+        say(snp_counts(table, n_skipped))
         gc = genomic_control(table["p_wald"].to_numpy())
         say(f"genomic control lambda (p_wald): {gc:.4f}")
         seconds = time.perf_counter() - t0
