@@ -106,7 +106,7 @@ def gwas(
         test with exact variance and saddlepoint p-value (:func:`lmmkit.genetics.spa.score_tests`).
     spa_cutoff
         With ``binary``: the saddlepoint approximation replaces the normal p-value when
-        |score| / sd exceeds this (SAIGE: 2).
+        ``|score| / sd`` exceeds this (SAIGE: 2).
     method
         ``"exact"`` (this function's GEMMA-exact path: one eigendecomposition per kinship),
         ``"matrix-free"`` (:func:`lmmkit.genetics.gwas.matfree.gwas_matrix_free`, BOLT-LMM's
