@@ -70,7 +70,7 @@ _LAZY = {
     # genetics
     "read_plink": "lmmkit.genetics.plink",
     "read_pheno_file": "lmmkit.genetics.plink",
-    "match_samples": "lmmkit.genetics.plink",
+    "match_samples": "lmmkit.genetics.samples",
     "filter_snps": "lmmkit.genetics.plink",
     "GRM": "lmmkit.genetics.grm",
     "compute_grm": "lmmkit.genetics.grm",
