@@ -1,18 +1,31 @@
 """Genomic relationship matrices built in SNP blocks, LOCO, and the GCTA binary format.
 
-Normalizations (x = A1 count, p = A1 frequency over the samples in the matrix, missing
-calls mean-imputed, i.e. contribute 0 after centering):
+Normalizations (x = A1 count, p = A1 frequency over the samples in the matrix):
 
 ``"centered"``  (GEMMA ``-gk 1``)
     K = Z Z' / m with Z = x - 2p and m the number of SNPs used.  GEMMA first drops SNPs
     failing its default filters (missing rate > 0.05, MAF < 0.01, a single genotype class)
     computed over the *analyzed* samples (non-missing phenotype), but centers each SNP on
     its mean over *all* samples; pass ``filter_samples`` to reproduce that.
-``"standardized"``  (plink2 ``--make-grm-bin``)
+``"standardized"``  (GCTA ``--make-grm``, plink2 ``--make-grm-bin``)
     K = Z Z' / m with Z = (x - 2p) / sqrt(2p(1-p)); monomorphic SNPs contribute zero but
     are still counted in m, and the diagonal is not GCTA-adjusted (plink2's convention).
+``"empirical"``  (BOLT-LMM)
+    Z = (x - mean) / sd with the mean and the SD taken over the samples of the matrix
+    (mean-imputed calls count as the mean; SD with n - 1, so every column has squared
+    norm n - 1, as BOLT-LMM normalizes); monomorphic SNPs are dropped from m.
 ``"vanraden"``  (VanRaden 2008, method 1)
     K = Z Z' / (2 sum p(1-p)) with Z = x - 2p.
+
+Missing calls (``missing=``):
+
+``"impute"`` (default)
+    mean-imputed, i.e. they contribute 0 after centering, and every pair is divided by
+    the same m: GEMMA ``-gk``, plink2 ``--make-grm-bin meanimpute``.
+``"pairwise"``  (``"standardized"`` only)
+    GCTA's and plink2's default: entry (j, k) is divided by m_jk, the number of SNPs
+    called in both j and k (the numerator is the same), and ``GRM.pair_counts`` holds
+    m_jk, written to ``.grm.N.bin``.  Without missing calls both conventions agree.
 """
 
 from __future__ import annotations
@@ -28,9 +41,19 @@ from lmmkit._io import write_bytes_atomic
 from lmmkit.errors import DataError, FileFormatError
 from lmmkit.genetics.plink import PlinkData, filter_snps
 
-__all__ = ["GRM", "compute_grm", "loco_grms", "read_grm", "write_grm", "NORMALIZATIONS"]
+__all__ = [
+    "GRM",
+    "MISSING",
+    "NORMALIZATIONS",
+    "compute_grm",
+    "loco_grms",
+    "read_gemma_kinship",
+    "read_grm",
+    "write_grm",
+]
 
-NORMALIZATIONS = ("centered", "standardized", "vanraden")
+NORMALIZATIONS = ("centered", "standardized", "empirical", "vanraden")
+MISSING = ("impute", "pairwise")
 
 
 @dataclass(frozen=True)
@@ -42,6 +65,8 @@ class GRM:
     n_snps: int
     normalization: str
     denominator: float = float("nan")  # what the cross-product was divided by
+    missing: str = "impute"  # how missing calls were handled (see MISSING)
+    pair_counts: np.ndarray | None = field(default=None, repr=False)  # m_jk ("pairwise")
 
     @property
     def n(self) -> int:
@@ -50,10 +75,12 @@ class GRM:
     def subset(self, index: np.ndarray) -> GRM:
         """The GRM restricted to rows/columns ``index`` (integer positions)."""
         index = np.asarray(index)
+        counts = self.pair_counts
         return replace(
             self,
             matrix=self.matrix[np.ix_(index, index)],
             sample_ids=self.sample_ids.iloc[index].reset_index(drop=True),
+            pair_counts=None if counts is None else counts[np.ix_(index, index)],
         )
 
     def __repr__(self) -> str:
@@ -179,6 +206,19 @@ def _col_stats(g, out):  # pragma: no cover - compiled
         out[j, 1] = s
 
 
+@dataclass
+class _Sums:
+    """What one pass over the genotypes accumulates: sum of Z Z' and its denominator, per
+    group (chromosome or SNP set) too, and with ``missing="pairwise"`` the per-pair counts
+    of SNPs called in both samples."""
+
+    total: np.ndarray
+    denom: float
+    per: dict[str, tuple[np.ndarray, float, int]]  # group -> (Z Z', denominator, n SNPs)
+    pairs: np.ndarray | None = None
+    pairs_per: dict[str, np.ndarray] = field(default_factory=dict)
+
+
 def _accumulate(
     plink: PlinkData,
     snp_index: np.ndarray,
@@ -188,14 +228,24 @@ def _accumulate(
     dtype: str,
     progress: bool,
     chrom_codes: np.ndarray | None = None,
-) -> tuple[np.ndarray, float, dict[str, tuple[np.ndarray, float, int]]]:
+    missing: str = "impute",
+) -> _Sums:
     """Sum of Z Z' over SNP blocks (and per chromosome when ``chrom_codes`` is given)."""
     if normalization not in NORMALIZATIONS:
         raise DataError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}.")
+    if missing not in MISSING:
+        raise DataError(f"missing must be one of {MISSING}, got {missing!r}.")
+    pairwise = missing == "pairwise"
+    if pairwise and normalization != "standardized":
+        raise DataError(
+            f"missing='pairwise' (GCTA's per-pair SNP counts) goes with the standardized "
+            f"kinship, not {normalization!r}."
+        )
     n = plink.n_samples if samples is None else len(samples)
     denom = 0.0
     crosses: dict[str, _Cross] = {}
     counts: dict[str, list] = {}
+    pair_sums: dict[str, np.ndarray] = {}
     with _progress(len(snp_index), progress, f"GRM ({normalization})") as bar:
         for idx, g in plink.iter_blocks(
             block_size, snps=snp_index, samples=samples, dtype="float32"
@@ -208,9 +258,19 @@ def _accumulate(
             p = mean / 2.0
             var2 = 2.0 * p * (1.0 - p)
             exact = n_obs == n
+            used = np.ones(len(idx), dtype=bool)  # SNPs counted in the denominator
             if normalization == "standardized":
                 with np.errstate(invalid="ignore", divide="ignore"):
                     scale = np.where(var2 > 0, 1.0 / np.sqrt(var2), 0.0)
+                exact[:] = False
+            elif normalization == "empirical":
+                zc = g.astype(np.float64) - mean
+                zc[np.isnan(zc)] = 0.0
+                ss = np.einsum("ij,ij->j", zc, zc)
+                del zc
+                used = ss > 1e-12 * np.maximum(n_obs, 1)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    scale = np.where(used, np.sqrt((n - 1) / ss), 0.0)
                 exact[:] = False
             codes = np.zeros(len(idx), dtype=object) if chrom_codes is None else chrom_codes[idx]
             for c in pd.unique(codes) if chrom_codes is not None else ["all"]:
@@ -228,22 +288,49 @@ def _accumulate(
                 if len(rest):
                     z = g[:, rest].astype(np.float64) - mean[rest]
                     z[np.isnan(z)] = 0.0
-                    if normalization == "standardized":
+                    if normalization in ("standardized", "empirical"):
                         z *= scale[rest]
                     cr.add_dense(z)
-                cc = float(sel.sum()) if normalization != "vanraden" else float(var2[sel].sum())
+                if pairwise:
+                    called = ~np.isnan(g[:, np.flatnonzero(sel)])
+                    cnt = _called_pairs(called)
+                    if c in pair_sums:
+                        pair_sums[c] += cnt
+                    else:
+                        pair_sums[c] = cnt
+                if normalization == "vanraden":
+                    cc = float(var2[sel].sum())
+                else:
+                    cc = float((sel & used).sum())
                 counts[c][0] += cc
-                counts[c][1] += int(sel.sum())
+                counts[c][1] += int((sel & used).sum())
                 denom += cc
             bar.update(len(idx))
     parts = {c: cr.result() for c, cr in crosses.items()}
     if chrom_codes is None:
         total = parts.get("all", np.zeros((n, n)))
-        return total, denom, {}
+        return _Sums(total, denom, {}, pair_sums.get("all"))
     total = np.zeros((n, n))
     for part in parts.values():
         total += part
-    return total, denom, {c: (parts[c], counts[c][0], counts[c][1]) for c in parts}
+    pairs = None
+    if pairwise:
+        pairs = np.zeros((n, n))
+        for cnt in pair_sums.values():
+            pairs += cnt
+    per = {c: (parts[c], counts[c][0], counts[c][1]) for c in parts}
+    return _Sums(total, denom, per, pairs, pair_sums)
+
+
+def _called_pairs(called: np.ndarray) -> np.ndarray:
+    """(n, n) number of SNPs called in both samples, from the (n, b) called indicators
+    (exact: float32 SYRK of 0/1 values for blocks of far fewer than 2^24 SNPs)."""
+    from scipy.linalg.blas import ssyrk
+
+    if called.shape[1] == 0:
+        return np.zeros((called.shape[0], called.shape[0]))
+    up = ssyrk(1.0, np.asfortranarray(called, dtype=np.float32)).astype(np.float64)
+    return np.triu(up) + np.triu(up, 1).T
 
 
 def _select_snps(
@@ -281,16 +368,48 @@ def compute_grm(
     block_size: int = 2000,
     dtype: str = "float64",
     progress: bool = False,
+    missing: str = "impute",
 ) -> GRM:
     """Build a GRM from a PLINK fileset, ``block_size`` SNPs at a time.
 
-    Memory is one n x n float64 accumulator plus one n x block_size genotype block.
+    Parameters
+    ----------
+    plink
+        A genotype source (:class:`~lmmkit.genetics.plink.PlinkData`).
+    normalization
+        ``"centered"`` (GEMMA ``-gk 1``), ``"standardized"`` (GCTA / plink2),
+        ``"empirical"`` (BOLT-LMM) or ``"vanraden"`` (see the module docstring).
+    snps, samples
+        Restrict to these SNP and sample indices (integer positions or boolean masks).
+    gemma_filter
+        Apply GEMMA's SNP filters (``maf``, ``max_missing``, one genotype class), computed
+        over ``filter_samples`` (indices into the .fam; default: the samples of the
+        matrix).  Default: True for ``"centered"``.  With ``filter_samples`` = the samples
+        with a non-missing phenotype the centered GRM equals GEMMA ``-gk 1``'s cXX matrix.
+    block_size, dtype, progress
+        SNPs per block (memory: one n x n float64 accumulator plus one n x block_size
+        block), accumulation type, progress bar.
+    missing
+        ``"impute"`` (mean-imputation, every pair divided by the same SNP count) or
+        ``"pairwise"`` (GCTA's and plink2's default: per pair, the SNPs called in both;
+        ``standardized`` only).
 
-    ``snps``/``samples`` restrict to SNP and sample indices (integer positions or boolean
-    masks).  ``gemma_filter`` (default True for ``"centered"``) applies GEMMA's SNP
-    filters computed over ``filter_samples`` (indices into the .fam; default: the samples
-    of the matrix).  With ``filter_samples`` = samples with a non-missing phenotype, the
-    centered GRM equals GEMMA ``-gk 1``'s cXX matrix.
+    Returns
+    -------
+    GRM
+        With ``pair_counts`` (the per-pair SNP counts) when ``missing="pairwise"``.
+
+    Raises
+    ------
+    DataError
+        Unknown normalization or missing-call convention, no SNP left, all monomorphic.
+
+    Examples
+    --------
+    >>> import lmmkit
+    >>> grm = lmmkit.compute_grm(lmmkit.read_plink("mouse_hs1940"))  # doctest: +SKIP
+    >>> grm.matrix.shape  # doctest: +SKIP
+    (1940, 1940)
     """
     if gemma_filter is None:
         gemma_filter = normalization == "centered"
@@ -303,17 +422,30 @@ def compute_grm(
     elif np.asarray(filter_samples).dtype == bool:
         filter_samples = np.flatnonzero(filter_samples)
     idx = _select_snps(plink, snps, gemma_filter, filter_samples, maf, max_missing, block_size)
-    total, denom, _ = _accumulate(plink, idx, normalization, samples, block_size, dtype, progress)
-    if denom <= 0:
+    sums = _accumulate(
+        plink, idx, normalization, samples, block_size, dtype, progress, missing=missing
+    )
+    if sums.denom <= 0:
         raise DataError("all SNPs are monomorphic: the GRM denominator is zero.")
     ids = plink.sample_ids if samples is None else plink.sample_ids.iloc[samples]
     return GRM(
-        matrix=total / denom,
+        matrix=_divide(sums.total, sums.denom, sums.pairs),
         sample_ids=ids.reset_index(drop=True),
         n_snps=len(idx),
         normalization=normalization,
-        denominator=denom,
+        denominator=sums.denom,
+        missing=missing,
+        pair_counts=sums.pairs,
     )
+
+
+def _divide(cross: np.ndarray, denom: float, pairs: np.ndarray | None) -> np.ndarray:
+    """Z Z' over the common SNP count, or over each pair's count (no SNP called in both:
+    the entry is 0, as plink2)."""
+    if pairs is None:
+        return cross / denom
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, cross / pairs, 0.0)
 
 
 def loco_grms(
@@ -330,11 +462,13 @@ def loco_grms(
     block_size: int = 2000,
     dtype: str = "float64",
     progress: bool = False,
+    missing: str = "impute",
 ) -> dict[str, GRM]:
     """Leave-one-chromosome-out GRMs: for each chromosome c, the GRM of all other SNPs.
 
     One pass over the genotypes; each LOCO matrix is (total - chromosome c's cross-product)
-    / (denominator - c's share), so it equals :func:`compute_grm` on the SNPs off c.
+    / (denominator - c's share), so it equals :func:`compute_grm` on the SNPs off c (with
+    the same arguments; ``missing="pairwise"``: per-pair counts off c likewise).
     """
     if gemma_filter is None:
         gemma_filter = normalization == "centered"
@@ -344,9 +478,11 @@ def loco_grms(
         filter_samples = samples
     idx = _select_snps(plink, snps, gemma_filter, filter_samples, maf, max_missing, block_size)
     codes = plink.bim["chrom"].astype(str).to_numpy()
-    total, denom, per = _accumulate(
-        plink, idx, normalization, samples, block_size, dtype, progress, chrom_codes=codes
+    sums = _accumulate(
+        plink, idx, normalization, samples, block_size, dtype, progress, codes, missing
     )
+    total, denom, per = sums.total, sums.denom, sums.per
+    n_used = sum(cn for _, _, cn in per.values())
     ids = (plink.sample_ids if samples is None else plink.sample_ids.iloc[samples]).reset_index(
         drop=True
     )
@@ -359,12 +495,15 @@ def loco_grms(
         d = denom - cd
         if d <= 0:
             raise DataError(f"leaving out chromosome {c!r} leaves no informative SNPs.")
+        pairs = None if sums.pairs is None else sums.pairs - sums.pairs_per[c]
         out[c] = GRM(
-            matrix=(total - part) / d,
+            matrix=_divide(total - part, d, pairs),
             sample_ids=ids,
-            n_snps=len(idx) - cn,
+            n_snps=n_used - cn,
             normalization=normalization,
             denominator=d,
+            missing=missing,
+            pair_counts=pairs,
         )
     return out
 
@@ -376,13 +515,16 @@ def write_grm(grm: GRM, prefix: str | Path, n_snps_matrix: np.ndarray | None = N
     """Write ``prefix.grm.bin``, ``prefix.grm.N.bin`` and ``prefix.grm.id`` (GCTA format).
 
     Lower triangle (row-major, including the diagonal) as little-endian float32.  The N
-    file holds ``n_snps_matrix`` (per-pair SNP counts) or ``grm.n_snps`` everywhere.  Each
-    file is written to a temporary file and moved into place with ``os.replace``.
+    file holds the per-pair SNP counts (``n_snps_matrix``, else ``grm.pair_counts`` of a
+    ``missing="pairwise"`` GRM) or ``grm.n_snps`` everywhere.  Each file is written to a
+    temporary file and moved into place with ``os.replace``.
     """
     prefix = Path(prefix)
     n = grm.n
     rows, cols = np.tril_indices(n)
     tri = grm.matrix[rows, cols].astype("<f4")
+    if n_snps_matrix is None:
+        n_snps_matrix = grm.pair_counts
     if n_snps_matrix is None:
         nn = np.full(tri.shape, float(grm.n_snps), dtype="<f4")
     else:
@@ -430,3 +572,60 @@ def read_grm(prefix: str | Path, normalization: str = "unknown") -> tuple[GRM, n
         nmat[c, r] = nt
         n_snps = int(round(nt.max())) if len(nt) else 0
     return GRM(matrix=k, sample_ids=ids, n_snps=n_snps, normalization=normalization), nmat
+
+
+def read_gemma_kinship(path: str | Path, sample_ids: pd.DataFrame) -> GRM:
+    """Read a GEMMA kinship text file (``-gk`` output ``.cXX.txt`` / ``.sXX.txt``).
+
+    GEMMA writes the n x n matrix without sample IDs, rows in the order of the .fam it
+    was computed from: ``sample_ids`` (columns fid, iid; e.g. ``read_plink(...).sample_ids``)
+    names them.  The matrix is used as written (GEMMA ``-k``).
+
+    Parameters
+    ----------
+    path
+        The text file (whitespace-separated numbers, one row per line).
+    sample_ids
+        The samples of the rows, in order.
+
+    Returns
+    -------
+    GRM
+        ``normalization`` ``"gemma-file"``, ``n_snps`` 0 (GEMMA does not record it).
+
+    Raises
+    ------
+    FileFormatError
+        Missing file, a row of the wrong length, non-numeric values, a non-square or
+        asymmetric matrix, or a row count other than the number of samples.
+
+    Examples
+    --------
+    >>> import lmmkit
+    >>> pl = lmmkit.read_plink("mouse_hs1940")  # doctest: +SKIP
+    >>> k = read_gemma_kinship("output/mouse.cXX.txt", pl.sample_ids)  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileFormatError(f"{path}: file not found.")
+    try:
+        k = pd.read_csv(path, sep=r"\s+", header=None, engine="c").to_numpy(dtype=float)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise FileFormatError(f"{path}: not a GEMMA kinship matrix ({exc}).") from None
+    n = len(sample_ids)
+    if k.shape != (n, n):
+        raise FileFormatError(
+            f"{path}: a {k.shape[0]} x {k.shape[1]} matrix, but the .fam it goes with has "
+            f"{n} samples (GEMMA writes one row and column per .fam sample, in order)."
+        )
+    if not np.all(np.isfinite(k)):
+        i = int(np.flatnonzero(~np.isfinite(k).all(axis=1))[0])
+        raise FileFormatError(f"{path}, line {i + 1}: missing or non-numeric values.")
+    if not np.allclose(k, k.T, rtol=0, atol=1e-6 * max(1.0, float(np.abs(k).max()))):
+        raise FileFormatError(f"{path}: the matrix is not symmetric.")
+    return GRM(
+        matrix=0.5 * (k + k.T),
+        sample_ids=sample_ids[["fid", "iid"]].reset_index(drop=True),
+        n_snps=0,
+        normalization="gemma-file",
+    )

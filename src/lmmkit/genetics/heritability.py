@@ -18,13 +18,15 @@ Conventions follow GEMMA 0.98.5 ``-lmm`` (null model):
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy import linalg, optimize, stats
 
-from lmmkit.errors import DataError
+from lmmkit.errors import DataError, LmmkitWarning
+from lmmkit.genetics.kernel_checks import check_not_identity, lambda_boundary
 
 __all__ = ["HeritabilityResult", "reml_heritability", "heritability_from_plink"]
 
@@ -57,6 +59,8 @@ class HeritabilityResult:
     converged_at_bound: bool = False
     sample_ids: pd.DataFrame | None = field(default=None, repr=False)
     covariate_names: tuple[str, ...] = ()
+    boundary: str = ""  # which variance is at its boundary, in words ("" = none)
+    logl_reml_lme4: float = float("nan")  # lme4's constant: logl_reml - 1/2 log|W'W|
 
     def summary(self) -> str:
         lines = [
@@ -64,22 +68,29 @@ class HeritabilityResult:
             f"  samples analyzed      {self.n}",
             f"  fixed effects         {self.n_covariates} "
             f"({', '.join(self.covariate_names) if self.covariate_names else ''})",
-            f"  kinship               {self.normalization}"
-            f"{' (re-centered on analyzed samples)' if self.centered_kernel else ''}, "
-            f"tr(K)/n = {self.trace_k:.6g}",
+            f"  kinship               {self.normalization}, tr(K)/n = {self.trace_k:.6g}",
+            (
+                "  kinship re-centred    on the analysed samples, as GEMMA -lmm (with an "
+                "intercept Vg, Ve and the REML logL are those of K as given; pve, the "
+                "intercept, its SE and the ML logL differ from FaST-LMM/GCTA, which use K as "
+                "given: center_kernel=False, lmmkit h2 --no-recenter)"
+                if self.centered_kernel
+                else "  kinship used as given (not re-centred: FaST-LMM's and GCTA's convention)"
+            ),
             f"  h2 (pve)              {self.h2:.6g}  (se {self.h2_se:.6g})",
             f"  Vg                    {self.vg:.6g}",
             f"  Ve                    {self.ve:.6g}",
             f"  lambda = Vg/Ve        {self.lam:.6g}  (se {self.lam_se:.6g})",
-            f"  REML logL             {self.logl_reml:.6f}",
+            f"  REML logL             {self.logl_reml:.6f}  (GEMMA/FaST-LMM: with 1/2 log|W'W|)",
+            f"  REML logL (lme4)      {self.logl_reml_lme4:.6f}  (without 1/2 log|W'W|)",
             f"  ML logL               {self.logl_ml:.6f}",
             f"  LRT h2 = 0            {self.lrt_stat:.4f}, p = {self.lrt_pvalue:.4g} "
             "(50:50 chi2_0:chi2_1)",
         ]
         for name, b, s in zip(self.covariate_names, self.beta, self.beta_se):
             lines.append(f"  beta[{name}]{' ' * max(1, 14 - len(name))}{b:.6g}  (se {s:.6g})")
-        if self.converged_at_bound:
-            lines.append("  note: lambda is at its search bound")
+        if self.boundary:
+            lines.append(f"  note: {self.boundary}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -258,6 +269,7 @@ def reml_heritability(
     if s.min() < -1e-6 * max(1.0, s.max()):
         raise DataError(f"kinship matrix is not positive semi-definite (eigenvalue {s.min():.3g}).")
     s = np.clip(s, 0.0, None)
+    check_not_identity(s, x.shape[1])
     uty = u.T @ yv
     utw = u.T @ x
     model = _RotatedModel(s, uty, utw, x)
@@ -277,7 +289,9 @@ def reml_heritability(
     p = 0.5 * stats.chi2.sf(lrt, 1) if lrt > 0 else 1.0
     # BLUP of g: Vg K V^-1 (y - W beta) = U diag(lam s / (lam s + 1)) U' (y - W beta)
     blup = u @ (lam * s * hi * r)
-    at_bound = bool(lam <= bounds[0] * 1.0001 or lam >= bounds[1] / 1.0001)
+    boundary = lambda_boundary(lam, bounds)
+    if boundary:
+        warnings.warn(f"reml_heritability: {boundary}.", LmmkitWarning, stacklevel=2)
     return HeritabilityResult(
         h2=float(h2),
         h2_se=float(h2_se),
@@ -298,7 +312,9 @@ def reml_heritability(
         trace_k=tr,
         normalization=norm,
         centered_kernel=center_kernel,
-        converged_at_bound=at_bound,
+        converged_at_bound=bool(boundary),
+        boundary=boundary,
+        logl_reml_lme4=logl - 0.5 * model.logdet_ww,
         sample_ids=ids,
         covariate_names=tuple(names),
     )

@@ -25,6 +25,7 @@ import numpy as np
 from scipy import linalg
 
 from lmmkit.errors import DataError
+from lmmkit.genetics.kernel_checks import check_not_identity, lambda_boundary
 from lmmkit.genetics.lmm_kernels import _grams_kernel, _k_logl
 
 __all__ = [
@@ -58,6 +59,8 @@ class NullModel:
     ve: float
     pve: float
     trace_k: float
+    boundary: str = ""  # which variance is at its boundary (REML lambda at a bound), in words
+    recentred: bool = True  # the kinship was re-centred on the analysed samples
 
     @property
     def n(self) -> int:
@@ -428,8 +431,11 @@ def fit_null(
     center_kernel: bool = True,
     bounds: tuple[float, float] = LAMBDA_BOUNDS,
 ) -> NullModel:
-    """Eigendecompose K (re-centered on the analyzed samples, as GEMMA does) and fit the
-    null model by REML and ML.  ``y`` (n,) and ``w`` (n, c) must be complete."""
+    """Eigendecompose K (re-centered on the analyzed samples, as GEMMA does, unless
+    ``center_kernel=False``: K as given, FaST-LMM's convention) and fit the null model by
+    REML and ML.  ``y`` (n,) and ``w`` (n, c) must be complete.  A kinship proportional to
+    the identity is refused (:func:`~lmmkit.genetics.kernel_checks.check_not_identity`);
+    a REML lambda at a search bound is named in ``boundary``."""
     k = np.array(kinship, dtype=float, copy=True)
     n = len(y)
     if k.shape != (n, n):
@@ -453,6 +459,7 @@ def fit_null(
     if s.min() < -1e-6 * max(1.0, float(s.max())):
         raise DataError(f"kinship matrix is not positive semi-definite (eigenvalue {s.min():.3g}).")
     s = np.clip(s, 0.0, None)
+    check_not_identity(s, w.shape[1])
     uty = u.T @ y
     utw = u.T @ w
     lr, llr = optimize_lambda("R", s, uty, utw, None, bounds)
@@ -476,4 +483,6 @@ def fit_null(
         ve=ve,
         pve=trace_k * lam / (trace_k * lam + 1.0),
         trace_k=trace_k,
+        boundary=lambda_boundary(lam, bounds),
+        recentred=center_kernel,
     )

@@ -14,21 +14,32 @@ fitted by the algorithm of Gilmour, Thompson & Cullis (1995) as used by GCTA
 * EM step  s2_k <- s2_k + 2 s2_k^2 score_k / n  (always stays in the parameter space; used
   for the first iteration and whenever an AI step would make a component negative).
 
-Boundary handling: a component that an AI step wants to push below zero while it is
-already tiny (< ``zero_tol`` x Vp) is fixed at exactly 0 and removed from the active set;
-at convergence every fixed component's score is checked (Kuhn-Tucker) and a component whose
-score is positive (logL increases away from 0) is released and the iteration resumed.
+Everything is computed on the error contrasts (Q'y with Q an orthonormal basis of the
+complement of X), so the likelihood stays defined where V is singular but Q'VQ is not --
+e.g. a residual variance of 0 with kernels centred on the samples (K 1 = 0, intercept in
+X), the REML optimum of a trait with h2 near 1.
+
+Boundary handling: an AI step that would take a component below zero is cut where the
+first component reaches 0, and that component is fixed at exactly 0 (removed from the
+active set) if logL does not drop there; otherwise the step is halved.  At convergence
+every fixed component's score is checked (Kuhn-Tucker) and a component whose score is
+positive (logL increases away from 0) is released and the iteration resumed.  A fit with a
+component at 0 says so (``boundary``, the summary, a :class:`~lmmkit.errors.LmmkitWarning`);
+with the residual at 0 and V singular the fixed effects are their limit as the residual
+variance goes to 0 (``fixed_effects_at_limit``).
 
 Reported (GCTA conventions): each s2 with its SE from the inverse AI matrix (SE NaN for a
 component fixed at 0), Vp = sum of all components, the proportions h2_k = V(G_k)/Vp with
-delta-method SEs, their sum, and the REML log-likelihood
+delta-method SEs, their sum, and the REML log-likelihood in two conventions:
 
-    logL_R = -1/2 [(n - p) log 2 pi + log|V| + log|X'V^-1 X| - log|X'X| + y'Py],
+    logl_reml       = -1/2 [(n - p) log 2 pi + log|V| + log|X'V^-1 X| - log|X'X| + y'Py]
+    logl_reml_lme4  = logl_reml - 1/2 log|X'X|
 
-the same constant as :mod:`lmmkit.genetics.heritability` (GEMMA's), so a one-kernel fit
-reproduces :func:`~lmmkit.genetics.heritability.reml_heritability`'s ``logl_reml`` when the
-kernel is used as is (``center_kernel=False`` there, or a centered kernel with an intercept).
-GCTA prints logL without the ``(n - p) log 2 pi`` and ``log|X'X|`` terms.
+``logl_reml`` is GEMMA's and FaST-LMM's (:mod:`lmmkit.genetics.heritability` uses the same,
+so a one-kernel fit reproduces :func:`~lmmkit.genetics.heritability.reml_heritability`'s
+``logl_reml`` when the kernel is used as is: ``center_kernel=False`` there, or a centered
+kernel with an intercept); ``logl_reml_lme4`` is lme4's REML criterion / -2 (and
+lmmkit's ``lmm``).  GCTA prints logL without the ``(n - p) log 2 pi`` and ``log|X'X|`` terms.
 
 Kernel helpers: :func:`snp_set_grms` (one GRM per SNP set, e.g. chromosome groups, in one
 pass over the .bed), :func:`epistasis_kernel` (K o K), :func:`gxe_kernel` (K o e e').
@@ -36,6 +47,7 @@ pass over the .bed), :func:`epistasis_kernel` (K o K), :func:`gxe_kernel` (K o e
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -43,7 +55,7 @@ import numpy as np
 import pandas as pd
 from scipy import linalg, stats
 
-from lmmkit.errors import DataError
+from lmmkit.errors import DataError, LmmkitWarning
 from lmmkit.genetics.heritability import covariate_matrix
 
 __all__ = [
@@ -84,9 +96,12 @@ class MultiRemlResult:
     n_covariates: int = 0
     n_iter: int = 0
     converged: bool = True
-    steps: tuple[str, ...] = ()  # "EM" / "AI" per iteration
+    steps: tuple[str, ...] = ()  # "EM" / "AI" / "AI/2" (halved) / "AI->0" per iteration
     covariate_names: tuple[str, ...] = ()
     sample_ids: pd.DataFrame | None = field(default=None, repr=False)
+    logl_reml_lme4: float = float("nan")  # lme4's constant: logl_reml - 1/2 log|X'X|
+    boundary: str = ""  # which variance is at its boundary, in words ("" = none)
+    fixed_effects_at_limit: bool = False  # V singular: beta is its limit as Ve -> 0
 
     def table(self) -> pd.DataFrame:
         """GCTA-style table: Source, Variance, SE (and V(G)/Vp rows)."""
@@ -98,12 +113,15 @@ class MultiRemlResult:
         return pd.DataFrame(rows, columns=["source", "variance", "se"])
 
     def summary(self) -> str:
+        counts = {k: self.steps.count(k) for k in dict.fromkeys(self.steps)}
         lines = [
             "Multi-component AI-REML",
             f"  samples analyzed    {self.n}",
             f"  fixed effects       {self.n_covariates}"
             + (f" ({', '.join(self.covariate_names)})" if self.covariate_names else ""),
-            f"  iterations          {self.n_iter} ({', '.join(self.steps)})"
+            f"  iterations          {self.n_iter} ("
+            + ", ".join(f"{v} {k}" for k, v in counts.items())
+            + ")"
             + ("" if self.converged else "  NOT CONVERGED"),
         ]
         for r in self.table().itertuples(index=False):
@@ -111,8 +129,17 @@ class MultiRemlResult:
         if any(self.fixed_at_zero):
             fixed = [nm for nm, f in zip(self.names, self.fixed_at_zero) if f]
             lines.append(f"  constrained at 0    {', '.join(fixed)}")
-        lines.append(f"  REML logL           {self.logl_reml:.6f}")
-        lines.append(f"  LRT all V(G) = 0    {self.lrt_stat:.4f}")
+        lines.append(
+            f"  REML logL           {self.logl_reml:.6f}  (GEMMA/FaST-LMM: with 1/2 log|X'X|)"
+        )
+        lines.append(f"  REML logL (lme4)    {self.logl_reml_lme4:.6f}  (without 1/2 log|X'X|)")
+        k = len(self.names) - 1
+        lines.append(
+            f"  LRT all V(G) = 0    {self.lrt_stat:.4f}, p = {lrt_pvalue(self.lrt_stat, k):.4g} "
+            f"(50:50 chi2_0:chi2_{k}{'' if k == 1 else ', approximate'})"
+        )
+        if self.boundary:
+            lines.append(f"  note: {self.boundary}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -195,9 +222,9 @@ def snp_set_grms(
     idx = np.flatnonzero(qc.mask & (labels != ""))
     if len(idx) == 0:
         raise DataError("no SNPs left in any set after QC.")
-    _, _, per = _accumulate(
+    per = _accumulate(
         pl, idx, normalization, samples, block_size, dtype, progress, chrom_codes=labels
-    )
+    ).per
     ids = (pl.sample_ids if samples is None else pl.sample_ids.iloc[samples]).reset_index(drop=True)
     names = list(groups) if isinstance(groups, Mapping) else list(pd.unique(labels[labels != ""]))
     out = {}
@@ -221,7 +248,15 @@ def snp_set_grms(
 
 
 class _Problem:
-    """y, X and the kernels (``None`` = identity) with the REML pieces at a given s2."""
+    """The REML pieces in the space of error contrasts.
+
+    With Q an orthonormal basis of the complement of the columns of X (n x (n - p)), the
+    REML likelihood is that of Q'y ~ N(0, Q'VQ), and since
+    log|Q'VQ| = log|V| + log|X'V^-1 X| - log|X'X| it carries GEMMA's constant.  Working
+    with Q'K Q keeps it defined where V itself is singular but Q'VQ is not: e.g. a
+    residual variance at 0 with a kernel centred on the samples (K 1 = 0, the intercept
+    in X), which is a genuine REML optimum of a trait with h2 near 1.
+    """
 
     def __init__(self, y: np.ndarray, x: np.ndarray, kernels: list[np.ndarray | None]):
         self.y = y
@@ -229,60 +264,54 @@ class _Problem:
         self.kernels = kernels
         self.n, self.p = x.shape
         self.logdet_xx = float(np.linalg.slogdet(x.T @ x)[1])
+        q = np.linalg.qr(x, mode="complete")[0][:, self.p :]
+        self.q = q
+        self.yt = q.T @ y
+        # kernels in the contrast space (None = identity stays None)
+        self.kt = [None if k is None else q.T @ k @ q for k in kernels]
+        for j, k in enumerate(self.kt):
+            if k is not None:
+                self.kt[j] = 0.5 * (k + k.T)
+        self.df = self.n - self.p
 
     def v(self, s2: np.ndarray) -> np.ndarray:
-        v = np.zeros((self.n, self.n))
-        for s, k in zip(s2, self.kernels):
+        """Q'VQ at the components ``s2``."""
+        v = np.zeros((self.df, self.df))
+        for s, k in zip(s2, self.kt):
             if s == 0.0:
                 continue
             if k is None:
-                v[np.diag_indices(self.n)] += s
+                v[np.diag_indices(self.df)] += s
             else:
                 v += s * k
         return v
 
-    def logl(self, s2: np.ndarray) -> float:
-        """REML logL only: one Cholesky factorization and triangular solves (no V^-1)."""
-        v = self.v(s2)
+    def _chol(self, s2: np.ndarray):
         try:
-            c, low = linalg.cho_factor(v, lower=True, check_finite=False)
-        except linalg.LinAlgError as exc:
-            raise DataError("V is not positive definite.") from exc
-        logdet_v = 2.0 * float(np.log(np.diag(c)).sum())
-        vx = linalg.cho_solve((c, low), self.x, check_finite=False)
-        vy = linalg.cho_solve((c, low), self.y, check_finite=False)
-        xvx = self.x.T @ vx
-        cx = linalg.cho_factor(xvx, lower=True)
-        logdet_xvx = 2.0 * float(np.log(np.diag(cx[0])).sum())
-        xvy = self.x.T @ vy
-        ypy = float(self.y @ vy - xvy @ linalg.cho_solve(cx, xvy))
-        df = self.n - self.p
-        return -0.5 * (df * LOG2PI + logdet_v + logdet_xvx - self.logdet_xx + ypy)
-
-    def pieces(self, s2: np.ndarray, need_ai: bool = True) -> dict:
-        v = self.v(s2)
-        try:
-            c, low = linalg.cho_factor(v, lower=True, check_finite=False)
+            return linalg.cho_factor(self.v(s2), lower=True, check_finite=False)
         except linalg.LinAlgError as exc:
             raise DataError(
-                "V is not positive definite at the current variance components."
+                "V is not positive definite on the error contrasts at the variance components "
+                f"{np.array2string(np.asarray(s2), precision=4)}."
             ) from exc
-        logdet_v = 2.0 * float(np.log(np.diag(c)).sum())
-        vinv = linalg.cho_solve((c, low), np.eye(self.n), check_finite=False)
-        vx = vinv @ self.x
-        xvx = self.x.T @ vx
-        cx = linalg.cho_factor(xvx, lower=True)
-        logdet_xvx = 2.0 * float(np.log(np.diag(cx[0])).sum())
-        xvx_inv = linalg.cho_solve(cx, np.eye(self.p))
-        p = vinv - vx @ xvx_inv @ vx.T
-        py = p @ self.y
-        ypy = float(self.y @ py)
-        df = self.n - self.p
-        logl = -0.5 * (df * LOG2PI + logdet_v + logdet_xvx - self.logdet_xx + ypy)
-        r = len(self.kernels)
+
+    def logl(self, s2: np.ndarray) -> float:
+        """REML logL (GEMMA's constant) from one Cholesky factorization."""
+        c = self._chol(s2)
+        logdet_v = 2.0 * float(np.log(np.diag(c[0])).sum())
+        vy = linalg.cho_solve(c, self.yt, check_finite=False)
+        return -0.5 * (self.df * LOG2PI + logdet_v + float(self.yt @ vy))
+
+    def pieces(self, s2: np.ndarray, need_ai: bool = True) -> dict:
+        c = self._chol(s2)
+        logdet_v = 2.0 * float(np.log(np.diag(c[0])).sum())
+        p = linalg.cho_solve(c, np.eye(self.df), check_finite=False)
+        py = p @ self.yt
+        logl = -0.5 * (self.df * LOG2PI + logdet_v + float(self.yt @ py))
+        r = len(self.kt)
         tr = np.empty(r)
-        kpy = np.empty((self.n, r))
-        for j, k in enumerate(self.kernels):
+        kpy = np.empty((self.df, r))
+        for j, k in enumerate(self.kt):
             if k is None:
                 tr[j] = float(np.trace(p))
                 kpy[:, j] = py
@@ -291,19 +320,35 @@ class _Problem:
                 kpy[:, j] = k @ py
         quad = kpy.T @ py
         score = -0.5 * (tr - quad)
-        out = {
-            "logl": logl,
-            "score": score,
-            "tr": tr,
-            "quad": quad,
-            "py": py,
-            "p": p,
-            "xvx_inv": xvx_inv,
-            "vx": vx,
-        }
+        out = {"logl": logl, "score": score, "tr": tr, "quad": quad}
         if need_ai:
             out["ai"] = 0.5 * kpy.T @ (p @ kpy)
         return out
+
+    def fixed_effects(self, s2: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        """GLS fixed effects and their SEs at ``s2``; where V itself is singular (a
+        component at its boundary), their limit as the residual variance goes to 0+
+        (evaluated with the residual at 1e-10 Vp), flagged by the third value."""
+        n = self.n
+        v = np.zeros((n, n))
+        for s, k in zip(s2, self.kernels):
+            if k is None:
+                v[np.diag_indices(n)] += s
+            elif s != 0.0:
+                v += s * k
+        limit = False
+        try:
+            c = linalg.cho_factor(v, lower=True, check_finite=False)
+            if np.min(np.diag(c[0])) ** 2 < 1e-12 * float(np.sum(s2)):
+                raise linalg.LinAlgError("nearly singular")
+        except linalg.LinAlgError:
+            limit = True
+            v[np.diag_indices(n)] += 1e-10 * float(np.sum(s2))
+            c = linalg.cho_factor(v, lower=True, check_finite=False)
+        vx = linalg.cho_solve(c, self.x, check_finite=False)
+        xvx_inv = np.linalg.inv(self.x.T @ vx)
+        beta = xvx_inv @ (vx.T @ self.y)
+        return beta, np.sqrt(np.clip(np.diag(xvx_inv), 0.0, None)), limit
 
 
 def reml_loglik(y, kernels: Sequence, sigma2, covariates=None, *, intercept: bool = True) -> float:
@@ -323,6 +368,63 @@ def _design_matrix(covariates, n: int, intercept: bool) -> tuple[np.ndarray, lis
     return x, names
 
 
+def _em_step(s2: np.ndarray, a_idx: np.ndarray, g: np.ndarray, n: int) -> np.ndarray:
+    new = s2.copy()
+    new[a_idx] = s2[a_idx] + 2.0 * s2[a_idx] ** 2 * g / n
+    return new
+
+
+def _safe_logl(prob: _Problem, s2: np.ndarray) -> float:
+    try:
+        return prob.logl(s2)
+    except DataError:
+        return -np.inf
+
+
+def _ai_step(
+    prob: _Problem,
+    s2: np.ndarray,
+    a_idx: np.ndarray,
+    delta: np.ndarray,
+    logl: float,
+    zero_tol: float,
+) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """The AI (Newton-type) step projected on the parameter space, with backtracking.
+
+    The full step is taken when it stays in the space and does not lower logL markedly.
+    A step leaving the space is cut where the first component reaches 0; that component
+    is fixed at 0 when logL does not drop there (it is then released later if its score
+    says logL rises away from 0).  Otherwise the step is halved (at most 8 times).
+    Returns (new components, components to fix at 0, step label) or None (take an EM step).
+    """
+    vp = float(s2.sum())
+    slack = 1e-8 * max(1.0, abs(logl))
+    full = s2[a_idx] + delta
+    hit = np.zeros(len(s2), dtype=bool)
+    alpha = 1.0
+    if np.any(full < 0):
+        neg = np.flatnonzero(full < 0)
+        ratio = s2[a_idx][neg] / -delta[neg]
+        j = int(np.argmin(ratio))
+        alpha = float(ratio[j])
+        hit[a_idx[neg[j]]] = True
+        tiny = a_idx[neg][s2[a_idx][neg] < zero_tol * vp]  # already at ~0: fix them
+        hit[tiny] = True
+    for _ in range(9):
+        cand = s2.copy()
+        cand[a_idx] = np.maximum(s2[a_idx] + alpha * delta, 0.0)
+        if hit.any():
+            cand[hit] = 0.0
+        ln = _safe_logl(prob, cand)
+        ok = ln >= logl - (slack if hit.any() else 1e-6 * max(1.0, abs(logl)))
+        if ok:
+            label = "AI->0" if hit.any() else ("AI" if alpha == 1.0 else "AI/2")
+            return cand, hit, label
+        hit[:] = False  # a shorter step stays inside the space
+        alpha *= 0.5
+    return None
+
+
 def _fit(
     prob: _Problem,
     s2: np.ndarray,
@@ -337,11 +439,9 @@ def _fit(
     logl_prev = -np.inf
     released = np.zeros(r, dtype=bool)
     em_next = True  # GCTA: the first iteration is an EM step
-    out_count = 0  # consecutive AI proposals leaving the parameter space
     for _ in range(max_iter):
         pc = prob.pieces(s2)
-        active = ~fixed
-        a_idx = np.flatnonzero(active)
+        a_idx = np.flatnonzero(~fixed)
         g = pc["score"][a_idx]
         ai = pc["ai"][np.ix_(a_idx, a_idx)]
         try:
@@ -370,62 +470,17 @@ def _fit(
             converged = True
             break
         logl_prev = pc["logl"]
-        if em_next:
-            new = s2.copy()
-            new[a_idx] = s2[a_idx] + 2.0 * s2[a_idx] ** 2 * g / prob.n
+        step = None if em_next else _ai_step(prob, s2, a_idx, delta, pc["logl"], zero_tol)
+        em_next = False
+        if step is None:
+            s2 = _em_step(s2, a_idx, g, prob.n)
             steps.append("EM")
-            em_next = False
-        else:
-            new = s2.copy()
-            new[a_idx] = s2[a_idx] + delta
-            if np.any(new[a_idx] < 0):
-                out_count += 1
-                neg = a_idx[new[a_idx] < 0]  # the residual too, if V stays PD at 0
-                tiny = neg[s2[neg] < zero_tol * vp]
-                moved = False
-                if len(tiny) or (out_count > 2 and len(neg)):
-                    # boundary move: follow the AI direction until the first component
-                    # reaches 0 (or fix components already at ~0) and fix it there
-                    cand = s2.copy()
-                    if len(tiny):
-                        hit = tiny
-                    else:
-                        alpha = s2[neg] / -delta[np.searchsorted(a_idx, neg)]
-                        j = int(np.argmin(alpha))
-                        hit = neg[[j]]
-                        cand[a_idx] = s2[a_idx] + alpha[j] * delta
-                    cand[hit] = 0.0
-                    cand[a_idx] = np.maximum(cand[a_idx], 0.0)
-                    try:
-                        ln = prob.logl(cand)
-                    except DataError:
-                        ln = -np.inf
-                    if ln >= pc["logl"] - 1e-8 * max(1.0, abs(pc["logl"])):
-                        fixed = fixed.copy()
-                        fixed[hit] = True
-                        new = cand
-                        steps.append("AI->0")
-                        moved = True
-                        out_count = 0
-                        logl_prev = -np.inf
-                if not moved:
-                    new = s2.copy()
-                    new[a_idx] = s2[a_idx] + 2.0 * s2[a_idx] ** 2 * g / prob.n
-                    steps.append("EM")
-            else:
-                # guard against an AI step that lowers logL markedly (far from the optimum)
-                try:
-                    ln = prob.logl(new)
-                except DataError:
-                    ln = -np.inf
-                if ln < pc["logl"] - 1e-6 * max(1.0, abs(pc["logl"])):
-                    new = s2.copy()
-                    new[a_idx] = s2[a_idx] + 2.0 * s2[a_idx] ** 2 * g / prob.n
-                    steps.append("EM")
-                else:
-                    steps.append("AI")
-                    out_count = 0
-        s2 = new
+            continue
+        s2, hit, label = step
+        if hit.any():
+            fixed = fixed | hit
+            logl_prev = -np.inf
+        steps.append(label)
     pc = prob.pieces(s2)
     return s2, fixed, pc, steps, converged
 
@@ -525,14 +580,16 @@ def multi_reml(
     g_tot[:-1] += 1.0 / vp
     h2_total_se = float(np.sqrt(max(g_tot @ cov0 @ g_tot, 0.0)))
     # fixed effects: GLS at the REML estimates
-    beta = pc["xvx_inv"] @ (pc["vx"].T @ yv)
-    beta_se = np.sqrt(np.diag(pc["xvx_inv"]))
+    beta, beta_se, beta_limit = prob.fixed_effects(s2)
     # null model: residual only, closed form
     n, p = x.shape
     se0 = float(resid @ resid) / (n - p)
     s_null = np.zeros(r)
     s_null[-1] = se0
     logl0 = prob.logl(s_null)
+    boundary = _boundary_note(names, fixed, beta_limit)
+    if boundary:
+        warnings.warn(f"multi_reml: {boundary}", LmmkitWarning, stacklevel=2)
     return MultiRemlResult(
         names=(*names, "residual"),
         sigma2=s2,
@@ -544,6 +601,7 @@ def multi_reml(
         vp=vp,
         vp_se=vp_se,
         logl_reml=float(pc["logl"]),
+        logl_reml_lme4=float(pc["logl"]) - 0.5 * prob.logdet_xx,
         logl_reml_null=float(logl0),
         lrt_stat=float(max(0.0, 2.0 * (pc["logl"] - logl0))),
         ai_cov=cov,
@@ -557,7 +615,31 @@ def multi_reml(
         steps=tuple(steps),
         covariate_names=tuple(cov_names),
         sample_ids=sample_ids,
+        boundary=boundary,
+        fixed_effects_at_limit=beta_limit,
     )
+
+
+def _boundary_note(names: Sequence[str], fixed: np.ndarray, beta_limit: bool) -> str:
+    """What sits at its boundary, in words ("" when nothing does)."""
+    if not fixed.any():
+        return ""
+    parts = []
+    at0 = [nm for nm, f in zip(names, fixed[:-1]) if f]
+    if at0:
+        parts.append(f"V({', '.join(at0)}) at its boundary 0 (SE not defined)")
+    if fixed[-1]:
+        parts.append(
+            "the residual variance is at its boundary 0 (h2 = 1 on these kernels; BOLT-LMM "
+            "refuses such a fit with 'h2 close to 1')"
+            + (
+                "; V is singular there, so the fixed effects are their limit as the residual "
+                "variance goes to 0"
+                if beta_limit
+                else ""
+            )
+        )
+    return "; ".join(parts) + "."
 
 
 def lrt_pvalue(stat: float, df: int = 1) -> float:

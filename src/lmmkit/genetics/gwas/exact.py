@@ -21,9 +21,16 @@ __all__ = ["BlockTask", "fit_null_model", "null_model_lines", "run_block"]
 
 
 def fit_null_model(
-    kinship: np.ndarray, y: np.ndarray, w: np.ndarray, wnames: list[str], binary: bool, group: str
-) -> tuple[lmm_assoc.NullModel | spa.BinaryNullModel, dict[str, float]]:
-    """The null model of one kinship group and its summary for the log and the result."""
+    kinship: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    wnames: list[str],
+    binary: bool,
+    group: str,
+    recentre: bool = True,
+) -> tuple[lmm_assoc.NullModel | spa.BinaryNullModel, dict[str, Any]]:
+    """The null model of one kinship group and its summary for the log and the result
+    (a variance at its boundary is said there and warned about)."""
     if binary:
         model = spa.fit_null_binary(kinship, y, w)
         if not model.converged:
@@ -35,7 +42,9 @@ def fit_null_model(
                 stacklevel=3,
             )
         return model, model.summary(wnames)
-    model = lmm_assoc.fit_null(kinship, y, w)
+    model = lmm_assoc.fit_null(kinship, y, w, center_kernel=recentre)
+    if model.boundary:
+        warnings.warn(f"null model [{group}]: {model.boundary}.", LmmkitWarning, stacklevel=3)
     return model, {
         "pve": model.pve,
         "vg": model.vg,
@@ -43,11 +52,13 @@ def fit_null_model(
         "lambda_remle": model.lam_remle,
         "lambda_mle": model.lam_mle,
         "logl_remle": model.logl_remle,
+        "logl_remle_lme4": model.logl_remle - 0.5 * float(np.linalg.slogdet(w.T @ w)[1]),
         "logl_mle": model.logl_mle,
+        **({"boundary": model.boundary} if model.boundary else {}),
     }
 
 
-def null_model_lines(null_info: dict[str, dict[str, float]], binary: bool) -> list[str]:
+def null_model_lines(null_info: dict[str, dict[str, Any]], binary: bool) -> list[str]:
     """One log line per kinship group."""
     lines = []
     for group, info in null_info.items():
@@ -67,7 +78,9 @@ def null_model_lines(null_info: dict[str, dict[str, float]], binary: bool) -> li
         lines.append(
             f"null model [{group}]: pve {info['pve']:.6g}, Vg {info['vg']:.6g}, "
             f"Ve {info['ve']:.6g}, lambda REML {info['lambda_remle']:.6g}, "
-            f"REML logL {info['logl_remle']:.6f}, ML logL {info['logl_mle']:.6f}"
+            f"REML logL {info['logl_remle']:.6f} (GEMMA's, with 1/2 log|W'W|; lme4's "
+            f"{info['logl_remle_lme4']:.6f}), ML logL {info['logl_mle']:.6f}"
+            + (f"; {info['boundary']}" if info.get("boundary") else "")
         )
     return lines
 
