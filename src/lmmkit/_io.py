@@ -26,7 +26,33 @@ __all__ = [
 ]
 
 
+def _usual_mode(path: str) -> None:
+    """Give a ``mkstemp`` file (mode 0600) the permissions a new file gets under the
+    process umask (0666 & ~umask), as ``open(path, "w")`` would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, flushed
+    to disk, given the umask's permissions, then renamed into place.
+
+    Parameters
+    ----------
+    path
+        The target (its folder is created if needed).
+    data
+        The bytes.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "x.bin")
+    >>> write_bytes_atomic(p, b"abc")
+    >>> open(p, "rb").read()
+    b'abc'
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -35,9 +61,7 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
+        _usual_mode(tmp)
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
@@ -46,17 +70,43 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """:func:`write_bytes_atomic` of ``text`` encoded as UTF-8.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "x.txt")
+    >>> write_text_atomic(p, "hello")
+    >>> open(p).read()
+    'hello'
+    """
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int = 110) -> None:
     """``fig.savefig(path, dpi=dpi)`` through a temporary file renamed into place (the
-    format follows the suffix of ``path``)."""
+    format follows the suffix of ``path``), with the umask's permissions like every
+    other output.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt
+    >>> fig, ax = plt.subplots()
+    >>> p = os.path.join(tempfile.mkdtemp(), "f.png")
+    >>> save_figure(fig, p)
+    >>> os.path.exists(p)
+    True
+    """
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=target.suffix)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix)
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=dpi)
+        _usual_mode(tmp)
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):

@@ -11,7 +11,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_common", "jsonable", "refuse_existing", "say", "write_json"]
+__all__ = [
+    "ListOption",
+    "add_common",
+    "add_list_option",
+    "jsonable",
+    "refuse_existing",
+    "say",
+    "write_json",
+]
 
 
 def say(args: argparse.Namespace, msg: str, log: list[str] | None = None) -> None:
@@ -68,3 +76,35 @@ def add_common(p: argparse.ArgumentParser) -> None:
     """``--overwrite`` and ``--quiet``."""
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+
+
+class ListOption(argparse.Action):
+    """An option taking a list, the same way in every command: space-separated
+    (``--opt a b``), comma-separated (``--opt a,b``) or repeated (``--opt a --opt b``),
+    in any mix; the values accumulate in order."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: D102
+        items = list(getattr(namespace, self.dest, None) or [])
+        for token in values if isinstance(values, list) else [values]:
+            if "~" in token:
+                parser.error(
+                    f"{option_string} took {token!r}, which looks like a formula: put the "
+                    "formula before the options (lists end at the next option)."
+                )
+            items += [v for v in token.split(",") if v]
+        setattr(namespace, self.dest, items)
+
+
+def add_list_option(
+    p: argparse.ArgumentParser, flag: str, *, metavar: str, help: str, **kw
+) -> None:
+    """``p.add_argument(flag)`` as a :class:`ListOption` (``nargs="+"``); ``help`` gets the
+    accepted forms appended."""
+    p.add_argument(
+        flag,
+        nargs="+",
+        action=ListOption,
+        metavar=metavar,
+        help=f"{help} (space- or comma-separated, or repeated)",
+        **kw,
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from lmmkit.errors import LmmkitError
 
@@ -37,18 +38,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings on the command line: one line ``lmmkit: warning: ...`` on stderr, without
+    the Python source line that ``warnings`` prints by default."""
+    text = " ".join(str(message).split())
+    print(f"lmmkit: warning: {text}", file=sys.stderr if file is None else file, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``lmmkit`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code.
 
     Input errors (:class:`~lmmkit.errors.LmmkitError`) print one line on stderr and
-    return 2."""
+    return 2; warnings print as one line ``lmmkit: warning: ...``."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
         return int(args.func(args))
     except LmmkitError as exc:
         print(f"lmmkit {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = previous
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numba
 import numpy as np
@@ -43,9 +44,11 @@ from lmmkit.genetics.plink import PlinkData, filter_snps
 
 __all__ = [
     "GRM",
+    "KINSHIP_SAMPLES",
     "MISSING",
     "NORMALIZATIONS",
     "compute_grm",
+    "kinship_samples",
     "loco_grms",
     "read_gemma_kinship",
     "read_grm",
@@ -54,6 +57,8 @@ __all__ = [
 
 NORMALIZATIONS = ("centered", "standardized", "empirical", "vanraden")
 MISSING = ("impute", "pairwise")
+#: named kinship sample conventions (an array of .fam rows is accepted too)
+KINSHIP_SAMPLES = ("analyzed", "all", "gemma")
 
 
 @dataclass(frozen=True)
@@ -331,6 +336,79 @@ def _called_pairs(called: np.ndarray) -> np.ndarray:
         return np.zeros((called.shape[0], called.shape[0]))
     up = ssyrk(1.0, np.asfortranarray(called, dtype=np.float32)).astype(np.float64)
     return np.triu(up) + np.triu(up, 1).T
+
+
+def kinship_samples(pl: Any, convention: Any, keep: np.ndarray) -> tuple[np.ndarray, str]:
+    """The .fam rows a computed kinship's SNP filters are taken over, and the convention
+    in words.
+
+    Parameters
+    ----------
+    pl
+        The genotype source.
+    convention
+        ``"analyzed"`` (lmmkit's default: the samples analysed for this phenotype, i.e.
+        GEMMA ``-gk 1 -n N`` for the phenotype ``-n N`` itself), ``"all"`` (every
+        genotyped sample: one kinship for every phenotype), ``"gemma"`` (GEMMA ``-gk 1``
+        run without ``-n``: the samples with a .fam column-6 phenotype, whatever
+        phenotype is analysed) or .fam row indices / a boolean mask.
+    keep
+        The analysed samples (.fam rows).
+
+    Returns
+    -------
+    rows, description
+
+    Raises
+    ------
+    DataError
+        An unknown convention, or one that leaves no sample.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> class Src:
+    ...     n_samples = 4
+    ...     def phenotype(self, k):
+    ...         return np.array([1.0, np.nan, 2.0, 3.0])
+    >>> kinship_samples(Src(), "gemma", np.array([0, 1]))[0]
+    array([0, 2, 3])
+    """
+    n = pl.n_samples
+    if isinstance(convention, str):
+        if convention == "analyzed":
+            return np.asarray(keep), (
+                f"SNP filters over the {len(keep)} analysed samples (GEMMA -gk 1 -n for the "
+                "analysed phenotype)"
+            )
+        if convention == "all":
+            return np.arange(n), (
+                f"SNP filters over all {n} genotyped samples (one kinship for every phenotype)"
+            )
+        if convention == "gemma":
+            rows = np.flatnonzero(np.isfinite(pl.phenotype(1)))
+            if len(rows) == 0:
+                raise DataError(
+                    "kinship_samples='gemma' takes GEMMA -gk's default sample set, the samples "
+                    "with a .fam column-6 phenotype, but that column is all missing; pass 'all'."
+                )
+            return rows, (
+                f"SNP filters over the {len(rows)} samples with a .fam column-6 phenotype "
+                "(GEMMA -gk 1 without -n)"
+            )
+        raise DataError(
+            f"kinship_samples={convention!r}: expected one of {KINSHIP_SAMPLES} or .fam row "
+            "indices."
+        )
+    rows = np.asarray(convention)
+    if rows.dtype == bool:
+        if len(rows) != n:
+            raise DataError(f"kinship_samples mask has {len(rows)} entries for {n} samples.")
+        rows = np.flatnonzero(rows)
+    rows = rows.astype(np.int64)
+    if len(rows) == 0 or rows.min() < 0 or rows.max() >= n:
+        raise DataError(f"kinship_samples: row indices must lie in 0..{n - 1} (and be some).")
+    return rows, f"SNP filters over {len(rows)} given samples"
 
 
 def _select_snps(

@@ -19,7 +19,8 @@ Conventions follow GEMMA 0.98.5 ``-lmm`` (null model):
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -61,6 +62,7 @@ class HeritabilityResult:
     covariate_names: tuple[str, ...] = ()
     boundary: str = ""  # which variance is at its boundary, in words ("" = none)
     logl_reml_lme4: float = float("nan")  # lme4's constant: logl_reml - 1/2 log|W'W|
+    kinship_convention: str = ""  # which samples a computed kinship used, in words
 
     def summary(self) -> str:
         lines = [
@@ -68,7 +70,8 @@ class HeritabilityResult:
             f"  samples analyzed      {self.n}",
             f"  fixed effects         {self.n_covariates} "
             f"({', '.join(self.covariate_names) if self.covariate_names else ''})",
-            f"  kinship               {self.normalization}, tr(K)/n = {self.trace_k:.6g}",
+            f"  kinship               {self.normalization}, tr(K)/n = {self.trace_k:.6g}"
+            + (f"; {self.kinship_convention}" if self.kinship_convention else ""),
             (
                 "  kinship re-centred    on the analysed samples, as GEMMA -lmm (with an "
                 "intercept Vg, Ve and the REML logL are those of K as given; pve, the "
@@ -325,6 +328,8 @@ def heritability_from_plink(
     pheno_fam: int = 1,
     *,
     normalization: str = "centered",
+    kinship_samples: Any = "analyzed",
+    center_kernel: bool = True,
     block_size: int = 2000,
     progress: bool = False,
     blas_threads: int | None = None,
@@ -332,22 +337,64 @@ def heritability_from_plink(
     """GEMMA's pipeline in one call: ``-gk 1`` kinship then ``-lmm`` null model on .fam
     phenotype ``pheno_fam`` (1 = column 6), intercept only.
 
-    SNP filters are computed over the samples with a non-missing phenotype, as GEMMA does.
+    Parameters
+    ----------
+    prefix
+        PLINK prefix (or a genotype source).
+    pheno_fam
+        The .fam phenotype (1 = column 6, GEMMA ``-n``).
+    normalization
+        The kinship (:func:`~lmmkit.genetics.grm.compute_grm`).
+    kinship_samples
+        The samples the kinship's SNP filters use (:func:`~lmmkit.genetics.grm.kinship_samples`):
+        ``"analyzed"`` (default: the samples with this phenotype, = GEMMA ``-gk 1 -n N``
+        then ``-lmm -n N``), ``"all"`` (every genotyped sample) or ``"gemma"`` (GEMMA's
+        ``-gk 1`` without ``-n``: the samples with a .fam column-6 phenotype, whatever
+        ``pheno_fam`` is -- one kinship for every phenotype, as a GEMMA user runs it).
+    center_kernel
+        Re-centre the kinship on the analysed samples (GEMMA ``-lmm``; default) or use it
+        as given (FaST-LMM, GCTA).
+    block_size, progress, blas_threads
+        As :func:`~lmmkit.genetics.grm.compute_grm` and :func:`reml_heritability`.
+
+    Returns
+    -------
+    HeritabilityResult
+        ``kinship_convention`` says which samples the kinship used.
+
+    Examples
+    --------
+    >>> import lmmkit
+    >>> fit = lmmkit.heritability_from_plink("mouse_hs1940", 6)  # doctest: +SKIP
+    >>> round(fit.vg, 4)  # doctest: +SKIP
+    2.0876
     """
     from lmmkit.genetics.grm import compute_grm
-    from lmmkit.genetics.plink import read_plink
+    from lmmkit.genetics.grm import kinship_samples as _kinship_samples
+    from lmmkit.genetics.source import open_genotypes
 
-    pl = read_plink(prefix)
+    pl = open_genotypes(prefix)
     y = pl.phenotype(pheno_fam)
     ok = np.flatnonzero(np.isfinite(y))
     if len(ok) == 0:
         raise DataError(f"{pl.prefix}.fam: phenotype column {5 + pheno_fam} is all missing.")
+    rows, how = _kinship_samples(pl, kinship_samples, ok)
+    kw: dict[str, Any] = {}
+    if normalization == "empirical":
+        kw["samples"] = rows
     grm = compute_grm(
         pl,
         normalization,
-        filter_samples=ok,
+        filter_samples=rows,
         gemma_filter=True,
         block_size=block_size,
         progress=progress,
+        **kw,
     )
-    return reml_heritability(y[ok], grm.subset(ok), blas_threads=blas_threads)
+    pos = pd.Index(rows).get_indexer(ok) if normalization == "empirical" else ok
+    if np.any(pos < 0):
+        raise DataError("kinship='empirical' needs every analysed sample among the kinship's.")
+    fit = reml_heritability(
+        y[ok], grm.subset(pos), center_kernel=center_kernel, blas_threads=blas_threads
+    )
+    return replace(fit, kinship_convention=how)

@@ -76,7 +76,7 @@ def _nan_columns(m: int) -> dict[str, np.ndarray]:
     """The per-SNP output columns, NaN until a test fills them."""
     return {
         k: np.full(m, np.nan)
-        for k in ("beta", "se", "l_remle", "l_mle", "p_wald", "p_lrt", "p_score")
+        for k in ("beta", "se", "logl_h1", "l_remle", "l_mle", "p_wald", "p_lrt", "p_score")
     }
 
 
@@ -125,12 +125,13 @@ def _assoc_rotated_numpy(
         z0 = np.column_stack([model.utw, model.uty])
         grid = _make_grid(model.s, z0, _z0_outer(z0), utx, LAMBDA_BOUNDS, N_REGION)
     if "wald" in tests:
-        lam_r, _, g1 = _optimize("R", model.s, model.uty, model.utw, utx, grid=grid)
+        lam_r, l1_r, g1 = _optimize("R", model.s, model.uty, model.utw, utx, grid=grid)
         _wald_columns(out, g1, c, df, lam_r)
+        out["logl_h1"] = l1_r
     if "lrt" in tests:
         lam_m, l1, _ = _optimize("L", model.s, model.uty, model.utw, utx, grid=grid)
         stat = np.maximum(2.0 * (l1 - model.logl_mle), 0.0)
-        out.update(l_mle=lam_m, p_lrt=special.chdtrc(1.0, stat))
+        out.update(l_mle=lam_m, p_lrt=special.chdtrc(1.0, stat), logl_h1=l1)
     if "score" in tests:
         # GEMMA's score test uses the null lambda estimated by maximum likelihood
         _score_columns(out, *_p_values_x(model, utx, model.lam_mle), n, df, "wald" not in tests)
@@ -224,7 +225,9 @@ def assoc_rotated(
     tests: tuple[str, ...] = ("wald", "lrt", "score"),
 ) -> dict[str, np.ndarray]:
     """Per-SNP tests for rotated genotypes ``utx`` (n, m).  Returns arrays of length m:
-    beta, se, l_remle, l_mle, p_wald, p_lrt, p_score (NaN where a test was not asked).
+    beta, se, logl_h1, l_remle, l_mle, p_wald, p_lrt, p_score (NaN where a test was not
+    asked; ``logl_h1`` is GEMMA's: the ML log-likelihood under H1 when the LRT ran, else
+    the REML one).
 
     The lambda search is GEMMA's (see the module docstring), run per SNP in compiled code
     (:func:`_k_snps`); an F-ordered ``utx`` (e.g. the transpose of ``X' U``) is used
@@ -242,9 +245,10 @@ def assoc_rotated(
     gzz, gzx, gxx = pc["gzz"], pc["gzx"], pc["gxx"]
     if "wald" in tests:
         _wald_columns(out, g1_o, c, df, lam_o[0])
+        out["logl_h1"] = logl_o[0]
     if "lrt" in tests:
         stat = np.maximum(2.0 * (logl_o[1] - model.logl_mle), 0.0)
-        out.update(l_mle=lam_o[1], p_lrt=special.chdtrc(1.0, stat))
+        out.update(l_mle=lam_o[1], p_lrt=special.chdtrc(1.0, stat), logl_h1=logl_o[1])
     if "score" in tests:
         # GEMMA's score test uses the null lambda estimated by maximum likelihood
         col = 1 + 2 * kk + 3

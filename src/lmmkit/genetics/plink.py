@@ -56,13 +56,43 @@ def _split_lines(path: Path) -> list[list[str]]:
     return [line.split() for line in text.splitlines() if line.strip()]
 
 
-def read_fam(path: str | Path) -> pd.DataFrame:
+def read_fam(path: str | Path, *, duplicate_ids: str = "error") -> pd.DataFrame:
     """Read a .fam file: columns fid, iid, father, mother, sex, pheno1, pheno2, ...
 
-    Phenotype columns (``pheno1`` = .fam column 6, GEMMA's ``-n 1``) are float with
-    ``-9``/``NA`` as NaN.  Duplicated (FID, IID) pairs raise :class:`FileFormatError`.
+    Parameters
+    ----------
+    path
+        The .fam file.
+    duplicate_ids
+        Two rows with the same (FID, IID): ``"error"`` (default, as PLINK) refuses the file,
+        naming every duplicated ID and its lines; ``"rename"`` (the opt-in) keeps every row
+        and gives the second and later occurrences the IID ``IID~2``, ``IID~3``, ... so each
+        row is its own sample: phenotypes stored in the .fam or given as arrays stay aligned
+        with the rows, and a phenotype file keyed by ID reaches only the first occurrence
+        (the others are dropped as "not in phenotype file", and counted).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Phenotype columns (``pheno1`` = .fam column 6, GEMMA's ``-n 1``) are float with
+        ``-9``/``NA`` as NaN; ``attrs["renamed"]`` lists the renamed rows (``"rename"``).
+
+    Raises
+    ------
+    FileFormatError
+        An empty file, a short or ragged line, a non-numeric phenotype, duplicated IDs.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "d.fam")
+    >>> _ = open(p, "w").write("f a 0 0 1 1.5\\nf a 0 0 2 2.5\\n")
+    >>> list(read_fam(p, duplicate_ids="rename")["iid"])
+    ['a', 'a~2']
     """
     path = Path(path)
+    if duplicate_ids not in ("error", "rename"):
+        raise DataError(f"duplicate_ids must be 'error' or 'rename', got {duplicate_ids!r}.")
     rows = _split_lines(path)
     if not rows:
         raise FileFormatError(f"{path}: empty .fam file.")
@@ -81,7 +111,30 @@ def read_fam(path: str | Path) -> pd.DataFrame:
     for j in range(n_pheno):
         c = f"pheno{j + 1}"
         df[c] = _to_float(df[c], path, c, offset=1)
-    _check_duplicates(df, path, offset=1)
+    if duplicate_ids == "rename":
+        return _rename_duplicates(df, path)
+    _check_duplicates(df, path, offset=1, hint=True)
+    return df
+
+
+def _rename_duplicates(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Second and later occurrences of an (FID, IID) get IID~2, IID~3, ... (kept unique)."""
+    occurrence = df.groupby(["fid", "iid"], sort=False).cumcount().to_numpy() + 1
+    renamed = []
+    if (occurrence > 1).any():
+        taken = set(zip(df["fid"], df["iid"]))
+        iid = df["iid"].to_numpy().copy()
+        for i in np.flatnonzero(occurrence > 1):
+            k = int(occurrence[i])
+            new = f"{iid[i]}~{k}"
+            while (df["fid"].iloc[i], new) in taken:
+                k += 1
+                new = f"{iid[i]}~{k}"
+            taken.add((df["fid"].iloc[i], new))
+            renamed.append((int(i) + 1, df["fid"].iloc[i], iid[i], new))
+            iid[i] = new
+        df = df.assign(iid=iid)
+    df.attrs["renamed"] = renamed  # (line, fid, old iid, new iid)
     return df
 
 
@@ -100,19 +153,32 @@ def _to_float(col: pd.Series, path: Path, name: str, offset: int) -> pd.Series:
     return out
 
 
-def _check_duplicates(df: pd.DataFrame, path: Path, offset: int) -> None:
-    dup = df.duplicated(["fid", "iid"], keep="first").to_numpy()
-    if dup.any():
-        i = int(np.flatnonzero(dup)[0])
-        first = int(
-            np.flatnonzero(
-                ((df["fid"] == df["fid"].iloc[i]) & (df["iid"] == df["iid"].iloc[i])).to_numpy()
-            )[0]
+def _check_duplicates(df: pd.DataFrame, path: Path, offset: int, hint: bool = False) -> None:
+    """Refuse duplicated (FID, IID) pairs, naming each duplicated ID with all its lines."""
+    dup = df.duplicated(["fid", "iid"], keep=False).to_numpy()
+    if not dup.any():
+        return
+    later = df.duplicated(["fid", "iid"], keep="first").to_numpy()
+    i = int(np.flatnonzero(later)[0])
+    groups = df.loc[dup].groupby(["fid", "iid"], sort=False).groups
+    listing = "; ".join(
+        f"FID={f!r} IID={d!r} on lines {', '.join(str(int(r) + offset) for r in rows)}"
+        for (f, d), rows in list(groups.items())[:10]
+    )
+    more = f" (and {len(groups) - 10} more)" if len(groups) > 10 else ""
+    first = int(np.flatnonzero(dup & (df["fid"] == df["fid"].iloc[i]).to_numpy()
+                               & (df["iid"] == df["iid"].iloc[i]).to_numpy())[0])  # fmt: skip
+    raise FileFormatError(
+        f"{path}, line {i + offset}: duplicated sample ID FID={df['fid'].iloc[i]!r} "
+        f"IID={df['iid'].iloc[i]!r} (first seen on line {first + offset}); "
+        f"{len(groups)} duplicated ID(s): {listing}{more}."
+        + (
+            " PLINK refuses such a file; fix the IDs, or pass duplicate_ids='rename' "
+            "(CLI: --allow-duplicate-ids) to keep every row as its own sample."
+            if hint
+            else ""
         )
-        raise FileFormatError(
-            f"{path}, line {i + offset}: duplicated sample ID FID={df['fid'].iloc[i]!r} "
-            f"IID={df['iid'].iloc[i]!r} (first seen on line {first + offset})."
-        )
+    )
 
 
 def read_bim(path: str | Path) -> pd.DataFrame:
@@ -284,10 +350,35 @@ def _count_bed(raw, samples, out):  # pragma: no cover - compiled
         out[v, 3] = cm
 
 
-def read_plink(prefix: str | Path) -> PlinkData:
-    """Open ``prefix.{bed,bim,fam}`` after checking the .bed magic number and size."""
+def read_plink(prefix: str | Path, *, duplicate_ids: str = "error") -> PlinkData:
+    """Open ``prefix.{bed,bim,fam}`` after checking the .bed magic number and size.
+
+    Parameters
+    ----------
+    prefix
+        The fileset's prefix, or any of its three files.
+    duplicate_ids
+        Duplicated (FID, IID) pairs in the .fam: ``"error"`` (default, as PLINK) or
+        ``"rename"`` (keep every row; see :func:`read_fam`).
+
+    Returns
+    -------
+    PlinkData
+
+    Raises
+    ------
+    FileFormatError
+        A missing or malformed file (named, with the line), or duplicated sample IDs.
+
+    Examples
+    --------
+    >>> import lmmkit
+    >>> pl = lmmkit.read_plink("mouse_hs1940")  # doctest: +SKIP
+    >>> pl.n_samples, pl.n_snps  # doctest: +SKIP
+    (1940, 12226)
+    """
     prefix = _prefix(prefix)
-    fam = read_fam(Path(f"{prefix}.fam"))
+    fam = read_fam(Path(f"{prefix}.fam"), duplicate_ids=duplicate_ids)
     bim = read_bim(Path(f"{prefix}.bim"))
     bed = Path(f"{prefix}.bed")
     if not bed.exists():

@@ -13,7 +13,8 @@
 #  * "all": the same, with the SNP filters over all 1,940 genotyped mice (a copy of the
 #    .fam whose column 6 is 1 for every mouse, used only by -gk).
 #
-# Frozen: the null model of each run (GEMMA's log) and, for every 25th tested SNP, GEMMA's
+# Frozen: the null model of each run (GEMMA's log), the .assoc.txt header (the layout
+# lmmkit's output_format="gemma" writes) and, for every 25th tested SNP, GEMMA's
 # per-SNP columns (beta, se, l_remle, l_mle, p_wald, p_lrt, p_score; printed by GEMMA to
 # 7 significant digits).  Needs `gemma` (0.98.5, Debian: apt-get install gemma) on PATH;
 # never needed at test time.
@@ -77,6 +78,7 @@ for conv in ("gemma", "all"):
     }
     assoc = pd.read_csv(work / "output" / f"lmm_{conv}.assoc.txt", sep="\t")
     entry["n_tested"] = int(len(assoc))
+    entry["assoc_header"] = list(assoc.columns)
     sub = assoc.iloc[::25]
     entry["snps"] = {c: sub[c].tolist() for c in cols}
     ref[conv] = entry

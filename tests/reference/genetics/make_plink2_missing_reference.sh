@@ -9,7 +9,9 @@
 #     in .grm.N.bin)  -> lmmkit compute_grm(..., "standardized", missing="pairwise")
 #   * `meanimpute`: missing calls mean-imputed, every pair over all SNPs
 #                                                 -> lmmkit's default missing="impute"
-# Frozen: each lower triangle (float32 values as written) and the default run's N file.
+# Frozen: each lower triangle (float32 values as written) and the default run's N file;
+# also the header of `plink2 --glm` (.glm.linear) on the same genotypes with a phenotype
+# (the layout lmmkit's gwas output_format="plink2" writes).
 # Needs plink2 on PATH (Debian: apt-get install plink2); never needed at test time.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../../.." && pwd)"
@@ -33,6 +35,9 @@ PYEOF
 plink2 --version > version.txt
 plink2 --bfile sim --make-grm-bin --out pairwise > /dev/null
 plink2 --bfile sim --make-grm-bin meanimpute --out impute > /dev/null
+awk '{ $6 = NR % 7 + 0.5; print }' sim.fam > q.fam
+cp sim.bed q.bed && cp sim.bim q.bim
+plink2 --bfile q --glm allow-no-covars --out glm > /dev/null
 
 "$PY" - "$OUT" <<'PYEOF'
 import json, sys
@@ -43,6 +48,7 @@ for name in ("pairwise", "impute"):
     out[name] = np.fromfile(f"{name}.grm.bin", dtype="<f4").astype(float).tolist()
 out["pairwise_n"] = np.fromfile("pairwise.grm.N.bin", dtype="<f4").astype(int).tolist()
 out["impute_n"] = sorted(set(np.fromfile("impute.grm.N.bin", dtype="<f4").astype(int).tolist()))
+out["glm_linear_header"] = open("glm.PHENO1.glm.linear").readline().rstrip("\n").split("\t")
 open(sys.argv[1], "w").write(json.dumps(out) + "\n")
 print("wrote", sys.argv[1])
 PYEOF

@@ -7,6 +7,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from lmmkit.cli._common import add_list_option
+from lmmkit.cli.genetics._options import add_kinship_options, kinship_arguments, open_plink
 from lmmkit.errors import DataError
 
 __all__ = ["add_parser", "run", "run_gwas_cli"]
@@ -38,15 +40,8 @@ def _fill_parser(p) -> None:
     )
     p.add_argument("--pheno-col", metavar="NAME", help="column of --pheno to analyze")
     p.add_argument("--covar", metavar="FILE", help="covariate file ('FID IID ...' header)")
-    p.add_argument("--covar-cols", metavar="A,B", help="comma-separated covariate columns")
-    k = p.add_mutually_exclusive_group()
-    k.add_argument(
-        "--kinship",
-        choices=["centered", "standardized"],
-        default=None,
-        help="kinship computed from the genotypes (default centered = GEMMA -gk 1)",
-    )
-    k.add_argument("--grm", metavar="PREFIX", help="GCTA binary GRM (PREFIX.grm.bin/.id)")
+    add_list_option(p, "--covar-cols", metavar="COL", help="covariate columns to use")
+    add_kinship_options(p, grm_help="GCTA binary GRM (PREFIX.grm.bin/.id) or GEMMA .cXX.txt")
     p.add_argument("--loco", action="store_true", help="leave-one-chromosome-out kinship")
     p.add_argument(
         "--binary",
@@ -70,6 +65,13 @@ def _fill_parser(p) -> None:
         "--max-missing", type=float, default=0.05, help="maximum missing rate (default 0.05)"
     )
     p.add_argument("--out", required=True, metavar="FILE.tsv", help="output table")
+    p.add_argument(
+        "--output-format",
+        choices=["lmmkit", "gemma", "plink2", "regenie"],
+        default="lmmkit",
+        help="layout of the output table: lmmkit's, or GEMMA's .assoc.txt, plink2's "
+        ".glm.linear or REGENIE's step-2 columns (read unchanged by tools written for them)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument(
         "--scheduler",
@@ -96,15 +98,17 @@ def run(args) -> int:
             raise DataError("--pheno-col goes with --pheno, not --pheno-fam.")
         pheno = args.pheno_fam
     covar = None
+    if args.covar_cols and not args.covar:
+        raise DataError("--covar-cols needs --covar FILE.")
     if args.covar:
-        cols = args.covar_cols.split(",") if args.covar_cols else None
-        covar = read_pheno_file(args.covar, cols)
-    kinship = args.grm if args.grm else (args.kinship or "centered")
+        covar = read_pheno_file(args.covar, args.covar_cols or None)
+    kinship, kinship_samples = kinship_arguments(args)
     tests = TESTS if args.test == "all" else (args.test,)
+    geno = open_plink(args)
     executor = get_executor(args.scheduler)
     try:
         res = gwas(
-            args.bfile,
+            geno,
             pheno,
             covariates=covar,
             kinship=kinship,
@@ -120,6 +124,9 @@ def run(args) -> int:
             plots=not args.no_plots,
             binary=args.binary,
             method=args.method,
+            kinship_samples=kinship_samples,
+            recenter_kinship=not args.no_recenter,
+            output_format=args.output_format,
         )
     finally:
         executor.close()

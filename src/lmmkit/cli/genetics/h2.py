@@ -8,8 +8,13 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lmmkit.cli._common import add_common, refuse_existing, say, write_json
-from lmmkit.cli.genetics._options import add_snp_filters, snp_filter_settings
+from lmmkit.cli._common import add_common, add_list_option, refuse_existing, say, write_json
+from lmmkit.cli.genetics._options import (
+    add_kinship_options,
+    add_snp_filters,
+    open_plink,
+    snp_filter_settings,
+)
 from lmmkit.errors import DataError, FileFormatError
 
 if TYPE_CHECKING:  # annotations only: numpy and pandas are imported when the command runs
@@ -35,17 +40,18 @@ def _pheno_from_file(path: str, col: str) -> pd.DataFrame:
     return tab
 
 
-def _covar_cols(tokens: list[str] | None) -> list[str] | None:
-    if not tokens:
-        return None
-    return [c for t in tokens for c in t.split(",") if c]
-
-
-def _read_grm_checked(prefix: str):
+def _read_grm_checked(prefix: str, pl):
     import numpy as np
 
-    from lmmkit.genetics.grm import read_grm
+    from lmmkit.genetics.grm import read_gemma_kinship, read_grm
 
+    if str(prefix).endswith(".txt"):  # GEMMA -gk output: rows in .fam order
+        if pl is None:
+            raise DataError(
+                f"--grm {prefix}: a GEMMA kinship file has no sample IDs; pass --bfile PREFIX "
+                "(the .fam it was computed from) too."
+            )
+        return str(prefix), read_gemma_kinship(prefix, pl.sample_ids)
     p = str(prefix).removesuffix(".grm.bin").removesuffix(".grm")
     if not Path(f"{p}.grm.id").exists() and not Path(f"{p}.grm.bin").exists():
         raise FileFormatError(
@@ -82,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
 
-    from lmmkit.genetics.plink import match_samples, read_pheno_file, read_plink
+    from lmmkit.genetics.plink import match_samples, read_pheno_file
     from lmmkit.genetics.samples import design_matrix as _design
 
     if args.bfile is None and not args.grm:
@@ -95,14 +101,19 @@ def run(args: argparse.Namespace) -> int:
         raise DataError("--pheno-col goes with --pheno, not --pheno-fam.")
     if args.covar_cols and not args.covar:
         raise DataError("--covar-cols needs --covar FILE.")
+    if args.grm and args.kinship_samples != "analyzed":
+        raise DataError(
+            "--kinship-samples applies to a kernel computed from --bfile; a --grm is used as "
+            "it was computed (lmmkit grm --kinship-samples ... makes one)."
+        )
     out = Path(args.json) if args.json else None
     if out is not None:
         refuse_existing([out], args.overwrite)
     kinship = args.kinship or "centered"
 
     # sample universe: the .fam, else the first GRM's .grm.id
-    pl = read_plink(args.bfile) if args.bfile else None
-    grms = [_read_grm_checked(g) for g in args.grm or []]
+    pl = open_plink(args) if args.bfile else None
+    grms = [_read_grm_checked(g, pl) for g in args.grm or []]
     if pl is not None:
         base_ids, base_path = pl.sample_ids.astype(str), f"{pl.prefix}.fam"
     else:
@@ -121,11 +132,19 @@ def run(args: argparse.Namespace) -> int:
         pname = args.pheno_col
         ptab = _pheno_from_file(args.pheno, pname)
         psource = f"{args.pheno} column {pname!r}"
-    ctab = read_pheno_file(args.covar, _covar_cols(args.covar_cols)) if args.covar else None
+    ctab = read_pheno_file(args.covar, args.covar_cols or None) if args.covar else None
     keep, report = match_samples(base_ids, ptab, ctab, fam_path=base_path)
     dropped = [report.dropped]
     log: list[str] = []
     say(args, f"lmmkit h2: phenotype {psource}; {len(base_ids)} samples in {base_path}", log)
+    renamed = pl.fam.attrs.get("renamed", []) if pl is not None else []
+    if renamed:
+        say(
+            args,
+            f"{len(renamed)} duplicated .fam sample ID(s) kept as their own samples, renamed: "
+            + ", ".join(f"line {ln} {f}/{old} -> {new}" for ln, f, old, new in renamed[:10]),
+            log,
+        )
 
     # kernels over the kept samples; samples absent from a GRM are dropped
     kernels: dict[str, np.ndarray] = {}
@@ -149,25 +168,31 @@ def run(args: argparse.Namespace) -> int:
             kernels[name] = grm.matrix[np.ix_(loc, loc)]
         kind = "GRM " + ", ".join(str(p) for p, _ in grms)
     else:
-        from lmmkit.genetics.grm import compute_grm
+        from lmmkit.genetics.grm import compute_grm, kinship_samples
 
         apply, maf, max_missing = snp_filter_settings(kinship, args.maf, args.max_missing)
+        rows, how = kinship_samples(pl, args.kinship_samples, keep)
+        extra = {"samples": rows} if kinship == "empirical" else {}
         grm = compute_grm(
             pl,
             kinship,
-            filter_samples=keep,
+            filter_samples=rows,
             gemma_filter=apply,
             maf=maf,
             max_missing=max_missing,
             block_size=args.block_snps,
             progress=not args.quiet,
+            **extra,
         )
-        kernels[kinship] = grm.matrix[np.ix_(keep, keep)]
+        pos = pd.Index(rows).get_indexer(keep) if kinship == "empirical" else keep
+        if np.any(pos < 0):
+            raise DataError("--kinship empirical needs every analysed sample among the kinship's.")
+        kernels[kinship] = grm.matrix[np.ix_(pos, pos)]
         kind = kinship
         msg = f"kinship: {kinship} GRM from {grm.n_snps} of {pl.n_snps} SNPs"
         if apply:
-            msg += f" (MAF >= {maf}, missing rate <= {max_missing} over the analyzed samples)"
-        say(args, msg, log)
+            msg += f" (MAF >= {maf}, missing rate <= {max_missing})"
+        say(args, msg + f"; {how}", log)
         kdesc.append(
             {
                 "normalization": kinship,
@@ -175,6 +200,8 @@ def run(args: argparse.Namespace) -> int:
                 "maf": maf,
                 "max_missing": max_missing,
                 "filtered": apply,
+                "kinship_samples": args.kinship_samples,
+                "convention": how,
             }
         )
     drop = pd.concat(dropped, ignore_index=True)
@@ -197,8 +224,19 @@ def run(args: argparse.Namespace) -> int:
         from lmmkit.genetics.heritability import reml_heritability
 
         ((name, k),) = kernels.items()
+        say(
+            args,
+            "kinship re-centred on the analysed samples (GEMMA -lmm): pve, the intercept "
+            "and its SE and the ML logL differ from FaST-LMM/GCTA, which use K as given "
+            "(--no-recenter)"
+            if not args.no_recenter
+            else "kinship used as given, not re-centred (FaST-LMM, GCTA)",
+            log,
+        )
         try:
-            fit = reml_heritability(y, k, cov, intercept=False, normalization=kind)
+            fit = reml_heritability(
+                y, k, cov, intercept=False, normalization=kind, center_kernel=not args.no_recenter
+            )
         except DataError as exc:
             if grms and "positive semi-definite" in str(exc):
                 raise DataError(f"{grms[0][0]}.grm.bin: {exc}") from None
@@ -211,8 +249,12 @@ def run(args: argparse.Namespace) -> int:
             vg=fit.vg,
             ve=fit.ve,
             loglik=fit.logl_reml,
+            loglik_convention="GEMMA/FaST-LMM: REML logL with +1/2 log|X'X|",
+            loglik_lme4=fit.logl_reml_lme4,
             loglik_ml=fit.logl_ml,
             loglik_null=fit.logl_reml_null,
+            kinship_recentred=fit.centered_kernel,
+            boundary=fit.boundary,
             lam=fit.lam,
             lam_se=fit.lam_se,
             lrt_stat=fit.lrt_stat,
@@ -230,7 +272,8 @@ def run(args: argparse.Namespace) -> int:
         from lmmkit.genetics.multi_reml import lrt_pvalue, multi_reml
 
         for (path, _), k in zip(grms, kernels.values()):
-            _check_psd(k, f"{path}.grm.bin")
+            _check_psd(k, path if path.endswith(".txt") else f"{path}.grm.bin")
+        say(args, "kernels used as given (GCTA --reml-mgrm), not re-centred", log)
         fit = multi_reml(y, kernels, cov, intercept=False, sample_ids=ids)
         if not args.quiet:
             print(fit.summary())
@@ -243,7 +286,11 @@ def run(args: argparse.Namespace) -> int:
             vp=fit.vp,
             vp_se=fit.vp_se,
             loglik=fit.logl_reml,
+            loglik_convention="GEMMA/FaST-LMM: REML logL with +1/2 log|X'X|",
+            loglik_lme4=fit.logl_reml_lme4,
             loglik_null=fit.logl_reml_null,
+            kinship_recentred=False,
+            boundary=fit.boundary,
             lrt_stat=fit.lrt_stat,
             lrt_df=r,
             lrt_pvalue=lrt_pvalue(fit.lrt_stat, r),
@@ -326,7 +373,6 @@ def add_parser(subparsers) -> None:
         "or from GCTA GRMs (--grm, repeatable: several give a multi-component AI-REML fit).",
     )
     h.add_argument("--bfile", metavar="PREFIX", help="PLINK .bed/.bim/.fam")
-    h.add_argument("--grm", action="append", metavar="PREFIX", help="GCTA GRM (repeatable)")
     ph = h.add_mutually_exclusive_group(required=True)
     ph.add_argument("--pheno", metavar="FILE", help="phenotype file with a 'FID IID ...' header")
     ph.add_argument(
@@ -334,12 +380,12 @@ def add_parser(subparsers) -> None:
     )
     h.add_argument("--pheno-col", metavar="NAME", help="column of --pheno to analyze")
     h.add_argument("--covar", metavar="FILE", help="covariate file ('FID IID ...' header)")
-    h.add_argument("--covar-cols", nargs="+", metavar="COL", help="covariate columns to use")
-    h.add_argument(
-        "--kinship",
-        choices=["centered", "standardized", "vanraden"],
-        default=None,
-        help="kernel from --bfile (default centered = GEMMA -gk 1)",
+    add_list_option(h, "--covar-cols", metavar="COL", help="covariate columns to use")
+    add_kinship_options(
+        h,
+        grm_help="GCTA GRM prefix or GEMMA .cXX.txt (with --bfile); repeatable: several give "
+        "a multi-component AI-REML fit",
+        grm_repeatable=True,
     )
     add_snp_filters(h)
     h.add_argument(

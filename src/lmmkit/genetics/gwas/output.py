@@ -81,33 +81,37 @@ def snp_counts(table: pd.DataFrame, n_skipped: dict[str, int]) -> str:
     )
 
 
-def to_tsv(df: pd.DataFrame) -> str:
-    """``df.to_csv(sep="\t", index=False, na_rep="NA")``, character for character, about twice
-    as fast: floats as their shortest round-trip repr, NaN as NA.  Frames pandas would
-    quote (a field holding a tab, quote or line break) go through pandas."""
+def to_tsv(df: pd.DataFrame, sep: str = "\t", na: str = "NA") -> str:
+    """``df.to_csv(sep=sep, index=False, na_rep=na)``, character for character, about twice
+    as fast: floats as their shortest round-trip repr, NaN as ``na``.  Frames pandas would
+    quote (a field holding the separator, a quote or a line break) go through pandas."""
+
+    def slow() -> str:
+        return df.to_csv(sep=sep, index=False, na_rep=na)
+
     cols = []
     for name in df.columns:
         v = df[name]
         if v.dtype.kind == "f":
             s = list(map(repr, v.to_numpy(dtype=np.float64).tolist()))
             if v.isna().any():
-                s = ["NA" if x == "nan" else x for x in s]
+                s = [na if x == "nan" else x for x in s]
         elif v.dtype.kind in "iub":
             s = list(map(str, v.tolist()))
         else:
             if v.isna().any():
-                return df.to_csv(sep="\t", index=False, na_rep="NA")
+                return slow()
             s = list(map(str, v.tolist()))
             joined = "".join(s)
-            if "\t" in joined or '"' in joined or "\n" in joined or "\r" in joined:
-                return df.to_csv(sep="\t", index=False, na_rep="NA")
+            if sep in joined or '"' in joined or "\n" in joined or "\r" in joined:
+                return slow()
         cols.append(s)
-    header = "\t".join(map(str, df.columns))
-    if any(("\t" in x) or ('"' in x) or ("\n" in x) for x in map(str, df.columns)):
-        return df.to_csv(sep="\t", index=False, na_rep="NA")
+    header = sep.join(map(str, df.columns))
+    if any((sep in x) or ('"' in x) or ("\n" in x) for x in map(str, df.columns)):
+        return slow()
     if not len(df):
         return header + "\n"
-    return header + "\n" + "\n".join(map("\t".join, zip(*cols))) + "\n"
+    return header + "\n" + "\n".join(map(sep.join, zip(*cols))) + "\n"
 
 
 def write_outputs(
@@ -117,16 +121,25 @@ def write_outputs(
     log: list[str],
     pcol: str,
     plots: bool,
+    *,
+    layout: str = "lmmkit",
+    tests: tuple[str, ...] = ("wald", "lrt", "score"),
+    n_analyzed: int | None = None,
+    title: str = "",
 ) -> None:
-    """``OUT.skipped.tsv``, the plots, ``OUT.log`` and ``OUT`` (shortest exact floats, NA
-    for missing), each written atomically, in that order (the table last)."""
+    """``OUT.skipped.tsv``, the plots, ``OUT.log`` and ``OUT`` (in ``layout``: see
+    :mod:`~lmmkit.genetics.gwas.layouts`; shortest exact floats), each written
+    atomically, in that order (the table last)."""
+    from lmmkit.genetics.gwas.layouts import format_table
+
     prefix = str(out_path)
+    body, sep, na = format_table(table, layout, tests=tests, n_analyzed=n_analyzed)
     write_text_atomic(Path(f"{prefix}.skipped.tsv"), skipped.to_csv(sep="\t", index=False))
     if plots:
         from lmmkit.genetics.gwas.plots import write_plots
 
-        for p in write_plots(table, pcol, prefix):
+        for p in write_plots(table, pcol, prefix, title=title):
             log.append(f"plot: {p}")
-    log.append(f"output: {out_path}")
+    log.append(f"output: {out_path} ({layout} layout)")
     write_text_atomic(Path(f"{prefix}.log"), "\n".join(log) + "\n")
-    write_text_atomic(out_path, to_tsv(table))
+    write_text_atomic(out_path, to_tsv(body, sep, na))

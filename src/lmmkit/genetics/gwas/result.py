@@ -33,13 +33,16 @@ OUTPUT_COLUMNS = [
     "n",
     "beta",
     "se",
+    "logl_h1",
     "l_remle",
     "l_mle",
     "p_wald",
     "p_lrt",
     "p_score",
 ]
-_STAT_COLUMNS = ["af", "n", "beta", "se", "l_remle", "l_mle", "p_wald", "p_lrt", "p_score"]
+_STAT_COLUMNS = [
+    "af", "n", "beta", "se", "logl_h1", "l_remle", "l_mle", "p_wald", "p_lrt", "p_score",
+]  # fmt: skip
 _BINARY_STAT_COLUMNS = ["af", "n", "af_cases", "af_controls", *SCORE_COLUMNS]
 BINARY_OUTPUT_COLUMNS = ["chrom", "snp", "pos", "a1", "a0", *_BINARY_STAT_COLUMNS]
 

@@ -26,7 +26,7 @@ from lmmkit.errors import DataError
 
 __all__ = ["Parts", "fingerprint", "open_parts", "progress_bar"]
 
-_MANIFEST_VERSION = 1
+_MANIFEST_VERSION = 2  # 2: logl_h1 among the statistics
 
 
 def _part_frame(r: dict[str, Any], columns: list[str]) -> pd.DataFrame:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -13,6 +14,7 @@ from lmmkit.errors import DataError
 from lmmkit.genetics import spa
 from lmmkit.genetics.gwas.exact import BlockTask, fit_null_model, null_model_lines, run_block
 from lmmkit.genetics.gwas.kinship import COMPUTED, kinship_groups
+from lmmkit.genetics.gwas.layouts import LAYOUTS
 from lmmkit.genetics.gwas.method import exact_memory, select_method
 from lmmkit.genetics.gwas.output import (
     check_output,
@@ -21,6 +23,7 @@ from lmmkit.genetics.gwas.output import (
     snp_counts,
     write_outputs,
 )
+from lmmkit.genetics.gwas.plots import plot_title
 from lmmkit.genetics.gwas.prepare import match, model_inputs, plan_blocks
 from lmmkit.genetics.gwas.result import (
     TESTS,
@@ -56,6 +59,9 @@ def gwas(
     binary: bool = False,
     spa_cutoff: float = spa.SPA_CUTOFF,
     method: str = "auto",
+    kinship_samples: Any = "analyzed",
+    recenter_kinship: bool = True,
+    output_format: str = "lmmkit",
 ) -> GwasResult:
     """Exact LMM association of every SNP (GEMMA ``-lmm 1/2/3/4``), or with ``binary`` the
     logistic mixed-model score test with saddlepoint p-values (SAIGE).
@@ -73,8 +79,12 @@ def gwas(
         None (intercept only), a frame indexed by (fid, iid), or an array aligned with the
         .fam.  An intercept is always included; string columns are dummy-coded.
     kinship
-        ``"centered"`` (GEMMA ``-gk 1``), ``"standardized"`` (plink2), a
-        :class:`~lmmkit.genetics.grm.GRM`, a GCTA GRM prefix, or an array.
+        ``"centered"`` (GEMMA ``-gk 1``), ``"standardized"`` (GCTA / plink2:
+        1/sqrt(2p(1-p))), ``"empirical"`` (BOLT-LMM: the SD over the analysed samples),
+        ``"vanraden"``, a :class:`~lmmkit.genetics.grm.GRM`, a GCTA GRM prefix, a GEMMA
+        ``.cXX.txt``/``.sXX.txt`` file (rows in .fam order), or an n x n array.  None is
+        refused (see plink2 ``--glm`` for association without a kinship), and so is a
+        kinship proportional to the identity (Vg and Ve are then not identifiable).
     loco
         Leave-one-chromosome-out kinship with variance components re-fitted per chromosome.
     tests
@@ -107,6 +117,22 @@ def gwas(
     spa_cutoff
         With ``binary``: the saddlepoint approximation replaces the normal p-value when
         ``|score| / sd`` exceeds this (SAIGE: 2).
+    kinship_samples
+        The samples a computed kinship's SNP filters use
+        (:func:`~lmmkit.genetics.gwas.kinship.kinship_samples`): ``"analyzed"`` (default;
+        GEMMA ``-gk 1 -n N`` for this phenotype), ``"all"`` (every genotyped sample: one
+        kinship for every phenotype) or ``"gemma"`` (GEMMA ``-gk 1`` without ``-n``: the
+        samples with a .fam column-6 phenotype); or .fam row indices.
+    recenter_kinship
+        Re-centre the kinship on the analysed samples before the null model (GEMMA's
+        ``-lmm``; default) or use it as given (FaST-LMM's, GCTA's).  With an intercept
+        this leaves Vg, Ve, the REML fit and the Wald test unchanged; pve, the ML fit
+        (LRT, score test) and the intercept move.
+    output_format
+        Layout of ``OUT``: ``"lmmkit"`` (:data:`OUTPUT_COLUMNS`), ``"gemma"`` (GEMMA's
+        ``.assoc.txt``), ``"plink2"`` (``--glm``'s ``.glm.linear``) or ``"regenie"``
+        (step 2's ``.regenie``); see :mod:`~lmmkit.genetics.gwas.layouts`.
+        ``GwasResult.table`` is always lmmkit's.
     method
         ``"exact"`` (this function's GEMMA-exact path: one eigendecomposition per kinship),
         ``"matrix-free"`` (:func:`lmmkit.genetics.gwas.matfree.gwas_matrix_free`, BOLT-LMM's
@@ -129,6 +155,13 @@ def gwas(
     t0 = time.perf_counter()
     from lmmkit.parallel.executor import SerialExecutor
 
+    if output_format not in LAYOUTS:
+        raise DataError(f"output_format={output_format!r}: expected one of {LAYOUTS}.")
+    if binary and output_format != "lmmkit":
+        raise DataError(
+            f"output_format={output_format!r} is for quantitative traits; binary-trait "
+            "results (score test, saddlepoint p-values) are written in lmmkit's layout."
+        )
     if binary and method == "matrix-free":
         raise DataError(
             "binary traits have no matrix-free path (the logistic null model is fitted "
@@ -149,6 +182,7 @@ def gwas(
                 tests=tests or TESTS, block_snps=block_snps, executor=executor, out=out,
                 overwrite=overwrite, progress=progress, maf=maf, max_missing=max_missing,
                 snps=snps, plots=plots, blas_threads=blas_threads,
+                kinship_samples=kinship_samples, output_format=output_format,
             )  # fmt: skip
             res.log.insert(0, f"path: matrix-free ({why}); LOCO as BOLT-LMM")
             return res
@@ -177,10 +211,18 @@ def gwas(
     say(f"expected peak memory ~{mem / 2**20:.0f} MiB per process")
 
     # 2. kinship over the analyzed samples (samples absent from a given GRM are dropped)
-    kin = kinship_groups(pl, kinship, loco, keep, maf, max_missing, block_snps, progress)
+    kin = kinship_groups(
+        pl, kinship, loco, keep, maf, max_missing, block_snps, progress, kinship_samples
+    )
     matched = matched.restrict(kin.have, "not in GRM")
     for msg in kin.log:
         say(msg)
+    if not binary:
+        say(
+            "null model: kinship re-centred on the analysed samples (GEMMA -lmm)"
+            if recenter_kinship
+            else "null model: kinship used as given, not re-centred (FaST-LMM, GCTA)"
+        )
     samples = model_inputs(pl, matched, say)
     keep, y, w, wnames = samples.keep, samples.y, samples.w, samples.covariate_names
     if binary:
@@ -200,6 +242,7 @@ def gwas(
         maf=maf,
         max_missing=max_missing,
         **({"binary": True, "spa_cutoff": spa_cutoff} if binary else {}),
+        **({} if recenter_kinship else {"recenter_kinship": False}),
     )
     parts = open_parts(out_path, inputs, len(blocks), columns, log, progress)
     executor = SerialExecutor() if executor is None else executor
@@ -207,11 +250,11 @@ def gwas(
     resumed = len(results)
 
     # 3-4. per kinship group: the null model, then the association of its blocks
-    null_info: dict[str, dict[str, float]] = {}
+    null_info: dict[str, dict[str, Any]] = {}
     with progress_bar(blocks, results, progress) as bar:
         for group in dict.fromkeys(c for c, _ in blocks):
             model, null_info[group] = fit_null_model(
-                kin.matrices[group], y, w, wnames, binary, group
+                kin.matrices[group], y, w, wnames, binary, group, recenter_kinship
             )
             todo = [(i, b) for i, (c, b) in enumerate(blocks) if c == group and i not in results]
             if not todo:
@@ -259,7 +302,11 @@ def gwas(
     seconds = time.perf_counter() - t0
     say(f"time: {seconds:.1f} s")
     if out_path is not None:
-        write_outputs(out_path, table, skipped, log, pcol, plots)
+        title = plot_title(matched.pheno_name, kin.description, loco, wnames, "exact")
+        write_outputs(
+            out_path, table, skipped, log, pcol, plots,
+            layout=output_format, tests=tests, n_analyzed=len(keep), title=title,
+        )  # fmt: skip
         parts.remove()
     return GwasResult(
         table=table,

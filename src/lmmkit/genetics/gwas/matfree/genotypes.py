@@ -148,8 +148,15 @@ def load_genotypes(
     n_codes: int,
     progress: bool,
 ) -> tuple[_Genotypes, np.ndarray]:
-    """Read every SNP once (int8 blocks from the source's ``iter_codes``): the int8 kinship matrix and, per .bim row, whether the SNP passes
-    the tests' missingness / MAF / polymorphism filters on the analyzed samples."""
+    """Read every SNP once (int8 blocks from the source's ``iter_codes``): the int8 kinship
+    matrix and, per .bim row, whether the SNP passes the tests' missingness / MAF /
+    polymorphism filters on the analyzed samples.
+
+    The kinship's SNPs and their centring: ``"centered"`` the SNPs passing the filters,
+    centred on their mean over all .fam samples (GEMMA ``-gk``, as the exact path);
+    ``"standardized"`` every SNP, 2p(1-p) with p over all .fam samples (plink2
+    ``--make-grm-bin`` on the whole file); ``"empirical"`` every SNP varying among the
+    analysed samples, mean and SD over them (BOLT-LMM)."""
     from tqdm.auto import tqdm
 
     n = len(keep)
@@ -180,9 +187,19 @@ def load_genotypes(
             ok = ~mono & (np.minimum(af, 1 - af) >= maf) & (1.0 - n_obs / n <= max_missing)
             ok &= n_obs > 0
             testable[idx] = ok
+            center_k = mean_all
             if kinship == "centered":
                 use = ok
                 sc = np.ones(len(idx))
+            elif kinship == "empirical":
+                # BOLT-LMM: mean and SD over the analysed samples (missing -> the mean),
+                # squared norm n - 1; SNPs without variation there are not in the kinship
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    center_k = np.where(n_obs > 0, sum_k / n_obs, 0.0)
+                    ss = (n1 + 4.0 * n2) - sum_k * center_k
+                use = ss > 1e-9 * np.maximum(n_obs, 1.0)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    sc = np.where(use, np.sqrt((n - 1.0) / ss), 0.0)
             else:  # plink2 standardized: every SNP, 2p(1-p) from all .fam samples
                 use = np.ones(len(idx), dtype=bool)
                 p = mean_all / 2.0
@@ -192,7 +209,7 @@ def load_genotypes(
             k = int(use.sum())
             if k:
                 g8[:, j : j + k] = gall[keep][:, use]  # missing stays negative
-                center[j : j + k] = mean_all[use]
+                center[j : j + k] = center_k[use]
                 scale[j : j + k] = sc[use]
                 cols[j : j + k] = idx[use]
                 z = buf[:, :k]

@@ -18,6 +18,8 @@ from lmmkit.genetics.gwas.matfree.genotypes import _Operator, load_genotypes
 from lmmkit.genetics.gwas.matfree.reml import _reml
 from lmmkit.genetics.gwas.matfree.solve import _pcg, _Precond
 from lmmkit.genetics.gwas.snps import filter_block
+from lmmkit.genetics.kernel_checks import lambda_boundary
+from lmmkit.genetics.lmm_null import LAMBDA_BOUNDS
 
 __all__ = ["NULL_FILE", "fit_null", "load_null", "null_info", "save_null"]
 
@@ -170,8 +172,19 @@ def fit_null(
             f"exact x'V^-1x for all {len(todo)} testable SNPs (batched PCG, up to {it_max} "
             f"iterations, {op.passes - p0} passes, {time.perf_counter() - t:.1f} s)"
         )
+    t_p = tr_all / n_eff  # tr(P_W K P_W) / (n - c) per group: BOLT-LMM's kinship scale
+    h2_bolt = np.array([f.lam * t / (f.lam * t + 1.0) for f, t in zip(fits, t_p)])
+    say(
+        f"h2 on BOLT-LMM's scale (kinship normalized to tr(P_W K P_W) = n - c, "
+        f"factor {t_p[-1]:.6g}): {h2_bolt[-1]:.6g}"
+    )
+    for f, label in zip(fits, [*chroms, "all"]):
+        b = lambda_boundary(f.lam, LAMBDA_BOUNDS)
+        if b:
+            say(f"  note [{label}]: {b}")
     reml_keys = [
         "pve",
+        "pve_bolt",
         "pve_se",
         "pve_mc_se",
         "vg",
@@ -192,6 +205,7 @@ def fit_null(
         rows.append(
             [
                 f.h2,
+                h2_bolt[i],
                 f.h2_se,
                 f.h2_mc_se,
                 f.lam * ve_i,

@@ -30,6 +30,7 @@ from lmmkit.genetics.gwas.output import (
     snp_counts,
     write_outputs,
 )
+from lmmkit.genetics.gwas.plots import plot_title
 from lmmkit.genetics.gwas.prepare import match, model_inputs, plan_blocks
 from lmmkit.genetics.gwas.result import (
     TESTS,
@@ -44,7 +45,17 @@ from lmmkit.genetics.source import open_genotypes
 
 __all__ = ["KINSHIPS", "gwas_matrix_free"]
 
-KINSHIPS = ("centered", "standardized")
+KINSHIPS = ("centered", "standardized", "empirical")
+
+#: how each kinship of this path centres and scales its SNPs (said in the log)
+KINSHIP_STATS = {
+    "centered": "SNPs passing the filters, centred on their mean over all .fam samples "
+    "(GEMMA -gk, as the exact path)",
+    "standardized": "every SNP, allele frequencies over all .fam samples (plink2 "
+    "--make-grm-bin on the whole file, as the exact path; GCTA's 1/sqrt(2p(1-p)))",
+    "empirical": "every SNP varying among the analysed samples, mean and SD over them "
+    "(BOLT-LMM's normalization)",
+}
 
 
 @dataclass(frozen=True)
@@ -152,6 +163,8 @@ def gwas_matrix_free(
     max_iter: int = 250,
     reml_tol: float = 1e-5,
     kernel_block: int = 1024,
+    kinship_samples: Any = "analyzed",
+    output_format: str = "lmmkit",
 ) -> GwasResult:
     """LMM association without n x n matrices (BOLT-LMM-inf; see the module docstring).
 
@@ -182,8 +195,11 @@ def gwas_matrix_free(
     kernel_block
         SNPs decoded to float32 at a time in the kinship products.
 
-    ``kinship`` must be ``"centered"`` or ``"standardized"`` (computed from the genotypes;
-    a given n x n matrix needs the exact path) and ``loco`` must be True: the approximate
+    ``kinship`` must be ``"centered"``, ``"standardized"`` or ``"empirical"`` (BOLT-LMM's
+    normalization: mean and SD of each SNP over the analysed samples; the log also gives
+    h2 on BOLT-LMM's scale, the kinship normalized to tr(P_W K P_W) = n - c), computed
+    from the genotypes (a given n x n matrix needs the exact path), ``kinship_samples``
+    ``"analyzed"``, and ``loco`` must be True: the approximate
     denominator is only valid when the tested SNP is not in the kinship (as in BOLT-LMM).
     Only the Wald-type test is computed (``p_wald``; ``p_lrt``, ``p_score`` and ``l_mle``
     are NA), with the variance components at their null REML values.
@@ -197,6 +213,11 @@ def gwas_matrix_free(
             f"kinship={kinship!r}: the matrix-free path builds its kinship from the genotypes "
             f"({' or '.join(map(repr, KINSHIPS))}); a given n x n matrix needs "
             "method='exact'."
+        )
+    if not (isinstance(kinship_samples, str) and kinship_samples == "analyzed"):
+        raise DataError(
+            f"kinship_samples={kinship_samples!r}: the matrix-free path computes its kinship "
+            "over the analysed samples only ('analyzed'); use method='exact'."
         )
     if not loco:
         raise DataError(
@@ -227,7 +248,10 @@ def gwas_matrix_free(
             "method: matrix-free (BOLT-LMM-inf: REML by stochastic Lanczos quadrature, LOCO "
             "solves by batched preconditioned conjugate gradients, calibrated x'V^-1 x)"
         )
-        samples = model_inputs(pl, match(pl, pheno, covariates, binary=False, say=say), say)
+        say(f"kinship convention: {kinship}: {KINSHIP_STATS[kinship]}")
+        matched = match(pl, pheno, covariates, binary=False, say=say)
+        samples_name = matched.pheno_name
+        samples = model_inputs(pl, matched, say)
         keep, y, w = samples.keep, samples.y, samples.w
         q = np.linalg.qr(w)[0]
         n = len(keep)
@@ -336,7 +360,11 @@ def gwas_matrix_free(
         seconds = time.perf_counter() - t0
         say(f"time: {seconds:.1f} s")
         if out_path is not None:
-            write_outputs(out_path, table, skipped, log, "p_wald", plots)
+            title = plot_title(samples_name, kinship, True, samples.covariate_names, "matrix-free")
+            write_outputs(
+                out_path, table, skipped, log, "p_wald", plots,
+                layout=output_format, tests=("wald",), n_analyzed=n, title=title,
+            )  # fmt: skip
             parts.remove()
         return GwasResult(
             table=table,
