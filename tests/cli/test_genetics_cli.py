@@ -334,8 +334,8 @@ def test_ldsc_h2_and_rg_equal_library(tmp_path, capsys):
     for key in ("h2", "h2_se", "intercept", "intercept_se", "ratio", "mean_chisq", "lambda_gc"):
         assert res[key] == pytest.approx(getattr(fit, key), rel=1e-12), key
     assert res["n_snps"] == len(l2) - 1 and res["M"] == 40000
-    assert "Total observed scale h2" in printed and "Lambda GC" in printed
-    assert "Total observed scale h2" in Path(f"{out}.log").read_text()
+    assert "Total Observed scale h2" in printed and "Lambda GC" in printed
+    assert "Total Observed scale h2" in Path(f"{out}.log").read_text()
     # the same LD scores split into per-chromosome files (--ref-ld-chr / --w-ld-chr)
     whole = pd.read_csv(tmp_path / "ref.l2.ldscore.gz", sep="\t")
     for c, part in ((1, whole.iloc[:1700]), (2, whole.iloc[1700:].assign(CHR=2))):

@@ -68,3 +68,41 @@ def simulate_genotypes(n: int, m: int, seed: int = 0, missing: float = 0.0) -> n
     if missing:
         g[rng.random((n, m)) < missing] = np.nan
     return g
+
+
+def write_ldsc_log_inputs(d: Path, n_snp: int = 2000, seed: int = 7) -> None:
+    """LD scores and two traits' .sumstats (unambiguous alleles, no missing values) that LDSC
+    2.0.1 itself reads: the inputs of tests/reference/genetics/make_ldsc_log_reference.sh."""
+    import gzip
+
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    snps = [f"rs{j}" for j in range(n_snp)]
+    l2 = rng.gamma(2.0, 25.0, n_snp).round(3)
+    n = 30000.0
+    z1 = rng.normal(size=n_snp) * np.sqrt(1.01 + n * 0.25 * l2 / 40000)
+    z2 = 0.6 * z1 + rng.normal(size=n_snp) * np.sqrt(1 + n * 0.15 * l2 / 40000)
+    tab = pd.DataFrame({"CHR": 1, "SNP": snps, "BP": np.arange(n_snp) * 100, "L2": l2})
+    with gzip.open(d / "ref.l2.ldscore.gz", "wt") as fh:
+        tab.to_csv(fh, sep="\t", index=False)
+    (d / "ref.l2.M_5_50").write_text("40000\n")
+    (d / "ref.l2.M").write_text("50000\n")
+    a1 = rng.choice(list("AC"), n_snp)
+    a2 = np.where(a1 == "A", "G", "T")
+    for k, z in ((1, z1), (2, z2)):
+        s = pd.DataFrame({"SNP": snps, "A1": a1, "A2": a2, "Z": z, "N": n})
+        s.to_csv(d / f"t{k}.sumstats", sep="\t", index=False, float_format="%.17g")
+
+
+def write_window_panel(prefix: Path) -> Path:
+    """80 samples x 300 SNPs on one chromosome, cM positions 0.01, 0.02, ... (decimals, so
+    pairs exactly a window apart round either way): the panel of
+    tests/reference/genetics/make_ldsc_window_reference.sh."""
+    g = simulate_genotypes(80, 300, seed=12)
+    return write_plink(
+        prefix,
+        g,
+        fam_rows=[f"F{i} I{i} 0 0 1 -9" for i in range(80)],
+        bim_rows=[f"1 rs{j} {0.01 * j + 0.01:.2f} {1000 * j + 1000} A G" for j in range(300)],
+    )

@@ -28,14 +28,17 @@ LD score regression
 from __future__ import annotations
 
 import gzip
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numba
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lmmkit.errors import DataError
+from lmmkit._io import write_bytes_atomic, write_text_atomic
+from lmmkit.errors import DataError, LmmkitWarning
 
 __all__ = [
     "ld_scores",
@@ -46,15 +49,46 @@ __all__ = [
     "RgResult",
     "ld_score_regression",
     "genetic_correlation",
+    "ldsc_number",
 ]
 
 
 # ----------------------------------------------------------------------------- LD scores
 
 
-def _block_left(coords: np.ndarray, max_dist: float) -> np.ndarray:
-    """block_left[i] = min{k : |coords[k] - coords[i]| <= max_dist} (coords sorted)."""
-    return np.searchsorted(coords, coords - max_dist, side="left")
+@numba.njit(cache=True)
+def _block_left(coords: np.ndarray, max_dist: float) -> np.ndarray:  # pragma: no cover
+    """block_left[i] = min{k : |coords[k] - coords[i]| <= max_dist} (coords sorted), by
+    LDSC's own test |coords[k] - coords[i]| > max_dist: ``coords[i] - max_dist`` rounds
+    differently, so a pair exactly ``max_dist`` apart could fall on the other side."""
+    m = coords.shape[0]
+    out = np.empty(m, dtype=np.int64)
+    j = 0
+    for i in range(m):
+        while j < m and abs(coords[j] - coords[i]) > max_dist:
+            j += 1
+        out[i] = j
+    return out
+
+
+def _check_positions(c: str, cm: np.ndarray, pos: np.ndarray, window_cm: float | None) -> None:
+    """Warn when the genetic positions of chromosome ``c`` look like Morgans (a
+    chromosome-wide rate below 0.05 cM/Mb over more than 1 Mb): ``window_cm`` would then
+    be a window ``window_cm`` Morgans wide."""
+    span_mb = (float(pos.max()) - float(pos.min())) / 1e6 if len(pos) else 0.0
+    span_cm = float(cm.max() - cm.min()) if len(cm) else 0.0
+    if window_cm is None or span_mb <= 1.0 or span_cm <= 0.0:
+        return
+    if span_cm / span_mb < 0.05:
+        warnings.warn(
+            f"chromosome {c}: genetic positions span {span_cm:.4g} over {span_mb:.4g} Mb "
+            f"({span_cm / span_mb:.3g} per Mb): they look like Morgans, not centimorgans "
+            f"(the .bim's third column is in cM; human and mouse maps run 0.5-1 cM/Mb), so a "
+            f"{window_cm:g} cM window spans {window_cm:g} Morgans. Multiply the column by 100, "
+            "or use window_kb.",
+            LmmkitWarning,
+            stacklevel=3,
+        )
 
 
 def _standardize(g: np.ndarray) -> np.ndarray:
@@ -73,9 +107,10 @@ def _r2u(r: np.ndarray, n: int) -> np.ndarray:
     return sq - (1.0 - sq) / (n - 2 if n > 2 else n)
 
 
-def _ld_exact(x: np.ndarray, coords: np.ndarray, max_dist: float, chunk: int = 256) -> np.ndarray:
+def _ld_exact(
+    x: np.ndarray, coords: np.ndarray, max_dist: float, bl: np.ndarray, chunk: int = 256
+) -> np.ndarray:
     n, m = x.shape
-    bl = _block_left(coords, max_dist)
     out = np.zeros(m)
     for s in range(0, m, chunk):
         e = min(s + chunk, m)
@@ -134,15 +169,22 @@ def ld_scores(
     maf: float = 0.0,
     chunk_size: int | None = None,
     progress: bool = False,
+    whole_chromosome: bool | None = None,
 ) -> pd.DataFrame:
     """LD scores of the reference-panel SNPs, chromosome by chromosome.
 
     Window: ``window_cm`` (default 1 cM) when the .bim's cM column is not all zero, else
-    ``window_kb`` (default 1,000 kb); passing one of them chooses it.  ``samples``/``snps``
-    restrict the panel (indices or masks).  Returns a frame with ``chrom, snp, cm, pos, a1,
-    a2, maf, l2`` (SNPs kept: MAF > ``maf`` and not a single het/missing class) and the
-    totals ``M`` and ``M_5_50`` (MAF > 0.05) in ``.attrs``.  Memory: one chromosome's
-    genotypes as float64 (n x m_chrom).
+    ``window_kb`` (default 1,000 kb); passing one of them chooses it.  A SNP pair is in
+    a window when ``|coord_j - coord_i| <= window`` (LDSC's rule, pairs exactly a window
+    apart included).  ``samples``/``snps`` restrict the panel (indices or masks).  A
+    window spanning a whole chromosome is warned about (``whole_chromosome=None``),
+    allowed silently (``True``, LDSC's ``--yes-really``) or refused (``False``, LDSC's
+    default, which the CLI follows); cM positions that look like Morgans are warned about.
+
+    Returns a frame with ``chrom, snp, cm, pos, a1, a2, maf, l2`` (SNPs kept: MAF >
+    ``maf`` and not a single het/missing class) and the totals ``M`` and ``M_5_50`` (MAF >
+    0.05) in ``.attrs`` (``attrs["whole_chromosome"]`` lists the chromosomes whose window
+    spanned them).  Memory: one chromosome's genotypes as float64 (n x m_chrom).
     """
     from lmmkit.genetics.plink import PlinkData, read_plink
 
@@ -173,6 +215,8 @@ def ld_scores(
     from tqdm.auto import tqdm
 
     chroms = list(pd.unique(chrom[idx]))
+    window = f"{window_cm:g} cM" if window_cm is not None else f"{window_kb:g} kb"
+    whole: list[str] = []
     for c in tqdm(chroms, disable=not progress, desc="LD scores", leave=False):
         ci = idx[chrom[idx] == c]
         g = pl.read(snps=ci, samples=samples)
@@ -195,12 +239,23 @@ def ld_scores(
             max_dist = float(window_kb) * 1000.0
         if np.any(np.diff(coords) < 0):
             raise DataError(f"chromosome {c}: SNPs are not sorted by position in the .bim.")
+        _check_positions(c, sub["cm"].to_numpy(dtype=float), sub["pos"].to_numpy(), window_cm)
+        left = _block_left(coords, max_dist)
+        if len(left) > 1 and left[-1] == 0:
+            whole.append(str(c))
+            if whole_chromosome is False:
+                raise DataError(
+                    f"chromosome {c}: the {window} window spans the whole chromosome ("
+                    f"{len(ci)} SNPs, every pair within it); LDSC refuses this without "
+                    "--yes-really: pass --yes-really (whole_chromosome=True) if that is what "
+                    "you want, or a narrower window (are the cM positions in Morgans?)."
+                )
         x = _standardize(g)
         del g
         if chunk_size is None:
-            l2 = _ld_exact(x, coords, max_dist)
+            l2 = _ld_exact(x, coords, max_dist, left)
         else:
-            l2 = _ld_ldsc_chunks(x, _block_left(coords, max_dist), int(chunk_size))
+            l2 = _ld_ldsc_chunks(x, left, int(chunk_size))
         frames.append(
             pd.DataFrame(
                 {
@@ -222,20 +277,35 @@ def ld_scores(
     out.attrs["M_5_50"] = int((out["maf"] > 0.05).sum())
     out.attrs["n_ref"] = int(n)
     out.attrs["window"] = f"{window_cm} cM" if window_cm is not None else f"{window_kb} kb"
+    out.attrs["whole_chromosome"] = whole
+    if whole and whole_chromosome is None:
+        warnings.warn(
+            f"the {window} window spans the whole of chromosome(s) {', '.join(whole)}: every "
+            "SNP pair on them is in each LD score.",
+            LmmkitWarning,
+            stacklevel=2,
+        )
     return out
 
 
 def write_ldscore(ld: pd.DataFrame, prefix: str | Path) -> None:
-    """Write LDSC-format ``prefix.l2.ldscore.gz``, ``prefix.l2.M`` and ``prefix.l2.M_5_50``."""
+    """Write LDSC-format ``prefix.l2.ldscore.gz``, ``prefix.l2.M`` and ``prefix.l2.M_5_50``,
+    each atomically.
+
+    Examples
+    --------
+    >>> import lmmkit  # doctest: +SKIP
+    >>> write_ldscore(lmmkit.ld_scores("EUR_subset"), "eur")  # doctest: +SKIP
+    """
     prefix = Path(prefix)
     tab = pd.DataFrame(
         {"CHR": ld["chrom"], "SNP": ld["snp"], "BP": ld["pos"], "L2": ld["l2"].round(3)}
     )
-    with gzip.open(f"{prefix}.l2.ldscore.gz", "wt") as fh:
-        tab.to_csv(fh, sep="\t", index=False)
-    Path(f"{prefix}.l2.M").write_text(f"{ld.attrs.get('M', len(ld))}\n")
+    text = tab.to_csv(sep="\t", index=False)
+    write_bytes_atomic(Path(f"{prefix}.l2.ldscore.gz"), gzip.compress(text.encode(), mtime=0))
+    write_text_atomic(Path(f"{prefix}.l2.M"), f"{ld.attrs.get('M', len(ld))}\n")
     m550 = ld.attrs.get("M_5_50", int((ld["maf"] > 0.05).sum()))
-    Path(f"{prefix}.l2.M_5_50").write_text(f"{m550}\n")
+    write_text_atomic(Path(f"{prefix}.l2.M_5_50"), f"{m550}\n")
 
 
 def marginal_z(plink, y, *, samples: np.ndarray | None = None, snps=None, block_size=4000):
@@ -418,22 +488,51 @@ class LdscResult:
     delete_values: np.ndarray = field(default=None, repr=False)  # of h2, per block
     intercept_fixed: bool = False
 
-    def summary(self) -> str:
+    def summary(self, samp_prev: float | None = None, pop_prev: float | None = None) -> str:
+        """LDSC's ``--h2`` result block, line for line (numbers printed as LDSC prints
+        them: NumPy with 4 decimals, :func:`ldsc_number`).  With ``samp_prev`` and
+        ``pop_prev`` the first line is on the liability scale, as LDSC's."""
+        if samp_prev is not None and pop_prev is not None:
+            from lmmkit.genetics.liability import liability_factor
+
+            scale, c = "Liability", liability_factor(pop_prev, samp_prev)
+        else:
+            scale, c = "Observed", 1.0
+        s = ldsc_number
         lines = [
-            f"Total observed scale h2: {self.h2:.4g} ({self.h2_se:.4g})",
-            f"Lambda GC: {self.lambda_gc:.4g}",
-            f"Mean Chi^2: {self.mean_chisq:.4g}",
+            f"Total {scale} scale h2: {s(c * self.h2)} ({s(c * self.h2_se)})",
+            f"Lambda GC: {s(self.lambda_gc)}",
+            f"Mean Chi^2: {s(self.mean_chisq)}",
         ]
         if self.intercept_fixed:
-            lines.append(f"Intercept: constrained to {self.intercept:.4g}")
+            lines.append(f"Intercept: constrained to {s(self.intercept)}")
         else:
-            lines.append(f"Intercept: {self.intercept:.4g} ({self.intercept_se:.4g})")
-            if np.isfinite(self.ratio):
-                lines.append(f"Ratio: {self.ratio:.4g} ({self.ratio_se:.4g})")
+            lines.append(f"Intercept: {s(self.intercept)} ({s(self.intercept_se)})")
+            if self.mean_chisq > 1:
+                if self.ratio < 0:
+                    lines.append("Ratio < 0 (usually indicates GC correction).")
+                else:
+                    lines.append(f"Ratio: {s(self.ratio)} ({s(self.ratio_se)})")
+            else:
+                lines.append("Ratio: NA (mean chi^2 < 1)")
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.summary()
+
+
+def ldsc_number(x: float) -> str:
+    """A number as LDSC 2.0.1 prints it in its logs: NumPy's array printing with
+    ``precision=4`` (4 decimals, trailing zeros dropped, scientific for very small or
+    large values), e.g. ``1.0304``, ``1.``, ``0.0001``, ``9.9e-05``.
+
+    Examples
+    --------
+    >>> [ldsc_number(v) for v in (1.03041, 1.0, 9.9e-05)]
+    ['1.0304', '1.', '9.9e-05']
+    """
+    text = np.array2string(np.array([[float(x)]]), precision=4, max_line_width=1000)
+    return text.replace("[", "").replace("]", "").strip()
 
 
 def _as_col(v, m: int, name: str) -> np.ndarray:
@@ -604,19 +703,60 @@ class RgResult:
     gencov_intercept_se: float
     h2_1: LdscResult = field(repr=False)
     h2_2: LdscResult = field(repr=False)
+    mean_z1z2: float = float("nan")
+    gencov_intercept_fixed: bool = False
 
-    def summary(self) -> str:
+    def summary(self, names: tuple[str, str] = ("1", "2"), with_first: bool = True) -> str:
+        """LDSC's ``--rg`` result blocks for one pair, line for line: the heritabilities
+        (the first one only ``with_first``, as LDSC prints it once for several pairs), the
+        genetic covariance and the genetic correlation (LDSC's out-of-bounds lines when an
+        h2 is not positive or |rg| > 1.2)."""
+        s = ldsc_number
+
+        def head(text: str) -> str:
+            return f"{text}\n{'-' * len(text)}"
+
+        gencov = [
+            f"Total Observed scale gencov: {s(self.gencov)} ({s(self.gencov_se)})",
+            f"Mean z1*z2: {s(self.mean_z1z2)}",
+            f"Intercept: constrained to {s(self.gencov_intercept)}"
+            if self.gencov_intercept_fixed
+            else f"Intercept: {s(self.gencov_intercept)} ({s(self.gencov_intercept_se)})",
+        ]
+        if not (self.h2_1.h2 > 0 and self.h2_2.h2 > 0):
+            rg = [
+                "Genetic Correlation: nan (nan) (h2  out of bounds) ",
+                "Z-score: nan (nan) (h2  out of bounds)",
+                "P: nan (nan) (h2  out of bounds)",
+                "WARNING: One of the h2's was out of bounds.",
+                "This usually indicates a data-munging error or that h2 or N is low.",
+            ]
+        elif abs(self.rg) > 1.2:
+            rg = [
+                "Genetic Correlation: nan (nan) (rg out of bounds) ",
+                "Z-score: nan (nan) (rg out of bounds)",
+                "P: nan (nan) (rg out of bounds)",
+                "WARNING: rg was out of bounds.",
+                "This often means that h2 is not significantly different from zero.",
+            ]
+        else:
+            rg = [
+                f"Genetic Correlation: {s(self.rg)} ({s(self.rg_se)})",
+                f"Z-score: {s(self.z)}",
+                f"P: {s(self.p)}",
+            ]
+        first = [head(f"Heritability of phenotype {names[0]}"), self.h2_1.summary(), ""]
         return "\n".join(
             [
-                "Heritability of phenotype 1",
-                self.h2_1.summary(),
-                "Heritability of phenotype 2",
+                *(first if with_first else []),
+                head(f"Heritability of phenotype {names[1]}"),
                 self.h2_2.summary(),
-                f"Total observed scale gencov: {self.gencov:.4g} ({self.gencov_se:.4g})",
-                f"Intercept: {self.gencov_intercept:.4g} ({self.gencov_intercept_se:.4g})",
-                f"Genetic Correlation: {self.rg:.4f} ({self.rg_se:.4f})",
-                f"Z-score: {self.z:.4f}",
-                f"P: {self.p:.4g}",
+                "",
+                head("Genetic Covariance"),
+                *gencov,
+                "",
+                head("Genetic Correlation"),
+                *rg,
             ]
         )
 
@@ -693,6 +833,8 @@ def genetic_correlation(
         zz = rg / rg_se
         p = float(2 * stats.norm.sf(abs(zz)))
     return RgResult(
+        mean_z1z2=float(np.mean(y)),
+        gencov_intercept_fixed=intercept_gencov is not None,
         rg=float(rg),
         rg_se=float(rg_se),
         z=float(zz),

@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from lmmkit._io import write_text_atomic
-from lmmkit.cli._common import add_common, refuse_existing, say, write_json
+from lmmkit.cli._common import add_common, add_list_option, refuse_existing, say, write_json
 from lmmkit.errors import DataError
 
 __all__ = ["add_parser", "run"]
@@ -46,6 +44,7 @@ def _ldsc_l2(args: argparse.Namespace, out: Path) -> int:
         maf=args.maf or 0.0,
         chunk_size=None if args.exact_window else args.chunk_size,
         progress=not args.quiet,
+        whole_chromosome=True if args.yes_really else False,
     )
     say(
         args,
@@ -56,12 +55,14 @@ def _ldsc_l2(args: argparse.Namespace, out: Path) -> int:
         f"{ld['l2'].mean():.4g}",
         log,
     )
-    # write into a temporary folder next to the outputs, then move each file into place
-    parent = out.parent if str(out.parent) else Path(".")
-    with tempfile.TemporaryDirectory(dir=parent, prefix=f".{out.name}.") as tmp:
-        write_ldscore(ld, Path(tmp) / "x")
-        for s in names[:3]:
-            os.replace(Path(tmp) / f"x{s}", Path(f"{out}{s}"))
+    if ld.attrs.get("whole_chromosome"):
+        say(
+            args,
+            f"--yes-really: the window spans the whole of chromosome(s) "
+            f"{', '.join(ld.attrs['whole_chromosome'])}",
+            log,
+        )
+    write_ldscore(ld, out)  # each file atomically
     say(args, f"wrote {out}.l2.ldscore.gz, {out}.l2.M, {out}.l2.M_5_50", log)
     write_text_atomic(Path(f"{out}.log"), "\n".join(log) + "\n")
     return 0
@@ -121,8 +122,8 @@ def _ldsc_regression(args: argparse.Namespace, out: Path, mode: str) -> int:
         if args.chisq_max is not None:
             say(args, f"removed {len(d) - fit.n_snps} SNPs with chi^2 >= {args.chisq_max}", log)
         if fit.two_step is not None:
-            say(args, f"two-step estimator with cutoff at {fit.two_step:g}", log)
-        text = fit.summary()
+            say(args, f"Using two-step estimator with cutoff at {fit.two_step:g}.", log)
+        text = fit.summary(args.samp_prev, args.pop_prev)
         result.update(_ldsc_fields(fit), sumstats=args.h2, n_snps_read=len(ss) + n_na)
         if args.samp_prev is not None:
             from lmmkit.genetics.liability import h2_observed_to_liability
@@ -130,10 +131,9 @@ def _ldsc_regression(args: argparse.Namespace, out: Path, mode: str) -> int:
             hl, hl_se = h2_observed_to_liability(
                 fit.h2, args.pop_prev, args.samp_prev, se=fit.h2_se
             )
-            text += f"\nTotal liability scale h2: {hl:.4g} ({hl_se:.4g})"
             result.update(h2_liability=hl, h2_liability_se=hl_se)
     else:
-        files = [f for f in args.rg.split(",") if f]
+        files = args.rg
         if len(files) < 2:
             raise DataError("--rg needs at least two comma-separated .sumstats files.")
         first, n_na = read_sumstats(files[0])
@@ -173,9 +173,8 @@ def _ldsc_regression(args: argparse.Namespace, out: Path, mode: str) -> int:
                 two_step=two_step,
                 intercept_gencov=args.intercept_gencov,
             )
-            texts.append(
-                f"Genetic correlation {files[0]} / {other} ({len(d)} SNPs)\n" + rg.summary()
-            )
+            k = len(texts)
+            texts.append(rg.summary(("1", f"{k + 2}/{len(files)}"), with_first=k == 0))
             pairs.append(
                 {
                     "p1": files[0],
@@ -193,7 +192,7 @@ def _ldsc_regression(args: argparse.Namespace, out: Path, mode: str) -> int:
                     "h2_2": _ldsc_fields(rg.h2_2),
                 }
             )
-        text = "\n\n".join(texts)
+        text = "\n\n".join(texts) + "\n\n" + _rg_table(pairs)
         result["rg"] = pairs
     if not args.quiet:
         print(text)
@@ -203,6 +202,30 @@ def _ldsc_regression(args: argparse.Namespace, out: Path, mode: str) -> int:
     write_json(Path(f"{out}.json"), result)
     say(args, f"wrote {out}.log and {out}.json")
     return 0
+
+
+def _rg_table(pairs: list[dict]) -> str:
+    """LDSC's "Summary of Genetic Correlation Results" table (pandas, 4 decimals)."""
+    import pandas as pd
+
+    tab = pd.DataFrame(
+        {
+            "p1": [p["p1"] for p in pairs],
+            "p2": [p["p2"] for p in pairs],
+            "rg": [p["rg"] for p in pairs],
+            "se": [p["rg_se"] for p in pairs],
+            "z": [p["z"] for p in pairs],
+            "p": [p["p"] for p in pairs],
+            "h2_obs": [p["h2_2"]["h2"] for p in pairs],
+            "h2_obs_se": [p["h2_2"]["h2_se"] for p in pairs],
+            "h2_int": [p["h2_2"]["intercept"] for p in pairs],
+            "h2_int_se": [p["h2_2"]["intercept_se"] for p in pairs],
+            "gcov_int": [p["gencov_intercept"] for p in pairs],
+            "gcov_int_se": [p["gencov_intercept_se"] for p in pairs],
+        }
+    )
+    with pd.option_context("display.precision", 4):
+        return "Summary of Genetic Correlation Results\n" + tab.to_string(index=False)
 
 
 def _ldsc_fields(fit) -> dict:
@@ -233,13 +256,20 @@ def add_parser(subparsers) -> None:
     mode = ld.add_argument_group("mode (one of)")
     mode.add_argument("--l2", action="store_true", help="compute LD scores from --bfile")
     mode.add_argument("--h2", metavar="SUMSTATS", help=".sumstats[.gz] file (SNP A1 A2 Z N)")
-    mode.add_argument("--rg", metavar="A,B[,C..]", help="genetic correlation of A with B, C, ..")
+    add_list_option(
+        mode, "--rg", metavar="SUMSTATS", help="genetic correlation of the first with the others"
+    )
     ld.add_argument("--out", required=True, metavar="PREFIX", help="output prefix")
     ld.add_argument("--bfile", metavar="PREFIX", help="--l2: reference panel")
     win = ld.add_mutually_exclusive_group()
     win.add_argument("--ld-wind-cm", type=float, metavar="CM", help="--l2 window in cM")
     win.add_argument("--ld-wind-kb", type=float, metavar="KB", help="--l2 window in kb")
     ld.add_argument("--maf", type=float, default=None, help="--l2: keep SNPs with MAF above it")
+    ld.add_argument(
+        "--yes-really",
+        action="store_true",
+        help="--l2: allow a window spanning a whole chromosome (refused otherwise, as LDSC)",
+    )
     ld.add_argument("--chunk-size", type=int, default=50, help="--l2: LDSC chunk size (50)")
     ld.add_argument(
         "--exact-window",
