@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from lmmkit.cli._common import add_list_option
+
 __all__ = ["register"]
 
 
@@ -47,9 +49,7 @@ def register(sub) -> None:
     fit.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
     fit.add_argument("--weights", help="column of prior (precision) weights")
     fit.add_argument("--offset", help="column of offsets")
-    fit.add_argument(
-        "--factor", action="append", help="treat this column as categorical (repeatable)"
-    )
+    add_list_option(fit, "--factor", metavar="COL", help="columns to treat as categorical")
     fit.add_argument("--json", help="write the result as JSON to this path (atomically)")
     fit.add_argument("--family", help="GLMM family: binomial, poisson, negative_binomial, Gamma")
     fit.add_argument("--trials", help="binomial: column with the number of trials")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lmmkit.cli._common import add_list_option
+
 __all__ = ["register", "site_summary_cli", "multisite_fit_cli"]
 
 #: Shown in ``--help``; equals :data:`lmmkit.validation.multisite.DEFAULT_MIN_PATIENTS`
@@ -69,7 +71,7 @@ def register(subparsers: Any) -> None:
         help=f"refuse sites with fewer patients/rows (default {_MIN_PATIENTS_HELP})",
     )
     ss.add_argument("--patient", help="patient id column (counts patients, not rows)")
-    ss.add_argument("--factor", action="append", help="treat this column as categorical")
+    add_list_option(ss, "--factor", metavar="COL", help="columns to treat as categorical")
     ss.set_defaults(func=site_summary_cli)
     mf = subparsers.add_parser(
         "multisite-fit", help="fit a (z | site) mixed model from site summary files"

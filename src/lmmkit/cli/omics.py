@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from lmmkit.cli._common import add_list_option
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -35,26 +37,24 @@ def _write(table: pd.DataFrame, path: str) -> None:
 
 
 def _cmd_varpart(args: argparse.Namespace) -> int:
+    from lmmkit._io import save_figure
     from lmmkit.omics.varpart import plot_variance_fractions, variance_partition
+    from lmmkit.parallel.executor import get_executor
 
     expr, samples = _read_omics(args)
-    executor = None
-    if args.scheduler:
-        from lmmkit.parallel.executor import get_executor
-
-        executor = get_executor(args.scheduler)
     ratios = {}
     for spec in args.ratio or []:
         num, _, den = spec.partition("/")
         ratios[spec] = (num, den)
-    frac = variance_partition(
-        args.formula, expr, samples, reml=args.reml, ratios=ratios, executor=executor
-    )
+    with get_executor(args.scheduler) as executor:  # closed on every path
+        frac = variance_partition(
+            args.formula, expr, samples, reml=args.reml, ratios=ratios, executor=executor
+        )
     _write(frac, args.out)
     failed = int((frac["reason"] != "").sum())
     print(f"{len(frac)} features, {failed} failed (see the 'reason' column)")
     if args.plot:
-        plot_variance_fractions(frac).savefig(args.plot, dpi=110)
+        save_figure(plot_variance_fractions(frac), args.plot, dpi=110)
         print(f"wrote {args.plot}")
     return 0
 
@@ -96,14 +96,18 @@ def register(sub) -> None:
     vp.add_argument(
         "--reml", action="store_true", help="REML instead of ML (variancePartition: ML)"
     )
-    vp.add_argument("--ratio", action="append", help="batch/signal ratio NUM/DEN (repeatable)")
+    add_list_option(vp, "--ratio", metavar="NUM/DEN", help="batch/signal ratios")
     vp.add_argument("--plot", help="violin plot of the fractions (PNG)")
-    vp.add_argument("--scheduler", help="'local:2' (Dask LocalCluster) or a scheduler address")
+    vp.add_argument(
+        "--scheduler",
+        help="'threads:N', 'local:N' (Dask LocalCluster) or a Dask scheduler address "
+        "(default: serial)",
+    )
     vp.set_defaults(func=_cmd_varpart)
     hz = sub.add_parser("harmonize", help="ComBat batch harmonization (sva::ComBat)")
     _add_inputs(hz)
     hz.add_argument("--batch", required=True, help="column of --samples with the batch")
-    hz.add_argument("--covariate", action="append", help="covariate to preserve (repeatable)")
+    add_list_option(hz, "--covariate", metavar="COL", help="covariates to preserve")
     hz.add_argument("--ref-batch", help="reference batch left unchanged")
     hz.add_argument("--nonparametric", action="store_true", help="non-parametric priors")
     hz.set_defaults(func=_cmd_harmonize)

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lmmkit.cli._common import add_list_option
+
 __all__ = ["register"]
 
 
@@ -66,7 +68,7 @@ def register(subparsers: Any) -> None:
     run = sub.add_parser("run", help="run a locked plan on data and write the HTML report")
     run.add_argument("plan", help="plan file (TOML or JSON), locked with `lmmkit plan lock`")
     run.add_argument("--data", required=True, help="CSV/TSV/Parquet file")
-    run.add_argument("--factor", action="append", help="treat this column as categorical")
+    add_list_option(run, "--factor", metavar="COL", help="columns to treat as categorical")
     run.add_argument("--report", help="HTML report path (default: PLAN with .html)")
     run.add_argument("--json", help="also write the results as JSON")
     run.add_argument("--overwrite", action="store_true", help="replace existing outputs")

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from lmmkit.errors import DataError
 from lmmkit.parallel.protocol import NO_SHARED, Executor
 
 __all__ = ["Executor", "SerialExecutor", "ThreadExecutor", "get_executor", "NO_SHARED"]
@@ -96,8 +97,18 @@ def get_executor(scheduler: str | None = None, **kwargs: Any) -> Executor:
     ``None``, ``""`` or ``"serial"``: :class:`SerialExecutor`.  ``"threads:N"``:
     :class:`ThreadExecutor` with N threads (default 2).  ``"local"`` or
     ``"local:N"``: a :class:`~lmmkit.parallel.dask_backend.DaskExecutor` on a new
-    ``distributed.LocalCluster`` (N single-threaded worker processes).  Anything else is
-    the address of a running Dask scheduler (``tcp://host:8786``, ``host:8786``).
+    ``distributed.LocalCluster`` (N single-threaded worker processes; in a script, under
+    ``if __name__ == "__main__":``, see :mod:`lmmkit.parallel.dask_backend`).  Anything else
+    is the address of a running Dask scheduler (``tcp://host:8786``, ``host:8786``); one
+    that does not answer within 5 s is a :class:`~lmmkit.errors.DataError`.  Close the
+    executor when done (``with get_executor(...) as ex:``).
+
+    Examples
+    --------
+    >>> from lmmkit.parallel.executor import get_executor
+    >>> with get_executor("threads:2") as ex:
+    ...     list(ex.map(abs, [-1, -2]))
+    [1, 2]
     """
     if scheduler is None or scheduler.strip() in ("", "serial"):
         return SerialExecutor()
@@ -107,7 +118,7 @@ def get_executor(scheduler: str | None = None, **kwargs: Any) -> Executor:
         try:
             return ThreadExecutor(int(n), **kwargs)
         except ValueError:
-            raise ValueError(
+            raise DataError(
                 f"scheduler {scheduler!r}: expected 'threads:N' with N a positive integer."
             ) from None
     from lmmkit.parallel.dask_backend import DaskExecutor
@@ -118,7 +129,7 @@ def get_executor(scheduler: str | None = None, **kwargs: Any) -> Executor:
             try:
                 kwargs.setdefault("n_workers", int(n))
             except ValueError:
-                raise ValueError(
+                raise DataError(
                     f"scheduler {scheduler!r}: expected 'local:N' with N an integer."
                 ) from None
         return DaskExecutor(None, **kwargs)

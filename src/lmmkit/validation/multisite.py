@@ -451,7 +451,9 @@ class MultisiteResult(FixedEffectsSummary):
         vc = self.varcorr
         for _, r in vc.iterrows():
             if r["var2"] is None or (isinstance(r["var2"], float) and math.isnan(r["var2"])):
-                name = r["group"] if r["var1"] is None else f"{r['group']} {r['var1']}"
+                v1 = r["var1"]
+                no_var1 = v1 is None or (isinstance(v1, float) and math.isnan(v1))
+                name = r["group"] if no_var1 else f"{r['group']} {v1}"
                 lines.append(f"  {name:<30} variance {r['vcov']:.6g}  sd {r['sdcor']:.6g}")
             else:
                 lines.append(
