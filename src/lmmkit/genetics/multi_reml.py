@@ -150,13 +150,70 @@ class MultiRemlResult:
 
 
 def epistasis_kernel(k) -> np.ndarray:
-    """Additive x additive epistasis kernel K o K (elementwise square)."""
+    """Additive x additive epistasis kernel K o K (the elementwise square of a GRM).
+
+    With g_AA ~ N(0, s2_AA K o K) beside the additive g_A ~ N(0, s2_A K), a
+    :func:`multi_reml` fit of ``[K, epistasis_kernel(K)]`` splits the genetic variance
+    into additive and additive x additive parts (Henderson 1985; Jiang & Reif 2015).
+
+    Parameters
+    ----------
+    k
+        An n x n GRM (array or :class:`~lmmkit.genetics.grm.GRM`).
+
+    Returns
+    -------
+    numpy.ndarray
+        K o K, n x n.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import lmmkit
+    >>> k = np.array([[1.0, 0.5], [0.5, 1.0]])
+    >>> lmmkit.epistasis_kernel(k)
+    array([[1.  , 0.25],
+           [0.25, 1.  ]])
+    """
     k = _kernel_array(k)
     return k * k
 
 
 def gxe_kernel(k, e) -> np.ndarray:
-    """Gene x environment kernel K o (e e') for a continuous (or 0/1) environment ``e``."""
+    """Gene x environment kernel K o (e e') for a continuous (or 0/1) environment ``e``.
+
+    With g_GxE ~ N(0, s2_GxE K o ee'), the genetic effect of sample i is scaled by its
+    exposure e_i; fit it beside K (and usually ``e`` as a fixed covariate) with
+    :func:`multi_reml` (Yang et al. 2011, GCTA's ``--gxe`` for a continuous
+    environment).  For a categorical environment, one kernel K o 1[e_i = e_j] per level
+    set is the usual choice; pass a 0/1 indicator per level.
+
+    Parameters
+    ----------
+    k
+        An n x n GRM (array or :class:`~lmmkit.genetics.grm.GRM`).
+    e
+        The environment, n values aligned with the rows of ``k`` (center or standardize
+        it first when its mean is not 0, so the kernel is not dominated by the mean).
+
+    Returns
+    -------
+    numpy.ndarray
+        K o e e', n x n.
+
+    Raises
+    ------
+    DataError
+        ``e`` does not have one value per row of ``k``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import lmmkit
+    >>> k = np.eye(3)
+    >>> lmmkit.gxe_kernel(k, [1.0, -1.0, 2.0]).diagonal()
+    array([1., 1., 4.])
+    """
     k = _kernel_array(k)
     e = np.asarray(e, dtype=float).ravel()
     if len(e) != k.shape[0]:
@@ -188,11 +245,41 @@ def snp_set_grms(
 ) -> dict:
     """One GRM per SNP set, in a single pass over the genotypes.
 
-    ``groups`` is either a mapping ``name -> SNP indices or boolean mask`` (sets must not
-    overlap) or a sequence of one label per SNP of the .bim (``None``/NaN/"" = not used).
-    SNPs missing in more than ``max_missing`` of ``samples``, with MAF below ``maf`` or a
-    single genotype class are dropped first (defaults: BOLT-LMM's QC).  Each GRM is
-    normalized by its own SNP count (``"standardized"``: GCTA/BOLT's Z Z'/m).
+    Parameters
+    ----------
+    plink
+        A genotype source or PLINK prefix.
+    groups
+        A mapping ``name -> SNP indices or boolean mask`` (sets must not overlap) or a
+        sequence of one label per SNP of the .bim (``None``/NaN/"" = not used).
+    normalization
+        ``"standardized"`` (default: GCTA's Z = (x - 2p)/sqrt(2p(1-p)), p over
+        ``samples``), ``"empirical"`` (BOLT-LMM's: each SNP scaled by its SD over
+        ``samples``) or any other :func:`~lmmkit.genetics.grm.compute_grm` normalization.
+        Each GRM is Z Z' divided by its own SNP count.
+    samples
+        The samples (.fam rows or mask) of the matrices and of the QC; default all.
+    maf, max_missing
+        SNPs missing in more than ``max_missing`` of ``samples``, with MAF below ``maf``
+        or a single genotype class are dropped first (defaults: BOLT-LMM's QC).
+    block_size, dtype, progress
+        As :func:`~lmmkit.genetics.grm.compute_grm`.
+
+    Returns
+    -------
+    dict
+        name -> :class:`~lmmkit.genetics.grm.GRM`.
+
+    Raises
+    ------
+    DataError
+        Overlapping sets, masks of the wrong length, a set with no SNP left.
+
+    Examples
+    --------
+    >>> import lmmkit
+    >>> pl = lmmkit.read_plink("EUR_subset")  # doctest: +SKIP
+    >>> grms = lmmkit.snp_set_grms(pl, pl.bim["chrom"])  # one GRM per chromosome  # doctest: +SKIP
     """
     from lmmkit.genetics.grm import GRM, _accumulate
     from lmmkit.genetics.plink import filter_snps, read_plink
@@ -661,12 +748,37 @@ def multi_reml_from_plink(
 ) -> MultiRemlResult:
     """Partitioned SNP heritability from a PLINK fileset in one call.
 
-    ``pheno``: .fam phenotype number, a Series indexed by (fid, iid) or an array in .fam
-    order; ``covariates``: a frame indexed by (fid, iid) (e.g. from
-    :func:`~lmmkit.genetics.plink.read_pheno_file`; string columns are dummy coded, first
-    level dropped) or an array; ``groups``: SNP sets as in :func:`snp_set_grms`.
-    Samples missing the phenotype or any covariate are dropped; SNP QC and the GRMs use
-    the analyzed samples.
+    Parameters
+    ----------
+    prefix
+        A genotype source or PLINK prefix.
+    pheno
+        .fam phenotype number, a Series indexed by (fid, iid) or an array in .fam order.
+    groups
+        SNP sets as in :func:`snp_set_grms` (one kernel per set).
+    covariates
+        A frame indexed by (fid, iid) (e.g. from
+        :func:`~lmmkit.genetics.plink.read_pheno_file`; string columns are dummy coded,
+        first level dropped) or an array; an intercept is always included.
+    normalization
+        The kernels' normalization (:func:`snp_set_grms`): ``"standardized"`` (GCTA) or
+        ``"empirical"`` (BOLT-LMM's, for comparisons with BOLT-REML).
+    maf, max_missing, block_size
+        SNP QC and block size (:func:`snp_set_grms`).
+    **kwargs
+        Passed to :func:`multi_reml` (``init``, ``max_iter``, ``tol``, ...).
+
+    Returns
+    -------
+    MultiRemlResult
+        A component at its boundary (e.g. the residual at 0 for h2 near 1) is said in
+        ``boundary``, the summary and a warning.
+
+    Examples
+    --------
+    >>> import lmmkit
+    >>> fit = lmmkit.multi_reml_from_plink(  # doctest: +SKIP
+    ...     "EUR_subset", 1, ["all"] * 54051)
     """
     from lmmkit.genetics.samples import (
         covariate_table,
