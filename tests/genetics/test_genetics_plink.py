@@ -84,6 +84,20 @@ def test_duplicated_fam_ids(tmp_path):
         read_plink(prefix)
 
 
+def test_duplicated_fam_ids_renamed_are_reported(tmp_path):
+    """Opt-in renaming keeps both samples and the log line names each renamed one."""
+    from lmmkit.genetics.samples import renamed_note
+
+    fam = ["a 1 0 0 1 1", "a 2 0 0 1 2", "a 1 0 0 1 3"]
+    prefix = write_plink(tmp_path / "d", simulate_genotypes(3, 2), fam_rows=fam)
+    pl = read_plink(prefix, duplicate_ids="rename")
+    assert pl.n_samples == 3
+    note = renamed_note(pl.fam)
+    assert note.startswith("1 duplicated .fam sample ID(s) kept as their own samples")
+    assert "line 3 a/1 -> " in note
+    assert renamed_note(read_plink(write_plink(tmp_path / "u", simulate_genotypes(3, 2))).fam) == ""
+
+
 def test_ragged_fam_line(tmp_path):
     (tmp_path / "r.fam").write_text("a 1 0 0 1 1\na 2 0 0 1\n")
     with pytest.raises(FileFormatError, match="line 2"):

@@ -26,6 +26,7 @@ from lmmkit.errors import DataError
 
 __all__ = [
     "SampleMatchReport",
+    "renamed_note",
     "covariate_table",
     "design_matrix",
     "match_samples",
@@ -203,3 +204,16 @@ def design_matrix(
     if np.linalg.matrix_rank(w) < w.shape[1]:
         raise DataError(f"covariate matrix is rank deficient (columns {names}).")
     return w, names
+
+
+def renamed_note(fam: pd.DataFrame) -> str:
+    """The log line of duplicated .fam IDs kept as their own samples (``read_fam(...,
+    duplicate_ids="rename")``), or "" when none were."""
+    renamed = fam.attrs.get("renamed", []) if hasattr(fam, "attrs") else []
+    if not renamed:
+        return ""
+    return (
+        f"{len(renamed)} duplicated .fam sample ID(s) kept as their own samples, renamed: "
+        + ", ".join(f"line {ln} {f}/{old} -> {new}" for ln, f, old, new in renamed[:10])
+        + (" ..." if len(renamed) > 10 else "")
+    )

@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
     from lmmkit.genetics.plink import match_samples, read_pheno_file
     from lmmkit.genetics.samples import design_matrix as _design
+    from lmmkit.genetics.samples import renamed_note
 
     if args.bfile is None and not args.grm:
         raise DataError("pass --bfile PREFIX (kernel from the genotypes) or --grm PREFIX.")
@@ -137,14 +138,8 @@ def run(args: argparse.Namespace) -> int:
     dropped = [report.dropped]
     log: list[str] = []
     say(args, f"lmmkit h2: phenotype {psource}; {len(base_ids)} samples in {base_path}", log)
-    renamed = pl.fam.attrs.get("renamed", []) if pl is not None else []
-    if renamed:
-        say(
-            args,
-            f"{len(renamed)} duplicated .fam sample ID(s) kept as their own samples, renamed: "
-            + ", ".join(f"line {ln} {f}/{old} -> {new}" for ln, f, old, new in renamed[:10]),
-            log,
-        )
+    if pl is not None and renamed_note(pl.fam):
+        say(args, renamed_note(pl.fam), log)
 
     # kernels over the kept samples; samples absent from a GRM are dropped
     kernels: dict[str, np.ndarray] = {}

@@ -17,6 +17,7 @@ from lmmkit.genetics.samples import (
     design_matrix,
     match_samples,
     phenotype_table,
+    renamed_note,
 )
 
 __all__ = ["Blocks", "Matched", "Samples", "match", "model_inputs", "plan_blocks"]
@@ -65,13 +66,8 @@ def match(
 ) -> Matched:
     """Phenotype (binary: coded 0/1 by :func:`lmmkit.genetics.spa.binary_phenotype`) and
     covariates matched to the genotyped samples; at least three must remain."""
-    renamed = source.fam.attrs.get("renamed", []) if hasattr(source.fam, "attrs") else []
-    if renamed:
-        say(
-            f"{len(renamed)} duplicated .fam sample ID(s) kept as their own samples, renamed: "
-            + ", ".join(f"line {ln} {f}/{old} -> {new}" for ln, f, old, new in renamed[:10])
-            + (" ..." if len(renamed) > 10 else "")
-        )
+    if renamed_note(source.fam):
+        say(renamed_note(source.fam))
     ptab, pname = phenotype_table(source, pheno, binary=binary)
     n_zero = 0
     if binary:
