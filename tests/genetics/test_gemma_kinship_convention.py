@@ -20,6 +20,7 @@ from lmmkit.genetics.plink import read_plink
 from ._genetics_helpers import require_hs
 
 REF = Path(__file__).resolve().parents[1] / "reference" / "gemma_mch" / "gemma_mch_reference.json"
+HS_REF = Path(__file__).resolve().parents[1] / "reference" / "genetics" / "hs1940_reference.json"
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,11 @@ def test_default_kinship_differs_from_gemmas_computed_once(hs, ref):
     """lmmkit's default (SNP filters over the analysed samples) is GEMMA -gk 1 -n 6, not the
     kinship a GEMMA user computes once: vg moves by 2.2e-3 relative (the issue's case)."""
     fit = heritability_from_plink(hs, 6)
-    assert fit.vg == pytest.approx(2.08764, abs=5e-6)  # tests/reference/genetics: -gk -n 6
+    g6 = json.loads(HS_REF.read_text())["gemma_lmm_n6"]  # GEMMA -gk 1 -n 6, then -lmm -n 6
+    assert fit.n == g6["n_analyzed"]
+    assert fit.vg == pytest.approx(g6["vg"], abs=5e-6)
+    assert fit.ve == pytest.approx(g6["ve"], abs=5e-7)
+    assert fit.h2 == pytest.approx(g6["pve"], abs=5e-7)
     assert abs(fit.vg / ref["gemma"]["null"]["vg"] - 1) > 2e-3
     assert "analysed samples" in fit.kinship_convention
 

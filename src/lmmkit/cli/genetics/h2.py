@@ -17,8 +17,7 @@ from lmmkit.cli.genetics._options import (
 )
 from lmmkit.errors import DataError, FileFormatError
 
-if TYPE_CHECKING:  # annotations only: numpy and pandas are imported when the command runs
-    import numpy as np
+if TYPE_CHECKING:  # annotations only: pandas is imported when the command runs
     import pandas as pd
 
 __all__ = ["add_parser", "run"]
@@ -72,22 +71,11 @@ def _read_grm_checked(prefix: str, pl):
     return p, grm
 
 
-def _check_psd(k: np.ndarray, where: str) -> None:
-    from scipy import linalg
-
-    s = linalg.eigvalsh(k)
-    if s.min() < -1e-6 * max(1.0, s.max()):
-        raise DataError(
-            f"{where}: kernel is not positive semi-definite (smallest eigenvalue "
-            f"{s.min():.3g}); use a GRM or repair it (e.g. clip negative eigenvalues)."
-        )
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``lmmkit h2`` from parsed arguments; returns the exit code."""
-    import numpy as np
     import pandas as pd
 
+    from lmmkit.genetics.h2_analysis import fit_record, kernels_for_samples, liability_record
     from lmmkit.genetics.plink import match_samples, read_pheno_file
     from lmmkit.genetics.samples import design_matrix as _design
     from lmmkit.genetics.samples import renamed_note
@@ -135,71 +123,29 @@ def run(args: argparse.Namespace) -> int:
         psource = f"{args.pheno} column {pname!r}"
     ctab = read_pheno_file(args.covar, args.covar_cols or None) if args.covar else None
     keep, report = match_samples(base_ids, ptab, ctab, fam_path=base_path)
-    dropped = [report.dropped]
     log: list[str] = []
     say(args, f"lmmkit h2: phenotype {psource}; {len(base_ids)} samples in {base_path}", log)
     if pl is not None and renamed_note(pl.fam):
         say(args, renamed_note(pl.fam), log)
 
     # kernels over the kept samples; samples absent from a GRM are dropped
-    kernels: dict[str, np.ndarray] = {}
-    kdesc: list[dict] = []
-    if grms:
-        for path, grm in grms:
-            ids = pd.MultiIndex.from_frame(grm.sample_ids.astype(str))
-            loc = ids.get_indexer(keys_all.take(keep))
-            lost = loc < 0
-            if lost.any():
-                d = base_ids.iloc[keep[lost]].assign(reason=f"not in {path}.grm.id")
-                dropped.append(d)
-                keep = keep[~lost]
-            kdesc.append({"grm": f"{path}", "n_samples": grm.n, "n_snps": grm.n_snps})
-        for path, grm in grms:  # second pass: final sample set
-            ids = pd.MultiIndex.from_frame(grm.sample_ids.astype(str))
-            loc = ids.get_indexer(keys_all.take(keep))
-            name = Path(path).name
-            if name in kernels:
-                name = f"{name}_{len(kernels) + 1}"
-            kernels[name] = grm.matrix[np.ix_(loc, loc)]
-        kind = "GRM " + ", ".join(str(p) for p, _ in grms)
-    else:
-        from lmmkit.genetics.grm import compute_grm, kinship_samples
-
-        apply, maf, max_missing = snp_filter_settings(kinship, args.maf, args.max_missing)
-        rows, how = kinship_samples(pl, args.kinship_samples, keep)
-        extra = {"samples": rows} if kinship == "empirical" else {}
-        grm = compute_grm(
-            pl,
-            kinship,
-            filter_samples=rows,
-            gemma_filter=apply,
-            maf=maf,
-            max_missing=max_missing,
-            block_size=args.block_snps,
-            progress=not args.quiet,
-            **extra,
-        )
-        pos = pd.Index(rows).get_indexer(keep) if kinship == "empirical" else keep
-        if np.any(pos < 0):
-            raise DataError("--kinship empirical needs every analysed sample among the kinship's.")
-        kernels[kinship] = grm.matrix[np.ix_(pos, pos)]
-        kind = kinship
-        msg = f"kinship: {kinship} GRM from {grm.n_snps} of {pl.n_snps} SNPs"
-        if apply:
-            msg += f" (MAF >= {maf}, missing rate <= {max_missing})"
-        say(args, msg + f"; {how}", log)
-        kdesc.append(
-            {
-                "normalization": kinship,
-                "n_snps": grm.n_snps,
-                "maf": maf,
-                "max_missing": max_missing,
-                "filtered": apply,
-                "kinship_samples": args.kinship_samples,
-                "convention": how,
-            }
-        )
-    drop = pd.concat(dropped, ignore_index=True)
+    kk = kernels_for_samples(
+        base_ids,
+        keep,
+        grms=grms,
+        plink=pl,
+        kinship=kinship,
+        kinship_samples=args.kinship_samples,
+        snp_filter=(True, 0.01, 0.05)
+        if grms
+        else snp_filter_settings(kinship, args.maf, args.max_missing),
+        block_size=args.block_snps,
+        progress=not args.quiet,
+        say=lambda m: say(args, m, log),
+    )
+    keep = kk.keep
+    parts = [d for d in (report.dropped, kk.dropped) if len(d)]
+    drop = pd.concat(parts, ignore_index=True) if parts else report.dropped
     counts = drop["reason"].value_counts().to_dict()
     say(
         args,
@@ -212,139 +158,24 @@ def run(args: argparse.Namespace) -> int:
     keys = keys_all.take(keep)
     y = ptab[pname].reindex(keys).to_numpy(dtype=float)
     w, wnames = _design(ctab, keys)
-    cov = pd.DataFrame(w, columns=wnames)
-    ids = base_ids.iloc[keep].reset_index(drop=True)
-    result: dict[str, Any] = {"command": "lmmkit h2", "phenotype": psource, "kinship": kind}
-    if len(kernels) == 1:
-        from lmmkit.genetics.heritability import reml_heritability
-
-        ((name, k),) = kernels.items()
-        say(
-            args,
-            "kinship re-centred on the analysed samples (GEMMA -lmm): pve, the intercept "
-            "and its SE and the ML logL differ from FaST-LMM/GCTA, which use K as given "
-            "(--no-recenter)"
-            if not args.no_recenter
-            else "kinship used as given, not re-centred (FaST-LMM, GCTA)",
-            log,
+    result: dict[str, Any] = {"command": "lmmkit h2", "phenotype": psource, "kinship": kk.kind}
+    result.update(
+        fit_record(
+            y,
+            kk,
+            pd.DataFrame(w, columns=wnames),
+            base_ids.iloc[keep].reset_index(drop=True),
+            recenter=not args.no_recenter,
+            say=lambda m: say(args, m, log),
+            show=(lambda m: None) if args.quiet else print,
         )
-        try:
-            fit = reml_heritability(
-                y, k, cov, intercept=False, normalization=kind, center_kernel=not args.no_recenter
-            )
-        except DataError as exc:
-            if grms and "positive semi-definite" in str(exc):
-                raise DataError(f"{grms[0][0]}.grm.bin: {exc}") from None
-            raise
-        if not args.quiet:
-            print(fit.summary())
-        result.update(
-            h2=fit.h2,
-            h2_se=fit.h2_se,
-            vg=fit.vg,
-            ve=fit.ve,
-            loglik=fit.logl_reml,
-            loglik_convention="GEMMA/FaST-LMM: REML logL with +1/2 log|X'X|",
-            loglik_lme4=fit.logl_reml_lme4,
-            loglik_ml=fit.logl_ml,
-            loglik_null=fit.logl_reml_null,
-            kinship_recentred=fit.centered_kernel,
-            boundary=fit.boundary,
-            lam=fit.lam,
-            lam_se=fit.lam_se,
-            lrt_stat=fit.lrt_stat,
-            lrt_pvalue=fit.lrt_pvalue,
-            lrt_null="50:50 mixture of chi2_0 and chi2_1",
-            n=fit.n,
-            trace_k=fit.trace_k,
-            at_bound=fit.converged_at_bound,
-            fixed_effects={
-                nm: {"beta": b, "se": s}
-                for nm, b, s in zip(fit.covariate_names, fit.beta, fit.beta_se)
-            },
-        )
-    else:
-        from lmmkit.genetics.multi_reml import lrt_pvalue, multi_reml
-
-        for (path, _), k in zip(grms, kernels.values()):
-            _check_psd(k, path if path.endswith(".txt") else f"{path}.grm.bin")
-        say(args, "kernels used as given (GCTA --reml-mgrm), not re-centred", log)
-        fit = multi_reml(y, kernels, cov, intercept=False, sample_ids=ids)
-        if not args.quiet:
-            print(fit.summary())
-        r = len(kernels)
-        result.update(
-            h2=fit.h2_total,
-            h2_se=fit.h2_total_se,
-            vg=float(fit.sigma2[:-1].sum()),
-            ve=float(fit.sigma2[-1]),
-            vp=fit.vp,
-            vp_se=fit.vp_se,
-            loglik=fit.logl_reml,
-            loglik_convention="GEMMA/FaST-LMM: REML logL with +1/2 log|X'X|",
-            loglik_lme4=fit.logl_reml_lme4,
-            loglik_null=fit.logl_reml_null,
-            kinship_recentred=False,
-            boundary=fit.boundary,
-            lrt_stat=fit.lrt_stat,
-            lrt_df=r,
-            lrt_pvalue=lrt_pvalue(fit.lrt_stat, r),
-            lrt_null=f"50:50 mixture of chi2_0 and chi2_{r} (approximate for {r} components)",
-            n=fit.n,
-            converged=fit.converged,
-            n_iter=fit.n_iter,
-            components=[
-                {
-                    "name": nm,
-                    "grm": d["grm"],
-                    "sigma2": s2,
-                    "sigma2_se": se,
-                    "h2": h,
-                    "h2_se": hs,
-                    "fixed_at_zero": f,
-                }
-                for nm, d, s2, se, h, hs, f in zip(
-                    fit.names,
-                    kdesc,
-                    fit.sigma2,
-                    fit.sigma2_se,
-                    fit.h2,
-                    fit.h2_se,
-                    fit.fixed_at_zero,
-                )
-            ],
-            fixed_effects={
-                nm: {"beta": b, "se": s}
-                for nm, b, s in zip(fit.covariate_names, fit.beta, fit.beta_se)
-            },
-        )
-        if not fit.converged:
-            say(args, "warning: AI-REML did not converge", log)
+    )
     if args.prevalence is not None:
-        from lmmkit.genetics.liability import h2_observed_to_liability
-
-        levels = np.unique(y)
-        if len(levels) != 2:
-            raise DataError(
-                f"--prevalence converts a case-control h2, but the phenotype has "
-                f"{len(levels)} distinct values (expected two, e.g. 0/1 or PLINK's 1/2)."
-            )
-        p_cases = float(np.mean(y == levels[1]))
-        hl, hl_se = h2_observed_to_liability(
-            result["h2"], args.prevalence, p_cases, se=result["h2_se"]
-        )
-        result.update(
-            h2_liability=hl,
-            h2_liability_se=hl_se,
-            prevalence=args.prevalence,
-            sample_prevalence=p_cases,
-        )
+        extra, line = liability_record(result, y, args.prevalence)
+        result.update(extra)
         if not args.quiet:
-            print(
-                f"  h2 liability scale    {hl:.6g}  (se {hl_se:.6g}; K = {args.prevalence}, "
-                f"P = {p_cases:.4g} cases = {levels[1]:g})"
-            )
-    result["kernels"] = kdesc
+            print(line)
+    result["kernels"] = kk.description
     result["samples"] = {
         "n_input": len(base_ids),
         "source": base_path,
