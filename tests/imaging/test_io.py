@@ -108,7 +108,9 @@ def test_dicom_two_series_need_a_choice(tmp_path):
         f.rename(tmp_path / "ct" / ("b_" + f.name))
     with pytest.raises(ImagingError, match="holds 2 DICOM series.*series_uid="):
         read_image(tmp_path / "ct")
-    assert read_image(tmp_path / "ct", series_uid="1.2.3.4.6").meta["SeriesInstanceUID"] == "1.2.3.4.6"
+    assert (
+        read_image(tmp_path / "ct", series_uid="1.2.3.4.6").meta["SeriesInstanceUID"] == "1.2.3.4.6"
+    )
 
 
 def _square(x0, y0, x1, y1):
@@ -139,7 +141,9 @@ def test_rtstruct_referencing_another_series(tmp_path):
     rt = write_rtstruct(tmp_path / "rs.dcm", files, {"GTV": [(1, _square(2, 2, 5, 5))]},
                         referenced_series="9.9.9")  # fmt: skip
     ct = read_image(tmp_path / "ct")
-    with pytest.raises(ImagingError, match=r"references series \['9.9.9'\].*1.2.3.4.5.*subject 'p7'"):
+    with pytest.raises(
+        ImagingError, match=r"references series \['9.9.9'\].*1.2.3.4.5.*subject 'p7'"
+    ):
         read_mask(rt, image=ct, subject="p7")
     nifti = image_from_array(np.zeros((3, 10, 10)), spacing=(3, 1, 1), source="x.nii.gz")
     with pytest.raises(ImagingError, match="needs the DICOM image series"):

@@ -174,7 +174,9 @@ def read_dicom_series(folder: str | Path, *, series_uid: str | None = None) -> I
     try:
         img = reader.Execute()
     except RuntimeError as exc:
-        raise FileFormatError(f"SimpleITK cannot read the DICOM series in {source!r}: {exc}") from None
+        raise FileFormatError(
+            f"SimpleITK cannot read the DICOM series in {source!r}: {exc}"
+        ) from None
     first = files[order[0]][1]
     meta = {t: str(getattr(first, t)) for t in _META_TAGS if t in first}
     out = _from_sitk(img, source, meta)
@@ -290,7 +292,9 @@ def read_dicom_mask(
             )
         roi = names[0]
     elif roi not in names:
-        raise ImagingError(f"region {roi!r} is not in the {modality} (regions: {', '.join(names)}) {where}.")
+        raise ImagingError(
+            f"region {roi!r} is not in the {modality} (regions: {', '.join(names)}) {where}."
+        )
     mask = _mirp_mask(Path(image.source), path, roi, where)
     if mask.shape != image.shape:
         raise ImagingError(

@@ -136,14 +136,21 @@ def _as_cases(images: Any, masks: Any, design: Mapping[str, Sequence[Any]]) -> l
                     for c in cols})
             for _, r in images.iterrows()
         ]  # fmt: skip
-    if isinstance(images, (str, os.PathLike)) and Path(images).is_dir() and masks is not None \
-            and isinstance(masks, (str, os.PathLike)) and not _looks_like_series(Path(images)):
+    if (
+        isinstance(images, (str, os.PathLike))
+        and Path(images).is_dir()
+        and masks is not None
+        and isinstance(masks, (str, os.PathLike))
+        and not _looks_like_series(Path(images))
+    ):
         cases = cases_from_dirs(images, masks)
     else:
         imgs = [images] if isinstance(images, (str, os.PathLike, Image)) else list(images)
         msks = [masks] if isinstance(masks, (str, os.PathLike, Image)) else list(masks)
         if len(imgs) != len(msks):
-            raise ImagingError(f"{len(imgs)} images but {len(msks)} masks; pass one mask per image.")
+            raise ImagingError(
+                f"{len(imgs)} images but {len(msks)} masks; pass one mask per image."
+            )
         subjects = design.get("subject")
         if subjects is not None and len(list(subjects)) != len(imgs):
             raise ImagingError(f"subjects= has {len(list(subjects))} values for {len(imgs)} cases.")

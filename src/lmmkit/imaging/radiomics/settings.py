@@ -172,7 +172,9 @@ class RadiomicsSettings:
                 f"{close_matches(str(self.interpolation), list(INTERPOLATIONS))}"
             )
         if not 0.0 < float(self.mask_threshold) <= 1.0:
-            raise SettingsError(f"setting mask_threshold={self.mask_threshold!r} must be in (0, 1].")
+            raise SettingsError(
+                f"setting mask_threshold={self.mask_threshold!r} must be in (0, 1]."
+            )
         if self.resegment_range is not None:
             rr = tuple(float(v) for v in self.resegment_range)
             if len(rr) != 2 or any(math.isnan(v) for v in rr) or rr[0] >= rr[1]:
@@ -355,7 +357,9 @@ def _as_tuple(value: Any, name: str) -> tuple[str, ...]:
     try:
         return tuple(str(v) for v in value)
     except TypeError:
-        raise SettingsError(f"setting {name}={value!r} must be a name or a list of names.") from None
+        raise SettingsError(
+            f"setting {name}={value!r} must be a name or a list of names."
+        ) from None
 
 
 def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
