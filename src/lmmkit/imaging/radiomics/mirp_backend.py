@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -48,6 +49,9 @@ PERTURBATION_COLUMNS = {
     "image_mask_randomise_id": "randomise_id",
     "image_mask_adapt_size": "adapt_size",
 }
+
+
+_DISCRETISATION_SUFFIX = re.compile(r"_(fbs_w[0-9.]+|fbn_n[0-9]+)$")
 
 
 def extractor_version() -> str:
@@ -231,6 +235,9 @@ def extract(
     table = pd.concat(frames, ignore_index=True)
     keep = [c for c in table.columns if c.split("_")[0] in FAMILIES]
     out = table[keep].apply(pd.to_numeric, errors="coerce")
+    # MIRP appends the discretisation ("_fbn_n32", "_fbs_w25.0"); one settings object has one
+    # discretisation and its id is on every row, so the names are kept free of it.
+    out.columns = [_DISCRETISATION_SUFFIX.sub("", c) for c in out.columns]
     for src, dst in PERTURBATION_COLUMNS.items():
         if src in table.columns and perturbation:
             out[dst] = table[src].to_numpy()

@@ -196,6 +196,13 @@ class RadiomicsSettings:
                         "(e.g. 25 for CT in HU)."
                     )
                 _positive(f"{prefix}bin_width", width)
+                low = None if self.resegment_range is None else float(self.resegment_range[0])
+                if low is None or not math.isfinite(low):
+                    raise SettingsError(
+                        f"setting {prefix}discretisation='fixed_bin_size' needs resegment_range "
+                        "with a finite lower bound: the first bin starts there (IBSI 2.7; e.g. "
+                        "[-1000, 400] for CT in HU)."
+                    )
             if method == "fixed_bin_number":
                 if count is None or int(count) != count or count < 2:
                     raise SettingsError(
