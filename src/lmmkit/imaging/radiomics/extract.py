@@ -291,8 +291,8 @@ def radiomics(
             from tqdm.auto import tqdm
 
             it = tqdm(it, total=len(cases), desc="radiomics", unit="case")
-        for case, wide in zip(cases, it):
-            rows.append(_tidy(case, wide.iloc[[0]], settings))
+        results = list(it)  # drains the progress bar to its end
+        rows = [_tidy(case, wide.iloc[[0]], settings) for case, wide in zip(cases, results)]
     finally:
         if own:
             ex.close()
