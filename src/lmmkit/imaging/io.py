@@ -15,7 +15,7 @@ Readers: NIfTI / NRRD / MetaImage through SimpleITK, DICOM series through Simple
 slice-geometry check of our own (missing slices, uneven spacing, duplicate positions), NumPy
 ``.npz`` files with ``array`` and ``spacing``, and in-memory arrays through
 :func:`image_from_array`. DICOM RTSTRUCT and SEG masks are read onto a reference image grid by
-:func:`read_mask` (see :mod:`lmmkit.imaging.dicom_masks`). SimpleITK and pydicom are imported
+:func:`read_mask` (see :mod:`lmmkit.imaging.dicom`). SimpleITK and pydicom are imported
 on first use, never by ``import lmmkit``.
 """
 
