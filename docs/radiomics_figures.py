@@ -147,7 +147,7 @@ def real_images(shared: Path) -> None:
     ct, gtv = read_image(ct_dir / "image.nii.gz"), read_mask(ct_dir / "mask.nii.gz")
     ihc = data.immunohistochemistry()
     hema = color.rgb2hed(ihc)[..., 0]
-    nuclei = morphology.remove_small_objects(hema > filters.threshold_otsu(hema), 30)
+    nuclei = morphology.remove_small_objects(hema > filters.threshold_otsu(hema), max_size=30)
     tissue = image_from_array(np.round(1000 * hema), spacing=(0.5, 0.5), source="skimage ihc")
     from lmmkit.imaging.radiomics import RadiomicsSettings
 
@@ -179,7 +179,7 @@ def real_images(shared: Path) -> None:
     axes[0].set_title(f"IBSI 1 CT phantom, GTV-1 (slice {z})")
     axes[1].imshow(ihc)
     axes[1].contour(nuclei, levels=[0.5], colors="yellow", linewidths=0.4)
-    axes[1].set_title("scikit-image IHC tile, Otsu nuclei mask")
+    axes[1].set_title("scikit-image IHC tile, Otsu haematoxylin mask")
     for ax in axes:
         ax.set_xlabel("x (pixel)")
         ax.set_ylabel("y (pixel)")
