@@ -173,14 +173,22 @@ def test_bad_case_errors_name_subject_and_files(tmp_path):
         radiomics(tmp_path, tmp_path / "masks", FAST, progress=False)
 
 
-def test_one_voxel_mask_texture_is_undefined_not_wrong():
-    """MIRP returns NaN for the texture families of a one-voxel ROI; first-order stays defined."""
+def test_one_voxel_mask_families_as_documented():
+    """MIRP on a one-voxel ROI: NaN exactly for the families check_pair lists as undefined."""
+    from lmmkit.imaging.io import ONE_VOXEL_UNDEFINED, check_pair
+
     rng = np.random.default_rng(0)
     img = image_from_array(np.round(rng.normal(100, 10, (5, 5, 5))), spacing=(1, 1, 1))
     m = np.zeros((5, 5, 5), bool)
     m[2, 2, 2] = True
-    out = extract(img, img.with_array(m), RadiomicsSettings(families=("stat", "cm", "szm")))
-    row = out.iloc[0]
-    assert row["stat_mean"] == img.array[2, 2, 2]
-    cm = row[[c for c in row.index if c.startswith("cm_")]]
-    assert cm.isna().all() or (cm.notna().sum() < len(cm))
+    mask = img.with_array(m)
+    undefined = check_pair(img, mask).undefined_families
+    assert dict(undefined) == dict(ONE_VOXEL_UNDEFINED)
+    row = extract(
+        img, mask, RadiomicsSettings(families=("morph", "stat", "cm", "szm", "ngt"))
+    ).iloc[0]
+    fam = row.index.str.split("_").str[0]
+    nan_families = set(fam[row.isna().to_numpy()])
+    assert nan_families == {f for f, why in undefined.items() if why.startswith("undefined")}
+    assert row["stat_mean"] == img.array[2, 2, 2] and row["stat_var"] == 0
+    assert np.isnan(row["morph_pca_maj_axis"]) and row["morph_vol_approx"] == 1.0

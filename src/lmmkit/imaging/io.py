@@ -499,17 +499,20 @@ class PairCheck:
     undefined_families: Mapping[str, str]
 
 
-# Families that need more than one voxel (or slice) to be defined; reasons go into errors.
+# What a one-voxel ROI does to each family (checked against MIRP 2.7 in the tests): undefined
+# features come back NaN; degenerate ones are defined but carry no information.
 ONE_VOXEL_UNDEFINED = MappingProxyType({
-    "morph": "the mesh of a single voxel is a cube: shape ratios are defined but PCA axes, "
-             "Moran's I and Geary's C need >= 2 voxels",
-    "cm": "no neighbouring voxel pair inside the ROI: the co-occurrence matrix is empty",
-    "rlm": "every run has length 1: run-length features are degenerate",
-    "szm": "one zone of one voxel: zone variances are undefined",
-    "dzm": "one zone at distance 1: distance variances are undefined",
-    "ngt": "a voxel without neighbours inside the ROI has no grey tone difference",
-    "ngl": "no neighbours inside the ROI: dependence counts are degenerate",
-    "stat": "variance-based statistics (skewness, kurtosis, cov) divide by zero",
+    "morph": "undefined (NaN): PCA axes, elongation, flatness, enclosing-ellipsoid densities, "
+             "Moran's I and Geary's C need >= 2 voxels; volume and surface are those of one cube",
+    "cm": "undefined (NaN): no neighbouring voxel pair inside the ROI, the GLCM is empty",
+    "ngt": "undefined (NaN): a voxel without neighbours in the ROI has no grey tone difference",
+    "rlm": "degenerate: one run of length 1",
+    "szm": "degenerate: one zone of one voxel",
+    "dzm": "degenerate: one zone at distance 1",
+    "ngl": "degenerate: one voxel without dependent neighbours",
+    "stat": "degenerate: variance 0 (MIRP reports skewness and kurtosis as 0)",
+    "ih": "degenerate: one grey level",
+    "ivh": "degenerate: one intensity",
 })  # fmt: skip
 
 
