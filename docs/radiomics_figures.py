@@ -27,7 +27,9 @@ def robustness() -> None:
     )
     from lmmkit.imaging.robustness import robustness as rob
 
-    man, imgs = simulate_lesions(12, shape=(20, 20, 20), spacing=(1, 1, 1), seed=21)
+    # small lesions (12^3 volumes, 100-300 voxels): MIRP's morphology family (Moran's I over all
+    # voxel pairs in pure Python) costs seconds per extraction, and each case is extracted ~10 times
+    man, imgs = simulate_lesions(12, shape=(12, 12, 12), spacing=(1, 1, 1), seed=21)
     t = perturbed_features([imgs[k] for k in man["image"]], [imgs[k] for k in man["mask"]],
                            {"bin_count": 16}, subjects=man["subject"].tolist(),
                            perturbations=Perturbations(noise=2, rotation=(-10.0, 10.0),

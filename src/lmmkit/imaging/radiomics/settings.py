@@ -324,12 +324,13 @@ def plan_section(settings: RadiomicsSettings) -> dict[str, Any]:
 
 
 def settings_from_plan(section: dict[str, Any]) -> RadiomicsSettings:
-    """Settings back from a plan's ``radiomics`` section; the stored id must still match.
+    """Settings back from a plan's ``radiomics`` section; a stored id must still match.
 
     Parameters
     ----------
     section
-        As written by :func:`plan_section`.
+        As written by :func:`plan_section` (``settings`` table and ``settings_id``), or a plain
+        table of settings as in a settings TOML (optionally with ``settings_id``).
 
     Returns
     -------
@@ -338,21 +339,26 @@ def settings_from_plan(section: dict[str, Any]) -> RadiomicsSettings:
     Raises
     ------
     SettingsError
-        Missing keys, or settings whose hash differs from the locked ``settings_id`` (edited
-        after locking).
+        Unknown or unsupported settings, or settings whose hash differs from the stored
+        ``settings_id`` (edited after locking).
 
     Examples
     --------
     >>> settings_from_plan(plan_section(RadiomicsSettings(bin_count=16))).bin_count
     16
+    >>> settings_from_plan({"bin_count": 24}).bin_count
+    24
     """
-    if "settings" not in section or "settings_id" not in section:
-        raise SettingsError("the plan's radiomics section needs 'settings' and 'settings_id'.")
-    s = RadiomicsSettings.from_dict(dict(section["settings"]), source="plan radiomics section")
-    if s.settings_id != section["settings_id"]:
+    section = dict(section)
+    locked = section.pop("settings_id", None)
+    section.pop("extractor", None)
+    section.pop("extractor_version", None)
+    values = dict(section["settings"]) if "settings" in section else section
+    s = RadiomicsSettings.from_dict(values, source="plan radiomics section")
+    if locked is not None and s.settings_id != locked:
         raise SettingsError(
             f"the plan's radiomics settings hash to {s.settings_id}, but the plan locked "
-            f"{section['settings_id']}: the settings were changed after locking."
+            f"{locked}: the settings were changed after locking."
         )
     return s
 
