@@ -109,9 +109,6 @@ _LAZY = {
     "dice": "lmmkit.validation.segmentation",
     "jaccard": "lmmkit.validation.segmentation",
     "hausdorff": "lmmkit.validation.segmentation",
-    # imaging (the imaging extra; readers and the rest live in lmmkit.imaging)
-    "radiomics": "lmmkit.imaging",
-    "RadiomicsSettings": "lmmkit.imaging.radiomics",
 }
 
 __all__ = [
