@@ -272,7 +272,8 @@ class RadiomicsSettings:
         --------
         >>> import tempfile, os
         >>> f = os.path.join(tempfile.mkdtemp(), "s.toml")
-        >>> _ = open(f, "w").write('discretisation = "fixed_bin_size"\\nbin_width = 25\\n')
+        >>> _ = open(f, "w").write('discretisation = "fixed_bin_size"\\nbin_width = 25\\n'
+        ...                        'resegment_range = [-1000, 400]\\n')
         >>> RadiomicsSettings.from_toml(f).bin_width
         25
         """
