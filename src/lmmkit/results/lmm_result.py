@@ -20,6 +20,7 @@ import pandas as pd
 from lmmkit.errors import DataError
 from lmmkit.optim.bobyqa import OptSummary
 from lmmkit.results.common import FixedEffectsSummary, RandomEffectsSummary
+from lmmkit.results.summary import format_summary
 
 __all__ = ["Deferred", "LMMResult", "RandomTermInfo"]
 
@@ -197,9 +198,28 @@ class LMMResult(FixedEffectsSummary, RandomEffectsSummary):
         return text
 
     def summary(self) -> str:
-        from lmmkit.results.summary import format_summary
-
-        return format_summary(self)
+        """lme4's ``summary()`` layout as text."""
+        return format_summary(
+            formula=self.formula,
+            reml=self.reml,
+            objective=self.objective,
+            aic=self.aic,
+            bic=self.bic,
+            loglik=self.loglik,
+            df_residual=self.df_residual,
+            residual_quantiles=self.scaled_residual_quantiles,
+            varcorr=self.varcorr,
+            term_names=[t.name for t in self.terms],
+            ngroups=self.ngroups,
+            nobs=self.nobs,
+            n_dropped=self.n_dropped,
+            coef_table=self.coef_table(),
+            vcov=self.vcov.to_numpy(),
+            dropped_columns=self.dropped_columns,
+            is_singular=self.is_singular,
+            converged=self.optimization.converged,
+            status=self.optimization.status,
+        )
 
     def __str__(self) -> str:
         return self.summary()
