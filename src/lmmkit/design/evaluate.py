@@ -12,36 +12,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from formulaic.transforms import TRANSFORMS
 
+from lmmkit.design.rfunctions import R_FUNCTIONS
 from lmmkit.errors import DataError
+from lmmkit.formula.rsyntax import r_spelling
 
 __all__ = ["FORMULA_CONTEXT", "model_matrix", "parsed_formula", "lme4_name"]
-
-_FORMULA_HELPERS = {
-    "np",
-    "numpy",
-    "log",
-    "log2",
-    "log10",
-    "exp",
-    "sqrt",
-    "abs",
-    "C",
-    "I",
-    "center",
-    "scale",
-    "standardize",
-    "poly",
-    "bs",
-    "Q",
-    "lag",
-    "T",
-    "S",
-    "Treatment",
-    "Sum",
-    "Poly",
-}
-
 
 FORMULA_CONTEXT: dict[str, Any] = {
     "np": np,
@@ -50,12 +27,15 @@ FORMULA_CONTEXT: dict[str, Any] = {
     "log": np.log,
     "log2": np.log2,
     "log10": np.log10,
-    "log1p": np.log1p,
     "exp": np.exp,
     "abs": np.abs,
     "sin": np.sin,
     "cos": np.cos,
+    **R_FUNCTIONS,
 }
+
+# names a formula may use that are not data columns: the context and formulaic's own
+_FORMULA_HELPERS = frozenset(FORMULA_CONTEXT) | frozenset(TRANSFORMS) | {"Q", "T", "S"}
 
 
 @functools.lru_cache(maxsize=256)
@@ -131,15 +111,48 @@ def _check_finite(M: np.ndarray, names: list[str], what: str, rows_used: np.ndar
 
 @functools.lru_cache(maxsize=1024)
 def lme4_name(name: str) -> str:
-    """formulaic column names in lme4's spelling: Intercept -> (Intercept), f[T.b] -> fb."""
+    """formulaic column names in lme4's spelling: Intercept -> (Intercept), f[T.b] -> fb,
+    I(x ** 2) -> I(x^2)."""
     if name == "Intercept":
         return "(Intercept)"
-    return re.sub(r"\[(?:T\.)?([^\]]*)\]", r"\1", name)
+    return r_spelling(re.sub(r"\[(?:T\.)?([^\]]*)\]", r"\1", name))
 
 
 @functools.lru_cache(maxsize=256)
 def _required_variables(expr: str) -> frozenset[str]:
+    """The data columns (and unknown names) that ``expr`` reads: variables used as values,
+    including those inside stateful transforms such as ``poly(x, 2)`` and ``scale(x)``
+    (formulaic's own ``required_variables`` misses these); function names not included."""
+    return _variables(expr)[0]
+
+
+@functools.lru_cache(maxsize=256)
+def _called_functions(expr: str) -> frozenset[str]:
+    """Names that ``expr`` calls as functions (``log``, ``factor``, ``np.log`` -> ``np``)."""
+    return _variables(expr)[1]
+
+
+@functools.lru_cache(maxsize=256)
+def _variables(expr: str) -> tuple[frozenset[str], frozenset[str]]:
+    from formulaic.utils.variables import get_required_variables
+
+    values: set[str] = set()
+    calls: set[str] = set()
     try:
-        return frozenset(str(v) for v in parsed_formula(expr).required_variables)
+        terms = list(parsed_formula(expr))
     except Exception:
-        return frozenset()
+        return frozenset(), frozenset()
+    for term in terms:
+        for fac in term.factors:
+            method = str(fac.eval_method.value)
+            if method == "lookup":
+                values.add(str(fac.expr))
+            elif method == "python":
+                try:
+                    found = get_required_variables(fac.expr, {})
+                except Exception:
+                    continue
+                for v in found:
+                    roles = {str(getattr(r, "value", r)) for r in getattr(v, "roles", ())}
+                    (calls if "callable" in roles else values).add(str(v))
+    return frozenset(values), frozenset(c.split(".")[0] for c in calls)

@@ -19,6 +19,7 @@ import pandas as pd
 from lmmkit.design.evaluate import (  # noqa: F401  (re-exported: the design layer's names)
     _FORMULA_HELPERS,
     FORMULA_CONTEXT,
+    _called_functions,
     _is_intercept,
     _required_variables,
     _with_intercept,
@@ -40,6 +41,7 @@ from lmmkit.design.terms import (  # noqa: F401
 )
 from lmmkit.errors import DataError, FormulaError, close_matches
 from lmmkit.formula.parse import ParsedFormula, pointer
+from lmmkit.formula.rsyntax import R_FUNCTION_NAMES
 
 __all__ = ["ReTerm", "Design", "build_design", "lme4_name", "group_codes"]
 
@@ -62,14 +64,24 @@ class Design:
 
 
 def _check_columns(parsed: ParsedFormula, data: pd.DataFrame) -> set[str]:
+    """The data columns the formula reads; a FormulaError for a name that is neither a column
+    nor a known function or constant."""
     used: set[str] = set()
     exprs = [parsed.fixed, *[t.expr for t in parsed.random], *parsed.offsets]
     names = set().union(*[_required_variables(e) for e in exprs])
     names |= {g for t in parsed.random for g in t.group}
-    names |= _required_variables(parsed.response) or {parsed.response}
+    response = parsed.response
+    if response not in data.columns:  # an expression such as log(y) or cbind(a, n - a)
+        _check_functions(parsed, [response])
+        names |= _required_variables(response) or {response}
+    else:
+        names.add(response)
+    _check_functions(parsed, exprs)
     for name in sorted(names):
         if name in data.columns:
             used.add(name)
+        elif "." in name and name.split(".")[0] in data.columns:
+            used.add(name.split(".")[0])  # a column's attribute, e.g. x.values
         elif name not in _FORMULA_HELPERS:
             columns = [str(c) for c in data.columns]
             at = _token_position(parsed.formula, name)
@@ -80,6 +92,27 @@ def _check_columns(parsed: ParsedFormula, data: pd.DataFrame) -> set[str]:
                 f"{' ...' if len(columns) > 20 else ''}."
             )
     return used
+
+
+def _check_functions(parsed: ParsedFormula, exprs: list[str]) -> None:
+    """Every function a formula calls is one lmmkit knows (docs/formulas.md lists them)."""
+    for expr in exprs:
+        for name in sorted(_called_functions(expr)):
+            if name in _FORMULA_HELPERS:
+                continue
+            r_name = {v: k for k, v in R_FUNCTION_NAMES.items() if "::" not in k}
+            shown = r_name.get(name, name)
+            at = _token_position(parsed.formula, shown)
+            known = sorted(
+                {r_name.get(n, n) for n in _FORMULA_HELPERS if n[:1].islower() and len(n) > 1}
+                - {"np", "numpy", "contr", "hashed"}
+            )
+            raise FormulaError(
+                f"Function {shown!r} is not available in formulas.\n"
+                f"{pointer(parsed.formula, at, at + len(shown))}\n"
+                f"Known functions: {', '.join(known)} (R's names: see docs/formulas.md). "
+                "Compute the column in the data first, then use it in the formula."
+            )
 
 
 def _token_position(formula: str, name: str) -> int:
