@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
+import warnings
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from lmmkit.design.rfunctions import R_FUNCTIONS
 from lmmkit.errors import DataError
 from lmmkit.formula.rsyntax import r_spelling
 
-__all__ = ["FORMULA_CONTEXT", "model_matrix", "parsed_formula", "lme4_name"]
+__all__ = ["FORMULA_CONTEXT", "model_matrix", "parsed_formula", "lme4_name", "new_data_matrix"]
 
 FORMULA_CONTEXT: dict[str, Any] = {
     "np": np,
@@ -156,3 +157,62 @@ def _variables(expr: str) -> tuple[frozenset[str], frozenset[str]]:
                     roles = {str(getattr(r, "value", r)) for r in getattr(v, "roles", ())}
                     (calls if "callable" in roles else values).add(str(v))
     return frozenset(values), frozenset(c.split(".")[0] for c in calls)
+
+
+def new_data_matrix(spec: Any, newdata: pd.DataFrame, what: str) -> np.ndarray:
+    """The model matrix of a fitted formulaic ``spec`` on new rows (``what`` names the part,
+    e.g. "fixed-effects", for messages). A level of a factor that the fit did not see has no
+    column: it is a DataError naming the column, the level(s) and the known levels (formulaic
+    itself would code it as the reference level, with a warning)."""
+    from formulaic.errors import DataMismatchWarning
+
+    if not isinstance(newdata, pd.DataFrame):
+        raise DataError(f"newdata must be a pandas DataFrame; got {type(newdata).__name__}.")
+    _check_new_levels(spec, newdata, what)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DataMismatchWarning)
+            mm = spec.get_model_matrix(newdata, context=FORMULA_CONTEXT, na_action="raise")
+    except DataMismatchWarning as exc:  # a factor expression _check_new_levels cannot read
+        raise DataError(
+            f"newdata does not match the {what} columns of the fit: {exc} Predictions for "
+            "levels the fit did not see cannot be made; remove those rows or refit."
+        ) from exc
+    except Exception as exc:
+        raise DataError(f"Cannot build the {what} columns for newdata: {exc}") from exc
+    return np.asarray(mm, dtype=float)
+
+
+def _check_new_levels(spec: Any, newdata: pd.DataFrame, what: str) -> None:
+    """Every level in ``newdata`` of each categorical factor of ``spec`` was seen in the fit."""
+    for expr, (kind, state) in getattr(spec, "encoder_state", {}).items():
+        if str(getattr(kind, "value", kind)) != "categorical":
+            continue
+        known = list(state.get("categories") or ())
+        if expr in newdata.columns:
+            column = expr
+        else:
+            found = [v for v in _required_variables(expr) if v in newdata.columns]
+            if len(found) != 1:
+                continue  # left to formulaic's own check (caught in new_data_matrix)
+            column = found[0]
+        values = pd.unique(newdata[column].dropna())
+        known_set = set(known)
+        unseen = [v for v in values if v not in known_set]
+        if unseen:
+            rows = int(newdata[column].isin(unseen).sum())
+            shown = ", ".join(repr(_py(v)) for v in unseen[:10])
+            levels = ", ".join(repr(_py(v)) for v in known[:30])
+            more = f" (+{len(known) - 30} more)" if len(known) > 30 else ""
+            where = f"column {column!r}" + (f" (in {expr})" if expr != column else "")
+            raise DataError(
+                f"newdata has {rows} row(s) with level(s) {shown} of {where} that the fit did "
+                f"not see; the fit's levels are {levels}{more}. A fixed effect has no "
+                f"coefficient for an unseen level (it is not a grouping factor, which "
+                f"allow_new_levels covers): remove those rows, map them to a known level, or "
+                f"refit with them. ({what} columns)"
+            )
+
+
+def _py(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v

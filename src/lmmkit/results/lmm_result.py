@@ -228,18 +228,11 @@ class LMMResult(FixedEffectsSummary, RandomEffectsSummary):
 def fixed_part(
     spec: Any, kept: tuple[int, ...], fixef: pd.Series, offsets: tuple[str, ...], newdata: Any
 ) -> np.ndarray:
-    """X beta (plus formula offsets) for new data, from the stored fixed-effects spec."""
-    from lmmkit.design.model import FORMULA_CONTEXT, model_matrix
+    """X beta (plus formula offsets) for new data, from the stored fixed-effects spec. A level
+    of a fixed factor that the fit did not see is a DataError (column, level, known levels)."""
+    from lmmkit.design.evaluate import model_matrix, new_data_matrix
 
-    if not isinstance(newdata, pd.DataFrame):
-        raise DataError(f"newdata must be a pandas DataFrame; got {type(newdata).__name__}.")
-    try:
-        X = np.asarray(
-            spec.get_model_matrix(newdata, context=FORMULA_CONTEXT, na_action="raise"),
-            dtype=float,
-        )
-    except Exception as exc:
-        raise DataError(f"Cannot build the fixed-effects columns for newdata: {exc}") from exc
+    X = new_data_matrix(spec, newdata, "fixed-effects")
     pred = X[:, list(kept)] @ fixef.to_numpy()
     for expr in offsets:
         pred = pred + np.asarray(model_matrix(f"0 + {{{expr}}}", newdata), dtype=float)[:, 0]
@@ -249,9 +242,12 @@ def fixed_part(
 def random_part(
     terms: tuple[RandomTermInfo, ...], newdata: pd.DataFrame, allow_new_levels: bool
 ) -> np.ndarray:
-    """Sum over random-effects terms of Z b for new data. Levels not seen in the fit get 0
-    (the population level) when ``allow_new_levels``, and are an error otherwise."""
-    from lmmkit.design.model import FORMULA_CONTEXT, group_codes
+    """Sum over random-effects terms of Z b for new data. Levels of a grouping factor not seen
+    in the fit get 0 (the population level) when ``allow_new_levels``, and are an error
+    otherwise; an unseen level of a factor among a term's columns, e.g. f in (0 + f | g), is
+    always an error (it has no column)."""
+    from lmmkit.design.evaluate import new_data_matrix
+    from lmmkit.design.terms import group_codes
 
     out = np.zeros(len(newdata))
     for t in terms:
@@ -271,10 +267,7 @@ def random_part(
                 f"{':'.join(t.group)!r} not seen in the fit. Pass allow_new_levels=True to "
                 "predict them at the population level (random effect 0)."
             )
-        Z = np.asarray(
-            t.spec.get_model_matrix(newdata, context=FORMULA_CONTEXT, na_action="raise"),
-            dtype=float,
-        )
+        Z = new_data_matrix(t.spec, newdata, f"random term {t.name!r}")
         contrib = np.einsum("ip,ip->i", Z, t.modes[np.where(new, 0, idx)])
         out += np.where(new, 0.0, contrib)
     return out
