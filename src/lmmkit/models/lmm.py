@@ -30,6 +30,7 @@ from lmmkit.linalg.blocked import (
 )
 from lmmkit.linalg.kernels import dense_scalar_parts
 from lmmkit.linalg.solve import fixed_effects, term_condvars, term_modes
+from lmmkit.models.response_checks import SIGMA_RATIO, check_response, sigma_checks
 from lmmkit.objective.ai_newton import ai_newton_opt, supports_ai_newton
 from lmmkit.objective.one_term import one_term_deviance, polish_opt, supports_polish
 from lmmkit.objective.profiled import deviance_from_parts, profiled_deviance
@@ -151,6 +152,7 @@ class LinearMixedModel:
                 "more observations than fixed effects."
             )
         self._y = d.y.copy()
+        self._response_range: float | None = None  # checked when fitted (response_range())
         cp = build_cross_products(
             blocks, Xw, self._working_y(self._y), dense=True if self.kernels else None
         )
@@ -181,6 +183,13 @@ class LinearMixedModel:
         z = y - self.design.offset if self.design.offset is not None else y
         return z * self._sqrt_w if self._sqrt_w is not None else z
 
+    def response_range(self) -> float:
+        """The range of the working response; a DataError if it is constant or its scale is
+        out of range (:mod:`lmmkit.models.response_checks`), checked once per response."""
+        if self._response_range is None:
+            self._response_range = check_response(self._working_y(self._y), self.design.response)
+        return self._response_range
+
     def objective(self, theta: np.ndarray, reml: bool = True) -> float:
         """The profiled deviance (REML criterion or -2 log-likelihood) at theta."""
         if self._row_term is not None:  # dense mode, scalar terms: one compiled call
@@ -196,6 +205,7 @@ class LinearMixedModel:
         self, *, reml: bool = True, control: OptControl | dict[str, Any] | None = None
     ) -> LMMResult:
         ctrl = _control(control)
+        self.response_range()
         if ctrl.ai_newton and supports_ai_newton(self.cp):
             found = ai_newton_opt(
                 self.cp,
@@ -237,6 +247,7 @@ class LinearMixedModel:
                 f"refit: the new response has {int((~np.isfinite(y)).sum())} non-finite values."
             )
         self._y = y
+        self._response_range = None
         update_response(self.cp, self._working_y(y))
 
     def refit(
@@ -277,6 +288,17 @@ class LinearMixedModel:
             fitted = fitted + np.einsum("ip,ip->i", t.Zx, b[t.index])
         resid = self._y - fitted
         sigma = math.sqrt(sigma2)
+        checks: tuple = ()
+        if not (math.isfinite(sigma) and sigma >= SIGMA_RATIO * self.response_range()):
+            checks = sigma_checks(
+                sigma,
+                self.response_range(),
+                self._y - d.offset if d.offset is not None else self._y,
+                d.X,
+                d.terms,
+                d.response,
+                working=self._working_y(self._y) if self._sqrt_w is not None else None,
+            )
         # the pandas tables and the quantiles are built on first access (see LMMResult)
         quant = Deferred(scaled_quantiles, resid, sigma, self._sqrt_w)
 
@@ -289,6 +311,7 @@ class LinearMixedModel:
         )
         vc_columns, singular = _varcorr_columns(d, f, sigma, theta, self.layout)
         notes = fit_notes(d.dropped_columns, d.n_dropped, singular, opt)
+        notes += [c.name for c in checks]
         kept = _kept_columns(d)
         return LMMResult(
             formula=self.formula,
@@ -314,6 +337,7 @@ class LinearMixedModel:
             fixed_spec=d.fixed_spec,
             fixed_kept=kept,
             warnings=tuple(notes),
+            checks=checks,
         )
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from lmmkit.errors import DataError
 from lmmkit.optim.bobyqa import OptSummary
-from lmmkit.results.common import FixedEffectsSummary, RandomEffectsSummary
+from lmmkit.results.common import FitCheck, FixedEffectsSummary, RandomEffectsSummary
 from lmmkit.results.summary import format_summary
 
 __all__ = ["Deferred", "LMMResult", "RandomTermInfo"]
@@ -132,6 +132,8 @@ class LMMResult(FixedEffectsSummary, RandomEffectsSummary):
     fixed_spec: Any = field(repr=False, default=None)
     fixed_kept: tuple[int, ...] = ()
     warnings: tuple[str, ...] = ()
+    # named checks that did not pass (e.g. sigma_lower_bound); empty for an ordinary fit
+    checks: tuple[FitCheck, ...] = ()
 
     # ----------------------------------------------------------------- derived values
     @property
@@ -187,6 +189,10 @@ class LMMResult(FixedEffectsSummary, RandomEffectsSummary):
             "fitted": self.fitted.tolist(),
             "residuals": self.residuals.tolist(),
             "warnings": list(self.warnings),
+            "checks": [
+                {"name": c.name, "status": c.status, "value": c.value, "detail": c.detail}
+                for c in self.checks
+            ],
         }
 
     def to_json(self, path: str | None = None) -> str:
@@ -219,6 +225,7 @@ class LMMResult(FixedEffectsSummary, RandomEffectsSummary):
             is_singular=self.is_singular,
             converged=self.optimization.converged,
             status=self.optimization.status,
+            checks=[c.detail for c in self.checks],
         )
 
     def __str__(self) -> str:
