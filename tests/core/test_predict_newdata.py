@@ -20,7 +20,13 @@ def trial() -> pd.DataFrame:
     prog = np.where(pat % 2 == 0, "control", "new")
     site = np.array(["s1", "s2", "s3"])[pat % 3]
     t = np.tile(times, n_pat)
-    y = 10 + 2 * (prog == "new") + 0.5 * t + rng.normal(0, 1, n_pat)[pat] + rng.normal(0, 0.5, len(t))
+    y = (
+        10
+        + 2 * (prog == "new")
+        + 0.5 * t
+        + rng.normal(0, 1, n_pat)[pat]
+        + rng.normal(0, 0.5, len(t))
+    )
     return pd.DataFrame({"y": y, "time": t, "programme": prog, "site": site, "patient": pat})
 
 

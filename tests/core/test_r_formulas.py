@@ -53,7 +53,9 @@ def test_model_matrix_equals_r(case: dict) -> None:
         new = _data("formula_newdata.csv")
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # an unseen level would be a DataMismatchWarning
-            Xn = np.asarray(mm.model_spec.get_model_matrix(new, context=FORMULA_CONTEXT), dtype=float)[:, order]
+            Xn = np.asarray(
+                mm.model_spec.get_model_matrix(new, context=FORMULA_CONTEXT), dtype=float
+            )[:, order]
         np.testing.assert_allclose(Xn, np.array(case["new_matrix"]), rtol=1e-10, atol=1e-12)
 
 
