@@ -35,6 +35,8 @@ from lmmkit.objective.ai_newton import ai_newton_opt, supports_ai_newton
 from lmmkit.objective.one_term import one_term_deviance, polish_opt, supports_polish
 from lmmkit.objective.profiled import deviance_from_parts, profiled_deviance
 from lmmkit.optim.bobyqa import OptControl, OptSummary, minimize_bobyqa
+from lmmkit.optim.starts import best_of_starts
+from lmmkit.results.common import FitCheck
 from lmmkit.results.lmm_result import (
     Deferred,
     LMMResult,
@@ -219,6 +221,14 @@ class LinearMixedModel:
             )
             if found is not None:  # (summary, factor and S^-1 at the optimum)
                 return self._result(found[0], reml, found[1:])
+        if self.cp.structured:  # covariance structures: a second start, and the check
+            summary, _, checks = best_of_starts(
+                lambda th: self.objective(th, reml),
+                [("default", self.layout.theta0), ("correlated", self._correlated_start())],
+                self.layout.lower,
+                ctrl,
+            )
+            return self._result(summary, reml, extra_checks=checks)
         summary = minimize_bobyqa(
             lambda th: self.objective(th, reml), self.layout.theta0, self.layout.lower, ctrl
         )
@@ -227,6 +237,16 @@ class LinearMixedModel:
                 self.cp, summary, lambda th: self.objective(th, reml), reml, self.n
             )
         return self._result(summary, reml)
+
+    def _correlated_start(self) -> np.ndarray:
+        """The start with each structured term's correlation at 0.5 (the default has 0, from
+        which a term can collapse to a zero variance or a correlation of -1)."""
+        out, at = self.layout.theta0.copy(), 0
+        for t, size in zip(self.design.terms, self.layout.sizes):
+            if t.structure is not None and t.structure.has_corr:
+                out[at + size - 1] = t.structure.kappa(0.5)
+            at += size
+        return out
 
     def set_response(self, y: Any) -> None:
         """Replace the response (same rows as the fit, after any rows dropped for
@@ -258,7 +278,13 @@ class LinearMixedModel:
         return self.fit(reml=reml, control=control)
 
     # ----------------------------------------------------------------- result
-    def _result(self, opt: OptSummary, reml: bool, at_opt: tuple | None = None) -> LMMResult:
+    def _result(
+        self,
+        opt: OptSummary,
+        reml: bool,
+        at_opt: tuple | None = None,
+        extra_checks: tuple[FitCheck, ...] = (),
+    ) -> LMMResult:
         theta = np.array(opt.theta)
         f: Factor = factor(self.cp, theta, full=True) if at_opt is None else at_opt[0]
         d = self.design
@@ -288,7 +314,7 @@ class LinearMixedModel:
             fitted = fitted + np.einsum("ip,ip->i", t.Zx, b[t.index])
         resid = self._y - fitted
         sigma = math.sqrt(sigma2)
-        checks: tuple = ()
+        checks: tuple[FitCheck, ...] = ()
         if not (math.isfinite(sigma) and sigma >= SIGMA_RATIO * self.response_range()):
             checks = sigma_checks(
                 sigma,
@@ -311,6 +337,7 @@ class LinearMixedModel:
         )
         vc_columns, singular = _varcorr_columns(d, f, sigma, theta, self.layout)
         notes = fit_notes(d.dropped_columns, d.n_dropped, singular, opt)
+        checks = checks + extra_checks
         notes += [c.name for c in checks]
         kept = _kept_columns(d)
         return LMMResult(
