@@ -139,9 +139,13 @@ def _vector_arg(value: Any, data: pd.DataFrame, what: str) -> tuple[np.ndarray |
     return arr, None
 
 
-def _missing(data: pd.DataFrame, columns: list[str], fetched: dict[str, pd.Series]) -> np.ndarray:
+def _missing(
+    data: pd.DataFrame, columns: list[str], fetched: dict[str, pd.Series], response: str = ""
+) -> np.ndarray:
     """(rows x columns) missingness of the used columns, column by column (a sub-frame costs
     more than the whole check); integer and boolean columns cannot hold a missing value.
+    An infinite value in a float column other than the response is a DataError (it is not
+    missing, and no model column can be built from it; the response's own check names it).
     The columns read are left in ``fetched`` for the later stages."""
     if not data.columns.is_unique:
         return data[columns].isna().to_numpy()
@@ -151,7 +155,20 @@ def _missing(data: pd.DataFrame, columns: list[str], fetched: dict[str, pd.Serie
         if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iub":
             continue
         if isinstance(col.dtype, np.dtype) and col.dtype.kind == "f":
-            out[:, j] = np.isnan(col.to_numpy())
+            v = col.to_numpy()
+            finite = np.isfinite(v)
+            if finite.all():
+                continue
+            out[:, j] = np.isnan(v)
+            infinite = ~finite & ~out[:, j]
+            if c != response and infinite.any():
+                i = int(np.flatnonzero(infinite)[0])
+                raise DataError(
+                    f"Data column {c!r} has the non-finite value {float(v[i])!r} at row {i} of "
+                    f"the data ({int(infinite.sum())} such value(s)); an infinite value is not "
+                    "missing and no model column can be built from it. Correct those rows, "
+                    "or set them to NaN to drop them."
+                )
         else:
             out[:, j] = pd.isna(col.array)
     return out
@@ -201,7 +218,7 @@ def build_design(
 
     # Missing values in any used column (and weights / offset).
     fetched: dict[str, pd.Series] = {}
-    missing = _missing(data, sorted(used), fetched)
+    missing = _missing(data, sorted(used), fetched, parsed.response)
     if w is not None:
         if np.any(np.isnan(w)):
             raise DataError(
@@ -222,7 +239,13 @@ def build_design(
         )
     rows_used = np.flatnonzero(~bad_rows)
     if rows_used.size == 0:
-        raise DataError("No rows are left after dropping rows with missing values.")
+        names = sorted(used) + (["offset"] if off is not None else [])
+        counts = {c: int(k) for c, k in zip(names, missing.sum(axis=0)) if k}
+        raise DataError(
+            f"No rows are left after dropping rows with missing values: every one of the "
+            f"{len(data)} rows misses a value in a column the formula uses (missing per "
+            f"column: {counts}). Impute or drop those columns first."
+        )
     if n_dropped == 0 and data.index.is_unique:
         # nothing to drop: no copy (the stages read rows by position; a unique index keeps
         # formulaic's own column alignment trivial)

@@ -92,10 +92,17 @@ def as_logical(x: Any) -> np.ndarray:
 def poly(x: Any, degree: int = 1, raw: bool = False, _state: dict | None = None) -> Any:
     """R's ``poly(x, degree, raw)``: orthogonal polynomials (formulaic's, kept for new data),
     or the raw powers x, x^2, ... named 1..degree as R names them."""
+    v = np.asarray(_values(x), dtype=float)
     if raw:
-        v = np.asarray(_values(x), dtype=float)
         cols = np.stack([np.power(v, k) for k in range(1, int(degree) + 1)], axis=1)
         return FactorValues(cols, column_names=tuple(str(k) for k in range(1, int(degree) + 1)))
+    if not (_state or {}).get("alpha"):  # fitting: R's rule for orthogonal polynomials
+        distinct = len(np.unique(v[np.isfinite(v)]))
+        if distinct <= int(degree):
+            raise FormulaError(
+                f"poly(): degree {degree} needs more than {degree} distinct values; the rows "
+                f"used have {distinct}. Lower the degree or check the data."
+            )
     return _formulaic_poly.__wrapped__(x, degree=degree, raw=False, _state=_state)
 
 

@@ -150,8 +150,9 @@ class LinearMixedModel:
         self.n, self.p = d.X.shape
         if self.n <= self.p:
             raise DataError(
-                f"{self.n} observations for {self.p} fixed-effect columns; a mixed model needs "
-                "more observations than fixed effects."
+                f"{self.n} observations for {self.p} fixed-effect columns "
+                f"({', '.join(d.fixef_names)}) of {formula!r}; a mixed model needs more "
+                "observations than fixed effects."
             )
         self._y = d.y.copy()
         self._response_range: float | None = None  # checked when fitted (response_range())
