@@ -201,8 +201,8 @@ def _check_new_levels(spec: Any, newdata: pd.DataFrame, what: str) -> None:
         unseen = [v for v in values if v not in known_set]
         if unseen:
             rows = int(newdata[column].isin(unseen).sum())
-            shown = ", ".join(repr(_py(v)) for v in unseen[:10])
-            levels = ", ".join(repr(_py(v)) for v in known[:30])
+            shown = ", ".join(repr(_plain(v)) for v in unseen[:10])
+            levels = ", ".join(repr(_plain(v)) for v in known[:30])
             more = f" (+{len(known) - 30} more)" if len(known) > 30 else ""
             where = f"column {column!r}" + (f" (in {expr})" if expr != column else "")
             raise DataError(
@@ -214,5 +214,6 @@ def _check_new_levels(spec: Any, newdata: pd.DataFrame, what: str) -> None:
             )
 
 
-def _py(v: Any) -> Any:
+def _plain(v: Any) -> Any:
+    """A NumPy scalar as the Python value (for messages)."""
     return v.item() if isinstance(v, np.generic) else v

@@ -14,6 +14,7 @@ import pandas as pd
 from lmmkit.design.evaluate import (
     _check_finite,
     _is_intercept,
+    _plain,
     _required_variables,
     lme4_name,
     model_matrix,
@@ -224,11 +225,6 @@ def _structure(
     if kind == "ar1":
         _check_ar1(parsed, spec, data, levels, index, Zx, cols, raw_cols, where)
     return CovStructure(kind, p)
-
-
-def _plain(v: Any) -> Any:
-    """A NumPy scalar as the Python value (for messages)."""
-    return v.item() if isinstance(v, np.generic) else v
 
 
 def _check_ar1(
