@@ -9,6 +9,7 @@ terms).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -72,11 +73,11 @@ def _check_columns(parsed: ParsedFormula, data: pd.DataFrame) -> set[str]:
     names |= {g for t in parsed.random for g in t.group}
     response = parsed.response
     if response not in data.columns:  # an expression such as log(y) or cbind(a, n - a)
-        _check_functions(parsed, [response])
+        _check_functions(parsed, (response,))
         names |= _required_variables(response) or {response}
     else:
         names.add(response)
-    _check_functions(parsed, exprs)
+    _check_functions(parsed, tuple(exprs))
     for name in sorted(names):
         if name in data.columns:
             used.add(name)
@@ -94,25 +95,35 @@ def _check_columns(parsed: ParsedFormula, data: pd.DataFrame) -> set[str]:
     return used
 
 
-def _check_functions(parsed: ParsedFormula, exprs: list[str]) -> None:
+def _check_functions(parsed: ParsedFormula, exprs: tuple[str, ...]) -> None:
     """Every function a formula calls is one lmmkit knows (docs/formulas.md lists them)."""
-    for expr in exprs:
-        for name in sorted(_called_functions(expr)):
-            if name in _FORMULA_HELPERS:
-                continue
-            r_name = {v: k for k, v in R_FUNCTION_NAMES.items() if "::" not in k}
-            shown = r_name.get(name, name)
-            at = _token_position(parsed.formula, shown)
-            known = sorted(
-                {r_name.get(n, n) for n in _FORMULA_HELPERS if n[:1].islower() and len(n) > 1}
-                - {"np", "numpy", "contr", "hashed"}
-            )
-            raise FormulaError(
-                f"Function {shown!r} is not available in formulas.\n"
-                f"{pointer(parsed.formula, at, at + len(shown))}\n"
-                f"Known functions: {', '.join(known)} (R's names: see docs/formulas.md). "
-                "Compute the column in the data first, then use it in the formula."
-            )
+    unknown = _unknown_functions(exprs)
+    if unknown:
+        _refuse_function(parsed, unknown[0])
+
+
+@functools.lru_cache(maxsize=256)
+def _unknown_functions(exprs: tuple[str, ...]) -> tuple[str, ...]:
+    """The functions the expressions call that are not in the formula context."""
+    called = set().union(*(_called_functions(e) for e in exprs)) if exprs else set()
+    return tuple(sorted(called - _FORMULA_HELPERS))
+
+
+def _refuse_function(parsed: ParsedFormula, name: str) -> None:
+    """A FormulaError for an unknown function, with the formula and a caret under it."""
+    r_name = {v: k for k, v in R_FUNCTION_NAMES.items() if "::" not in k}
+    shown = r_name.get(name, name)
+    at = _token_position(parsed.formula, shown)
+    known = sorted(
+        {r_name.get(n, n) for n in _FORMULA_HELPERS if n[:1].islower() and len(n) > 1}
+        - {"np", "numpy", "contr", "hashed"}
+    )
+    raise FormulaError(
+        f"Function {shown!r} is not available in formulas.\n"
+        f"{pointer(parsed.formula, at, at + len(shown))}\n"
+        f"Known functions: {', '.join(known)} (R's names: see docs/formulas.md). "
+        "Compute the column in the data first, then use it in the formula."
+    )
 
 
 def _token_position(formula: str, name: str) -> int:

@@ -51,11 +51,24 @@ class DegenerateFitWarning(LmmkitWarning):
 def response_problem(z: np.ndarray, name: str) -> tuple[str, str] | None:
     """(check name, message) when the response ``z`` (offset removed) is constant or its
     scale is out of range; None otherwise."""
+    return _range_and_problem(z, name)[1]
+
+
+def check_response(z: np.ndarray, name: str) -> float:
+    """Raise a DataError for a constant or out-of-range response; return its range (max -
+    min: one pass, cheaper than its SD)."""
+    spread, problem = _range_and_problem(z, name)
+    if problem is not None:
+        raise DataError(problem[1])
+    return spread
+
+
+def _range_and_problem(z: np.ndarray, name: str) -> tuple[float, tuple[str, str] | None]:
     if z.size == 0:
-        return None
+        return 0.0, None
     lo, hi = float(z.min()), float(z.max())
     if lo == hi:
-        return (
+        return 0.0, (
             "constant_response",
             f"The response {name!r} is constant (every value is {lo!r}): there is no variation "
             "to attribute to fixed or random effects, and the likelihood is unbounded as the "
@@ -64,23 +77,14 @@ def response_problem(z: np.ndarray, name: str) -> tuple[str, str] | None:
         )
     scale = max(abs(lo), abs(hi))
     if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
-        return (
+        return hi - lo, (
             "response_scale",
             f"The response {name!r} has values of magnitude {scale:.3g} (largest |value|), "
             f"outside [{SCALE_RANGE[0]:g}, {SCALE_RANGE[1]:g}] where its sums of squares are "
             "representable in double precision. Rescale it (e.g. multiply by a power of 10); "
             "the fixed effects and SDs scale with it, the likelihood shifts by n log(factor).",
         )
-    return None
-
-
-def check_response(z: np.ndarray, name: str) -> float:
-    """Raise a DataError for a constant or out-of-range response; return its range (max -
-    min: one pass, cheaper than its SD)."""
-    problem = response_problem(z, name)
-    if problem is not None:
-        raise DataError(problem[1])
-    return float(z.max() - z.min())
+    return hi - lo, None
 
 
 def sigma_checks(
