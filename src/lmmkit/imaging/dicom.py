@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from lmmkit.errors import FileFormatError
-from lmmkit.imaging.io import Image, ImagingError, _from_sitk, _where
+from lmmkit.imaging.image import Image, ImagingError, _from_sitk, _where
 
 __all__ = ["read_dicom_mask", "read_dicom_series", "slice_spacing"]
 

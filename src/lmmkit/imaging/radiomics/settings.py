@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from lmmkit.errors import close_matches
-from lmmkit.imaging.io import ImagingError
+from lmmkit.imaging.image import ImagingError
 
 __all__ = [
     "FAMILIES",
     "RadiomicsSettings",
     "SettingsError",
+    "extractor_version",
     "plan_section",
     "settings_from_plan",
 ]
@@ -295,6 +296,16 @@ class RadiomicsSettings:
         return replace(self, **changes)
 
 
+def extractor_version() -> str:
+    """Installed MIRP version (``importlib.metadata``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mirp")
+    except PackageNotFoundError:  # pragma: no cover - the imaging extra is missing
+        return "not installed"
+
+
 def plan_section(settings: RadiomicsSettings) -> dict[str, Any]:
     """The ``radiomics`` section of a locked analysis plan.
 
@@ -314,8 +325,6 @@ def plan_section(settings: RadiomicsSettings) -> dict[str, Any]:
     >>> settings_from_plan(sec).settings_id == sec["settings_id"]
     True
     """
-    from lmmkit.imaging.radiomics.mirp_backend import extractor_version
-
     return {
         "extractor": "mirp",
         "extractor_version": extractor_version(),
