@@ -8,6 +8,7 @@ Glue only: each stage is its own module (:mod:`.design`, :mod:`.partial_likeliho
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -230,6 +231,8 @@ def coxph(
     if robust is None:
         w = design.weights
         robust = design.cluster is not None or bool(np.any(w != np.floor(w)))
+    if np.any(design.offset != 0):  # survival centres the offset (stability of exp())
+        design = replace(design, offset=design.offset - design.offset.mean())
     res, means, msgs = fit_cox_design(design, ties=ties, init=init, control=control)
     for m in msgs:
         warnings.warn(m, CoxConvergenceWarning, stacklevel=2)

@@ -266,7 +266,7 @@ def cox_design(
     offsets = [quote_dotted(e, data.columns) for e in spec.offsets]
     names |= _required(fixed) if fixed != "0" else set()
     for expr in offsets:
-        names |= _required(expr)
+        names |= _required(f"{{{expr}}}")
     names |= {g for t in spec.random for g in t.group}
     if spec.cluster is not None:
         names.add(spec.cluster)

@@ -301,8 +301,8 @@ class CoxResult:
 
     def residuals(self, type: Literal["martingale", "score", "schoenfeld", "dfbeta",
                                       "deviance"] = "martingale"):
-        """Residuals as R's ``residuals.coxph`` (unweighted; rows in the data's order,
-        Schoenfeld rows: the events by stratum and time).
+        """Residuals as R's ``residuals.coxph`` (rows in the data's order; Schoenfeld rows:
+        the events by stratum and time). Unweighted, except dfbeta (R's default).
 
         Parameters
         ----------
@@ -329,8 +329,9 @@ class CoxResult:
             return pd.Series(m, index=self.rows, name=type)
         if type in ("score", "dfbeta"):
             r = score_residuals(tab, d.stop, d.start, d.event, X, risk, d.stratum)
-            if type == "dfbeta":
-                r = r @ self.naive_vcov.to_numpy()[np.ix_(beta_ok, beta_ok)]
+            if type == "dfbeta":  # weighted by the case weights, as R's default for dfbeta
+                r = (r * d.weights[:, None]) @ self.naive_vcov.to_numpy()[np.ix_(beta_ok,
+                                                                                 beta_ok)]
             return pd.DataFrame(r, index=self.rows, columns=names)
         if type == "schoenfeld":
             rows, r = schoenfeld_residuals(tab, d.stop, d.start, d.event, X, d.stratum)
