@@ -40,11 +40,15 @@ class ZphResult:
         return self.table.to_string(float_format=lambda v: f"{v:.4g}")
 
 
-def _km_before(stop: np.ndarray, event: np.ndarray) -> np.ndarray:
-    """1 - S(t-) of the pooled Kaplan-Meier, at each row's time."""
+def _km_before(stop: np.ndarray, event: np.ndarray, start: np.ndarray | None) -> np.ndarray:
+    """1 - S(t-) of the pooled Kaplan-Meier (delayed entry for (start, stop] rows), at each
+    row's stop time."""
     T, idx = np.unique(stop, return_inverse=True)
     d = np.bincount(idx, weights=event, minlength=T.size)
-    n_at = np.cumsum(np.bincount(idx, minlength=T.size)[::-1])[::-1]
+    n_at = np.cumsum(np.bincount(idx, minlength=T.size)[::-1])[::-1].astype(float)
+    if start is not None:  # not yet entered: start >= t
+        s_sorted = np.sort(start)
+        n_at -= s_sorted.size - np.searchsorted(s_sorted, T, side="left")
     surv = np.cumprod(1.0 - d / n_at)
     before = np.concatenate([[1.0], surv[:-1]])
     return 1.0 - before[idx]
@@ -85,7 +89,7 @@ def cox_zph(fit, *, transform: str = "km") -> ZphResult:
     times = d.stop
     ev = d.event.astype(float)
     if transform == "km":
-        g = _km_before(times, ev)
+        g = _km_before(times, ev, d.start if d.counting else None)
     elif transform == "rank":
         g = rankdata(times)
     elif transform == "identity":
