@@ -75,7 +75,9 @@ def _censoring_km(stop: np.ndarray, event: np.ndarray, w: np.ndarray):
     csum_at = wsum_at - dsum_at
     nrisk = np.cumsum(wsum_at[::-1])[::-1]
     s_after = np.cumprod(1.0 - dsum_at / nrisk)
-    g_after = np.cumprod(1.0 - csum_at / nrisk)
+    # a censoring tied with events comes after them: its risk set excludes those events
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g_after = np.cumprod(np.where(csum_at > 0, 1.0 - csum_at / (nrisk - dsum_at), 1.0))
     s_before = np.concatenate([[1.0], s_after[:-1]])
     g_before = np.concatenate([[1.0], g_after[:-1]])
     at = np.searchsorted(uniq, etimes)

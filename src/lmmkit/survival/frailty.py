@@ -386,6 +386,7 @@ def fit_frailty(spec: CoxFormula, design: CoxDesign, *, ties: str, method: str,
         cache: dict[tuple, Any] = {}
 
         def negll(logt):
+            logt = np.atleast_1d(logt)
             th = np.exp(logt)
             key = tuple(np.round(logt, 12))
             if key not in cache:
