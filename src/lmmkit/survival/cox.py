@@ -16,7 +16,7 @@ import pandas as pd
 
 from lmmkit.errors import DataError, LmmkitWarning, ModelError
 
-from .concordance import concordance
+from .cindex import concordance
 from .design import CoxDesign, cox_design, parse_cox_formula
 from .newton import NewtonControl, NewtonResult, column_scaling, newton_raphson
 from .partial_likelihood import cox_problem

@@ -278,7 +278,8 @@ def cox_design(
                 f"Column {name!r} is not in the data.{close_matches(name, columns)}\n"
                 f"{pointer(spec.formula, at, at + len(name))}"
             )
-    used = sorted(n for n in names if n in data.columns)
+    # a missing time or status is an error (surv_data), not a silently dropped row
+    used = sorted(n for n in names if n in data.columns and n not in spec.surv.columns)
     w, w_col = _vector(weights, data, "weights")
     off, _ = _vector(offset, data, "offset")
     cl_values = None

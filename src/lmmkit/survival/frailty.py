@@ -36,7 +36,7 @@ from scipy import optimize, stats
 
 from lmmkit.errors import LmmkitWarning, ModelError
 
-from .concordance import ConcordanceResult, concordance
+from .cindex import ConcordanceResult, concordance
 from .design import CoxDesign, CoxFormula
 from .newton import NewtonControl, column_scaling
 from .partial_likelihood import cox_problem

@@ -13,7 +13,7 @@ from scipy import stats
 
 from lmmkit.errors import DataError
 
-from .concordance import ConcordanceResult
+from .cindex import ConcordanceResult
 from .riskset import (
     baseline_table,
     event_table,

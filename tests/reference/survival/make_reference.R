@@ -127,6 +127,14 @@ w <- NULL
 withCallingHandlers(fit_sep <- coxph(Surv(time, status) ~ x + z, sep),
                     warning = function(e) {w <<- conditionMessage(e); invokeRestart("muffleWarning")})
 ref$separation <- list(warning = w, coef = unname(coef(fit_sep)), data = sep)
+sep2 <- data.frame(time = 1:10, status = c(1, 1, 1, 1, 1, 1, 0, 1, 0, 1),
+                   x = c(1, 1, 1, 1, 1, 0, 0, 0, 0, 0),
+                   z = c(0.3, -1, 0.5, 2, 1, 0, -0.5, 0.2, 1.2, -0.3))
+w <- NULL
+withCallingHandlers(fit_sep2 <- coxph(Surv(time, status) ~ x + z, sep2),
+                    warning = function(e) {w <<- conditionMessage(e); invokeRestart("muffleWarning")})
+ref$separation2 <- list(warning = w, coef = unname(coef(fit_sep2)), iter = fit_sep2$iter,
+                        data = sep2)
 
 writeLines(toJSON(ref, digits = NA, auto_unbox = TRUE, null = "null", na = "null",
                   matrix = "rowmajor"),
