@@ -134,17 +134,17 @@ def _gauss_hermite(d, beta, theta, mode, H, nodes=40):
 
 def test_laplace_objective_equals_brute_force_laplace():
     from lmmkit.survival.design import cox_design, parse_cox_formula
-    from lmmkit.survival.frailty import _augment, _solve_penalized, laplace_loglik
+    from lmmkit.survival.frailty import _Augmented, _solve_penalized, laplace_loglik
     from lmmkit.survival.newton import NewtonControl
 
     d = _small_data()
     spec = parse_cox_formula("Surv(time, status) ~ x + (1 | g)")
     design = cox_design(spec, d)
-    aug = _augment(design, "efron")
+    aug = _Augmented(design, "efron")
     theta = 0.7
     # profile beta at fixed theta, then compare the Laplace value at that beta
     coef, ll, imat, _, _ = _solve_penalized(aug, [theta], np.zeros(1 + 3), NewtonControl())
-    ours = laplace_loglik(aug, [theta], coef, ll, imat)
+    ours = laplace_loglik(aug, [theta], coef, ll, imat[1:, 1:])
     beta = coef[0] * aug.scale[0]
     brute, mode, H = _brute_laplace(d, beta, theta)
     assert abs(ours - brute) < 1e-6
@@ -172,15 +172,15 @@ def test_laplace_fit_runs_and_reports(surv_data):
     assert 0.05 < th < 2.0
     # the integrated likelihood is maximal at theta-hat: a nearby theta is worse
     from lmmkit.survival.design import cox_design, parse_cox_formula
-    from lmmkit.survival.frailty import _augment, _solve_penalized, laplace_loglik
+    from lmmkit.survival.frailty import _Augmented, _solve_penalized, laplace_loglik
     from lmmkit.survival.newton import NewtonControl
 
     spec = parse_cox_formula("Surv(time, status) ~ age + sex + (1 | id)")
-    aug = _augment(cox_design(spec, surv_data("kidney")), "efron")
+    aug = _Augmented(cox_design(spec, surv_data("kidney")), "efron")
     for f in (0.8, 1.25):
         c, ll, im, _, _ = _solve_penalized(aug, [th * f], np.zeros(aug.p + aug.q),
                                            NewtonControl())
-        assert laplace_loglik(aug, [th * f], c, ll, im) < fit.loglik_integrated + 1e-9
+        assert laplace_loglik(aug, [th * f], c, ll, im[2:, 2:]) < fit.loglik_integrated + 1e-9
 
 
 @pytest.mark.filterwarnings("ignore:theta is at the lower bound")
@@ -201,23 +201,58 @@ def test_laplace_matches_published_coxme_lung(surv_data):
     reproduces every printed digit (coxme's optimizer stopped short of the boundary, where
     the integrated likelihood is a little higher, so theta itself is not compared)."""
     from lmmkit.survival.design import cox_design, parse_cox_formula
-    from lmmkit.survival.frailty import _augment, _inverse_blocks, _penalty_diag
-    from lmmkit.survival.frailty import _solve_penalized, laplace_loglik
+    from lmmkit.survival.frailty import _Augmented, _solve_penalized, laplace_loglik
     from lmmkit.survival.newton import NewtonControl
 
     lung = surv_data("lung")
     spec = parse_cox_formula("Surv(time, status) ~ age + sex + (1 | inst)")
-    aug = _augment(cox_design(spec, lung), "efron")
+    aug = _Augmented(cox_design(spec, lung), "efron")
     th = 8.300722e-05
     c, ll, im, _, _ = _solve_penalized(aug, [th], np.zeros(aug.p + aug.q), NewtonControl())
-    assert abs(laplace_loglik(aug, [th], c, ll, im) - (-737.8121)) < 5e-5
+    assert abs(laplace_loglik(aug, [th], c, ll, im[2:, 2:]) - (-737.8121)) < 5e-5
     assert abs(ll - (-737.8009)) < 5e-5
     beta = c[:2] * aug.scale
     assert np.max(np.abs(beta - [0.01703526, -0.51167566]) / np.abs(beta)) < 1e-6
-    Hinv = _inverse_blocks(im, _penalty_diag(aug, [th]), aug.p, False)
+    Hinv = np.linalg.inv(im + np.diag(np.r_[0.0, 0.0, np.full(aug.q, 1 / th)]))
     se = np.sqrt(np.diag(Hinv)[:2]) * aug.scale
     assert np.max(np.abs(se - [0.009233008, 0.167681629]) / se) < 1e-6
     with pytest.warns(LmmkitWarning, match="lower bound"):
         fit = coxph("Surv(time, status) ~ age + sex + (1 | inst)", lung, method="laplace")
     assert abs(fit.loglik_null - (-744.7999)) < 5e-5
     assert fit.loglik_integrated >= -737.8121 - 5e-5  # at least as good as coxme's optimum
+
+
+@pytest.mark.parametrize("kind", ["right", "counting", "strata_weights"])
+@pytest.mark.parametrize("ties", ["efron", "breslow"])
+def test_sparse_sweep_equals_dense_information(kind, ties, surv_data):
+    """The O(n p) frailty sweep (lazy group sums) against the dense augmented design:
+    score, frailty diagonal, frailty-by-covariate block, covariate block."""
+    from lmmkit.survival.design import cox_design, parse_cox_formula
+    from lmmkit.survival.frailty import _Augmented
+    from lmmkit.survival.ppl import DenseFrailtyProblem, SparseFrailtyProblem
+
+    if kind == "counting":
+        d = surv_data("cgd")
+        f = "Surv(tstart, tstop, status) ~ age + height + (1 | center)"
+        kw = {}
+    else:
+        d = surv_data("colon")
+        d = d[d["etype"] == 2].copy()
+        d["site"] = d["id"] % 23
+        f = "Surv(time, status) ~ age + nodes + sex + (1 | site)"
+        kw = {}
+        if kind == "strata_weights":
+            f = "Surv(time, status) ~ age + nodes + strata(sex) + (1 | site)"
+            d["w"] = 1 + (d["id"] % 4) / 3
+            kw = {"weights": "w"}
+    design = cox_design(parse_cox_formula(f), d, **kw)
+    aug = _Augmented(design, ties)
+    rng = np.random.default_rng(0)
+    coef = np.concatenate([rng.normal(0, 0.3, aug.p), rng.normal(0, 0.5, aug.q)])
+    sparse = SparseFrailtyProblem(aug.problem_x, design.groups[0].codes, aug.q)
+    dense = DenseFrailtyProblem(aug.problem, aug.p, aug.q, sparse=True)
+    a, b = sparse.evaluate(coef), dense.evaluate(coef)
+    assert abs(a[0] - b[0]) < 1e-9 * abs(b[0])
+    for x, y in ((a[1], b[1]), (a[2], b[2]), (a[3].bb, b[3].bb), (a[3].bx, b[3].bx),
+                 (a[3].xx, b[3].xx)):
+        assert np.max(np.abs(x - y)) < 1e-9 * max(1.0, np.max(np.abs(y)))

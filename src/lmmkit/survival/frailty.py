@@ -40,8 +40,9 @@ from .cindex import ConcordanceResult, concordance
 from .design import CoxDesign, CoxFormula
 from .newton import NewtonControl, column_scaling
 from .partial_likelihood import cox_problem
+from .ppl import Blocks, DenseFrailtyProblem, SparseFrailtyProblem, ppl_fit
 
-__all__ = ["FrailtyCoxResult", "fit_frailty", "laplace_loglik", "ppl_fit"]
+__all__ = ["FrailtyCoxResult", "fit_frailty", "laplace_loglik"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,49 +136,63 @@ class FrailtyCoxResult:
 
 
 # ------------------------------------------------------------------ shared pieces
-@dataclass(frozen=True, eq=False)
 class _Augmented:
-    """The design with indicator columns of every level of every random term appended
-    (dense), sorted once for the partial likelihood."""
+    """The scaled covariates, sorted once, and (built on first use) the same design with
+    indicator columns of every level of every random term appended (dense)."""
 
-    problem: Any
-    p: int
-    sizes: tuple[int, ...]
-    scale: np.ndarray
-    means: np.ndarray
+    def __init__(self, design: CoxDesign, ties: str):
+        y = design.y
+        self.design, self.ties = design, ties
+        self.means, self.scale = column_scaling(design.X, design.weights,
+                                                weighted_means=not y.counting)
+        self.Xs = (design.X - self.means) * self.scale
+        self.p = design.X.shape[1]
+        self.sizes = tuple(len(g.levels) for g in design.groups)
+        self.q = int(sum(self.sizes))
+        self.problem_x = self._problem(self.Xs)
+        self._dense = None
+
+    def _problem(self, X):
+        d, y = self.design, self.design.y
+        return cox_problem(y.stop, y.event, X, start=y.start if y.counting else None,
+                           stratum=d.strata, weights=d.weights, offset=d.offset,
+                           ties=self.ties)
 
     @property
-    def q(self) -> int:
-        return int(sum(self.sizes))
+    def Z(self) -> np.ndarray:
+        d = self.design
+        return np.hstack([np.eye(len(g.levels))[g.codes] for g in d.groups])
+
+    @property
+    def problem(self):
+        """The dense augmented problem [X, Z] (n (p + q) floats)."""
+        if self._dense is None:
+            self._dense = self._problem(np.hstack([self.Xs, self.Z]))
+        return self._dense
+
+    def dense_ok(self) -> bool:
+        return self.design.n * (self.p + self.q) ** 2 <= 3e8
+
+    def eta(self, coef: np.ndarray) -> np.ndarray:
+        b = coef[self.p:]
+        out = self.Xs @ coef[: self.p] + self.design.offset
+        start = 0
+        for g, q in zip(self.design.groups, self.sizes):
+            out = out + b[start:start + q][g.codes]
+            start += q
+        return out
 
 
-def _augment(design: CoxDesign, ties: str) -> _Augmented:
-    y = design.y
-    means, scale = column_scaling(design.X, design.weights, weighted_means=not y.counting)
-    Xs = (design.X - means) * scale
-    blocks = [Xs]
-    for g in design.groups:
-        Z = np.zeros((design.n, len(g.levels)))
-        Z[np.arange(design.n), g.codes] = 1.0
-        blocks.append(Z)
-    A = np.hstack(blocks)
-    pr = cox_problem(y.stop, y.event, A, start=y.start if y.counting else None,
-                     stratum=design.strata, weights=design.weights, offset=design.offset,
-                     ties=ties)
-    return _Augmented(pr, design.X.shape[1], tuple(len(g.levels) for g in design.groups),
-                      scale, means)
-
-
-def _penalty_diag(aug: _Augmented, thetas) -> np.ndarray:
-    return np.concatenate([np.zeros(aug.p)] + [np.full(q, 1.0 / t)
-                                                for q, t in zip(aug.sizes, thetas)])
+def _penalty(aug: _Augmented, thetas) -> np.ndarray:
+    """1 / theta for every random coefficient."""
+    return np.concatenate([np.full(q, 1.0 / t) for q, t in zip(aug.sizes, thetas)])
 
 
 def _solve_penalized(aug: _Augmented, thetas, init: np.ndarray,
                      control: NewtonControl) -> tuple[np.ndarray, float, np.ndarray, float, int]:
-    """Newton-Raphson with step halving on PL - sum b^2 / (2 theta) at fixed thetas;
-    returns (coef, PL, information of PL, penalized PL, iterations)."""
-    pen = _penalty_diag(aug, thetas)
+    """Exact Newton-Raphson with step halving on PL - sum b^2 / (2 theta) at fixed thetas
+    (coxme's inner problem); returns (coef, PL, information of PL, penalized PL, iters)."""
+    pen = np.concatenate([np.zeros(aug.p), _penalty(aug, thetas)])
     coef = init.copy()
 
     def evaluate(c):
@@ -187,11 +202,7 @@ def _solve_penalized(aug: _Augmented, thetas, init: np.ndarray,
     plik, ll, u, imat = evaluate(coef)
     it = 0
     for it in range(1, control.iter_max + 1):
-        H = imat + np.diag(pen)
-        try:
-            step = np.linalg.solve(H, u)
-        except np.linalg.LinAlgError:
-            step = np.linalg.lstsq(H, u, rcond=None)[0]
+        step = np.linalg.solve(imat + np.diag(pen), u)
         new = coef + step
         for _ in range(30):
             nplik, nll, nu, nimat = evaluate(new)
@@ -206,155 +217,18 @@ def _solve_penalized(aug: _Augmented, thetas, init: np.ndarray,
 
 
 def laplace_loglik(aug: _Augmented, thetas, coef: np.ndarray, ll: float,
-                   imat: np.ndarray) -> float:
-    """Laplace-integrated log partial likelihood at the penalized mode."""
-    p = aug.p
-    out = ll
-    start = p
-    for q, th in zip(aug.sizes, thetas):
-        b = coef[start:start + q]
-        out -= 0.5 * np.sum(b * b) / th
-        start += q
-    Ibb = imat[p:, p:]
-    T = np.concatenate([np.full(q, th) for q, th in zip(aug.sizes, thetas)])
+                   Ibb: np.ndarray) -> float:
+    """Laplace-integrated log partial likelihood at the penalized mode:
+    PL - b'b / (2 theta) - 0.5 log|I + Theta^1/2 I_bb Theta^1/2| (``Ibb`` the information
+    of the random coefficients, full or its diagonal)."""
+    b = coef[aug.p:]
+    T = 1.0 / _penalty(aug, thetas)
+    out = ll - 0.5 * float(np.sum(b * b / T))
+    if Ibb.ndim == 1:
+        return float(out - 0.5 * np.sum(np.log1p(T * Ibb)))
     sq = np.sqrt(T)
-    M = np.eye(aug.q) + sq[:, None] * Ibb * sq[None, :]
-    sign, logdet = np.linalg.slogdet(M)
+    sign, logdet = np.linalg.slogdet(np.eye(aug.q) + sq[:, None] * Ibb * sq[None, :])
     return float(out - 0.5 * logdet)
-
-
-def _inverse_blocks(imat: np.ndarray, pen: np.ndarray, p: int, sparse: bool):
-    """Inverse of the penalized information H (frailty-frailty block reduced to its
-    diagonal when ``sparse``, as survival)."""
-    H = imat + np.diag(pen)
-    if sparse:
-        Hbb = np.diag(np.diag(H[p:, p:]))
-        H = H.copy()
-        H[p:, p:] = Hbb
-    return np.linalg.inv(H)
-
-
-# ------------------------------------------------------------------ method = "ppl"
-def _solve_survival_inner(aug: _Augmented, theta: float, init: np.ndarray, sparse: bool,
-                          control: NewtonControl):
-    """survival's inner loop (coxfit5_b) at fixed theta: Newton steps with the frailty
-    block of the information reduced to its diagonal when ``sparse``, frailties recentred
-    to mean zero at every evaluation, plain step halving, and the stopping rule
-    ``|1 - loglik_old / loglik_new| <= eps`` on the penalized log-likelihood
-    ``PL - 0.5 sum((b - mean b)^2 / theta + log(2 pi theta))``. Reproducing the path (not
-    only the optimum) matters: survival stops these approximate-Newton steps early enough
-    that theta moves in the 4th digit."""
-    p, q = aug.p, aug.q
-    coef = init.copy()
-    old = coef.copy()
-    loglik_best = 0.0
-    halving = False
-    it = 0
-    for it in range(control.iter_max + 1):
-        ll, u, imat = aug.problem.evaluate(coef)
-        b = coef[p:]
-        b = b - b.mean()
-        coef[p:] = b
-        newlk = ll - 0.5 * float(np.sum(b * b / theta + np.log(2 * np.pi * theta)))
-        g = u.copy()
-        g[p:] -= b / theta
-        H = imat.copy()
-        if sparse:
-            H[p:, p:] = np.diag(np.diag(imat[p:, p:]))
-        H[p:, p:] += np.eye(q) / theta
-        if abs(newlk) < control.eps or (abs(1 - loglik_best / newlk) <= control.eps
-                                        and not halving):
-            return coef, ll, imat, newlk, it
-        if it == control.iter_max:
-            break
-        if it > 0 and newlk < loglik_best:
-            halving = True
-            coef = (old + coef) / 2
-        else:
-            halving = False
-            loglik_best = newlk
-            step = np.linalg.solve(H, g)
-            old = coef.copy()
-            coef = coef + step
-    return coef, ll, imat, newlk, it
-
-
-def _controlgauss(history: list[tuple[float, float]], it: int) -> float:
-    """survival's frailty.controlgauss: the next theta from the (theta, resid) history;
-    ``it`` is the outer iteration (1-based) that produced the last entry."""
-    theta, resid = history[-1]
-    if it == 1:
-        return theta * 3 if resid > 0 else theta / 3
-    if it == 2:
-        r = [h[1] for h in history]
-        if all(v > 0 for v in r):
-            return history[1][0] * 2
-        if all(v < 0 for v in r):
-            return history[1][0] / 2
-        return (history[0][0] + history[1][0]) / 2
-    order = np.argsort([h[0] for h in history], kind="stable")
-    tx = np.array([history[k][0] for k in order])
-    ty = np.array([history[k][1] for k in order])
-    if (ty > 0).all():
-        return 2 * tx.max()
-    if (ty < 0).all():
-        return 0.5 * tx.min()
-    b1 = int(np.flatnonzero(order == it - 1)[0])
-    if b1 == 0:
-        b1 = 1
-    elif b1 == it - 1:
-        b1 = it - 2
-    R = ty[b1] / ty[b1 + 1]
-    S = ty[b1] / ty[b1 - 1]
-    U = R / S
-    P = S * (U * (R - U) * (tx[b1 + 1] - tx[b1]) - (1 - R) * (tx[b1] - tx[b1 - 1]))
-    Q = (U - 1) * (R - 1) * (S - 1)
-    new = tx[b1] + P / Q
-    if new > tx[b1 + 1]:
-        new = (tx[b1] + tx[b1 + 1]) / 2
-    if new < tx[b1 - 1]:
-        new = (tx[b1] + tx[b1 - 1]) / 2
-    return float(new)
-
-
-def ppl_fit(aug: _Augmented, control: NewtonControl, *, outer_max: int = 10,
-            theta_init: float = 1.0):
-    """survival's gaussian frailty with theta by its REML rule. Returns (theta, coef, ll,
-    imat, plik, history rows, converged)."""
-    if len(aug.sizes) != 1:
-        raise ModelError(
-            "method='ppl' takes one random term (as survival's frailty()); use "
-            "method='laplace' for crossed or nested terms."
-        )
-    q = aug.sizes[0]
-    sparse = q > 5
-    eps = np.sqrt(control.eps)
-    theta = theta_init
-    init = np.zeros(aug.p + q)
-    history: list[tuple[float, float]] = []
-    rows = []
-    saved: list[tuple[float, np.ndarray]] = []
-    done = False
-    for it in range(1, outer_max + 1):
-        coef, ll, imat, plik, inner = _solve_survival_inner(aug, theta, init, sparse, control)
-        pen = _penalty_diag(aug, [theta])
-        Hinv = _inverse_blocks(imat, pen, aug.p, sparse)
-        trH = float(np.trace(Hinv[aug.p:, aug.p:]))
-        b = coef[aug.p:]
-        fsum = float(b @ b)
-        resid = fsum / (q - trH / theta) - theta
-        history.append((theta, resid))
-        rows.append({"theta": theta, "resid": resid, "fsum": fsum, "trH": trH,
-                     "loglik": ll, "inner_iterations": inner})
-        result = (theta, coef, ll, imat, plik, Hinv, sparse)
-        done = it >= 3 and abs(resid) < eps
-        if done:
-            break
-        saved.append((theta, coef))
-        theta = _controlgauss(history, it)
-        # start the next inner fit from the solution of the closest theta (survival)
-        init = min(saved, key=lambda s: (s[0] - theta) ** 2)[1]
-    return result, pd.DataFrame(rows), done, it
 
 
 # ------------------------------------------------------------------ glue
@@ -365,88 +239,105 @@ def _fixed_only(design: CoxDesign, ties: str, control: NewtonControl) -> float:
     return float(res.loglik)
 
 
+def _laplace(aug: _Augmented, control: NewtonControl, msgs: list[str]):
+    init = np.zeros(aug.p + aug.q)
+    cache: dict[tuple, Any] = {}
+
+    def negll(logt):
+        logt = np.atleast_1d(logt)
+        th = np.exp(logt)
+        key = tuple(np.round(logt, 12))
+        if key not in cache:
+            c, lli, im, pl, _ = _solve_penalized(aug, th, init, control)
+            init[:] = c
+            cache[key] = (laplace_loglik(aug, th, c, lli, im[aug.p:, aug.p:]), c, lli, im, pl)
+        return -cache[key][0]
+
+    k = len(aug.sizes)
+    lo = np.log(1e-6)
+    if k == 1:
+        opt = optimize.minimize_scalar(negll, bounds=(lo, np.log(50.0)), method="bounded",
+                                       options={"xatol": 1e-9, "maxiter": 200})
+        x = np.array([opt.x])
+    else:
+        opt = optimize.minimize(negll, np.zeros(k), method="Nelder-Mead",
+                                options={"xatol": 1e-8, "fatol": 1e-11, "maxiter": 2000})
+        x = opt.x
+    negll(x)
+    _, coef, ll, imat, plik = cache[tuple(np.round(x, 12))]
+    if np.any(x <= lo + 1e-3):
+        msgs.append("theta is at the lower bound (1e-6): the random effect is negligible "
+                    "(a boundary fit).")
+    p = aug.p
+    blocks = Blocks(imat[p:, p:], imat[p:, :p], imat[:p, :p])
+    hist = pd.DataFrame({"log_theta": [list(x)], "loglik_integrated": [-opt.fun]})
+    return list(np.exp(x)), coef, ll, plik, blocks, hist, int(getattr(opt, "nfev", 0))
+
+
 def fit_frailty(spec: CoxFormula, design: CoxDesign, *, ties: str, method: str,
                 level: float = 0.95, control: NewtonControl | None = None
                 ) -> FrailtyCoxResult:
     """Fit a Cox model with random terms (called by :func:`lmmkit.coxph`)."""
     control = control or NewtonControl()
-    aug = _augment(design, ties)
+    aug = _Augmented(design, ties)
     p = aug.p
     msgs: list[str] = []
-    ll0, _, _ = aug.problem.evaluate(np.zeros(p + aug.q))
+    ll0 = aug.problem_x.evaluate(np.zeros(p), info=False,
+                                 eta=design.offset.astype(float))[0]
     if method == "ppl":
-        (theta, coef, ll, imat, plik, Hinv, sparse), hist, done, outer = ppl_fit(aug, control)
-        if not done:
-            msgs.append(f"theta did not meet survival's stopping rule in {outer} outer "
+        if len(aug.sizes) != 1:
+            raise ModelError(
+                "method='ppl' takes one random term (as survival's frailty()); use "
+                "method='laplace' for crossed or nested terms."
+            )
+        sparse = aug.q > 5  # survival's default for frailty(): sparse when > 5 levels
+        problem = (SparseFrailtyProblem(aug.problem_x, design.groups[0].codes, aug.q)
+                   if sparse else DenseFrailtyProblem(aug.problem, p, aug.q, sparse=False))
+        fit = ppl_fit(problem, control)
+        if not fit.converged:
+            msgs.append(f"theta did not meet survival's stopping rule in {fit.outer} outer "
                         "iterations (outer_max); the last value is reported.")
-        thetas = [theta]
+        thetas, coef, ll, plik = [fit.theta], fit.coef, fit.loglik, fit.plik
+        blocks, hist, outer = fit.blocks, fit.history, fit.outer
     else:
-        sparse = False
-        init = np.zeros(p + aug.q)
-        cache: dict[tuple, Any] = {}
-
-        def negll(logt):
-            logt = np.atleast_1d(logt)
-            th = np.exp(logt)
-            key = tuple(np.round(logt, 12))
-            if key not in cache:
-                c, lli, im, pl, _ = _solve_penalized(aug, th, init, control)
-                init[:] = c
-                cache[key] = (laplace_loglik(aug, th, c, lli, im), c, lli, im, pl)
-            return -cache[key][0]
-
-        k = len(aug.sizes)
-        if k == 1:
-            opt = optimize.minimize_scalar(negll, bounds=(np.log(1e-6), np.log(50.0)),
-                                           method="bounded",
-                                           options={"xatol": 1e-9, "maxiter": 200})
-            x = np.array([opt.x])
-        else:
-            opt = optimize.minimize(negll, np.zeros(k), method="Nelder-Mead",
-                                    options={"xatol": 1e-8, "fatol": 1e-11,
-                                             "maxiter": 2000})
-            x = opt.x
-        negll(x)
-        _, coef, ll, imat, plik = cache[tuple(np.round(x, 12))]
-        thetas = list(np.exp(x))
-        Hinv = _inverse_blocks(imat, _penalty_diag(aug, thetas), p, False)
-        hist = pd.DataFrame({"log_theta": [list(x)], "loglik_integrated": [-opt.fun]})
-        outer = int(getattr(opt, "nfev", 0))
-        if np.any(x <= np.log(1e-6) + 1e-3):
-            msgs.append("theta is at the lower bound (1e-6): the random effect is "
-                        "negligible (a boundary fit).")
-    ill = laplace_loglik(aug, thetas, coef, ll, imat)
+        thetas, coef, ll, plik, blocks, hist, outer = _laplace(aug, control, msgs)
+    pen = _penalty(aug, thetas)
+    V, M, bb_diag = blocks.inverse(pen)
+    # integrated likelihood at the estimate: exact log-determinant when the dense
+    # information is affordable, else survival's diagonal approximation (recorded)
+    if method == "laplace" or blocks.bb.ndim == 2:
+        Ibb, logdet = blocks.bb, "exact"
+    elif aug.dense_ok():
+        Ibb, logdet = aug.problem.evaluate(coef)[2][p:, p:], "exact"
+    else:
+        Ibb, logdet = blocks.bb, "diagonal approximation"
+    ill = laplace_loglik(aug, thetas, coef, ll, Ibb)
     ll_fixed = _fixed_only(design, ties, control) if p else ll0
     lrt = max(2 * (ill - ll_fixed), 0.0)
-    pval = 0.5 * stats.chi2.sf(lrt, 1) if len(thetas) == 1 else float(
-        stats.chi2.sf(lrt, len(thetas)))
-    if len(thetas) == 1 and lrt == 0:
-        pval = 1.0
+    if len(thetas) == 1:
+        pval = 1.0 if lrt == 0 else 0.5 * float(stats.chi2.sf(lrt, 1))
+    else:
+        pval = float(stats.chi2.sf(lrt, len(thetas)))
+    sc = np.outer(aug.scale, aug.scale)
     beta = coef[:p] * aug.scale
-    V = Hinv[:p, :p] * np.outer(aug.scale, aug.scale)
-    se = np.sqrt(np.diag(V))
-    se2 = None
-    df_frailty = None
+    se = np.sqrt(np.diag(V * sc))
+    se2 = df_frailty = None
     if method == "ppl":
-        pen = _penalty_diag(aug, thetas)
-        H = imat + np.diag(pen)
-        if sparse:
-            H[p:, p:] = np.diag(np.diag(H[p:, p:]))
-        imat_sparse = H - np.diag(pen)
-        var2 = Hinv @ imat_sparse @ Hinv
-        se2 = pd.Series(np.sqrt(np.diag(var2[:p, :p])) * aug.scale, index=design.columns)
-        df_frailty = float(aug.q - np.sum(np.diag(Hinv)[p:] * pen[p:]))
+        # survival's var2 = H^-1 I H^-1 (I the information without the penalty)
+        var2 = V - (M.T * pen) @ M
+        se2 = pd.Series(np.sqrt(np.diag(var2 * sc)), index=design.columns)
+        df_frailty = float(aug.q - np.sum(bb_diag * pen))
     cols = list(design.columns)
     frailties, fvar = {}, {}
     start = p
-    for g, th in zip(design.groups, thetas):
+    for g in design.groups:
         q = len(g.levels)
-        frailties[g.name] = pd.Series(coef[start:start + q], index=pd.Index(g.levels,
-                                                                           name=g.name))
-        fvar[g.name] = pd.Series(np.diag(Hinv)[start:start + q], index=frailties[g.name].index)
+        idx = pd.Index(g.levels, name=g.name)
+        frailties[g.name] = pd.Series(coef[start:start + q], index=idx)
+        fvar[g.name] = pd.Series(bb_diag[start - p:start - p + q], index=idx)
         start += q
     y = design.y
-    lp = aug.problem.X @ coef + design.offset
+    lp = aug.eta(coef)
     lp = lp - lp.mean()
     conc = concordance(y.stop, y.event, lp, start=y.start if y.counting else None,
                        strata=design.strata if design.strata_levels else None,
@@ -457,7 +348,7 @@ def fit_frailty(spec: CoxFormula, design: CoxDesign, *, ties: str, method: str,
         formula=spec.formula, method=method, ties=ties,
         coef=pd.Series(beta, index=cols, name="coef"),
         se=pd.Series(se, index=cols, name="se"), se2=se2,
-        vcov=pd.DataFrame(V, index=cols, columns=cols),
+        vcov=pd.DataFrame(V * sc, index=cols, columns=cols),
         theta={g.name: float(t) for g, t in zip(design.groups, thetas)},
         frailties=frailties, frailty_var=fvar,
         loglik_null=float(ll0), loglik=float(ll), loglik_penalized=float(plik),
@@ -466,4 +357,5 @@ def fit_frailty(spec: CoxFormula, design: CoxDesign, *, ties: str, method: str,
         n=design.n, nevent=int(y.event.sum()), n_dropped=design.n_dropped,
         dropped=dict(design.dropped), outer_iterations=int(outer), history=hist,
         concordance=conc, linear_predictors=lp, warnings=tuple(msgs), level=level,
+        extra={"integrated_loglik_logdet": logdet},
     )

@@ -15,12 +15,13 @@ import numpy as np
 
 from lmmkit.errors import DataError
 
-from ._kernels import cox_sums
+from ._kernels import cox_pass
 
 __all__ = ["CoxProblem", "cox_problem", "cox_partial_likelihood", "used_rows"]
 
 Ties = Literal["efron", "breslow"]
 _NO_G = np.empty(0)
+_NO_GROUP = np.zeros(1, np.int64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,6 +44,24 @@ class CoxProblem:
     def p(self) -> int:
         return int(self.X.shape[1])
 
+    def sweep(self, eta: np.ndarray, *, gtime: np.ndarray | None = None,
+              group: np.ndarray | None = None, q: int = 0):
+        """The raw sweep (:func:`lmmkit.survival._kernels.cox_pass`) at a linear
+        predictor (offset included)."""
+        return cox_pass(
+            self.stop, self.start, self.event, self.X,
+            np.ascontiguousarray(eta, dtype=float), self.weights, self.stratum,
+            self.order_stop, self.order_start, self.efron, self.counting,
+            _NO_G if gtime is None else np.ascontiguousarray(gtime, dtype=float),
+            _NO_GROUP if group is None else group, q,
+        )
+
+    def information(self, wrh: np.ndarray, A: np.ndarray, wbar: np.ndarray,
+                    X: np.ndarray | None = None) -> np.ndarray:
+        """X' diag(w r h) X - A' diag(wbar) A (see the kernel's notes)."""
+        X = self.X if X is None else X
+        return (X.T * wrh) @ X - (A.T * wbar) @ A
+
     def evaluate(
         self, beta: np.ndarray, *, info: bool = True, eta: np.ndarray | None = None
     ) -> tuple[float, np.ndarray, np.ndarray]:
@@ -50,21 +69,8 @@ class CoxProblem:
         predictor ``eta``, offset included, when given)."""
         if eta is None:
             eta = self.X @ beta + self.offset if self.p else self.offset
-        ll, u, imat, _ = cox_sums(
-            self.stop,
-            self.start,
-            self.event,
-            self.X,
-            np.ascontiguousarray(eta, dtype=float),
-            self.weights,
-            self.stratum,
-            self.order_stop,
-            self.order_start,
-            self.efron,
-            self.counting,
-            info,
-            _NO_G,
-        )
+        ll, u, wrh, A, wbar, _, _, _, _ = self.sweep(eta)
+        imat = self.information(wrh[:, 0], A, wbar) if info else np.zeros((self.p, self.p))
         return float(ll), u, imat
 
 

@@ -19,7 +19,6 @@ from scipy.stats import rankdata
 
 from lmmkit.errors import DataError
 
-from ._kernels import cox_sums
 from .partial_likelihood import cox_problem
 
 __all__ = ["ZphResult", "cox_zph"]
@@ -52,6 +51,12 @@ def _km_before(stop: np.ndarray, event: np.ndarray, start: np.ndarray | None) ->
     surv = np.cumprod(1.0 - d / n_at)
     before = np.concatenate([[1.0], surv[:-1]])
     return 1.0 - before[idx]
+
+
+def _in_use(pr) -> np.ndarray:
+    mask = np.zeros(pr.stop.shape[0], bool)
+    mask[pr.order_stop] = True
+    return mask
 
 
 def cox_zph(fit, *, transform: str = "km") -> ZphResult:
@@ -103,9 +108,12 @@ def cox_zph(fit, *, transform: str = "km") -> ZphResult:
                      stratum=d.stratum, weights=d.weights, offset=d.offset,
                      ties=fit.ties)
     eta = X @ beta + d.offset
-    _, u, imat, (ug, ixg, igg) = cox_sums(
-        pr.stop, pr.start, pr.event, pr.X, eta, pr.weights, pr.stratum, pr.order_stop,
-        pr.order_start, pr.efron, pr.counting, True, np.ascontiguousarray(g, dtype=float))
+    _, u, wrh, A, wbar, gk, _, _, _ = pr.sweep(eta, gtime=g)
+    imat = pr.information(wrh[:, 0], A, wbar)
+    ixg = pr.information(wrh[:, 1], A, wbar * gk)
+    igg = pr.information(wrh[:, 2], A, wbar * gk * gk)
+    dead = (d.event != 0) & _in_use(pr)
+    ug = (d.weights[dead] * g[dead]) @ X[dead] - (wbar * gk) @ A
     p = X.shape[1]
     full = np.block([[imat, ixg], [ixg.T, igg]])
     names = list(fit.coef.index[ok])
