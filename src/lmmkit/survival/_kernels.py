@@ -55,9 +55,13 @@ def cox_pass(stop, start, event, X, eta, weights, stratum, order_stop, order_sta
     zph = gtime.shape[0] > 0
     u = np.zeros(p)
     h = np.zeros((N, 3))
-    A = np.zeros((n, p))
-    wbar = np.zeros(n)
-    gk = np.zeros(n)
+    nev = 0
+    for j in range(n):
+        if event[order_stop[j]] != 0:
+            nev += 1
+    A = np.zeros((nev, p))  # at most one piece per event
+    wbar = np.zeros(nev)
+    gk = np.zeros(nev)
     ub = np.zeros(q)
     diag2 = np.zeros(q)
     cross2 = np.zeros((q, p))
@@ -80,7 +84,7 @@ def cox_pass(stop, start, event, X, eta, weights, stratum, order_stop, order_sta
     add_idx = np.zeros(N, np.int64)  # first piece of the row's window (sweep order)
     rem_idx = np.full(N, -1, np.int64)  # one past its last piece; -1: end of stratum
     own = np.zeros(N)  # the event's own share removed from its time's pieces
-    hk = np.zeros(n)
+    hk = np.zeros(nev)
     while person < n:
         s = stratum[order_stop[person]]
         end = person

@@ -18,7 +18,7 @@ from lmmkit.errors import DataError, LmmkitWarning, ModelError
 
 from .cindex import concordance
 from .design import CoxDesign, cox_design, parse_cox_formula
-from .newton import NewtonControl, NewtonResult, column_scaling, newton_raphson
+from .newton import NewtonControl, NewtonResult, column_scaling, is_nocenter, newton_raphson
 from .partial_likelihood import cox_problem
 from .result import CoxData, CoxResult, chisq_test
 from .riskset import event_table, score_residuals
@@ -259,8 +259,8 @@ def coxph(
     beta0 = np.zeros(p) if init is None else np.asarray(init, dtype=float)
     wald = _wald_stat(var[np.ix_(ok, ok)], (coef - beta0)[ok])
     df = int(ok.sum())
-    report_means = np.array([0.0 if np.isin(design.X[:, j], (-1, 0, 1)).all() else
-                             (means[j]) for j in range(p)])
+    report_means = np.array([0.0 if is_nocenter(design.X[:, j]) else means[j]
+                             for j in range(p)])
     lp = (design.X[:, ok] @ coef[ok] + design.offset - float(report_means[ok] @ coef[ok])
           if p else design.offset.copy())
     conc = concordance(y.stop, y.event, lp, start=y.start if y.counting else None,

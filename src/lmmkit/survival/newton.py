@@ -18,7 +18,7 @@ import numpy as np
 
 from ._kernels import chinv2, cholesky2, chsolve2
 
-__all__ = ["NewtonControl", "NewtonResult", "column_scaling", "newton_raphson"]
+__all__ = ["NewtonControl", "NewtonResult", "column_scaling", "is_nocenter", "newton_raphson"]
 
 Evaluate = Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]]
 
@@ -59,12 +59,20 @@ def column_scaling(X: np.ndarray, weights: np.ndarray, nocenter=(-1.0, 0.0, 1.0)
     wsum = weights.sum()
     for j in range(p):
         col = X[:, j]
-        if np.isin(col, nocenter).all():
+        if is_nocenter(col, nocenter):
             continue
         means[j] = (weights @ col) / wsum if weighted_means else col.mean()
         spread = weights @ np.abs(col - means[j])
         scale[j] = wsum / spread if spread > 0 else 1.0
     return means, scale
+
+
+def is_nocenter(col: np.ndarray, nocenter=(-1.0, 0.0, 1.0)) -> bool:
+    """Whether every value is in ``nocenter`` (survival leaves such columns alone)."""
+    if tuple(nocenter) == (-1.0, 0.0, 1.0):
+        a = np.abs(col)
+        return bool(np.all((a == 0.0) | (a == 1.0)))
+    return bool(np.isin(col, nocenter).all())
 
 
 def _solve(imat: np.ndarray, u: np.ndarray, toler: float) -> tuple[np.ndarray, int]:
