@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from lmmkit.errors import LmmkitWarning, ModelError
-from lmmkit.survival import coxph, cox_partial_likelihood
+from lmmkit.survival import cox_partial_likelihood, coxph
 
 CASES = {
     "kidney": ("Surv(time, status) ~ age + sex + (1 | id)", "kidney"),

@@ -13,10 +13,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from lmmkit.survival import coxph, harrell_c, uno_c
+from lmmkit.survival import harrell_c, uno_c
 from lmmkit.survival.metrics import (
     brier_survival,
     censoring_survival,

@@ -134,6 +134,34 @@ class FrailtyCoxResult:
     def __str__(self) -> str:
         return self.summary()
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON content: coefficients, SEs, variances, site effects, tests."""
+        return {
+            "formula": self.formula, "method": self.method, "ties": self.ties,
+            "coef": {k: float(v) for k, v in self.coef.items()},
+            "se": {k: float(v) for k, v in self.se.items()},
+            "theta": self.theta,
+            "frailties": {k: {str(i): float(x) for i, x in v.items()}
+                          for k, v in self.frailties.items()},
+            "frailty_var": {k: {str(i): float(x) for i, x in v.items()}
+                            for k, v in self.frailty_var.items()},
+            "loglik": [self.loglik_null, self.loglik],
+            "loglik_integrated": self.loglik_integrated,
+            "lrt_theta": self.lrt_theta, "lrt_p_value": self.lrt_p_value,
+            "n": self.n, "nevent": self.nevent, "n_dropped": self.n_dropped,
+            "dropped": self.dropped, "warnings": list(self.warnings),
+            "concordance": {"C": self.concordance.concordance,
+                            "se": self.concordance.std_err},
+        }
+
+    def to_json(self, path: str) -> None:
+        """Write :meth:`to_dict` as JSON, atomically."""
+        import json
+
+        from lmmkit._io import write_text_atomic
+
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2))
+
 
 # ------------------------------------------------------------------ shared pieces
 class _Augmented:
@@ -201,7 +229,8 @@ def _solve_penalized(aug: _Augmented, thetas, init: np.ndarray,
 
     plik, ll, u, imat = evaluate(coef)
     it = 0
-    for it in range(1, control.iter_max + 1):
+    while it < control.iter_max:
+        it += 1
         step = np.linalg.solve(imat + np.diag(pen), u)
         new = coef + step
         for _ in range(30):

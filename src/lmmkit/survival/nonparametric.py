@@ -267,10 +267,10 @@ def logrank_test(time, event, group, *, strata=None, weights=None, rho: float = 
             f = np.where(rtot > 1, wt**2 * dtot * (rtot - dtot) / (rtot**2 * (rtot - 1)), 0.0)
         for j in range(k):
             var[j, j] += np.sum(f * R[:, j] * rtot) - np.sum(f * R[:, j] ** 2)
-            for l in range(j + 1, k):
-                v = -np.sum(f * R[:, j] * R[:, l])
-                var[j, l] += v
-                var[l, j] += v
+            for m in range(j + 1, k):
+                v = -np.sum(f * R[:, j] * R[:, m])
+                var[j, m] += v
+                var[m, j] += v
     diff = obs - exp_
     sub = var[:-1, :-1]
     stat = float(diff[:-1] @ np.linalg.solve(sub, diff[:-1]))

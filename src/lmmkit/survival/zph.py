@@ -103,6 +103,7 @@ def cox_zph(fit, *, transform: str = "km") -> ZphResult:
         g = np.log(times)
     else:
         raise DataError(f"transform must be km, rank, identity or log; got {transform!r}.")
+    g_raw = g
     g = g - g[ev == 1].mean()
     pr = cox_problem(d.stop, d.event, X, start=d.start if d.counting else None,
                      stratum=d.stratum, weights=d.weights, offset=d.offset,
@@ -133,6 +134,6 @@ def cox_zph(fit, *, transform: str = "km") -> ZphResult:
     nev = len(sch)
     scaled = sch.to_numpy() @ np.linalg.inv(imat / nev) + beta
     order = np.lexsort((d.stop[d.event == 1], d.stratum[d.event == 1]))
-    gx = g[d.event == 1][order] + 0.0
+    gx = g_raw[d.event == 1][order] + 0.0
     return ZphResult(table=table, transform=transform, x=gx,
                      time=sch.index.to_numpy(), y=pd.DataFrame(scaled, columns=names))
