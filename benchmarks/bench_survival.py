@@ -108,8 +108,10 @@ def main() -> None:
 
     d = simulate(args.n, args.p, args.sites)
     rhs = " + ".join(f"x{i + 1}" for i in range(args.p))
-    print(f"data: n={args.n}, p={args.p}, sites={args.sites}, events={int(d.status.sum())}, "
-          f"distinct times={d.time.nunique()}")
+    print(
+        f"data: n={args.n}, p={args.p}, sites={args.sites}, events={int(d.status.sum())}, "
+        f"distinct times={d.time.nunique()}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         csv = Path(tmp) / "surv.csv"
         d.to_csv(csv, index=False)
@@ -126,22 +128,36 @@ def main() -> None:
                 t0 = time.perf_counter()
                 fr = lmmkit.coxph(f"Surv(time, status) ~ {rhs} + (1 | site)", d)
                 tf = time.perf_counter() - t0
-        cold = subprocess.run([sys.executable, "-c", COLD, str(csv), str(args.p)],
-                              capture_output=True, text=True, check=True).stdout.split()
+        cold = subprocess.run(
+            [sys.executable, "-c", COLD, str(csv), str(args.p)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
         r = r_cold = None
         if shutil.which("Rscript"):
             rs = Path(tmp) / "bench.R"
             rs.write_text(R_SCRIPT)
-            out = subprocess.run(["Rscript", str(rs), str(csv), str(args.p),
-                                  str(args.repeats), "0" if args.skip_frailty else "1"],
-                                 capture_output=True, text=True)
+            out = subprocess.run(
+                [
+                    "Rscript",
+                    str(rs),
+                    str(csv),
+                    str(args.p),
+                    str(args.repeats),
+                    "0" if args.skip_frailty else "1",
+                ],
+                capture_output=True,
+                text=True,
+            )
             r = json.loads(out.stdout) if out.returncode == 0 else None
             if r is None:
                 print("R failed:", out.stderr[-500:])
             rc = Path(tmp) / "cold.R"
             rc.write_text(R_COLD)
-            r_cold = subprocess.run(["Rscript", str(rc), str(csv), str(args.p)],
-                                    capture_output=True, text=True).stdout.split()
+            r_cold = subprocess.run(
+                ["Rscript", str(rc), str(csv), str(args.p)], capture_output=True, text=True
+            ).stdout.split()
     print(f"\n{'task':<34}{'lmmkit s':>10}{'R s':>10}{'R/lmmkit':>10}")
 
     def row(name, ours, theirs):

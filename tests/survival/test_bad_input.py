@@ -16,10 +16,15 @@ from lmmkit.survival.cox import CoxConvergenceWarning
 
 def _data(n=20, seed=0):
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({"time": rng.integers(1, 50, n).astype(float),
-                         "status": rng.integers(0, 2, n), "x": rng.normal(size=n),
-                         "g": np.repeat(["a", "b", "c", "d"], n // 4),
-                         "start": np.zeros(n)})
+    return pd.DataFrame(
+        {
+            "time": rng.integers(1, 50, n).astype(float),
+            "status": rng.integers(0, 2, n),
+            "x": rng.normal(size=n),
+            "g": np.repeat(["a", "b", "c", "d"], n // 4),
+            "start": np.zeros(n),
+        }
+    )
 
 
 def test_errors_are_lmmkit_errors():

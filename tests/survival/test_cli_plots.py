@@ -20,8 +20,17 @@ def test_cli_coxph_json(tmp_path, capsys, surv_data):
     path = tmp_path / "lung.csv"
     lung.to_csv(path, index=False)
     out = tmp_path / "fit.json"
-    code = main(["coxph", "Surv(time, status) ~ age + sex + ph.ecog", "--data", str(path),
-                 "--json", str(out), "--zph"])
+    code = main(
+        [
+            "coxph",
+            "Surv(time, status) ~ age + sex + ph.ecog",
+            "--data",
+            str(path),
+            "--json",
+            str(out),
+            "--zph",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "n= 227, number of events= 164" in printed and "GLOBAL" in printed
@@ -36,8 +45,19 @@ def test_cli_coxph_frailty_and_error(tmp_path, capsys, surv_data):
     path = tmp_path / "kidney.csv"
     kidney.to_csv(path, index=False)
     out = tmp_path / "fr.json"
-    assert main(["coxph", "Surv(time, status) ~ age + sex + (1 | id)", "--data", str(path),
-                 "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "coxph",
+                "Surv(time, status) ~ age + sex + (1 | id)",
+                "--data",
+                str(path),
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "Variance of random effect (id)" in capsys.readouterr().out
     assert abs(json.loads(out.read_text())["theta"]["id"] - 0.5691225) < 1e-6
     assert main(["coxph", "Surv(time, stat) ~ age", "--data", str(path)]) == 2

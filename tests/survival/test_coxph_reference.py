@@ -22,14 +22,23 @@ FITS = {
     "lung_weights": ("Surv(time, status) ~ age + sex + ph.ecog", "lung", {"weights": "w"}),
     "lung_cluster": ("Surv(time, status) ~ age + sex + ph.ecog", "lung", {"cluster": "inst"}),
     "lung_offset": ("Surv(time, status) ~ sex + ph.ecog + offset(age / 100)", "lung", {}),
-    "veteran": ("Surv(time, status) ~ trt + C(celltype) + karno + diagtime + age + prior",
-                "veteran", {}),
+    "veteran": (
+        "Surv(time, status) ~ trt + C(celltype) + karno + diagtime + age + prior",
+        "veteran",
+        {},
+    ),
     "colon_death": ("Surv(time, status) ~ C(rx) + sex + age + obstruct + nodes", "colon", {}),
-    "colon_death_breslow": ("Surv(time, status) ~ C(rx) + sex + age + obstruct + nodes",
-                            "colon", {"ties": "breslow"}),
+    "colon_death_breslow": (
+        "Surv(time, status) ~ C(rx) + sex + age + obstruct + nodes",
+        "colon",
+        {"ties": "breslow"},
+    ),
     "cgd_counting": (CGD + " + steroids", "cgd", {"cluster": "id"}),
-    "cgd_counting_strata": ("Surv(tstart, tstop, status) ~ treat + age + strata(hos.cat)",
-                            "cgd", {}),
+    "cgd_counting_strata": (
+        "Surv(tstart, tstop, status) ~ treat + age + strata(hos.cat)",
+        "cgd",
+        {},
+    ),
 }
 
 
@@ -135,9 +144,17 @@ def test_predict_survival_strata(surv_data, surv_ref):
 def test_summary_layout(surv_data):
     fit = _fit("lung_cluster", surv_data)
     text = fit.summary()
-    for piece in ("n= 226, number of events= 163", "robust se", "exp(-coef)", "lower .95",
-                  "Concordance=", "Likelihood ratio test=", "Score (logrank) test",
-                  "Robust", "(2 observation(s) deleted"):
+    for piece in (
+        "n= 226, number of events= 163",
+        "robust se",
+        "exp(-coef)",
+        "lower .95",
+        "Concordance=",
+        "Likelihood ratio test=",
+        "Score (logrank) test",
+        "Robust",
+        "(2 observation(s) deleted",
+    ):
         assert piece in text
     hr = fit.hazard_ratios
     assert np.allclose(hr["exp(coef)"], np.exp(fit.coef))

@@ -22,8 +22,7 @@ CASES = {
     "kidney": ("Surv(time, status) ~ age + sex + (1 | id)", "kidney"),
     "rats": ("Surv(time, status) ~ rx + (1 | litter)", "rats"),
     "lung_inst": ("Surv(time, status) ~ age + sex + (1 | inst)", "lung"),
-    "kidney_efron_disease": ("Surv(time, status) ~ age + sex + C(disease) + (1 | id)",
-                             "kidney"),
+    "kidney_efron_disease": ("Surv(time, status) ~ age + sex + C(disease) + (1 | id)", "kidney"),
 }
 
 
@@ -88,14 +87,23 @@ def _small_data(seed=1, n_groups=3, per=12):
     x = rng.normal(size=g.size)
     t = rng.exponential(1.0 / np.exp(0.5 * x + b[g]))
     c = rng.exponential(2.0, g.size)
-    return pd.DataFrame({"time": np.round(np.minimum(t, c), 2) + 0.01,
-                         "status": (t <= c).astype(int), "x": x, "g": g})
+    return pd.DataFrame(
+        {
+            "time": np.round(np.minimum(t, c), 2) + 0.01,
+            "status": (t <= c).astype(int),
+            "x": x,
+            "g": g,
+        }
+    )
 
 
 def _log_integrand(d, beta, b, theta):
-    ll, _, _ = cox_partial_likelihood(d["time"], d["status"],
-                                      np.column_stack([d["x"], np.eye(len(b))[d["g"]]]),
-                                      np.concatenate([[beta], b]))
+    ll, _, _ = cox_partial_likelihood(
+        d["time"],
+        d["status"],
+        np.column_stack([d["x"], np.eye(len(b))[d["g"]]]),
+        np.concatenate([[beta], b]),
+    )
     return ll - 0.5 * np.sum(b * b) / theta - 0.5 * len(b) * np.log(2 * np.pi * theta)
 
 
@@ -110,8 +118,9 @@ def _brute_laplace(d, beta, theta):
     H = np.zeros((q, q))
     for i, j in itertools.product(range(q), repeat=2):
         ei, ej = np.eye(q)[i] * h, np.eye(q)[j] * h
-        H[i, j] = (f(mode + ei + ej) - f(mode + ei - ej) - f(mode - ei + ej)
-                   + f(mode - ei - ej)) / (4 * h * h)
+        H[i, j] = (
+            f(mode + ei + ej) - f(mode + ei - ej) - f(mode - ei + ej) + f(mode - ei - ej)
+        ) / (4 * h * h)
     return -f(mode) + 0.5 * q * np.log(2 * np.pi) - 0.5 * np.linalg.slogdet(H)[1], mode, H
 
 
@@ -125,8 +134,11 @@ def _gauss_hermite(d, beta, theta, mode, H, nodes=40):
     for idx in itertools.product(range(nodes), repeat=q):
         z = np.sqrt(2.0) * x[list(idx)]
         b = mode + L @ z
-        total.append(_log_integrand(d, beta, b, theta) + np.sum(np.log(w[list(idx)]))
-                     + np.sum(x[list(idx)] ** 2))
+        total.append(
+            _log_integrand(d, beta, b, theta)
+            + np.sum(np.log(w[list(idx)]))
+            + np.sum(x[list(idx)] ** 2)
+        )
     total = np.array(total)
     m = total.max()
     return m + np.log(np.exp(total - m).sum()) + np.log(np.linalg.det(L)) + q * 0.5 * np.log(2)
@@ -165,8 +177,7 @@ def test_laplace_close_to_gauss_hermite_integral():
 
 
 def test_laplace_fit_runs_and_reports(surv_data):
-    fit = coxph("Surv(time, status) ~ age + sex + (1 | id)", surv_data("kidney"),
-                method="laplace")
+    fit = coxph("Surv(time, status) ~ age + sex + (1 | id)", surv_data("kidney"), method="laplace")
     assert fit.method == "laplace"
     th = fit.theta["id"]
     assert 0.05 < th < 2.0
@@ -178,8 +189,7 @@ def test_laplace_fit_runs_and_reports(surv_data):
     spec = parse_cox_formula("Surv(time, status) ~ age + sex + (1 | id)")
     aug = _Augmented(cox_design(spec, surv_data("kidney")), "efron")
     for f in (0.8, 1.25):
-        c, ll, im, _, _ = _solve_penalized(aug, [th * f], np.zeros(aug.p + aug.q),
-                                           NewtonControl())
+        c, ll, im, _, _ = _solve_penalized(aug, [th * f], np.zeros(aug.p + aug.q), NewtonControl())
         assert laplace_loglik(aug, [th * f], c, ll, im[2:, 2:]) < fit.loglik_integrated + 1e-9
 
 
@@ -187,8 +197,9 @@ def test_laplace_fit_runs_and_reports(surv_data):
 def test_laplace_crossed_terms(surv_data):
     d = surv_data("kidney")
     d["disease_grp"] = d["disease"]
-    fit = coxph("Surv(time, status) ~ age + sex + (1 | id) + (1 | disease_grp)", d,
-                method="laplace")
+    fit = coxph(
+        "Surv(time, status) ~ age + sex + (1 | id) + (1 | disease_grp)", d, method="laplace"
+    )
     assert set(fit.theta) == {"id", "disease_grp"}
     assert len(fit.frailties["disease_grp"]) == 4
 
@@ -253,6 +264,11 @@ def test_sparse_sweep_equals_dense_information(kind, ties, surv_data):
     dense = DenseFrailtyProblem(aug.problem, aug.p, aug.q, sparse=True)
     a, b = sparse.evaluate(coef), dense.evaluate(coef)
     assert abs(a[0] - b[0]) < 1e-9 * abs(b[0])
-    for x, y in ((a[1], b[1]), (a[2], b[2]), (a[3].bb, b[3].bb), (a[3].bx, b[3].bx),
-                 (a[3].xx, b[3].xx)):
+    for x, y in (
+        (a[1], b[1]),
+        (a[2], b[2]),
+        (a[3].bb, b[3].bb),
+        (a[3].bx, b[3].bx),
+        (a[3].xx, b[3].xx),
+    ):
         assert np.max(np.abs(x - y)) < 1e-9 * max(1.0, np.max(np.abs(y)))

@@ -155,8 +155,9 @@ def test_decision_curve_definition(lung, mref):
         assert abs(dc.model[k] - want) < 1e-12
     s_all = kaplan_meier(t, e).at([300.0])[0]
     assert abs(dc.prevalence - (1 - s_all)) < 1e-12
-    assert np.allclose(dc.treat_all, (1 - s_all) - s_all * np.array([0.2, 0.4, 0.6]) / np.array(
-        [0.8, 0.6, 0.4]))
+    assert np.allclose(
+        dc.treat_all, (1 - s_all) - s_all * np.array([0.2, 0.4, 0.6]) / np.array([0.8, 0.6, 0.4])
+    )
     # below every predicted risk the model treats all
     low = survival_decision_curve(t, e, risk, 300.0, thresholds=[risk.min() * 0.99])
     assert abs(low.model[0] - low.treat_all[0]) < 1e-12

@@ -108,8 +108,9 @@ def test_nelson_aalen(surv_data, surv_ref):
     assert _abs(na.table["std_err"], r["std_chaz"]) < 1e-12
 
 
-@pytest.mark.parametrize("name", ["lung_sex", "veteran_celltype", "lung_sex_strata",
-                                  "lung_sex_rho1"])
+@pytest.mark.parametrize(
+    "name", ["lung_sex", "veteran_celltype", "lung_sex_strata", "lung_sex_rho1"]
+)
 def test_logrank(name, surv_data, surv_ref):
     r = surv_ref["logrank"][name]
     if name.startswith("veteran"):
@@ -124,10 +125,18 @@ def test_logrank(name, surv_data, surv_ref):
         if name.endswith("rho1"):
             kw["rho"] = 1.0
         res = logrank_test(d["time"], d["status"], d["sex"], **kw)
-    assert _abs(res.table["observed"], r["obs"] if np.ndim(r["obs"]) == 1
-                else np.sum(r["obs"], axis=1)) < 1e-10
-    assert _abs(res.table["expected"], r["exp"] if np.ndim(r["exp"]) == 1
-                else np.sum(r["exp"], axis=1)) < 1e-10
+    assert (
+        _abs(
+            res.table["observed"], r["obs"] if np.ndim(r["obs"]) == 1 else np.sum(r["obs"], axis=1)
+        )
+        < 1e-10
+    )
+    assert (
+        _abs(
+            res.table["expected"], r["exp"] if np.ndim(r["exp"]) == 1 else np.sum(r["exp"], axis=1)
+        )
+        < 1e-10
+    )
     assert abs(res.statistic - r["chisq"]) < 1e-9
 
 

@@ -1,6 +1,6 @@
 """``lmmkit coxph``: a Cox model (with frailties) from a data file.
 
-    lmmkit coxph "Surv(time, status) ~ age + sex + (1 | site)" --data d.csv [--json out.json]
+lmmkit coxph "Surv(time, status) ~ age + sex + (1 | site)" --data d.csv [--json out.json]
 """
 
 from __future__ import annotations
@@ -43,10 +43,15 @@ def add_survival_parsers(subparsers: Any) -> None:
     p.add_argument("--ties", choices=["efron", "breslow"], default="efron")
     p.add_argument("--weights", help="column of case weights")
     p.add_argument("--cluster", help="column of cluster labels (robust sandwich SE)")
-    p.add_argument("--method", choices=["ppl", "laplace"], default="ppl",
-                   help="estimator for (1 | g) terms (default ppl: survival's frailty)")
-    p.add_argument("--factor", action="append",
-                   help="treat this column as categorical (repeatable)")
+    p.add_argument(
+        "--method",
+        choices=["ppl", "laplace"],
+        default="ppl",
+        help="estimator for (1 | g) terms (default ppl: survival's frailty)",
+    )
+    p.add_argument(
+        "--factor", action="append", help="treat this column as categorical (repeatable)"
+    )
     p.add_argument("--zph", action="store_true", help="print the proportional-hazards test")
     p.add_argument("--json", help="write the result as JSON to this path (atomically)")
     p.set_defaults(func=cmd_coxph)

@@ -44,8 +44,9 @@ def _query(tree, node, total, r):
 
 
 @numba.njit(cache=True)
-def concordance_counts(stop, start, event, rank, weights, timewt, order_stop, order_start,
-                       counting, nrank):
+def concordance_counts(
+    stop, start, event, rank, weights, timewt, order_stop, order_start, counting, nrank
+):
     """Counts (6,: concordant, discordant, tied.x, tied.y, tied.xy, unused) and the
     influence (n, 5) for one stratum. ``order_stop``: rows by stop descending, censored
     before events at equal times; ``order_start``: rows by start descending (counting

@@ -39,8 +39,22 @@ def _flush(g, S1g, lastC, lastCV, diag2, cross2, C, CV, p):
 
 
 @numba.njit(cache=True)
-def cox_pass(stop, start, event, X, eta, weights, stratum, order_stop, order_start, efron,
-             counting, gtime, group, q):
+def cox_pass(
+    stop,
+    start,
+    event,
+    X,
+    eta,
+    weights,
+    stratum,
+    order_stop,
+    order_start,
+    efron,
+    counting,
+    gtime,
+    group,
+    q,
+):
     """One sweep. Returns (loglik, u, wrh (n, 3), A (pieces, p), wbar (pieces,), g (pieces,),
     ub (q,), diag2 (q,), cross2 (q, p)).
 

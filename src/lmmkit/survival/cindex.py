@@ -265,8 +265,9 @@ def concordance(
     )
 
 
-def harrell_c(time, event, risk, *, tau: float | None = None, level: float = 0.95,
-              **kwargs) -> ConcordanceResult:
+def harrell_c(
+    time, event, risk, *, tau: float | None = None, level: float = 0.95, **kwargs
+) -> ConcordanceResult:
     """Harrell's C of a risk score (higher = earlier events): ``concordance(...,
     reverse=True)``, optionally truncated at ``tau``.
 
@@ -291,8 +292,9 @@ def harrell_c(time, event, risk, *, tau: float | None = None, level: float = 0.9
     return concordance(time, event, risk, reverse=True, ymax=tau, level=level, **kwargs)
 
 
-def uno_c(time, event, risk, *, tau: float | None = None, level: float = 0.95,
-          **kwargs) -> ConcordanceResult:
+def uno_c(
+    time, event, risk, *, tau: float | None = None, level: float = 0.95, **kwargs
+) -> ConcordanceResult:
     """Uno's C of a risk score: pairs weighted by 1 / G(t-)^2 (R survival's
     ``concordance(timewt="n/G2")``), truncated at ``tau``.
 

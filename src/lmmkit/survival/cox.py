@@ -41,9 +41,9 @@ def _check_events(design: CoxDesign) -> None:
         )
 
 
-def fit_cox_design(design: CoxDesign, *, ties: str = "efron", init=None,
-                   control: NewtonControl | None = None) -> tuple[NewtonResult, np.ndarray,
-                                                                  list[str]]:
+def fit_cox_design(
+    design: CoxDesign, *, ties: str = "efron", init=None, control: NewtonControl | None = None
+) -> tuple[NewtonResult, np.ndarray, list[str]]:
     """Newton-Raphson on a design (survival's coxph.fit/agreg.fit numerics).
 
     Returns the optimizer's result in the original coordinates (coef with NaN for aliased
@@ -56,16 +56,24 @@ def fit_cox_design(design: CoxDesign, *, ties: str = "efron", init=None,
     counting = y.counting
     means, scale = column_scaling(X, design.weights, weighted_means=not counting)
     Xs = (X - means) * scale
-    pr = cox_problem(y.stop, y.event, Xs, start=y.start if counting else None,
-                     stratum=design.strata, weights=design.weights, offset=design.offset,
-                     ties=ties)
+    pr = cox_problem(
+        y.stop,
+        y.event,
+        Xs,
+        start=y.start if counting else None,
+        stratum=design.strata,
+        weights=design.weights,
+        offset=design.offset,
+        ties=ties,
+    )
     beta0 = np.zeros(p) if init is None else np.asarray(init, dtype=float) / scale
     if init is not None and beta0.shape != (p,):
         raise DataError(f"init has {np.size(init)} values; the model has {p} coefficients.")
     if p == 0:
         ll, _, _ = pr.evaluate(np.zeros(0))
-        res = NewtonResult(np.zeros(0), ll, ll, np.zeros(0), np.zeros((0, 0)), 0.0, 0, True,
-                           0, False)
+        res = NewtonResult(
+            np.zeros(0), ll, ll, np.zeros(0), np.zeros((0, 0)), 0.0, 0, True, 0, False
+        )
         return res, means, []
     res = newton_raphson(pr.evaluate, beta0, control)
     beta = res.beta * scale
@@ -79,8 +87,9 @@ def fit_cox_design(design: CoxDesign, *, ties: str = "efron", init=None,
             msgs.append("Ran out of iterations and did not converge")
         else:
             infs = np.abs(u @ var)
-            flag = ~np.isfinite(u) | ((infs > control.eps)
-                                      & (infs > control.toler_inf * np.abs(beta)))
+            flag = ~np.isfinite(u) | (
+                (infs > control.eps) & (infs > control.toler_inf * np.abs(beta))
+            )
             if counting:  # agreg.fit's rule
                 flag = ~np.isfinite(u) | (infs > control.toler_inf * (1 + np.abs(beta)))
             if flag.any():
@@ -91,14 +100,31 @@ def fit_cox_design(design: CoxDesign, *, ties: str = "efron", init=None,
                     "infinite (monotone likelihood: the covariate separates events from "
                     "non-events in the risk sets)."
                 )
-    out = NewtonResult(coef, res.loglik_init, res.loglik, u, var, res.score_test,
-                       res.iterations, res.converged, res.rank, res.halving)
+    out = NewtonResult(
+        coef,
+        res.loglik_init,
+        res.loglik,
+        u,
+        var,
+        res.score_test,
+        res.iterations,
+        res.converged,
+        res.rank,
+        res.halving,
+    )
     # means reported as R: zero for columns all in {-1, 0, 1}
     return out, means, msgs
 
 
-def _robust(design: CoxDesign, data: CoxData, coef: np.ndarray, var: np.ndarray, ties: str,
-            cluster: np.ndarray | None, means: np.ndarray) -> tuple[np.ndarray, float]:
+def _robust(
+    design: CoxDesign,
+    data: CoxData,
+    coef: np.ndarray,
+    var: np.ndarray,
+    ties: str,
+    cluster: np.ndarray | None,
+    means: np.ndarray,
+) -> tuple[np.ndarray, float]:
     """The sandwich variance (dfbeta residuals summed within clusters) and survival's robust
     score test (score residuals at beta = 0, offset ignored, as coxph does)."""
     ok = ~np.isnan(coef)
@@ -107,8 +133,17 @@ def _robust(design: CoxDesign, data: CoxData, coef: np.ndarray, var: np.ndarray,
 
     def scores(lp: np.ndarray) -> np.ndarray:
         risk = np.exp(lp - lp.max()) if lp.size else lp
-        tab = event_table(data.stop, data.start, data.event, X, data.weights, risk,
-                          data.stratum, efron, data.counting)
+        tab = event_table(
+            data.stop,
+            data.start,
+            data.event,
+            X,
+            data.weights,
+            risk,
+            data.stratum,
+            efron,
+            data.counting,
+        )
         r = score_residuals(tab, data.stop, data.start, data.event, X, risk, data.stratum)
         return r * data.weights[:, None]
 
@@ -237,9 +272,16 @@ def coxph(
     for m in msgs:
         warnings.warn(m, CoxConvergenceWarning, stacklevel=2)
     y = design.y
-    data_arrays = CoxData(stop=y.stop, start=y.start, event=y.event, X=design.X,
-                          weights=design.weights, offset=design.offset, stratum=design.strata,
-                          counting=y.counting)
+    data_arrays = CoxData(
+        stop=y.stop,
+        start=y.start,
+        event=y.event,
+        X=design.X,
+        weights=design.weights,
+        offset=design.offset,
+        stratum=design.strata,
+        counting=y.counting,
+    )
     cols = list(design.columns)
     coef = res.beta
     naive = res.var
@@ -252,21 +294,32 @@ def coxph(
         if cl is None:
             cl = np.arange(design.n) if not y.counting else None
             if cl is None:
-                raise DataError("robust=True with (start, stop] data needs cluster= (the "
-                                "subject id), as survival says.")
+                raise DataError(
+                    "robust=True with (start, stop] data needs cluster= (the "
+                    "subject id), as survival says."
+                )
         rvar, rscore = _robust(design, data_arrays, coef, naive, ties, cl, means)
     var = rvar if rvar is not None else naive
     beta0 = np.zeros(p) if init is None else np.asarray(init, dtype=float)
     wald = _wald_stat(var[np.ix_(ok, ok)], (coef - beta0)[ok])
     df = int(ok.sum())
-    report_means = np.array([0.0 if is_nocenter(design.X[:, j]) else means[j]
-                             for j in range(p)])
-    lp = (design.X[:, ok] @ coef[ok] + design.offset - float(report_means[ok] @ coef[ok])
-          if p else design.offset.copy())
-    conc = concordance(y.stop, y.event, lp, start=y.start if y.counting else None,
-                       strata=design.strata if design.strata_levels else None,
-                       weights=design.weights, cluster=cl if robust else None, reverse=True,
-                       level=level)
+    report_means = np.array([0.0 if is_nocenter(design.X[:, j]) else means[j] for j in range(p)])
+    lp = (
+        design.X[:, ok] @ coef[ok] + design.offset - float(report_means[ok] @ coef[ok])
+        if p
+        else design.offset.copy()
+    )
+    conc = concordance(
+        y.stop,
+        y.event,
+        lp,
+        start=y.start if y.counting else None,
+        strata=design.strata if design.strata_levels else None,
+        weights=design.weights,
+        cluster=cl if robust else None,
+        reverse=True,
+        level=level,
+    )
     naive_se = np.sqrt(np.diag(naive))
     se = np.sqrt(np.diag(var))
     naive_se[~ok] = np.nan

@@ -172,8 +172,7 @@ def quote_dotted(expr: str, columns) -> str:
     """Backquote column names with dots (R's ``ph.ecog``) so formulaic reads them as names,
     not attribute access."""
     for name in sorted((str(c) for c in columns if "." in str(c)), key=len, reverse=True):
-        expr = re.sub(rf"(?<![A-Za-z0-9_.`]){re.escape(name)}(?![A-Za-z0-9_.`])",
-                      f"`{name}`", expr)
+        expr = re.sub(rf"(?<![A-Za-z0-9_.`]){re.escape(name)}(?![A-Za-z0-9_.`])", f"`{name}`", expr)
     return expr
 
 
@@ -285,7 +284,8 @@ def cox_design(
     cl_values = None
     if cluster is not None:
         cl_values = (
-            data[cluster] if isinstance(cluster, str) and cluster in data.columns
+            data[cluster]
+            if isinstance(cluster, str) and cluster in data.columns
             else pd.Series(np.asarray(cluster), index=data.index)
         )
         if isinstance(cluster, str) and cluster not in data.columns:
@@ -308,9 +308,7 @@ def cox_design(
             dropped[used[int(j)]] = int(count)
     keep = ~bad
     if not keep.any():
-        raise DataError(
-            f"No complete rows: every row has a missing value in {sorted(dropped)}."
-        )
+        raise DataError(f"No complete rows: every row has a missing value in {sorted(dropped)}.")
     frame = data.loc[keep] if bad.any() else data
     y = surv_data(spec.surv, frame)
     if fixed == "0":

@@ -90,9 +90,14 @@ class FrailtyCoxResult:
     def hazard_ratios(self) -> pd.DataFrame:
         z = stats.norm.ppf(0.5 + self.level / 2)
         pct = f"{self.level:.2f}".lstrip("0")
-        return pd.DataFrame({"exp(coef)": np.exp(self.coef), "exp(-coef)": np.exp(-self.coef),
-                             f"lower {pct}": np.exp(self.coef - z * self.se),
-                             f"upper {pct}": np.exp(self.coef + z * self.se)})
+        return pd.DataFrame(
+            {
+                "exp(coef)": np.exp(self.coef),
+                "exp(-coef)": np.exp(-self.coef),
+                f"lower {pct}": np.exp(self.coef - z * self.se),
+                f"upper {pct}": np.exp(self.coef + z * self.se),
+            }
+        )
 
     def coef_table(self) -> pd.DataFrame:
         z = self.coef / self.se
@@ -104,8 +109,11 @@ class FrailtyCoxResult:
 
     def summary(self) -> str:
         """The fit in the layout of R's print of a frailty coxph / coxme fit."""
-        lines = [f"Call:\ncoxph({self.formula!r}, ties={self.ties!r}, method={self.method!r})",
-                 "", f"  n= {self.n}, number of events= {self.nevent} "]
+        lines = [
+            f"Call:\ncoxph({self.formula!r}, ties={self.ties!r}, method={self.method!r})",
+            "",
+            f"  n= {self.n}, number of events= {self.nevent} ",
+        ]
         if self.n_dropped:
             lines.append(f"   ({self.n_dropped} observation(s) deleted due to missingness)")
         lines.append("")
@@ -115,15 +123,19 @@ class FrailtyCoxResult:
             lines.append(self.hazard_ratios.to_string(float_format=lambda v: f"{v:.4f}"))
             lines.append("")
         for term, th in self.theta.items():
-            lines.append(f"Variance of random effect ({term})= {th:.6g}   "
-                         f"(SD {np.sqrt(th):.6g})")
+            lines.append(f"Variance of random effect ({term})= {th:.6g}   (SD {np.sqrt(th):.6g})")
         if self.df_frailty is not None:
             lines.append(f"Degrees of freedom of the frailty term = {self.df_frailty:.4g}")
-        lines.append(f"Partial loglik: null {self.loglik_null:.4f}, fit {self.loglik:.4f}; "
-                     f"integrated (Laplace) {self.loglik_integrated:.4f}")
-        lines.append(f"LRT theta = 0: {self.lrt_theta:.4f}, p = {self.lrt_p_value:.4g} "
-                     "(50:50 mixture of chi2_0 and chi2_1)" if len(self.theta) == 1 else
-                     f"LRT theta = 0: {self.lrt_theta:.4f}, p = {self.lrt_p_value:.4g}")
+        lines.append(
+            f"Partial loglik: null {self.loglik_null:.4f}, fit {self.loglik:.4f}; "
+            f"integrated (Laplace) {self.loglik_integrated:.4f}"
+        )
+        lines.append(
+            f"LRT theta = 0: {self.lrt_theta:.4f}, p = {self.lrt_p_value:.4g} "
+            "(50:50 mixture of chi2_0 and chi2_1)"
+            if len(self.theta) == 1
+            else f"LRT theta = 0: {self.lrt_theta:.4f}, p = {self.lrt_p_value:.4g}"
+        )
         c = self.concordance
         lines.append(f"Concordance= {c.concordance:.3f}  (se = {c.std_err:.3f} )")
         lines.append(f"Outer iterations: {self.outer_iterations}")
@@ -137,21 +149,28 @@ class FrailtyCoxResult:
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON content: coefficients, SEs, variances, site effects, tests."""
         return {
-            "formula": self.formula, "method": self.method, "ties": self.ties,
+            "formula": self.formula,
+            "method": self.method,
+            "ties": self.ties,
             "coef": {k: float(v) for k, v in self.coef.items()},
             "se": {k: float(v) for k, v in self.se.items()},
             "theta": self.theta,
-            "frailties": {k: {str(i): float(x) for i, x in v.items()}
-                          for k, v in self.frailties.items()},
-            "frailty_var": {k: {str(i): float(x) for i, x in v.items()}
-                            for k, v in self.frailty_var.items()},
+            "frailties": {
+                k: {str(i): float(x) for i, x in v.items()} for k, v in self.frailties.items()
+            },
+            "frailty_var": {
+                k: {str(i): float(x) for i, x in v.items()} for k, v in self.frailty_var.items()
+            },
             "loglik": [self.loglik_null, self.loglik],
             "loglik_integrated": self.loglik_integrated,
-            "lrt_theta": self.lrt_theta, "lrt_p_value": self.lrt_p_value,
-            "n": self.n, "nevent": self.nevent, "n_dropped": self.n_dropped,
-            "dropped": self.dropped, "warnings": list(self.warnings),
-            "concordance": {"C": self.concordance.concordance,
-                            "se": self.concordance.std_err},
+            "lrt_theta": self.lrt_theta,
+            "lrt_p_value": self.lrt_p_value,
+            "n": self.n,
+            "nevent": self.nevent,
+            "n_dropped": self.n_dropped,
+            "dropped": self.dropped,
+            "warnings": list(self.warnings),
+            "concordance": {"C": self.concordance.concordance, "se": self.concordance.std_err},
         }
 
     def to_json(self, path: str) -> None:
@@ -171,8 +190,9 @@ class _Augmented:
     def __init__(self, design: CoxDesign, ties: str):
         y = design.y
         self.design, self.ties = design, ties
-        self.means, self.scale = column_scaling(design.X, design.weights,
-                                                weighted_means=not y.counting)
+        self.means, self.scale = column_scaling(
+            design.X, design.weights, weighted_means=not y.counting
+        )
         self.Xs = (design.X - self.means) * self.scale
         self.p = design.X.shape[1]
         self.sizes = tuple(len(g.levels) for g in design.groups)
@@ -182,9 +202,16 @@ class _Augmented:
 
     def _problem(self, X):
         d, y = self.design, self.design.y
-        return cox_problem(y.stop, y.event, X, start=y.start if y.counting else None,
-                           stratum=d.strata, weights=d.weights, offset=d.offset,
-                           ties=self.ties)
+        return cox_problem(
+            y.stop,
+            y.event,
+            X,
+            start=y.start if y.counting else None,
+            stratum=d.strata,
+            weights=d.weights,
+            offset=d.offset,
+            ties=self.ties,
+        )
 
     @property
     def Z(self) -> np.ndarray:
@@ -202,11 +229,11 @@ class _Augmented:
         return self.design.n * (self.p + self.q) ** 2 <= 3e8
 
     def eta(self, coef: np.ndarray) -> np.ndarray:
-        b = coef[self.p:]
+        b = coef[self.p :]
         out = self.Xs @ coef[: self.p] + self.design.offset
         start = 0
         for g, q in zip(self.design.groups, self.sizes):
-            out = out + b[start:start + q][g.codes]
+            out = out + b[start : start + q][g.codes]
             start += q
         return out
 
@@ -216,8 +243,9 @@ def _penalty(aug: _Augmented, thetas) -> np.ndarray:
     return np.concatenate([np.full(q, 1.0 / t) for q, t in zip(aug.sizes, thetas)])
 
 
-def _solve_penalized(aug: _Augmented, thetas, init: np.ndarray,
-                     control: NewtonControl) -> tuple[np.ndarray, float, np.ndarray, float, int]:
+def _solve_penalized(
+    aug: _Augmented, thetas, init: np.ndarray, control: NewtonControl
+) -> tuple[np.ndarray, float, np.ndarray, float, int]:
     """Exact Newton-Raphson with step halving on PL - sum b^2 / (2 theta) at fixed thetas
     (coxme's inner problem); returns (coef, PL, information of PL, penalized PL, iters)."""
     pen = np.concatenate([np.zeros(aug.p), _penalty(aug, thetas)])
@@ -245,12 +273,11 @@ def _solve_penalized(aug: _Augmented, thetas, init: np.ndarray,
     return coef, ll, imat, plik, it
 
 
-def laplace_loglik(aug: _Augmented, thetas, coef: np.ndarray, ll: float,
-                   Ibb: np.ndarray) -> float:
+def laplace_loglik(aug: _Augmented, thetas, coef: np.ndarray, ll: float, Ibb: np.ndarray) -> float:
     """Laplace-integrated log partial likelihood at the penalized mode:
     PL - b'b / (2 theta) - 0.5 log|I + Theta^1/2 I_bb Theta^1/2| (``Ibb`` the information
     of the random coefficients, full or its diagonal)."""
-    b = coef[aug.p:]
+    b = coef[aug.p :]
     T = 1.0 / _penalty(aug, thetas)
     out = ll - 0.5 * float(np.sum(b * b / T))
     if Ibb.ndim == 1:
@@ -279,40 +306,54 @@ def _laplace(aug: _Augmented, control: NewtonControl, msgs: list[str]):
         if key not in cache:
             c, lli, im, pl, _ = _solve_penalized(aug, th, init, control)
             init[:] = c
-            cache[key] = (laplace_loglik(aug, th, c, lli, im[aug.p:, aug.p:]), c, lli, im, pl)
+            cache[key] = (laplace_loglik(aug, th, c, lli, im[aug.p :, aug.p :]), c, lli, im, pl)
         return -cache[key][0]
 
     k = len(aug.sizes)
     lo = np.log(1e-6)
     if k == 1:
-        opt = optimize.minimize_scalar(negll, bounds=(lo, np.log(50.0)), method="bounded",
-                                       options={"xatol": 1e-9, "maxiter": 200})
+        opt = optimize.minimize_scalar(
+            negll,
+            bounds=(lo, np.log(50.0)),
+            method="bounded",
+            options={"xatol": 1e-9, "maxiter": 200},
+        )
         x = np.array([opt.x])
     else:
-        opt = optimize.minimize(negll, np.zeros(k), method="Nelder-Mead",
-                                options={"xatol": 1e-8, "fatol": 1e-11, "maxiter": 2000})
+        opt = optimize.minimize(
+            negll,
+            np.zeros(k),
+            method="Nelder-Mead",
+            options={"xatol": 1e-8, "fatol": 1e-11, "maxiter": 2000},
+        )
         x = opt.x
     negll(x)
     _, coef, ll, imat, plik = cache[tuple(np.round(x, 12))]
     if np.any(x <= lo + 1e-3):
-        msgs.append("theta is at the lower bound (1e-6): the random effect is negligible "
-                    "(a boundary fit).")
+        msgs.append(
+            "theta is at the lower bound (1e-6): the random effect is negligible (a boundary fit)."
+        )
     p = aug.p
     blocks = Blocks(imat[p:, p:], imat[p:, :p], imat[:p, :p])
     hist = pd.DataFrame({"log_theta": [list(x)], "loglik_integrated": [-opt.fun]})
     return list(np.exp(x)), coef, ll, plik, blocks, hist, int(getattr(opt, "nfev", 0))
 
 
-def fit_frailty(spec: CoxFormula, design: CoxDesign, *, ties: str, method: str,
-                level: float = 0.95, control: NewtonControl | None = None
-                ) -> FrailtyCoxResult:
+def fit_frailty(
+    spec: CoxFormula,
+    design: CoxDesign,
+    *,
+    ties: str,
+    method: str,
+    level: float = 0.95,
+    control: NewtonControl | None = None,
+) -> FrailtyCoxResult:
     """Fit a Cox model with random terms (called by :func:`lmmkit.coxph`)."""
     control = control or NewtonControl()
     aug = _Augmented(design, ties)
     p = aug.p
     msgs: list[str] = []
-    ll0 = aug.problem_x.evaluate(np.zeros(p), info=False,
-                                 eta=design.offset.astype(float))[0]
+    ll0 = aug.problem_x.evaluate(np.zeros(p), info=False, eta=design.offset.astype(float))[0]
     if method == "ppl":
         if len(aug.sizes) != 1:
             raise ModelError(
@@ -320,12 +361,17 @@ def fit_frailty(spec: CoxFormula, design: CoxDesign, *, ties: str, method: str,
                 "method='laplace' for crossed or nested terms."
             )
         sparse = aug.q > 5  # survival's default for frailty(): sparse when > 5 levels
-        problem = (SparseFrailtyProblem(aug.problem_x, design.groups[0].codes, aug.q)
-                   if sparse else DenseFrailtyProblem(aug.problem, p, aug.q, sparse=False))
+        problem = (
+            SparseFrailtyProblem(aug.problem_x, design.groups[0].codes, aug.q)
+            if sparse
+            else DenseFrailtyProblem(aug.problem, p, aug.q, sparse=False)
+        )
         fit = ppl_fit(problem, control)
         if not fit.converged:
-            msgs.append(f"theta did not meet survival's stopping rule in {fit.outer} outer "
-                        "iterations (outer_max); the last value is reported.")
+            msgs.append(
+                f"theta did not meet survival's stopping rule in {fit.outer} outer "
+                "iterations (outer_max); the last value is reported."
+            )
         thetas, coef, ll, plik = [fit.theta], fit.coef, fit.loglik, fit.plik
         blocks, hist, outer = fit.blocks, fit.history, fit.outer
     else:
@@ -362,29 +408,52 @@ def fit_frailty(spec: CoxFormula, design: CoxDesign, *, ties: str, method: str,
     for g in design.groups:
         q = len(g.levels)
         idx = pd.Index(g.levels, name=g.name)
-        frailties[g.name] = pd.Series(coef[start:start + q], index=idx)
-        fvar[g.name] = pd.Series(bb_diag[start - p:start - p + q], index=idx)
+        frailties[g.name] = pd.Series(coef[start : start + q], index=idx)
+        fvar[g.name] = pd.Series(bb_diag[start - p : start - p + q], index=idx)
         start += q
     y = design.y
     lp = aug.eta(coef)
     lp = lp - lp.mean()
-    conc = concordance(y.stop, y.event, lp, start=y.start if y.counting else None,
-                       strata=design.strata if design.strata_levels else None,
-                       weights=design.weights, reverse=True, level=level)
+    conc = concordance(
+        y.stop,
+        y.event,
+        lp,
+        start=y.start if y.counting else None,
+        strata=design.strata if design.strata_levels else None,
+        weights=design.weights,
+        reverse=True,
+        level=level,
+    )
     for m in msgs:
         warnings.warn(m, LmmkitWarning, stacklevel=3)
     return FrailtyCoxResult(
-        formula=spec.formula, method=method, ties=ties,
+        formula=spec.formula,
+        method=method,
+        ties=ties,
         coef=pd.Series(beta, index=cols, name="coef"),
-        se=pd.Series(se, index=cols, name="se"), se2=se2,
+        se=pd.Series(se, index=cols, name="se"),
+        se2=se2,
         vcov=pd.DataFrame(V * sc, index=cols, columns=cols),
         theta={g.name: float(t) for g, t in zip(design.groups, thetas)},
-        frailties=frailties, frailty_var=fvar,
-        loglik_null=float(ll0), loglik=float(ll), loglik_penalized=float(plik),
-        loglik_integrated=float(ill), loglik_fixed_only=float(ll_fixed),
-        lrt_theta=float(lrt), lrt_p_value=float(pval), df_frailty=df_frailty,
-        n=design.n, nevent=int(y.event.sum()), n_dropped=design.n_dropped,
-        dropped=dict(design.dropped), outer_iterations=int(outer), history=hist,
-        concordance=conc, linear_predictors=lp, warnings=tuple(msgs), level=level,
+        frailties=frailties,
+        frailty_var=fvar,
+        loglik_null=float(ll0),
+        loglik=float(ll),
+        loglik_penalized=float(plik),
+        loglik_integrated=float(ill),
+        loglik_fixed_only=float(ll_fixed),
+        lrt_theta=float(lrt),
+        lrt_p_value=float(pval),
+        df_frailty=df_frailty,
+        n=design.n,
+        nevent=int(y.event.sum()),
+        n_dropped=design.n_dropped,
+        dropped=dict(design.dropped),
+        outer_iterations=int(outer),
+        history=hist,
+        concordance=conc,
+        linear_predictors=lp,
+        warnings=tuple(msgs),
+        level=level,
         extra={"integrated_loglik_logdet": logdet},
     )

@@ -32,9 +32,16 @@ import pandas as pd
 
 from lmmkit.errors import DataError
 
-__all__ = ["TimeAUC", "time_dependent_auc", "brier_survival", "integrated_brier",
-           "SurvivalCalibration", "survival_calibration", "survival_decision_curve",
-           "censoring_survival"]
+__all__ = [
+    "TimeAUC",
+    "time_dependent_auc",
+    "brier_survival",
+    "integrated_brier",
+    "SurvivalCalibration",
+    "survival_calibration",
+    "survival_decision_curve",
+    "censoring_survival",
+]
 
 
 def _check(time, event, name="time"):
@@ -94,9 +101,16 @@ class TimeAUC:
     ci_high: np.ndarray
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame({"time": self.times, "auc": self.auc, "ci_low": self.ci_low,
-                             "ci_high": self.ci_high, "n_cases": self.n_cases,
-                             "n_controls": self.n_controls})
+        return pd.DataFrame(
+            {
+                "time": self.times,
+                "auc": self.auc,
+                "ci_low": self.ci_low,
+                "ci_high": self.ci_high,
+                "n_cases": self.n_cases,
+                "n_controls": self.n_controls,
+            }
+        )
 
 
 def _auc_at(t, e, m, G, s):
@@ -113,8 +127,18 @@ def _auc_at(t, e, m, G, s):
     return float(np.sum(wc * score) / np.sum(wc)), int(cases.sum()), int(controls.sum())
 
 
-def time_dependent_auc(time, event, marker, times, *, train_time=None, train_event=None,
-                       n_boot: int = 0, level: float = 0.95, seed: int = 0) -> TimeAUC:
+def time_dependent_auc(
+    time,
+    event,
+    marker,
+    times,
+    *,
+    train_time=None,
+    train_event=None,
+    n_boot: int = 0,
+    level: float = 0.95,
+    seed: int = 0,
+) -> TimeAUC:
     """Cumulative/dynamic time-dependent AUC with IPCW (R ``timeROC``'s estimator).
 
     Parameters
@@ -166,8 +190,14 @@ def time_dependent_auc(time, event, marker, times, *, train_time=None, train_eve
         a = (1 - level) / 2
         lo = np.nanquantile(boots, a, axis=0)
         hi = np.nanquantile(boots, 1 - a, axis=0)
-    return TimeAUC(times=ts, auc=auc, n_cases=np.array([r[1] for r in res]),
-                   n_controls=np.array([r[2] for r in res]), ci_low=lo, ci_high=hi)
+    return TimeAUC(
+        times=ts,
+        auc=auc,
+        n_cases=np.array([r[1] for r in res]),
+        n_controls=np.array([r[2] for r in res]),
+        ci_low=lo,
+        ci_high=hi,
+    )
 
 
 def _surv_matrix(surv, n, k):
@@ -181,8 +211,7 @@ def _surv_matrix(surv, n, k):
     return S
 
 
-def brier_survival(time, event, surv, times, *, train_time=None, train_event=None
-                   ) -> np.ndarray:
+def brier_survival(time, event, surv, times, *, train_time=None, train_event=None) -> np.ndarray:
     """IPCW Brier score at each time (Graf et al. 1999).
 
     Parameters
@@ -214,8 +243,9 @@ def brier_survival(time, event, surv, times, *, train_time=None, train_event=Non
         case = (t <= s) & (e == 1)
         alive = t > s
         gs = G(np.array([s]))[0]
-        out[k] = np.mean(np.where(case, S[:, k] ** 2 * g_t, 0.0)
-                         + np.where(alive, (1 - S[:, k]) ** 2 / gs, 0.0))
+        out[k] = np.mean(
+            np.where(case, S[:, k] ** 2 * g_t, 0.0) + np.where(alive, (1 - S[:, k]) ** 2 / gs, 0.0)
+        )
     return out
 
 
@@ -261,8 +291,9 @@ def _km_at(t, e, s):
     return float(row["estimate"]), float(row["lower"]), float(row["upper"])
 
 
-def survival_calibration(time, event, risk, horizon: float, *, n_groups: int = 10
-                         ) -> SurvivalCalibration:
+def survival_calibration(
+    time, event, risk, horizon: float, *, n_groups: int = 10
+) -> SurvivalCalibration:
     """Observed (Kaplan-Meier) against predicted risk at a horizon, by group.
 
     Parameters
@@ -304,9 +335,17 @@ def survival_calibration(time, event, risk, horizon: float, *, n_groups: int = 1
     for g in range(n_groups):
         m = groups == g
         s, lo, hi = _km_at(t[m], e[m], horizon)
-        rows.append({"group": g + 1, "n": int(m.sum()), "events": int(e[m].sum()),
-                     "predicted": float(p[m].mean()), "observed": 1 - s,
-                     "observed_low": 1 - hi, "observed_high": 1 - lo})
+        rows.append(
+            {
+                "group": g + 1,
+                "n": int(m.sum()),
+                "events": int(e[m].sum()),
+                "predicted": float(p[m].mean()),
+                "observed": 1 - s,
+                "observed_low": 1 - hi,
+                "observed_high": 1 - lo,
+            }
+        )
     table = pd.DataFrame(rows)
     from .cox import coxph
 
@@ -314,9 +353,13 @@ def survival_calibration(time, event, risk, horizon: float, *, n_groups: int = 1
     lp = np.log(-np.log1p(-pc))
     fit = coxph("Surv(time, event) ~ lp", pd.DataFrame({"time": t, "event": e, "lp": lp}))
     s_all = _km_at(t, e, horizon)[0]
-    return SurvivalCalibration(horizon=float(horizon), table=table,
-                               slope=float(fit.coef["lp"]), slope_se=float(fit.se["lp"]),
-                               observed_expected=float((1 - s_all) / p.mean()))
+    return SurvivalCalibration(
+        horizon=float(horizon),
+        table=table,
+        slope=float(fit.coef["lp"]),
+        slope_se=float(fit.se["lp"]),
+        observed_expected=float((1 - s_all) / p.mean()),
+    )
 
 
 def survival_decision_curve(time, event, risk, horizon: float, thresholds=None):
@@ -366,7 +409,16 @@ def survival_decision_curve(time, event, risk, horizon: float, thresholds=None):
     treat_all = (1 - s_all) - s_all * odds
     avoided = np.where(odds > 0, (nb - treat_all) / odds * 100, np.nan)
     nan = np.full(th.size, np.nan)
-    return DecisionCurve(thresholds=th, model=nb, treat_all=treat_all,
-                         treat_none=np.zeros(th.size), interventions_avoided=avoided,
-                         model_low=nan, model_high=nan, prevalence=float(1 - s_all),
-                         n=int(t.size), n_boot=0, level=0.95)
+    return DecisionCurve(
+        thresholds=th,
+        model=nb,
+        treat_all=treat_all,
+        treat_none=np.zeros(th.size),
+        interventions_avoided=avoided,
+        model_low=nan,
+        model_high=nan,
+        prevalence=float(1 - s_all),
+        n=int(t.size),
+        n_boot=0,
+        level=0.95,
+    )

@@ -49,8 +49,9 @@ class NewtonResult:
     halving: bool
 
 
-def column_scaling(X: np.ndarray, weights: np.ndarray, nocenter=(-1.0, 0.0, 1.0), *,
-                   weighted_means: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def column_scaling(
+    X: np.ndarray, weights: np.ndarray, nocenter=(-1.0, 0.0, 1.0), *, weighted_means: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """coxfit6's centring and scaling: (means, scale) so that ``(X - means) * scale`` is
     what the iteration sees; columns all in ``nocenter`` get mean 0 and scale 1."""
     p = X.shape[1]
@@ -115,8 +116,9 @@ def newton_raphson(
     if c.iter_max == 0 or not np.isfinite(loglik0):
         fac = imat.copy()
         cholesky2(fac, c.toler_chol)
-        return NewtonResult(beta, loglik0, loglik0, u, chinv2(fac), score_test, 0,
-                            c.iter_max == 0, rank, False)
+        return NewtonResult(
+            beta, loglik0, loglik0, u, chinv2(fac), score_test, 0, c.iter_max == 0, rank, False
+        )
     best = loglik0
     newbeta = beta + step
     halving = 0
@@ -126,8 +128,9 @@ def newton_raphson(
         rank = cholesky2(fac, c.toler_chol)
         finite = np.isfinite(u).all() and np.isfinite(imat).all() and np.isfinite(newlk)
         if finite and abs(1.0 - best / newlk) <= c.eps:
-            return NewtonResult(newbeta, loglik0, newlk, u, chinv2(fac), score_test, it,
-                                True, rank, bool(halving))
+            return NewtonResult(
+                newbeta, loglik0, newlk, u, chinv2(fac), score_test, it, True, rank, bool(halving)
+            )
         if not finite or newlk < best:
             halving += 1
             newbeta = (newbeta + halving * beta) / (halving + 1.0)
@@ -142,5 +145,6 @@ def newton_raphson(
     best, u, imat = evaluate(beta)
     fac = imat.copy()
     rank = cholesky2(fac, c.toler_chol)
-    return NewtonResult(beta, loglik0, best, u, chinv2(fac), score_test, c.iter_max, False,
-                        rank, bool(halving))
+    return NewtonResult(
+        beta, loglik0, best, u, chinv2(fac), score_test, c.iter_max, False, rank, bool(halving)
+    )

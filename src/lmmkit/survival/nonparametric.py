@@ -124,15 +124,28 @@ def _curve(kind, time, event, group, weights, level, conf_type):
                     lo, hi = np.maximum(est - z * se, 0), est + z * se
                 else:  # log-log of S = exp(-H) is a log interval for H
                     lo, hi = est * np.exp(-z * se / est), est * np.exp(z * se / est)
-        frames.append(pd.DataFrame({"time": T, "n_risk": nr, "n_event": d, "n_censor": c,
-                                    "estimate": est, "std_err": se, "lower": lo,
-                                    "upper": hi, "group": lab}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "time": T,
+                    "n_risk": nr,
+                    "n_event": d,
+                    "n_censor": c,
+                    "estimate": est,
+                    "std_err": se,
+                    "lower": lo,
+                    "upper": hi,
+                    "group": lab,
+                }
+            )
+        )
     table = pd.concat(frames, ignore_index=True)
     return SurvivalCurve(table=table, kind=kind, conf_type=conf_type, level=level)
 
 
-def kaplan_meier(time, event, *, group=None, weights=None, level: float = 0.95,
-                 conf_type: str = "log-log") -> SurvivalCurve:
+def kaplan_meier(
+    time, event, *, group=None, weights=None, level: float = 0.95, conf_type: str = "log-log"
+) -> SurvivalCurve:
     """Kaplan-Meier estimate with Greenwood standard errors (R ``survfit(...,
     conf.type="log-log")``).
 
@@ -164,8 +177,9 @@ def kaplan_meier(time, event, *, group=None, weights=None, level: float = 0.95,
     return _curve("kaplan-meier", time, event, group, weights, level, conf_type)
 
 
-def nelson_aalen(time, event, *, group=None, weights=None, level: float = 0.95,
-                 conf_type: str = "log-log") -> SurvivalCurve:
+def nelson_aalen(
+    time, event, *, group=None, weights=None, level: float = 0.95, conf_type: str = "log-log"
+) -> SurvivalCurve:
     """Nelson-Aalen cumulative hazard (R ``survfit(..., ctype=1)$cumhaz`` and its
     ``std.chaz``).
 
@@ -201,8 +215,9 @@ class LogrankResult:
     variance: np.ndarray
 
 
-def logrank_test(time, event, group, *, strata=None, weights=None, rho: float = 0.0
-                 ) -> LogrankResult:
+def logrank_test(
+    time, event, group, *, strata=None, weights=None, rho: float = 0.0
+) -> LogrankResult:
     """Log-rank test of equal survival across groups (R ``survdiff``).
 
     Parameters
@@ -276,9 +291,16 @@ def logrank_test(time, event, group, *, strata=None, weights=None, rho: float = 
     stat = float(diff[:-1] @ np.linalg.solve(sub, diff[:-1]))
     df = k - 1
     n = np.array([w[gi == j].sum() for j in range(k)])
-    table = pd.DataFrame({"N": n, "observed": obs, "expected": exp_,
-                          "(O-E)^2/E": diff**2 / exp_,
-                          "(O-E)^2/V": diff**2 / np.diag(var)},
-                         index=pd.Index(levels, name="group"))
-    return LogrankResult(table=table, statistic=stat, df=df,
-                         p_value=float(stats.chi2.sf(stat, df)), variance=var)
+    table = pd.DataFrame(
+        {
+            "N": n,
+            "observed": obs,
+            "expected": exp_,
+            "(O-E)^2/E": diff**2 / exp_,
+            "(O-E)^2/V": diff**2 / np.diag(var),
+        },
+        index=pd.Index(levels, name="group"),
+    )
+    return LogrankResult(
+        table=table, statistic=stat, df=df, p_value=float(stats.chi2.sf(stat, df)), variance=var
+    )

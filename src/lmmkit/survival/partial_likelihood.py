@@ -44,20 +44,36 @@ class CoxProblem:
     def p(self) -> int:
         return int(self.X.shape[1])
 
-    def sweep(self, eta: np.ndarray, *, gtime: np.ndarray | None = None,
-              group: np.ndarray | None = None, q: int = 0):
+    def sweep(
+        self,
+        eta: np.ndarray,
+        *,
+        gtime: np.ndarray | None = None,
+        group: np.ndarray | None = None,
+        q: int = 0,
+    ):
         """The raw sweep (:func:`lmmkit.survival._kernels.cox_pass`) at a linear
         predictor (offset included)."""
         return cox_pass(
-            self.stop, self.start, self.event, self.X,
-            np.ascontiguousarray(eta, dtype=float), self.weights, self.stratum,
-            self.order_stop, self.order_start, self.efron, self.counting,
+            self.stop,
+            self.start,
+            self.event,
+            self.X,
+            np.ascontiguousarray(eta, dtype=float),
+            self.weights,
+            self.stratum,
+            self.order_stop,
+            self.order_start,
+            self.efron,
+            self.counting,
             _NO_G if gtime is None else np.ascontiguousarray(gtime, dtype=float),
-            _NO_GROUP if group is None else group, q,
+            _NO_GROUP if group is None else group,
+            q,
         )
 
-    def information(self, wrh: np.ndarray, A: np.ndarray, wbar: np.ndarray,
-                    X: np.ndarray | None = None) -> np.ndarray:
+    def information(
+        self, wrh: np.ndarray, A: np.ndarray, wbar: np.ndarray, X: np.ndarray | None = None
+    ) -> np.ndarray:
         """X' diag(w r h) X - A' diag(wbar) A (see the kernel's notes)."""
         X = self.X if X is None else X
         return (X.T * wrh) @ X - (A.T * wbar) @ A
@@ -140,13 +156,16 @@ def cox_problem(
     event = np.ascontiguousarray(event, dtype=np.int8)
     counting = start is not None
     start = np.full(n, -np.inf) if start is None else np.ascontiguousarray(start, dtype=float)
-    stratum = (
-        np.zeros(n, np.int64) if stratum is None else np.ascontiguousarray(stratum, np.int64)
-    )
+    stratum = np.zeros(n, np.int64) if stratum is None else np.ascontiguousarray(stratum, np.int64)
     weights = np.ones(n) if weights is None else np.ascontiguousarray(weights, dtype=float)
     offset = np.zeros(n) if offset is None else np.ascontiguousarray(offset, dtype=float)
-    for name, arr in (("event", event), ("start", start), ("stratum", stratum),
-                      ("weights", weights), ("offset", offset)):
+    for name, arr in (
+        ("event", event),
+        ("start", start),
+        ("stratum", stratum),
+        ("weights", weights),
+        ("offset", offset),
+    ):
         if arr.shape[0] != n:
             raise DataError(f"{name} has {arr.shape[0]} values; stop has {n}.")
     use = np.flatnonzero(used_rows(stop, start, event, stratum, counting))

@@ -18,8 +18,14 @@ import pandas as pd
 
 from lmmkit.errors import DataError
 
-__all__ = ["plot_km", "plot_km_by_risk_group", "plot_time_auc", "plot_survival_calibration",
-           "plot_survival_decision_curve", "plot_zph"]
+__all__ = [
+    "plot_km",
+    "plot_km_by_risk_group",
+    "plot_time_auc",
+    "plot_survival_calibration",
+    "plot_survival_decision_curve",
+    "plot_zph",
+]
 
 
 def _axes(ax, size=(6.4, 4.6)):
@@ -31,8 +37,15 @@ def _axes(ax, size=(6.4, 4.6)):
     return ax.figure, ax
 
 
-def plot_km(curve, *, ax=None, title: str = "Kaplan-Meier survival", ci: bool = True,
-            xlabel: str = "Time", censor_marks: bool = True):
+def plot_km(
+    curve,
+    *,
+    ax=None,
+    title: str = "Kaplan-Meier survival",
+    ci: bool = True,
+    xlabel: str = "Time",
+    censor_marks: bool = True,
+):
     """Step plot of a :class:`~lmmkit.survival.nonparametric.SurvivalCurve`.
 
     Parameters
@@ -66,12 +79,24 @@ def plot_km(curve, *, ax=None, title: str = "Kaplan-Meier survival", ci: bool = 
         if ci:
             lo = np.concatenate([[start], tab["lower"].to_numpy()])
             hi = np.concatenate([[start], tab["upper"].to_numpy()])
-            ax.fill_between(t, np.nan_to_num(lo, nan=start), np.nan_to_num(hi, nan=start),
-                            step="post", color=f"C{k}", alpha=0.15, lw=0)
+            ax.fill_between(
+                t,
+                np.nan_to_num(lo, nan=start),
+                np.nan_to_num(hi, nan=start),
+                step="post",
+                color=f"C{k}",
+                alpha=0.15,
+                lw=0,
+            )
         if censor_marks:
             cens = tab["n_censor"].to_numpy() > 0
-            ax.plot(tab["time"].to_numpy()[cens], tab["estimate"].to_numpy()[cens], "+",
-                    color=f"C{k}", ms=5)
+            ax.plot(
+                tab["time"].to_numpy()[cens],
+                tab["estimate"].to_numpy()[cens],
+                "+",
+                color=f"C{k}",
+                ms=5,
+            )
     ax.set_xlabel(xlabel)
     ax.set_ylabel("Survival probability" if km else "Cumulative hazard")
     if km:
@@ -83,9 +108,16 @@ def plot_km(curve, *, ax=None, title: str = "Kaplan-Meier survival", ci: bool = 
     return fig
 
 
-def plot_km_by_risk_group(time, event, risk, *, groups: int = 3, ax=None,
-                          title: str = "Kaplan-Meier by predicted risk group",
-                          xlabel: str = "Time"):
+def plot_km_by_risk_group(
+    time,
+    event,
+    risk,
+    *,
+    groups: int = 3,
+    ax=None,
+    title: str = "Kaplan-Meier by predicted risk group",
+    xlabel: str = "Time",
+):
     """Kaplan-Meier curves of the rows grouped by quantiles of a risk score (low to high),
     with the log-rank test in the legend title.
 
@@ -111,14 +143,21 @@ def plot_km_by_risk_group(time, event, risk, *, groups: int = 3, ax=None,
 
     risk = np.asarray(risk, dtype=float)
     if groups < 2 or risk.size < 2 * groups:
-        raise DataError(f"{risk.size} rows cannot make {groups} risk groups (need >= 2 "
-                        "rows per group and >= 2 groups).")
+        raise DataError(
+            f"{risk.size} rows cannot make {groups} risk groups (need >= 2 "
+            "rows per group and >= 2 groups)."
+        )
     order = np.argsort(risk, kind="stable")
     g = np.empty(risk.size, int)
     g[order] = np.arange(risk.size) * groups // risk.size
-    names = np.array(["low", "high"] if groups == 2 else
-                     ["low", "middle", "high"] if groups == 3 else
-                     [f"Q{k + 1}" for k in range(groups)], dtype=object)
+    names = np.array(
+        ["low", "high"]
+        if groups == 2
+        else ["low", "middle", "high"]
+        if groups == 3
+        else [f"Q{k + 1}" for k in range(groups)],
+        dtype=object,
+    )
     o = np.argsort(g, kind="stable")  # curves listed low to high
     km = kaplan_meier(np.asarray(time)[o], np.asarray(event)[o], group=names[g][o])
     fig = plot_km(km, ax=ax, title=title, xlabel=xlabel)
@@ -128,8 +167,14 @@ def plot_km_by_risk_group(time, event, risk, *, groups: int = 3, ax=None,
     return fig
 
 
-def plot_time_auc(result, *, ax=None, title: str = "Time-dependent AUC (cumulative/dynamic)",
-                  xlabel: str = "Time", label: str = "model"):
+def plot_time_auc(
+    result,
+    *,
+    ax=None,
+    title: str = "Time-dependent AUC (cumulative/dynamic)",
+    xlabel: str = "Time",
+    label: str = "model",
+):
     """AUC(t) from :func:`lmmkit.time_dependent_auc` with its bootstrap band if present.
 
     Returns
@@ -146,8 +191,9 @@ def plot_time_auc(result, *, ax=None, title: str = "Time-dependent AUC (cumulati
     fig, ax = _axes(ax)
     ax.plot(result.times, result.auc, "o-", label=label)
     if np.isfinite(result.ci_low).any():
-        ax.fill_between(result.times, result.ci_low, result.ci_high, alpha=0.2,
-                        label="bootstrap CI")
+        ax.fill_between(
+            result.times, result.ci_low, result.ci_high, alpha=0.2, label="bootstrap CI"
+        )
     ax.axhline(0.5, color="grey", lw=1, ls="--", label="chance")
     ax.set_ylim(0.4, 1.0)
     ax.set_xlabel(xlabel)
@@ -175,18 +221,26 @@ def plot_survival_calibration(cal, *, ax=None, title: str | None = None):
     """
     fig, ax = _axes(ax, size=(5.2, 5.0))
     tab: pd.DataFrame = cal.table
-    err = np.vstack([tab["observed"] - tab["observed_low"],
-                     tab["observed_high"] - tab["observed"]])
-    ax.errorbar(tab["predicted"], tab["observed"], yerr=np.clip(err, 0, None), fmt="o",
-                capsize=3, label="groups (Kaplan-Meier, 95% CI)")
+    err = np.vstack([tab["observed"] - tab["observed_low"], tab["observed_high"] - tab["observed"]])
+    ax.errorbar(
+        tab["predicted"],
+        tab["observed"],
+        yerr=np.clip(err, 0, None),
+        fmt="o",
+        capsize=3,
+        label="groups (Kaplan-Meier, 95% CI)",
+    )
     top = float(np.nanmax([tab["predicted"].max(), tab["observed_high"].max(), 0.05])) * 1.05
     ax.plot([0, top], [0, top], color="grey", ls="--", lw=1, label="ideal")
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
     ax.set_xlabel(f"Predicted risk by t = {cal.horizon:g}")
     ax.set_ylabel(f"Observed risk by t = {cal.horizon:g}")
-    ax.set_title(title or f"Calibration at t = {cal.horizon:g} (slope {cal.slope:.2f}, "
-                          f"O/E {cal.observed_expected:.2f})")
+    ax.set_title(
+        title
+        or f"Calibration at t = {cal.horizon:g} (slope {cal.slope:.2f}, "
+        f"O/E {cal.observed_expected:.2f})"
+    )
     ax.legend(fontsize="small", loc="upper left")
     return fig
 
@@ -216,8 +270,9 @@ def plot_zph(zph, covariate: str, *, ax=None, window: int = 25):
     matplotlib.figure.Figure
     """
     if covariate not in zph.y.columns:
-        raise DataError(f"{covariate!r} is not a covariate of the test; choose from "
-                        f"{list(zph.y.columns)}.")
+        raise DataError(
+            f"{covariate!r} is not a covariate of the test; choose from {list(zph.y.columns)}."
+        )
     fig, ax = _axes(ax)
     x = zph.x
     y = zph.y[covariate].to_numpy()
@@ -225,8 +280,9 @@ def plot_zph(zph, covariate: str, *, ax=None, window: int = 25):
     ax.plot(x, y, ".", alpha=0.4, ms=4, label="scaled Schoenfeld residuals")
     k = max(3, min(window, x.size // 3))
     smooth = np.convolve(y[o], np.ones(k) / k, mode="valid")
-    ax.plot(x[o][k // 2: k // 2 + smooth.size], smooth, color="C3", lw=2,
-            label=f"moving average ({k})")
+    ax.plot(
+        x[o][k // 2 : k // 2 + smooth.size], smooth, color="C3", lw=2, label=f"moving average ({k})"
+    )
     p = zph.table.loc[covariate, "p"]
     ax.set_xlabel(f"Time ({zph.transform} transform)")
     ax.set_ylabel(f"Beta(t) for {covariate}")

@@ -69,7 +69,7 @@ class SparseFrailtyProblem:
         self.p = problem.X.shape[1]
 
     def evaluate(self, coef: np.ndarray):
-        beta, b = coef[: self.p], coef[self.p:]
+        beta, b = coef[: self.p], coef[self.p :]
         pr = self.problem
         eta = (pr.X @ beta if self.p else 0.0) + b[self.codes] + pr.offset
         ll, u, wrh, A, wbar, _, ub, diag2, cross2 = pr.sweep(eta, group=self.codes, q=self.q)
@@ -184,8 +184,9 @@ class PplFit:
     outer: int
 
 
-def ppl_fit(problem, control: NewtonControl, *, outer_max: int = 10,
-            theta_init: float = 1.0) -> PplFit:
+def ppl_fit(
+    problem, control: NewtonControl, *, outer_max: int = 10, theta_init: float = 1.0
+) -> PplFit:
     """Theta by survival's REML-type rule, with the inner fit at each theta."""
     q, p = problem.q, problem.p
     eps = np.sqrt(control.eps)  # survival passes sqrt(eps) to the control function
@@ -204,8 +205,16 @@ def ppl_fit(problem, control: NewtonControl, *, outer_max: int = 10,
         fsum = float(b @ b)
         resid = fsum / (q - trH / theta) - theta
         history.append((theta, resid))
-        rows.append({"theta": theta, "resid": resid, "fsum": fsum, "trH": trH,
-                     "loglik": ll, "inner_iterations": inner})
+        rows.append(
+            {
+                "theta": theta,
+                "resid": resid,
+                "fsum": fsum,
+                "trH": trH,
+                "loglik": ll,
+                "inner_iterations": inner,
+            }
+        )
         result = (theta, coef, ll, plik, blocks)
         done = it >= 3 and abs(resid) < eps
         if done:

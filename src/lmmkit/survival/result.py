@@ -134,8 +134,10 @@ class CoxResult:
         lines = [f"Call:\ncoxph({self.formula!r}, ties={self.ties!r})", ""]
         lines.append(f"  n= {self.n}, number of events= {self.nevent} ")
         if self.n_dropped:
-            lines.append(f"   ({self.n_dropped} observation(s) deleted due to missingness: "
-                         f"{', '.join(f'{k}: {v}' for k, v in self.dropped.items())})")
+            lines.append(
+                f"   ({self.n_dropped} observation(s) deleted due to missingness: "
+                f"{', '.join(f'{k}: {v}' for k, v in self.dropped.items())})"
+            )
         lines.append("")
         if len(self.coef):
             tab = self.coef_table()
@@ -150,16 +152,22 @@ class CoxResult:
             lines.append("")
         c = self.concordance
         lines.append(f"Concordance= {c.concordance:.3f}  (se = {c.std_err:.3f} )")
-        for name, t in (("Likelihood ratio test", self.lr_test), ("Wald test", self.wald_test),
-                        ("Score (logrank) test", self.score_test)):
+        for name, t in (
+            ("Likelihood ratio test", self.lr_test),
+            ("Wald test", self.wald_test),
+            ("Score (logrank) test", self.score_test),
+        ):
             lines.append(f"{name:<21}= {t.statistic:.2f}  on {t.df} df,   p={_fmt_p(t.p_value)}")
         if self.robust_score_test is not None:
             t = self.robust_score_test
-            lines.append(f"{'Robust':<21}= {t.statistic:.2f}  on {t.df} df,   "
-                         f"p={_fmt_p(t.p_value)}")
-            lines.append("\n  (Note: the likelihood ratio and score tests assume independence "
-                         "of\n     observations within a cluster, the Wald and robust score "
-                         "tests do not).")
+            lines.append(
+                f"{'Robust':<21}= {t.statistic:.2f}  on {t.df} df,   p={_fmt_p(t.p_value)}"
+            )
+            lines.append(
+                "\n  (Note: the likelihood ratio and score tests assume independence "
+                "of\n     observations within a cluster, the Wald and robust score "
+                "tests do not)."
+            )
         for w in self.warnings:
             lines.append(f"Warning: {w}")
         return "\n".join(lines)
@@ -189,11 +197,17 @@ class CoxResult:
             Columns time, n_risk, n_event, n_censor, hazard, cumhaz [, strata].
         """
         d = self.data
-        s, t, nr, ne, nc, h = baseline_table(d.stop, d.start, d.event, d.weights,
-                                             self._risk(centered), d.stratum,
-                                             self.ties == "efron", d.counting)
-        out = pd.DataFrame({"time": t, "n_risk": nr, "n_event": ne, "n_censor": nc,
-                            "hazard": h})
+        s, t, nr, ne, nc, h = baseline_table(
+            d.stop,
+            d.start,
+            d.event,
+            d.weights,
+            self._risk(centered),
+            d.stratum,
+            self.ties == "efron",
+            d.counting,
+        )
+        out = pd.DataFrame({"time": t, "n_risk": nr, "n_event": ne, "n_censor": nc, "hazard": h})
         out["cumhaz"] = out.groupby(s)["hazard"].cumsum().to_numpy()
         if self.strata_levels:
             out["strata"] = [self.strata_levels[k] for k in s]
@@ -218,8 +232,10 @@ class CoxResult:
         missing = [c for c in cols if c not in newdata.columns]
         if missing:
             raise DataError(f"The new data need the strata column(s) {missing}.")
-        labels = [", ".join(f"{c}={v}" for c, v in zip(cols, row))
-                  for row in newdata[cols].itertuples(index=False)]
+        labels = [
+            ", ".join(f"{c}={v}" for c, v in zip(cols, row))
+            for row in newdata[cols].itertuples(index=False)
+        ]
         lookup = {lab: k for k, lab in enumerate(self.strata_levels)}
         bad = [lab for lab in labels if lab not in lookup]
         if bad:
@@ -295,12 +311,22 @@ class CoxResult:
     # ---------------------------------------------------------------- residuals
     def _table(self, X: np.ndarray | None = None, risk: np.ndarray | None = None):
         d = self.data
-        return event_table(d.stop, d.start, d.event, d.X if X is None else X, d.weights,
-                           self._risk() if risk is None else risk, d.stratum,
-                           self.ties == "efron", d.counting)
+        return event_table(
+            d.stop,
+            d.start,
+            d.event,
+            d.X if X is None else X,
+            d.weights,
+            self._risk() if risk is None else risk,
+            d.stratum,
+            self.ties == "efron",
+            d.counting,
+        )
 
-    def residuals(self, type: Literal["martingale", "score", "schoenfeld", "dfbeta",
-                                      "deviance"] = "martingale"):
+    def residuals(
+        self,
+        type: Literal["martingale", "score", "schoenfeld", "dfbeta", "deviance"] = "martingale",
+    ):
         """Residuals as R's ``residuals.coxph`` (rows in the data's order; Schoenfeld rows:
         the events by stratum and time). Unweighted, except dfbeta (R's default).
 
@@ -319,8 +345,7 @@ class CoxResult:
         tab = self._table(X, risk)
         names = list(self.coef.index[beta_ok])
         if type in ("martingale", "deviance"):
-            m = martingale_residuals(tab, d.stop, d.start, d.event.astype(float), risk,
-                                     d.stratum)
+            m = martingale_residuals(tab, d.stop, d.start, d.event.astype(float), risk, d.stratum)
             if type == "deviance":
                 ev = d.event.astype(float)
                 with np.errstate(divide="ignore", invalid="ignore"):
@@ -330,8 +355,7 @@ class CoxResult:
         if type in ("score", "dfbeta"):
             r = score_residuals(tab, d.stop, d.start, d.event, X, risk, d.stratum)
             if type == "dfbeta":  # weighted by the case weights, as R's default for dfbeta
-                r = (r * d.weights[:, None]) @ self.naive_vcov.to_numpy()[np.ix_(beta_ok,
-                                                                                 beta_ok)]
+                r = (r * d.weights[:, None]) @ self.naive_vcov.to_numpy()[np.ix_(beta_ok, beta_ok)]
             return pd.DataFrame(r, index=self.rows, columns=names)
         if type == "schoenfeld":
             rows, r = schoenfeld_residuals(tab, d.stop, d.start, d.event, X, d.stratum)
@@ -350,9 +374,11 @@ class CoxResult:
     # ---------------------------------------------------------------- output
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON content: coefficients, SEs, tests, concordance, counts."""
+
         def test(t: Test | None):
-            return None if t is None else {"statistic": t.statistic, "df": t.df,
-                                           "p_value": t.p_value}
+            return (
+                None if t is None else {"statistic": t.statistic, "df": t.df, "p_value": t.p_value}
+            )
 
         return {
             "formula": self.formula,
@@ -373,8 +399,7 @@ class CoxResult:
             "iterations": self.iterations,
             "converged": self.converged,
             "warnings": list(self.warnings),
-            "concordance": {"C": self.concordance.concordance,
-                            "se": self.concordance.std_err},
+            "concordance": {"C": self.concordance.concordance, "se": self.concordance.std_err},
         }
 
     def to_json(self, path: str) -> None:

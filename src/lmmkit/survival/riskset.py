@@ -14,8 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["EventTable", "event_table", "martingale_residuals", "score_residuals",
-           "schoenfeld_residuals", "baseline_table"]
+__all__ = [
+    "EventTable",
+    "event_table",
+    "martingale_residuals",
+    "score_residuals",
+    "schoenfeld_residuals",
+    "baseline_table",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,17 +47,31 @@ class EventTable:
 
 def _suffix_at(keys_sorted: np.ndarray, values_sorted: np.ndarray, at: np.ndarray, side: str):
     """Sum of values whose key is >= at (side='left') or > at (side='right')."""
-    suffix = np.concatenate([np.cumsum(values_sorted[::-1], axis=0)[::-1],
-                             np.zeros((1,) + values_sorted.shape[1:])])
+    suffix = np.concatenate(
+        [np.cumsum(values_sorted[::-1], axis=0)[::-1], np.zeros((1,) + values_sorted.shape[1:])]
+    )
     return suffix[np.searchsorted(keys_sorted, at, side=side)]
 
 
-def event_table(stop, start, event, X, weights, risk, stratum, efron: bool,
-                counting: bool) -> EventTable:
+def event_table(
+    stop, start, event, X, weights, risk, stratum, efron: bool, counting: bool
+) -> EventTable:
     """The event-time table of a fit (``risk`` = exp(linear predictor - reference))."""
     p = X.shape[1]
-    out = {k: [] for k in ("stratum", "time", "ndeath", "wdeath", "hazard", "xhaz", "down_h",
-                           "down_xh", "xbar")}
+    out = {
+        k: []
+        for k in (
+            "stratum",
+            "time",
+            "ndeath",
+            "wdeath",
+            "hazard",
+            "xhaz",
+            "down_h",
+            "down_xh",
+            "xbar",
+        )
+    }
     wr = weights * risk
     for s in np.unique(stratum):
         rows = np.flatnonzero(stratum == s)
@@ -97,8 +117,10 @@ def event_table(stop, start, event, X, weights, risk, stratum, efron: bool,
         xb = np.zeros((nT, p))
         np.add.at(xb, piece_m, xbar_piece)
         out["xbar"].append(xb / npieces[:, None])
-    cat = {k: (np.concatenate(v) if v else np.zeros((0, p) if k in ("xhaz", "down_xh", "xbar")
-                                                     else 0)) for k, v in out.items()}
+    cat = {
+        k: (np.concatenate(v) if v else np.zeros((0, p) if k in ("xhaz", "down_xh", "xbar") else 0))
+        for k, v in out.items()
+    }
     return EventTable(**cat)
 
 
@@ -169,8 +191,9 @@ def baseline_table(stop, start, event, weights, risk, stratum, efron: bool, coun
     hazard increment at risk = 1 (``agsurv``): arrays (stratum, time, n_risk, n_event,
     n_censor, hazard)."""
     strata, times, nrisk, nevent, ncens, haz = [], [], [], [], [], []
-    tab = event_table(stop, start, event, np.zeros((stop.shape[0], 0)), weights, risk,
-                      stratum, efron, counting)
+    tab = event_table(
+        stop, start, event, np.zeros((stop.shape[0], 0)), weights, risk, stratum, efron, counting
+    )
     for s in np.unique(stratum):
         rows = np.flatnonzero(stratum == s)
         T = np.unique(stop[rows])

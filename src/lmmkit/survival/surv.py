@@ -90,9 +90,7 @@ def parse_surv(lhs: str, formula: str | None = None) -> SurvSpec:
     bad = [a for a in args if not re.match(r"^[A-Za-z_.][A-Za-z0-9_.]*$", a)]
     if len(args) not in (2, 3) or bad:
         what = (
-            f"argument {bad[0]!r} is not a column name"
-            if bad
-            else f"it has {len(args)} arguments"
+            f"argument {bad[0]!r} is not a column name" if bad else f"it has {len(args)} arguments"
         )
         raise FormulaError(
             f"Cannot read {lhs.strip()}: {what}.\n{pointer(formula, at, at + len(lhs.strip()))}\n"

@@ -105,9 +105,16 @@ def cox_zph(fit, *, transform: str = "km") -> ZphResult:
         raise DataError(f"transform must be km, rank, identity or log; got {transform!r}.")
     g_raw = g
     g = g - g[ev == 1].mean()
-    pr = cox_problem(d.stop, d.event, X, start=d.start if d.counting else None,
-                     stratum=d.stratum, weights=d.weights, offset=d.offset,
-                     ties=fit.ties)
+    pr = cox_problem(
+        d.stop,
+        d.event,
+        X,
+        start=d.start if d.counting else None,
+        stratum=d.stratum,
+        weights=d.weights,
+        offset=d.offset,
+        ties=fit.ties,
+    )
     eta = X @ beta + d.offset
     _, u, wrh, A, wbar, gk, _, _, _ = pr.sweep(eta, gtime=g)
     imat = pr.information(wrh[:, 0], A, wbar)
@@ -127,13 +134,19 @@ def cox_zph(fit, *, transform: str = "km") -> ZphResult:
     uu = np.concatenate([np.zeros(p), ug])
     rows.append(float(uu @ np.linalg.solve(full, uu)))
     df = [1] * p + [p]
-    table = pd.DataFrame({"chisq": rows, "df": df,
-                          "p": stats.chi2.sf(rows, df)}, index=[*names, "GLOBAL"])
+    table = pd.DataFrame(
+        {"chisq": rows, "df": df, "p": stats.chi2.sf(rows, df)}, index=[*names, "GLOBAL"]
+    )
     # scaled Schoenfeld residuals: r V^-1 * nevent + beta (one stratum's rule for all)
     sch = fit.residuals("schoenfeld")
     nev = len(sch)
     scaled = sch.to_numpy() @ np.linalg.inv(imat / nev) + beta
     order = np.lexsort((d.stop[d.event == 1], d.stratum[d.event == 1]))
     gx = g_raw[d.event == 1][order] + 0.0
-    return ZphResult(table=table, transform=transform, x=gx,
-                     time=sch.index.to_numpy(), y=pd.DataFrame(scaled, columns=names))
+    return ZphResult(
+        table=table,
+        transform=transform,
+        x=gx,
+        time=sch.index.to_numpy(),
+        y=pd.DataFrame(scaled, columns=names),
+    )
