@@ -31,6 +31,23 @@ class CoxConvergenceWarning(LmmkitWarning):
     (monotone likelihood)."""
 
 
+def fit_concordance(design: CoxDesign, lp: np.ndarray, *, cluster=None, level: float = 0.95):
+    """Harrell's C of a fit's linear predictor, as coxph reports it (reverse=True, the
+    strata and weights of the fit, the cluster when the variance is robust)."""
+    y = design.y
+    return concordance(
+        y.stop,
+        y.event,
+        lp,
+        start=y.start if y.counting else None,
+        strata=design.strata if design.strata_levels else None,
+        weights=design.weights,
+        cluster=cluster,
+        reverse=True,
+        level=level,
+    )
+
+
 def _check_events(design: CoxDesign) -> None:
     ev = design.y.event
     if ev.sum() == 0:
@@ -117,13 +134,11 @@ def fit_cox_design(
 
 
 def _robust(
-    design: CoxDesign,
     data: CoxData,
     coef: np.ndarray,
     var: np.ndarray,
     ties: str,
     cluster: np.ndarray | None,
-    means: np.ndarray,
 ) -> tuple[np.ndarray, float]:
     """The sandwich variance (dfbeta residuals summed within clusters) and survival's robust
     score test (score residuals at beta = 0, offset ignored, as coxph does)."""
@@ -298,7 +313,7 @@ def coxph(
                     "robust=True with (start, stop] data needs cluster= (the "
                     "subject id), as survival says."
                 )
-        rvar, rscore = _robust(design, data_arrays, coef, naive, ties, cl, means)
+        rvar, rscore = _robust(data_arrays, coef, naive, ties, cl)
     var = rvar if rvar is not None else naive
     beta0 = np.zeros(p) if init is None else np.asarray(init, dtype=float)
     wald = _wald_stat(var[np.ix_(ok, ok)], (coef - beta0)[ok])
@@ -309,17 +324,7 @@ def coxph(
         if p
         else design.offset.copy()
     )
-    conc = concordance(
-        y.stop,
-        y.event,
-        lp,
-        start=y.start if y.counting else None,
-        strata=design.strata if design.strata_levels else None,
-        weights=design.weights,
-        cluster=cl if robust else None,
-        reverse=True,
-        level=level,
-    )
+    conc = fit_concordance(design, lp, cluster=cl if robust else None, level=level)
     naive_se = np.sqrt(np.diag(naive))
     se = np.sqrt(np.diag(var))
     naive_se[~ok] = np.nan

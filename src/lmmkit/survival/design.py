@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from lmmkit.design.model import FORMULA_CONTEXT, group_codes, lme4_name, parsed_formula
+from lmmkit.design.model import _vector_arg as _vector
 from lmmkit.errors import DataError, FormulaError, ModelError, close_matches
 from lmmkit.formula.parse import RandomTermSpec, parse_formula, pointer
 
@@ -185,25 +186,6 @@ def _required(expr: str) -> set[str]:
     # formulaic lists `ph.ecog` as 'ph' (attribute access): use the quoted name instead
     found = {v for v in found if not any(q.startswith(v + ".") for q in quoted)}
     return found | quoted
-
-
-def _vector(value: Any, data: pd.DataFrame, what: str) -> tuple[np.ndarray | None, str | None]:
-    if value is None:
-        return None, None
-    if isinstance(value, str):
-        if value not in data.columns:
-            raise DataError(
-                f"{what}={value!r} is not a column of the data."
-                f"{close_matches(value, [str(c) for c in data.columns])}"
-            )
-        return pd.to_numeric(data[value], errors="coerce").to_numpy(dtype=float), value
-    arr = np.asarray(value, dtype=float).ravel()
-    if arr.shape[0] != len(data):
-        raise DataError(
-            f"{what} has {arr.shape[0]} values but the data have {len(data)} rows; give one "
-            "value per row or a column name."
-        )
-    return arr, None
 
 
 def _labels(frame: pd.DataFrame, cols: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:

@@ -36,7 +36,7 @@ from scipy import optimize, stats
 
 from lmmkit.errors import LmmkitWarning, ModelError
 
-from .cindex import ConcordanceResult, concordance
+from .cindex import ConcordanceResult
 from .design import CoxDesign, CoxFormula
 from .newton import NewtonControl, column_scaling
 from .partial_likelihood import cox_problem
@@ -88,16 +88,10 @@ class FrailtyCoxResult:
 
     @property
     def hazard_ratios(self) -> pd.DataFrame:
-        z = stats.norm.ppf(0.5 + self.level / 2)
-        pct = f"{self.level:.2f}".lstrip("0")
-        return pd.DataFrame(
-            {
-                "exp(coef)": np.exp(self.coef),
-                "exp(-coef)": np.exp(-self.coef),
-                f"lower {pct}": np.exp(self.coef - z * self.se),
-                f"upper {pct}": np.exp(self.coef + z * self.se),
-            }
-        )
+        """exp(coef), exp(-coef) and the Wald CI of exp(coef)."""
+        from .result import hazard_ratio_table
+
+        return hazard_ratio_table(self.coef, self.se, self.level)
 
     def coef_table(self) -> pd.DataFrame:
         z = self.coef / self.se
@@ -414,16 +408,9 @@ def fit_frailty(
     y = design.y
     lp = aug.eta(coef)
     lp = lp - lp.mean()
-    conc = concordance(
-        y.stop,
-        y.event,
-        lp,
-        start=y.start if y.counting else None,
-        strata=design.strata if design.strata_levels else None,
-        weights=design.weights,
-        reverse=True,
-        level=level,
-    )
+    from .cox import fit_concordance
+
+    conc = fit_concordance(design, lp, level=level)
     for m in msgs:
         warnings.warn(m, LmmkitWarning, stacklevel=3)
     return FrailtyCoxResult(

@@ -52,6 +52,20 @@ class CoxData:
     counting: bool
 
 
+def hazard_ratio_table(coef: pd.Series, se: pd.Series, level: float) -> pd.DataFrame:
+    """exp(coef), exp(-coef) and the Wald CI of exp(coef), R's column names."""
+    z = stats.norm.ppf(0.5 + level / 2)
+    pct = f"{level:.2f}".lstrip("0")
+    return pd.DataFrame(
+        {
+            "exp(coef)": np.exp(coef),
+            "exp(-coef)": np.exp(-coef),
+            f"lower {pct}": np.exp(coef - z * se),
+            f"upper {pct}": np.exp(coef + z * se),
+        }
+    )
+
+
 def _signif_stars(p: float) -> str:
     if not np.isfinite(p):
         return ""
@@ -108,16 +122,7 @@ class CoxResult:
     @property
     def hazard_ratios(self) -> pd.DataFrame:
         """exp(coef), exp(-coef) and the Wald CI of exp(coef) (R's summary second table)."""
-        z = stats.norm.ppf(0.5 + self.level / 2)
-        pct = f"{self.level:.2f}".lstrip("0")
-        return pd.DataFrame(
-            {
-                "exp(coef)": np.exp(self.coef),
-                "exp(-coef)": np.exp(-self.coef),
-                f"lower {pct}": np.exp(self.coef - z * self.se),
-                f"upper {pct}": np.exp(self.coef + z * self.se),
-            }
-        )
+        return hazard_ratio_table(self.coef, self.se, self.level)
 
     def coef_table(self) -> pd.DataFrame:
         """coef, exp(coef), se(coef) [, robust se], z, Pr(>|z|) as R's summary."""
