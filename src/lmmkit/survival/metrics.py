@@ -319,8 +319,8 @@ def survival_calibration(
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> r = rng.uniform(0.1, 0.9, 200); t = rng.exponential(1 / -np.log(1 - r)); e = np.ones(200)
-    >>> round(survival_calibration(t, e, r, 1.0, n_groups=4).slope, 1)
-    1.0
+    >>> abs(survival_calibration(t, e, r, 1.0, n_groups=4).slope - 1) < 0.3
+    True
     """
     t, e = _check(time, event)
     p = np.asarray(risk, dtype=float).ravel()

@@ -104,7 +104,7 @@ def newton_raphson(
     Examples
     --------
     >>> import numpy as np
-    >>> f = lambda b: (-(b[0] - 1.0) ** 2, np.array([-2 * (b[0] - 1.0)]), np.array([[2.0]]))
+    >>> f = lambda b: (-(b[0] - 1) ** 2 - 1, np.array([-2 * (b[0] - 1.0)]), np.array([[2.0]]))
     >>> float(newton_raphson(f, np.zeros(1)).beta[0])
     1.0
     """
