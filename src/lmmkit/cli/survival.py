@@ -8,13 +8,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-__all__ = ["add_survival_parsers", "cmd_coxph"]
+__all__ = ["cmd_coxph", "register"]
 
 
 def cmd_coxph(args: argparse.Namespace) -> int:
     """Fit, print R's summary layout, optionally write the result as JSON (atomically)."""
     import lmmkit
-    from lmmkit.cli.main import read_table
+    from lmmkit._io import read_table
 
     data = read_table(args.data, args.factor)
     fit = lmmkit.coxph(
@@ -35,7 +35,7 @@ def cmd_coxph(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_survival_parsers(subparsers: Any) -> None:
+def register(subparsers: Any) -> None:
     """Add ``coxph`` to an argparse subparsers object."""
     p = subparsers.add_parser("coxph", help="Cox proportional hazards (with frailties)")
     p.add_argument("formula", help="e.g. 'Surv(time, status) ~ age + strata(sex) + (1 | site)'")
