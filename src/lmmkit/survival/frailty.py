@@ -283,7 +283,7 @@ def laplace_loglik(aug: _Augmented, thetas, coef: np.ndarray, ll: float, Ibb: np
 
 # ------------------------------------------------------------------ glue
 def _fixed_only(design: CoxDesign, ties: str, control: NewtonControl) -> float:
-    from .cox import fit_cox_design
+    from .fitting import fit_cox_design
 
     res, _, _ = fit_cox_design(design, ties=ties, control=control)
     return float(res.loglik)
@@ -408,7 +408,7 @@ def fit_frailty(
     y = design.y
     lp = aug.eta(coef)
     lp = lp - lp.mean()
-    from .cox import fit_concordance
+    from .fitting import fit_concordance
 
     conc = fit_concordance(design, lp, level=level)
     for m in msgs:
