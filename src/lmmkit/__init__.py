@@ -67,6 +67,9 @@ _LAZY = {
     "fit_combat": "lmmkit.omics.combat",
     "apply_combat": "lmmkit.omics.combat",
     "ComBatModel": "lmmkit.omics.combat",
+    "pathway_scores": "lmmkit.omics.gene_sets",
+    "read_gmt": "lmmkit.omics.gene_sets",
+    "write_gmt": "lmmkit.omics.gene_sets",
     # genetics
     "read_plink": "lmmkit.genetics.plink",
     "read_pheno_file": "lmmkit.genetics.plink",
