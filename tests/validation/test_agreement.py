@@ -238,3 +238,32 @@ def test_bad_columns_and_sizes():
         bias_linearity([1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 2.0, 2.0])
     with pytest.raises(DataError, match="x is constant"):
         concordance_correlation([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])
+
+
+# --- command line ------------------------------------------------------------------------
+
+
+def test_cli_agreement_bland_altman_json(tmp_path, capsys):
+    import json
+
+    from lmmkit.cli.main import main
+
+    out = tmp_path / "ba.json"
+    argv = ["agreement", "--data", str(REF / "pefr.csv"), "--x", "wright1", "--y", "mini1"]
+    assert main([*argv, "--json", str(out), "--plot", str(tmp_path / "ba.png")]) == 0
+    got = json.loads(out.read_text())
+    assert got["bland_altman"]["bias"]["estimate"] == pytest.approx(R["pefr.bias"][0])
+    assert got["ccc"]["ccc"] == pytest.approx(R["pefr.ccc_z"][0])
+    assert (tmp_path / "ba.png").stat().st_size > 0
+    assert main([*argv, "--json", str(out)]) == 2  # refuses to overwrite
+    assert "output exists" in capsys.readouterr().err
+
+
+def test_cli_agreement_needs_one_analysis(capsys):
+    from lmmkit.cli.main import main
+
+    data = str(REF / "phantom.csv")
+    assert main(["agreement", "--data", data, "--x", "measured", "--truth", "truth"]) == 2
+    assert "choose one analysis" in capsys.readouterr().err
+    assert main(["agreement", "--data", data, "--measured", "measured"]) == 2
+    assert "missing --truth" in capsys.readouterr().err

@@ -304,3 +304,36 @@ def test_other_bad_inputs():
         net_benefit_exchange(CEAInputs(**{**INPUTS, "qaly_fp": 10.5}), wtp=20_000)
     with pytest.raises(DataError, match="sd\\^2 < mean"):
         beta_from_moments(0.5, 0.6)
+
+
+# --- command line ------------------------------------------------------------------------
+
+
+def test_cli_cea(tmp_path, capsys):
+    import json
+
+    from lmmkit.cli.main import main
+
+    y, score = _data(120)
+    pd.DataFrame({"y": y, "marker": score}).to_csv(tmp_path / "d.csv", index=False)
+    spec = {**INPUTS, "cost_tp": {"dist": "gamma", "mean": 5000, "sd": 800}, "cost_test": 50}
+    (tmp_path / "in.json").write_text(json.dumps(spec))
+    argv = ["cea", "--data", str(tmp_path / "d.csv"), "--outcome", "y", "--score", "marker",
+            "--inputs", str(tmp_path / "in.json")]  # fmt: skip
+    out = tmp_path / "cea.json"
+    prefix = str(tmp_path / "p")
+    assert main([*argv, "--psa", "50", "--json", str(out), "--plot-prefix", prefix]) == 0
+    got = json.loads(out.read_text())
+    base = cost_effectiveness(
+        CEAInputs(**{**INPUTS, "cost_tp": 5000.0}, cost_test=50.0), y, score
+    ).strategies
+    costs = {r["strategy"]: r["cost"] for r in got["strategies"]}
+    assert costs["treat all"] == pytest.approx(base.loc["treat all", "cost"])
+    assert got["psa"]["n_draws"] == 50
+    for kind in ("frontier", "plane", "ceac"):
+        assert (tmp_path / f"p_{kind}.png").exists()
+    bad = {**INPUTS, "prevalence": 1.5}
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    argv[-1] = str(tmp_path / "bad.json")
+    assert main(argv) == 2
+    assert "prevalence=1.5 is a probability" in capsys.readouterr().err

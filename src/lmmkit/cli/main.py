@@ -24,6 +24,8 @@ AREAS: tuple[str, ...] = (
     "lmmkit.cli.multisite",  # site-summary, multisite-fit
     "lmmkit.cli.plan",  # plan lock, plan run
     "lmmkit.cli.survival",  # coxph
+    "lmmkit.cli.agreement",  # agreement
+    "lmmkit.cli.cea",  # cea
 )
 
 

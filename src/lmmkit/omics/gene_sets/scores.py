@@ -235,7 +235,7 @@ def pathway_scores(
     >>> res = pathway_scores(expr, sets, method="gsva")
     >>> res.scores.shape
     (2, 8)
-    >>> res.table.loc["first20", "n_found"]
+    >>> int(res.table.loc["first20", "n_found"])
     20
     """
     if method not in ("gsva", "ssgsea", "plage", "zscore"):
