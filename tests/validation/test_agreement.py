@@ -90,7 +90,7 @@ def test_pefr_against_r(pefr):
 def test_exact_limit_ci_covers_the_quantile_exactly():
     # the exact CI is mean(d) + sd(d) / sqrt(n) * q: read q off one fit, then check the
     # coverage of mu + k sigma over 20,000 simulated samples of n = 10 (95% nominal;
-    # Monte-Carlo sd 0.15%, checked within 0.6%; the approximate CI covers ~90% here)
+    # Monte-Carlo sd 0.15%, checked within 0.6%; the approximate CI covers 93% here)
     rng = np.random.default_rng(5)
     n, k = 10, 1.959963984540054
     first = rng.normal(size=n)

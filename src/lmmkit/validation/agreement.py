@@ -157,7 +157,7 @@ def _limit_cis(bias, sd, n, k, level, method):
             q = stats.nct.ppf([a, 1.0 - a], n - 1, kk * np.sqrt(n))
             out.append(tuple(float(v) for v in bias + sd / np.sqrt(n) * q))
         return out[0], out[1]
-    half = stats.t.ppf(1.0 - a, n - 1) * np.sqrt(3.0 * sd**2 / n)
+    half = float(stats.t.ppf(1.0 - a, n - 1) * np.sqrt(3.0 * sd**2 / n))
     return (bias - k * sd - half, bias - k * sd + half), (
         bias + k * sd - half,
         bias + k * sd + half,
@@ -276,7 +276,7 @@ def bland_altman(
     nan2 = (np.nan, np.nan)
     if subject is None:
         sd = float(d.std(ddof=1))
-        half = stats.t.ppf(0.5 + level / 2.0, n - 1) * sd / np.sqrt(n)
+        half = float(stats.t.ppf(0.5 + level / 2.0, n - 1) * sd / np.sqrt(n))
         bias_ci = (bias - half, bias + half)
         lower_ci, upper_ci = _limit_cis(bias, sd, n, k, level, ci)
         comps, n_sub, method = None, n, ci
@@ -313,7 +313,20 @@ def bland_altman(
 
 def plot_bland_altman(result: BlandAltman, *, ax=None, title: str | None = None):
     """Bland-Altman plot: differences against pair means, bias and limits with their CIs,
-    and the proportional-bias line. Returns the matplotlib Figure.
+    and the proportional-bias line.
+
+    Parameters
+    ----------
+    result : BlandAltman
+        The result of :func:`bland_altman`.
+    ax : matplotlib Axes, optional
+        Axes to draw on (default: a new figure).
+    title : str, optional
+        Title (default names the methods and the number of pairs).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
 
     Examples
     --------

@@ -96,6 +96,11 @@ def write_gmt(
     description : str, optional
         The second field of every line.
 
+    Returns
+    -------
+    None
+        The file is written atomically.
+
     Examples
     --------
     >>> import tempfile, pathlib

@@ -258,6 +258,13 @@ def net_benefit_exchange(inputs: CEAInputs, *, wtp: float) -> dict[str, float]:
     decision-curve net benefit at p_t = H / (B + H) (the exchange rate p_t / (1 - p_t) = H / B),
     less the test's cost.
 
+    Parameters
+    ----------
+    inputs : CEAInputs
+        Costs and QALYs per outcome (distributions at their means).
+    wtp : float
+        Willingness to pay per QALY.
+
     Returns
     -------
     dict

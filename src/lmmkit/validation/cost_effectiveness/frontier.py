@@ -116,8 +116,20 @@ def efficiency_frontier(cost, effect, names=None) -> pd.DataFrame:
 def net_monetary_benefit(cost, effect, wtp, names=None) -> pd.DataFrame:
     """Net monetary benefit ``wtp * effect - cost`` of each strategy at each willingness to pay.
 
-    Returns a DataFrame indexed by ``wtp`` with one column per strategy and a last column
-    ``best`` naming the strategy with the largest NMB (the first listed among ties).
+    Parameters
+    ----------
+    cost, effect : array-like
+        Expected cost and effect of each strategy.
+    wtp : float or array-like
+        Willingness to pay per unit of effect (>= 0).
+    names : list of str, optional
+        Strategy names.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by ``wtp``, one column per strategy and a last column ``best`` naming the
+        strategy with the largest NMB (the first listed among ties).
 
     Examples
     --------

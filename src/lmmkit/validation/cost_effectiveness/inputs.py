@@ -77,6 +77,15 @@ def beta_from_moments(mean: float, sd: float):
 def gamma_from_moments(mean: float, sd: float):
     """Gamma distribution with the given mean and standard deviation (for costs).
 
+    Parameters
+    ----------
+    mean, sd : float
+        Positive mean and standard deviation.
+
+    Returns
+    -------
+    scipy.stats frozen gamma distribution (shape mean^2/sd^2, scale sd^2/mean)
+
     Examples
     --------
     >>> from lmmkit import gamma_from_moments
@@ -92,6 +101,15 @@ def gamma_from_moments(mean: float, sd: float):
 def lognormal_from_moments(mean: float, sd: float):
     """Lognormal distribution with the given mean and standard deviation (for costs or
     relative risks).
+
+    Parameters
+    ----------
+    mean, sd : float
+        Positive mean and standard deviation (of the variable, not of its logarithm).
+
+    Returns
+    -------
+    scipy.stats frozen lognormal distribution
 
     Examples
     --------
@@ -113,6 +131,23 @@ class CEAInputs:
     Each value is a number or a frozen ``scipy.stats`` distribution (its mean is the base
     case; its draws feed the probabilistic sensitivity analysis). ``prevalence=None`` takes
     the prevalence of the validation data. See the module docstring for the allowed ranges.
+
+    Parameters
+    ----------
+    cost_tp, cost_fn, cost_fp, cost_tn : float or distribution
+        Expected cost per patient of each outcome (diseased treated, diseased untreated, not
+        diseased treated, not diseased untreated). Negative values are savings.
+    qaly_tp, qaly_fn, qaly_fp, qaly_tn : float or distribution
+        Expected QALYs per patient of each outcome.
+    cost_test : float or distribution
+        Cost of the test per patient tested (>= 0).
+    prevalence : float or distribution, optional
+        Probability of the condition in the target population, in [0, 1].
+
+    Raises
+    ------
+    DataError
+        A value out of range, not finite, or a distribution with the wrong support.
 
     Examples
     --------

@@ -24,6 +24,19 @@ def _axes(ax, size=(6.5, 4.8)):
 def plot_frontier(result: CostEffectiveness, *, ax=None, title: str | None = None):
     """Expected cost against effect of every strategy, the frontier joined by a line.
 
+    Parameters
+    ----------
+    result : CostEffectiveness
+        The result of :func:`~lmmkit.cost_effectiveness`.
+    ax : matplotlib Axes, optional
+        Axes to draw on (default: a new figure).
+    title : str, optional
+        Title (default counts the frontier's strategies).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
     Examples
     --------
     >>> import matplotlib; matplotlib.use("Agg")
@@ -78,8 +91,35 @@ def plot_ce_plane(
 ):
     """Incremental cost against incremental effect of each PSA draw, against ``comparator``.
 
-    ``strategies`` defaults to the base-case frontier (at most 5, the comparator left out);
-    ``wtp`` draws the willingness-to-pay line through the origin.
+    Parameters
+    ----------
+    psa : PSAResult
+        The result of :func:`~lmmkit.probabilistic_sensitivity`.
+    comparator : str
+        The strategy the increments are taken against.
+    strategies : list of str, optional
+        Strategies to show (default: the base-case frontier, at most 5, comparator left out).
+    wtp : float, optional
+        Draw the willingness-to-pay line through the origin.
+    ax : matplotlib Axes, optional
+        Axes to draw on.
+    title : str, optional
+        Title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from lmmkit import CEAInputs, gamma_from_moments, probabilistic_sensitivity, plot_ce_plane
+    >>> rng = np.random.default_rng(0); y = rng.integers(0, 2, 100); s = y + rng.normal(0, 1, 100)
+    >>> inp = CEAInputs(gamma_from_moments(5000, 900), 9000, 5000, 0, 8.0, 6.5, 9.9, 10.0)
+    >>> fig = plot_ce_plane(probabilistic_sensitivity(inp, y, s, n_draws=50), wtp=20_000)
+    >>> fig.axes[0].get_title()
+    'Cost-effectiveness plane (50 PSA draws)'
     """
     if not isinstance(psa, PSAResult):
         raise DataError(
@@ -116,6 +156,21 @@ def plot_ceac(psa: PSAResult, *, max_strategies: int = 6, ax=None, title: str | 
     willingness to pay, for the ``max_strategies`` strategies with the highest peak
     probability (the others are counted in a note). The acceptability frontier (the
     strategy of largest expected NMB) is drawn as a thick grey line.
+
+    Parameters
+    ----------
+    psa : PSAResult
+        The result of :func:`~lmmkit.probabilistic_sensitivity`.
+    max_strategies : int
+        Number of curves drawn.
+    ax : matplotlib Axes, optional
+        Axes to draw on.
+    title : str, optional
+        Title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
 
     Examples
     --------
