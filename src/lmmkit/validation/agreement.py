@@ -117,6 +117,15 @@ class BlandAltman:
     the pair means (``slope``, ``intercept``, ``slope_low``, ``slope_high``, ``p``);
     ``variance_components`` the between- and within-subject variances of the differences
     (repeated-measures version). ``mean`` and ``difference`` are the plotted points.
+
+    Examples
+    --------
+    >>> from lmmkit import bland_altman
+    >>> ba = bland_altman([10.2, 11.8, 9.9, 12.5, 10.7], [10.0, 12.1, 9.5, 12.0, 10.9])
+    >>> float(ba.table().round(3).loc["bias", "estimate"])
+    0.12
+    >>> ba.n, ba.ci_method
+    (5, 'exact')
     """
 
     n: int
@@ -403,7 +412,17 @@ def plot_bland_altman(result: BlandAltman, *, ax=None, title: str | None = None)
 class Concordance:
     """Lin's concordance correlation coefficient with its CI and decomposition
     (``ccc = pearson * accuracy``; ``scale_shift`` = sd_y / sd_x, ``location_shift`` =
-    (mean_y - mean_x) / sqrt(sd_x sd_y) as epiR reports them)."""
+    (mean_y - mean_x) / sqrt(sd_x sd_y) as epiR reports them).
+
+    Examples
+    --------
+    >>> from lmmkit import concordance_correlation
+    >>> c = concordance_correlation([1.0, 2.0, 3.0, 4.0, 5.0], [2.0, 3.0, 4.0, 5.0, 6.0])
+    >>> round(c.pearson, 3), round(c.ccc, 3)  # a constant shift: r = 1, CCC < 1
+    (1.0, 0.8)
+    >>> round(c.ccc, 12) == round(c.pearson * c.accuracy, 12)
+    True
+    """
 
     ccc: float
     ci_low: float
@@ -511,6 +530,15 @@ class Linearity:
     ``coefficients`` has rows ``intercept``, ``slope`` (and ``quadratic`` from the quadratic
     fit) with columns ``estimate, se, ci_low, ci_high``; ``by_level`` the mean bias at each
     distinct true value with its count.
+
+    Examples
+    --------
+    >>> from lmmkit import bias_linearity
+    >>> res = bias_linearity([1.1, 2.2, 3.1, 4.3, 5.2, 6.1], [1, 2, 3, 4, 5, 6])
+    >>> round(res.bias, 3), res.n
+    (0.167, 6)
+    >>> list(res.coefficients.index)
+    ['intercept', 'slope', 'quadratic']
     """
 
     bias: float
@@ -628,6 +656,22 @@ class Reproducibility:
     ``reproducibility_sd``, ``repeatability_coefficient``, ``reproducibility_coefficient``,
     ``icc_subject`` (columns ``estimate, ci_low, ci_high``: bootstrap CIs, NaN when
     ``n_boot=0``).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from lmmkit import reproducibility
+    >>> rng = np.random.default_rng(2)
+    >>> d = pd.DataFrame([(f"s{i}", f"scanner{j}") for i in range(10) for j in range(3)],
+    ...                  columns=["subject", "scanner"])
+    >>> d["value"] = (rng.normal(0, 3, 10)[d.index // 3] + rng.normal(0, 1, 3)[d.index % 3]
+    ...               + rng.normal(0, 0.5, len(d)))
+    >>> res = reproducibility(d, value="value", subject="subject", site="scanner", n_boot=0)
+    >>> (res.n, res.n_subjects, res.n_sites)
+    (30, 10, 3)
+    >>> s = res.summary["estimate"]
+    >>> bool(s["repeatability_sd"] <= s["reproducibility_sd"])
+    True
     """
 
     components: pd.DataFrame

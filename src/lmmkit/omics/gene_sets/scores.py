@@ -70,6 +70,18 @@ class PathwayScores:
         Genes dropped for constant expression.
     settings : dict
         Every option used (tau, mx_diff, abs_ranking, ssgsea_norm, min_size, max_size, sign).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from lmmkit import pathway_scores
+    >>> expr = pd.DataFrame(np.random.default_rng(0).normal(size=(50, 6)),
+    ...                     index=[f"g{i}" for i in range(50)])
+    >>> res = pathway_scores(expr, {"set_a": [f"g{i}" for i in range(10)]}, method="zscore")
+    >>> res.features().shape  # samples x sets, ready to join a clinical table
+    (6, 1)
+    >>> res.table.loc["set_a", "status"]
+    'used'
     """
 
     scores: pd.DataFrame

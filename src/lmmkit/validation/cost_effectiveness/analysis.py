@@ -69,7 +69,22 @@ def _prevalence(inputs: CEAInputs, points: OperatingPoints) -> float | None:
 class CostEffectiveness:
     """Base-case results: ``strategies`` (one row per strategy: threshold, sensitivity,
     specificity, cost, effect, status, reference, inc_cost, inc_effect, icer), ``nmb``
-    (willingness to pay x strategies, with the best strategy), the inputs used."""
+    (willingness to pay x strategies, with the best strategy), the inputs used.
+
+    Examples
+    --------
+    >>> from lmmkit import CEAInputs, cost_effectiveness
+    >>> inputs = CEAInputs(cost_tp=5000, cost_fn=9000, cost_fp=5000, cost_tn=0,
+    ...                    qaly_tp=8.0, qaly_fn=6.5, qaly_fp=9.9, qaly_tn=10.0, cost_test=100,
+    ...                    prevalence=0.3)
+    >>> res = cost_effectiveness(inputs, y=[0, 0, 0, 1, 1, 0, 1, 1],
+    ...                          score=[0.1, 0.2, 0.4, 0.35, 0.8, 0.3, 0.7, 0.9],
+    ...                          thresholds=[0.5], wtp=[20000, 50000])
+    >>> list(res.strategies.index)
+    ['treat none', 'treat all', 'test >= 0.5']
+    >>> res.frontier["cost"].is_monotonic_increasing
+    True
+    """
 
     strategies: pd.DataFrame
     nmb: pd.DataFrame
@@ -152,7 +167,20 @@ class PSAResult:
     """Probabilistic sensitivity analysis: ``cost`` and ``effect`` (draws x strategies),
     ``ceac`` (willingness to pay x strategies: probability of the largest NMB),
     ``expected_nmb`` (willingness to pay x strategies), ``best`` (per willingness to pay,
-    the strategy with the largest expected NMB: the acceptability frontier)."""
+    the strategy with the largest expected NMB: the acceptability frontier).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lmmkit import CEAInputs, probabilistic_sensitivity
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.integers(0, 2, 100); score = y + rng.normal(0, 1, 100)
+    >>> inputs = CEAInputs(cost_tp=5000, cost_fn=9000, cost_fp=5000, cost_tn=0,
+    ...                    qaly_tp=8.0, qaly_fn=6.5, qaly_fp=9.9, qaly_tn=10.0, cost_test=100)
+    >>> psa = probabilistic_sensitivity(inputs, y, score, thresholds=[0.5], n_draws=100)
+    >>> bool(np.allclose(psa.ceac.sum(axis=1), 1.0))  # one strategy is best in each draw
+    True
+    """
 
     cost: pd.DataFrame
     effect: pd.DataFrame

@@ -26,7 +26,15 @@ __all__ = ["OperatingPoints", "operating_points", "expected_outcomes"]
 @dataclass(frozen=True, eq=False)
 class OperatingPoints:
     """Thresholds with their sensitivity and specificity; ``cases``/``controls`` keep the
-    oriented scores (higher = more likely a case) for bootstrapping, when known."""
+    oriented scores (higher = more likely a case) for bootstrapping, when known.
+
+    Examples
+    --------
+    >>> from lmmkit import operating_points
+    >>> pts = operating_points([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], thresholds=[0.3])
+    >>> float(pts.sensitivity[0]), float(pts.specificity[0]), pts.prevalence
+    (1.0, 0.5, 0.5)
+    """
 
     thresholds: np.ndarray
     sensitivity: np.ndarray
@@ -73,7 +81,40 @@ def operating_points(
 
     Pass ``y`` (0/1) and ``score``: the thresholds default to every distinct score value
     (lmmkit's ROC curve); or pass ``table`` with columns ``threshold``, ``sensitivity``,
-    ``specificity``.
+    ``specificity``. (:func:`lmmkit.operating_point` gives one threshold with CIs; this gives
+    the whole set a cost-effectiveness analysis compares.)
+
+    Parameters
+    ----------
+    y : array-like of 0/1, optional
+        Outcomes of the validation data.
+    score : array-like, optional
+        The biomarker's scores, one per row of ``y``.
+    thresholds : array-like, optional
+        Thresholds to keep (default: every distinct score).
+    table : DataFrame, optional
+        Published sensitivity/specificity per threshold instead of ``y``/``score``.
+    direction : {"auto", "<", ">"}
+        As in :func:`lmmkit.roc_auc` (``"<"``: higher scores in cases).
+
+    Returns
+    -------
+    OperatingPoints
+
+    Raises
+    ------
+    DataError
+        Both or neither of data and table given, missing table columns, rates outside [0, 1],
+        non-finite thresholds.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from lmmkit import operating_points
+    >>> pts = operating_points(table=pd.DataFrame({"threshold": [1.0, 2.0],
+    ...                        "sensitivity": [0.9, 0.7], "specificity": [0.6, 0.85]}))
+    >>> pts.direction, pts.prevalence
+    ('given', None)
     """
     from lmmkit.validation.discrimination import roc_auc
 
