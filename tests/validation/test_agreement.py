@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -137,6 +139,17 @@ def test_ccc_properties():
     shifted = concordance_correlation(x, x + 2.0)
     assert shifted.pearson == pytest.approx(1.0) and shifted.ccc < 0.9
     assert concordance_correlation(x, 10 - x).ccc < 0
+
+
+def test_ccc_standard_error_at_r_zero_and_exact_agreement():
+    # uncorrelated pairs: Lin's variance tends to C_b^2 / (n - 2) as r -> 0 (no 0/0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        c = concordance_correlation([1, 2, 3, 4, 5], [1, 2, 0, 2, 1])
+        assert abs(c.pearson) < 1e-15 and abs(c.ccc) < 1e-15
+        assert c.se == pytest.approx(c.accuracy / np.sqrt(3), rel=1e-12)
+        exact = concordance_correlation([1.0, 2.5, 3.0, 7.0], [1.0, 2.5, 3.0, 7.0])
+        assert (exact.ccc, exact.se, exact.ci_low, exact.ci_high) == (1.0, 0.0, 1.0, 1.0)
 
 
 def test_bias_linearity_against_r_lm():

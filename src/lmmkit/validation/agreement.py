@@ -488,14 +488,14 @@ def concordance_correlation(
         raise DataError(f"{where}{which} is constant; the concordance correlation is undefined.")
     sxy = float(((xv - xv.mean()) * (yv - yv.mean())).mean())
     r = sxy / np.sqrt(sx2 * sy2)
-    p = 2.0 * sxy / (sx2 + sy2 + (yv.mean() - xv.mean()) ** 2)
+    cb = 2.0 * np.sqrt(sx2 * sy2) / (sx2 + sy2 + (yv.mean() - xv.mean()) ** 2)  # accuracy
+    p = r * cb
     u = (yv.mean() - xv.mean()) / (sx2 * sy2) ** 0.25
+    # Lin's (1989) variance with p / r written as cb: defined at r = 0 too
     var = (
-        (1 - r**2) * p**2 * (1 - p**2) / r**2
-        + 2 * p**3 * (1 - p) * u**2 / r
-        - 0.5 * p**4 * u**4 / r**2
+        (1 - r**2) * cb**2 * (1 - p**2) + 2 * p**2 * cb * (1 - p) * u**2 - 0.5 * p**2 * cb**2 * u**4
     ) / (n - 2)
-    se = float(np.sqrt(var))
+    se = float(np.sqrt(max(var, 0.0)))  # exact agreement: 0 up to rounding
     z = stats.norm.ppf(0.5 + level / 2.0)
     if ci == "asymptotic":
         lo, hi = p - z * se, p + z * se
@@ -511,7 +511,7 @@ def concordance_correlation(
         ci_high=float(hi),
         se=se,
         pearson=float(r),
-        accuracy=float(p / r),
+        accuracy=float(cb),
         scale_shift=float(np.sqrt(yv.var(ddof=1) / xv.var(ddof=1))),
         location_shift=float(u),
         n=n,
