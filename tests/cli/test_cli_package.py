@@ -15,7 +15,8 @@ from lmmkit.cli.main import AREAS, build_parser
 
 COMMANDS = {
     "fit", "demo", "varpart", "harmonize", "gwas", "grm", "h2", "ldsc",
-    "site-summary", "multisite-fit", "plan", "coxph", "radiomics",
+    "site-summary", "multisite-fit", "plan", "coxph", "radiomics", "agreement",
+    "cea",
 }  # fmt: skip
 
 
