@@ -95,6 +95,7 @@ _LAZY = {
     "relationship_inverse": "lmmkit.genetics.pedigree",
     "inbreeding": "lmmkit.genetics.pedigree",
     "gwas": "lmmkit.genetics.gwas",
+    "genotype_pca": "lmmkit.genetics.pca",
     "genomic_control": "lmmkit.genetics.gwas",
     "get_executor": "lmmkit.parallel.executor",
     # clinical validation
