@@ -23,21 +23,25 @@ import pandas as pd
 from scipy import stats
 
 from lmmkit.errors import ModelError
+from lmmkit.inference._common import is_lmm_result, is_model
+from lmmkit.results.source import model_for
 
 __all__ = ["anova", "lrt"]
 
 
 def _unpack(item: Any) -> tuple[Any, Any]:
-    from lmmkit.models.lmm import LinearMixedModel
-
+    """(model, result) from a LinearMixedModel, a (model, result) pair or an LMMResult (whose
+    model is rebuilt from the data it references)."""
     if isinstance(item, tuple) and len(item) == 2:
         model, result = item
     else:
         model, result = item, None
-    if not isinstance(model, LinearMixedModel):
+    if is_lmm_result(model) and not is_model(model) and result is None:
+        return model_for(model, "anova() of several fits (to refit them by ML)"), model
+    if not is_model(model):
         raise ModelError(
-            "anova() compares LinearMixedModel objects (or (model, result) pairs); got "
-            f"{type(model).__name__}. The models are needed to refit them by ML."
+            "anova() compares the results of lmmkit.lmm(), LinearMixedModel objects or "
+            f"(model, result) pairs; got {type(model).__name__}."
         )
     return model, result
 
