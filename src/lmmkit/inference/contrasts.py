@@ -43,6 +43,7 @@ from lmmkit.design.model import lme4_name
 
 __all__ = [
     "containment",
+    "term_variables",
     "doolittle_lower",
     "term_columns",
     "term_orders",
@@ -210,7 +211,7 @@ def type3_contrasts(model: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def _term_variables(model: Any) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+def term_variables(model: Any) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     """Each fixed-effect term's variables and, among them, the numeric ones (formulaic's
     encoder kind; lmerTest reads R's data classes)."""
     spec = model.design.fixed_spec
@@ -231,7 +232,7 @@ def _term_variables(model: Any) -> tuple[dict[str, set[str]], dict[str, set[str]
 
 def containment(model: Any) -> dict[str, list[str]]:
     """Term label -> the terms that contain it (lmerTest's ``containment``)."""
-    vars_of, nums_of = _term_variables(model)
+    vars_of, nums_of = term_variables(model)
     return {
         a: [
             b
