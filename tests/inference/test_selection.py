@@ -3,11 +3,13 @@
 
 References: tests/reference/selection/selection_reference.json, made by
 tests/reference/selection/make_reference.R (lmerTest 3.1-3, pbkrtest 0.5-2, lme4 1.1-31,
-fits run to their optimum; regenerate command at its top), on eight models: correlated
+fits run to their optimum; regenerate command at its top), on nine models: correlated
 slopes (sleepstudy), unbalanced with an uncorrelated || term (sleepstudy minus every 7th
 row), nested (oats split plot), crossed (Penicillin), nested-crossed (Machines), a 12-level
 factor on unbalanced simulated data where step removes the random slope, a two-slope term
-(a + b | g) where step removes one slope, and Orthodont.
+(a + b | g) where step removes one slope, Orthodont, and lmerTest's own ``ham`` example
+(three consumer terms, crossed and nested; step removes one random term and five fixed terms
+of a three-way factorial).
 
 Tolerances (issue #23): LRT and F 1e-6 relative, denominator df 1e-4 relative; logLik 1e-8
 relative; p-values 1e-6 absolute; the same elimination order (row for row) and the same
@@ -40,7 +42,8 @@ def _unbalanced() -> pd.DataFrame:
 
 
 def _csv(name: str) -> pd.DataFrame:
-    d = pd.read_csv(HERE / name, dtype={"B": str, "Subject": str, "Worker": str})
+    labels = ("B", "Subject", "Worker", "Consumer", "Product", "Information", "Gender")
+    d = pd.read_csv(HERE / name, dtype=dict.fromkeys(labels, str))
     if "Sex" in d:  # R's level order (Male is the reference level)
         d["Sex"] = pd.Categorical(d["Sex"], categories=["Male", "Female"])
     return d
@@ -55,6 +58,7 @@ DATA = {
     "many": lambda: _csv("many.csv"),
     "twoslopes": lambda: _csv("twoslopes.csv"),
     "orthodont": lambda: _csv("Orthodont.csv"),
+    "ham": lambda: _csv("ham.csv"),
 }
 
 

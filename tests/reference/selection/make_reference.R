@@ -3,7 +3,8 @@
 #   Rscript tests/reference/selection/make_reference.R ../shared/data/lme4
 #
 # Writes selection_reference.json and the data sets lmmkit does not bundle (oats.csv from
-# MASS, Machines.csv and Orthodont.csv from nlme, two simulations) next to this script.
+# MASS, Machines.csv and Orthodont.csv from nlme, ham.csv from lmerTest, two simulations)
+# next to this script.
 # R 4.2, lme4 1.1-31, lmerTest 3.1-3, pbkrtest 0.5-2. Every fit and refit runs to its optimum
 # (tight NLopt tolerances; update() and ranova()/step() refits inherit the control), so the
 # comparison is of the methods, not of two optimizers' stopping points.
@@ -27,6 +28,9 @@
 #   twoslopes   simulated: y ~ a + b + (a + b | g), slope variance for a only: ranova has
 #               two reductions, step removes b's slope
 #   orthodont   nlme::Orthodont, distance ~ age * Sex + (age | Subject)
+#   ham         lmerTest::ham (its step() example): Informed.liking ~ Product * Information *
+#               Gender + (1 | Consumer) + (1 | Product:Consumer) + (1 | Information:Consumer)
+#               crossed and nested consumer terms, a three-way factorial
 suppressPackageStartupMessages({
   library(lme4); library(lmerTest); library(pbkrtest); library(jsonlite)
 })
@@ -54,6 +58,10 @@ orth <- as.data.frame(nlme::Orthodont)
 orth$Subject <- factor(as.character(orth$Subject))
 orth$Sex <- factor(as.character(orth$Sex), levels = c("Male", "Female"))
 write.csv(orth, file.path(out_dir, "Orthodont.csv"), row.names = FALSE)
+
+ham <- as.data.frame(lmerTest::ham)
+for (v in c("Consumer", "Product", "Information", "Gender")) ham[[v]] <- factor(as.character(ham[[v]]))
+write.csv(ham, file.path(out_dir, "ham.csv"), row.names = FALSE)
 
 set.seed(20231)
 many <- expand.grid(subj = sprintf("s%02d", 1:30), cond = sprintf("c%02d", 1:12), rep = 1:2)
@@ -86,7 +94,7 @@ terms_of <- function(m) {
   f <- formula(m)
   list(fixed = attr(terms(nobars(f)), "term.labels"),
        random = if (is.null(findbars(f))) character(0) else vapply(findbars(f), deparse, ""),
-       formula = paste(deparse(f), collapse = " "))
+       formula = gsub(" +", " ", paste(deparse(f), collapse = " ")))
 }
 # The data go into the global environment under their own name, so that the refits lmerTest
 # evaluates deep inside step() (lm(formula, data = <name>) once no random term is left) find
@@ -95,7 +103,8 @@ one <- function(formula, dname, kr_step = FALSE) {
   m <- eval(bquote(lmerTest::lmer(.(formula), data = .(as.name(dname)), REML = TRUE,
                                   control = tight)))
   rn <- ranova(m)
-  out <- list(formula = deparse(formula), loglik = as.numeric(logLik(m)),
+  out <- list(formula = gsub(" +", " ", paste(deparse(formula), collapse = " ")),
+              loglik = as.numeric(logLik(m)),
               theta = unname(getME(m, "theta")),
               ranova = c(tab(rn), list(formulae = vapply(attr(rn, "formulae"),
                                                          function(f) paste(deparse(f), collapse = " "), ""))))
@@ -135,7 +144,9 @@ ref <- list(
   machines = one(score ~ Machine + (1 | Worker) + (1 | Worker:Machine), "machines"),
   many = one(y ~ cond * x + (x | subj), "many", kr_step = TRUE),
   twoslopes = one(y ~ a + b + (a + b | g), "two"),
-  orthodont = one(distance ~ age * Sex + (age | Subject), "orth")
+  orthodont = one(distance ~ age * Sex + (age | Subject), "orth"),
+  ham = one(Informed.liking ~ Product * Information * Gender + (1 | Consumer) +
+              (1 | Product:Consumer) + (1 | Information:Consumer), "ham")
 )
 ref$chains <- list(
   sleepstudy_random = chain(list(Reaction ~ Days + (1 | Subject), Reaction ~ Days + (Days || Subject),
