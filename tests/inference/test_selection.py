@@ -80,10 +80,14 @@ def _close(got, want, rtol: float, atol: float = 0.0) -> None:
 
 
 # ----------------------------------------------------------------------------- ranova
-@pytest.mark.parametrize("case", list(DATA))
-def test_ranova_matches_lmertest(fits, case):
-    ref = REF[case]["ranova"]
-    got = lmmkit.ranova(fits[case]).table
+RANOVAS = [(c, r) for c in DATA for r in (True, False)]
+
+
+@pytest.mark.parametrize(("case", "reduce"), RANOVAS, ids=[f"{c}-{r}" for c, r in RANOVAS])
+def test_ranova_matches_lmertest(fits, case, reduce):
+    """ranova(m) and ranova(m, reduce.terms = FALSE)."""
+    ref = REF[case]["ranova" if reduce else "ranova_whole"]
+    got = lmmkit.ranova(fits[case], reduce_terms=reduce).table
     labels = _rows(ref)
     assert sorted(got.index) == sorted(labels)
     got = got.loc[labels]
@@ -247,12 +251,16 @@ def test_compare_gives_caic_and_refuses_bad_input():
 def test_ranova_and_step_refuse_models_without_random_terms():
     ss = load_dataset("sleepstudy")
     gls = lmmkit.gls_fit("Reaction ~ Days", ss)
-    with pytest.raises(ModelError, match="no random terms"):
+    with pytest.raises(ModelError, match="no random-effects terms"):
         lmmkit.ranova(gls)
+    with pytest.raises(ModelError, match="compare: model m1: .*GLSResult"):
+        lmmkit.compare(lmmkit.lmm("Reaction ~ Days + (1 | Subject)", ss), gls)
     with pytest.raises(ModelError, match="got a GLSResult"):
         lmmkit.step(gls)
     res = lmmkit.lmm("Reaction ~ Days + (1 | Subject)", ss)
     with pytest.raises(DataError, match="alpha_random"):
         lmmkit.step(res, alpha_random=1.5)
-    with pytest.raises(DataError, match="not fixed-effect terms"):
-        lmmkit.step(res, keep=["Day"])
+    with pytest.raises(DataError, match="'Day', which is not a fixed-effect term.*'Days'"):
+        lmmkit.step(res, keep="Day")
+    with pytest.raises(ModelError, match="ddf must be"):
+        lmmkit.step(res, ddf=None)

@@ -135,9 +135,12 @@ def compare(
     if len(names) != len(results) or len(set(names)) != len(names):
         raise ModelError(f"names must be {len(results)} distinct labels; got {names}.")
     pairs = []
-    for item in results:
+    for name, item in zip(names, results):
         model, result = item if isinstance(item, tuple) else (item, None)
-        pairs.append(resolve(model, result))
+        try:
+            pairs.append(resolve(model, result))
+        except ModelError as exc:
+            raise ModelError(f"compare: model {name}: {exc}") from None
     first = pairs[0][0]
     for name, (m, _) in zip(names[1:], pairs[1:]):
         if m.n != first.n or not np.allclose(m.design.y, first.design.y, rtol=1e-12, atol=0):

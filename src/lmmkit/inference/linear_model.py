@@ -28,7 +28,22 @@ __all__ = ["LinearModelFit", "linear_model", "marginal_terms"]
 
 def marginal_terms(vars_of: dict[str, Any]) -> list[str]:
     """R's ``drop.scope``: the terms no other term contains (all of whose variables appear
-    together in no other term), in the order given."""
+    together in no other term), in the order given.
+
+    Parameters
+    ----------
+    vars_of : dict of str to set of str
+        Each term's variables.
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> marginal_terms({"a": {"a"}, "b": {"b"}, "a:b": {"a", "b"}, "c": {"c"}})
+    ['a:b', 'c']
+    """
     return [t for t in vars_of if not any(u != t and vars_of[t] <= vars_of[u] for u in vars_of)]
 
 
@@ -160,7 +175,30 @@ def _fit(
 
 def linear_model(model: Any, formula: str, reml: bool) -> LinearModelFit:
     """The fixed-effects-only fit of a mixed model's fixed part (same rows, weights and
-    offsets), labelled ``formula``."""
+    offsets), labelled ``formula``.
+
+    Parameters
+    ----------
+    model : LinearMixedModel
+        The mixed model whose fixed part is fitted.
+    formula : str
+        The label of the fit (the mixed model's formula without random terms).
+    reml : bool
+        Which log-likelihood R's ``logLik(lm, REML = )`` reports.
+
+    Returns
+    -------
+    LinearModelFit
+
+    Examples
+    --------
+    >>> import lmmkit
+    >>> from lmmkit.datasets import load_dataset
+    >>> m = lmmkit.LinearMixedModel("Reaction ~ Days + (1 | Subject)", load_dataset("sleepstudy"))
+    >>> fit = linear_model(m, "Reaction ~ Days", reml=False)
+    >>> round(fit.loglik, 2)  # R: logLik(lm(Reaction ~ Days, sleepstudy))
+    -950.15
+    """
     from lmmkit.inference.contrasts import term_columns, term_variables
 
     d = model.design

@@ -29,7 +29,7 @@ from lmmkit.inference._common import is_lmm_result, is_model, resolve
 from lmmkit.inference.linear_model import LinearModelFit, linear_model
 from lmmkit.inference.reduced_formulas import random_reductions, split_formula
 
-__all__ = ["RanovaResult", "ranova", "refit_formula"]
+__all__ = ["RanovaResult", "ranova", "refit_formula", "require_lmm"]
 
 COLUMNS = ["npar", "logLik", "AIC", "LRT", "Df", "Pr(>Chisq)"]
 
@@ -101,18 +101,43 @@ def refit_formula(
     return fit, None, notes
 
 
+def require_lmm(result: Any, model: Any, what: str) -> None:
+    """ModelError unless ``result`` (or ``model``) is a linear mixed model of lmmkit.lmm()."""
+    if model is not None or is_lmm_result(result) or is_model(result):
+        return
+    kind = type(result).__name__
+    if "GLMM" in kind:
+        why = (
+            "lmerTest's procedure is defined for linear mixed models; for a GLMM compare "
+            "nested fits with lmmkit.anova(m0, m1)"
+        )
+    elif "GLS" in kind or "Linear" in kind:
+        why = "it has no random-effects terms, so there is nothing to test in its random part"
+    else:
+        why = "it is not a fitted model"
+    raise ModelError(
+        f"{what} takes the result of lmmkit.lmm() with at least one (x | g) term; got a "
+        f"{kind}: {why}."
+    )
+
+
 def _row(fit: Any) -> dict[str, float]:
     ll, k = float(fit.loglik), int(fit.npar)
     return {"npar": k, "logLik": ll, "AIC": -2.0 * ll + 2.0 * k}
 
 
-def ranova(result: Any, *, model: Any = None, control: Any = None) -> RanovaResult:
+def ranova(
+    result: Any, *, reduce_terms: bool = True, model: Any = None, control: Any = None
+) -> RanovaResult:
     """One likelihood-ratio test per random term (lmerTest's ``ranova(m)``).
 
     Parameters
     ----------
     result : LMMResult
         A fit of :func:`~lmmkit.lmm` (its model is rebuilt from the data it references).
+    reduce_terms : bool
+        True (lmerTest's default): a term with slopes is reduced, one slope at a time, to
+        its intercept; False (``reduce.terms = FALSE``): every term is removed whole.
     model : LinearMixedModel, optional
         The model of ``result``, when the result does not carry it.
     control : OptControl or dict, optional
@@ -127,8 +152,9 @@ def ranova(result: Any, *, model: Any = None, control: Any = None) -> RanovaResu
     Raises
     ------
     ModelError
-        A fit without random terms (for instance a fixed-effects-only GLS or linear model),
-        a covariance-structure term, or a result that does not carry its model.
+        Not the result of :func:`~lmmkit.lmm` (a GLMM, a fixed-effects-only GLS or linear
+        model, a data frame), a covariance-structure term, or a result that does not carry
+        its model.
 
     Examples
     --------
@@ -138,12 +164,7 @@ def ranova(result: Any, *, model: Any = None, control: Any = None) -> RanovaResu
     >>> list(lmmkit.ranova(res).table.index)
     ['<none>', 'Days in (Days | Subject)']
     """
-    if model is None and not (is_lmm_result(result) or is_model(result)):
-        raise ModelError(
-            f"ranova tests random-effects terms of a mixed model; got a "
-            f"{type(result).__name__}, which has no random terms. Pass the result of "
-            "lmmkit.lmm() with at least one (x | g) term."
-        )
+    require_lmm(result, model, "ranova")
     model, result = resolve(result if model is None else model, None if model is None else result)
     parts = split_formula(result.formula)
     control = control if control is not None else result.optimization.control
@@ -152,7 +173,7 @@ def ranova(result: Any, *, model: Any = None, control: Any = None) -> RanovaResu
     problems: dict[str, str] = {}
     fits: dict[str, Any] = {}
     notes: list[str] = []
-    for label, terms in random_reductions(parts):
+    for label, terms in random_reductions(parts, reduce_terms):
         formula = parts.with_random(terms)
         formulas[label] = formula
         fit, problem, more = refit_formula(model, formula, result.reml, control)

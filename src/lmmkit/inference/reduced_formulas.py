@@ -117,7 +117,28 @@ def _cut_spans(formula: str, spans: list[tuple[int, int]]) -> str:
 def split_formula(formula: str) -> FormulaParts:
     """Take ``formula`` apart into its fixed part and lme4's expanded random terms.
 
-    Raises ModelError when the formula has no random terms."""
+    Parameters
+    ----------
+    formula : str
+        An lme4-style formula.
+
+    Returns
+    -------
+    FormulaParts
+        The response, the fixed part as written and the random terms (``||`` split into one
+        term per column, ``a/b`` into ``a`` and ``b:a``), labelled as lme4 deparses them.
+
+    Raises
+    ------
+    ModelError
+        The formula has no random-effects term.
+
+    Examples
+    --------
+    >>> parts = split_formula("y ~ x + (x || g)")
+    >>> parts.fixed, [t.label for t in parts.random]
+    ('y ~ x', ['1 | g', '0 + x | g'])
+    """
     parsed = parse_formula(formula)
     if not parsed.random:
         raise ModelError(
@@ -166,9 +187,35 @@ def _droppable(term: RandomTerm) -> list[int]:
     ]
 
 
-def random_reductions(parts: FormulaParts) -> list[tuple[str, tuple[RandomTerm, ...]]]:
-    """(row label, the random terms of the reduced model) for every reduction lmerTest's
-    ``ranova`` makes, in the order of the terms."""
+def random_reductions(
+    parts: FormulaParts, reduce_terms: bool = True
+) -> list[tuple[str, tuple[RandomTerm, ...]]]:
+    """The reductions lmerTest's ``ranova`` makes, in the order of the terms.
+
+    Parameters
+    ----------
+    parts : FormulaParts
+        The formula taken apart by :func:`split_formula`.
+    reduce_terms : bool
+        True (lmerTest's default): a slope is reduced to its intercept; False
+        (``reduce.terms = FALSE``): every term is removed whole.
+
+    Returns
+    -------
+    list of (str, tuple of RandomTerm)
+        The row label and the random terms of each reduced model.
+
+    Raises
+    ------
+    ModelError
+        A term with a covariance structure other than lme4's (``ar1(...)``, ...).
+
+    Examples
+    --------
+    >>> parts = split_formula("y ~ x + (x | g) + (1 | h)")
+    >>> [(label, parts.with_random(t)) for label, t in random_reductions(parts)]
+    [('x in (x | g)', 'y ~ x + (1 | g) + (1 | h)'), ('(1 | h)', 'y ~ x + (x | g)')]
+    """
     out = []
     for k, term in enumerate(parts.random):
         if term.structure != "us":
@@ -178,7 +225,7 @@ def random_reductions(parts: FormulaParts) -> list[tuple[str, tuple[RandomTerm, 
             )
         others = parts.random[:k], parts.random[k + 1 :]
         scope = _droppable(term)
-        if not term.variables or not scope:
+        if not term.variables or not scope or not reduce_terms:
             out.append((f"({term.label})", (*others[0], *others[1])))
             continue
         for i in scope:
@@ -197,9 +244,29 @@ def random_reductions(parts: FormulaParts) -> list[tuple[str, tuple[RandomTerm, 
 
 
 def drop_fixed_term(formula: str, term: str, terms: list[str], intercept: bool) -> str:
-    """``formula`` with the fixed-effect term ``term`` removed (R's ``update(f, ~ . - term)``):
-    the fixed part is rewritten as the remaining ``terms`` (formulaic labels), the intercept as
-    it was, offsets and random terms kept."""
+    """``formula`` with the fixed-effect term ``term`` removed (R's ``update(f, ~ . - term)``).
+
+    Parameters
+    ----------
+    formula : str
+        The current formula.
+    term : str
+        The term to remove (formulaic label, e.g. ``"x:a"``).
+    terms : list of str
+        The current fixed-effect terms (formulaic labels, intercept excluded).
+    intercept : bool
+        Whether the fixed part has an intercept (kept as it was).
+
+    Returns
+    -------
+    str
+        The fixed part rewritten as the remaining terms, offsets and random terms kept.
+
+    Examples
+    --------
+    >>> drop_fixed_term("y ~ x * a + (1 | g)", "x:a", ["x", "a", "x:a"], True)
+    'y ~ x + a + (1 | g)'
+    """
     parsed = parse_formula(formula)
     parts = split_formula(formula) if parsed.random else None
     keep = [t for t in terms if t != term]

@@ -28,11 +28,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lmmkit.errors import DataError, ModelError
-from lmmkit.inference._common import is_lmm_result, is_model, resolve
+from lmmkit.errors import DataError, ModelError, close_matches
+from lmmkit.inference._common import resolve
 from lmmkit.inference.contrasts import term_columns, term_variables
 from lmmkit.inference.linear_model import LinearModelFit, marginal_terms
-from lmmkit.inference.ranova import COLUMNS, RanovaResult, ranova, ranova_linear, refit_formula
+from lmmkit.inference.ranova import (
+    COLUMNS,
+    RanovaResult,
+    ranova,
+    ranova_linear,
+    refit_formula,
+    require_lmm,
+)
 from lmmkit.inference.reduced_formulas import drop_fixed_term
 
 __all__ = ["StepProblem", "StepResult", "step"]
@@ -186,7 +193,7 @@ def step(
         Denominator df of the fixed-term F tests.
     reduce_random, reduce_fixed : bool
         Whether to eliminate in each part (False: its tests are still reported).
-    keep : sequence of str
+    keep : str or sequence of str
         Fixed-effect terms never removed (formulaic labels, e.g. ``"Days:group"``).
     control : OptControl or dict, optional
         Optimizer settings of the refits (default: those of the fit).
@@ -202,7 +209,8 @@ def step(
     Raises
     ------
     ModelError
-        A fit without random terms, an unknown ``ddf``, or a result without its model.
+        Not the result of :func:`~lmmkit.lmm` (a GLMM, a fixed-effects-only fit), an unknown
+        ``ddf``, or a result without its model.
     DataError
         An alpha outside [0, 1] or a ``keep`` name that is not a fixed-effect term.
 
@@ -216,19 +224,19 @@ def step(
     """
     a_rand = _check_alpha("alpha_random", alpha_random) if reduce_random else 1.0
     a_fix = _check_alpha("alpha_fixed", alpha_fixed) if reduce_fixed else 1.0
-    if not (ddf.lower().startswith("s") or ddf.lower().startswith("k")):
+    if not isinstance(ddf, str) or ddf.lower()[:1] not in ("s", "k"):
         raise ModelError(f"ddf must be 'Satterthwaite' or 'Kenward-Roger'; got {ddf!r}.")
     method = "Kenward-Roger" if ddf.lower().startswith("k") else "Satterthwaite"
-    if model is None and not (is_lmm_result(result) or is_model(result)):
-        raise ModelError(
-            f"step reduces a mixed model; got a {type(result).__name__}. Pass the result of "
-            "lmmkit.lmm() with at least one (x | g) term."
-        )
+    require_lmm(result, model, "step")
     model, fit = resolve(result if model is None else model, None if model is None else result)
     labels = list(term_columns(model))
+    keep = [keep] if isinstance(keep, str) else list(keep)
     unknown = [k for k in keep if k not in labels]
     if unknown:
-        raise DataError(f"keep names {unknown}, which are not fixed-effect terms {labels}.")
+        raise DataError(
+            f"keep names {unknown[0]!r}, which is not a fixed-effect term of "
+            f"{fit.formula!r} (its terms: {labels}).{close_matches(str(unknown[0]), labels)}"
+        )
     control = control if control is not None else fit.optimization.control
     formula = fit.formula
     problems: list[StepProblem] = []

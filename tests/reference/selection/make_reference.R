@@ -9,7 +9,7 @@
 # (tight NLopt tolerances; update() and ranova()/step() refits inherit the control), so the
 # comparison is of the methods, not of two optimizers' stopping points.
 #
-# Per model: ranova(m); anova(m, type = 3|2, ddf = "Satterthwaite"|"Kenward-Roger");
+# Per model: ranova(m) and ranova(m, reduce.terms = FALSE); anova(m, type = 3|2, ddf = "Satterthwaite"|"Kenward-Roger");
 # step(m) (alpha.random 0.1, alpha.fixed 0.05, Satterthwaite; and Kenward-Roger for two
 # models): both elimination tables and the final model's terms; and for three model chains
 # lme4's anova(..., refit = TRUE|FALSE) with the 50:50 boundary-mixture p computed here
@@ -107,7 +107,8 @@ one <- function(formula, dname, kr_step = FALSE) {
               loglik = as.numeric(logLik(m)),
               theta = unname(getME(m, "theta")),
               ranova = c(tab(rn), list(formulae = vapply(attr(rn, "formulae"),
-                                                         function(f) paste(deparse(f), collapse = " "), ""))))
+                                                         function(f) paste(deparse(f), collapse = " "), ""))),
+              ranova_whole = tab(ranova(m, reduce.terms = FALSE)))
   for (type in c(3, 2)) for (ddf in c("Satterthwaite", "Kenward-Roger")) {
     a <- anova(m, type = type, ddf = ddf)
     out[[sprintf("anova_type%d_%s", type, ddf)]] <- tab(a)
