@@ -24,6 +24,7 @@ AREAS: tuple[str, ...] = (
     "lmmkit.cli.multisite",  # site-summary, multisite-fit
     "lmmkit.cli.plan",  # plan lock, plan run
     "lmmkit.cli.survival",  # coxph
+    "lmmkit.cli.radiomics",  # radiomics (imaging extra)
     "lmmkit.cli.selection",  # select (step, ranova, compare)
 )
 
