@@ -58,6 +58,11 @@ _LAZY = {
     # inference
     "anova": "lmmkit.inference.anova",
     "coef_table": "lmmkit.inference.satterthwaite",
+    "emmeans": "lmmkit.inference.emmeans",
+    "ranova": "lmmkit.inference.ranova",
+    "step": "lmmkit.inference.step",
+    "compare": "lmmkit.inference.compare",
+    "EMMeans": "lmmkit.inference.emmeans",
     "confint": "lmmkit.inference.profile",
     "r2_nakagawa": "lmmkit.inference.r2",
     "icc_model": "lmmkit.inference.r2",
@@ -168,6 +173,11 @@ __all__ = [
     "ModelError",
     *sorted(_LAZY),
 ]
+
+
+def __dir__() -> list[str]:
+    """Every public name, the lazily loaded ones included (for tab completion)."""
+    return sorted(set(globals()) | set(__all__))
 
 
 def __getattr__(name: str) -> Any:
