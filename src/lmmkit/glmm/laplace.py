@@ -358,6 +358,10 @@ class LaplaceObjective:
         beta = np.linalg.lstsq(self.X * sw[:, None], z * sw, rcond=None)[0]
         return beta, [np.zeros((t.nlevels, t.p)) for t in self.terms]
 
+    def eta_start(self) -> np.ndarray:
+        """The linear predictor of glm's mustart, where glmer's first PIRLS step starts."""
+        return self.family.link.linkfun(self.family.mustart(self.y, self.wt))
+
     def final_quantities(self, theta: np.ndarray, s: PirlsState) -> tuple[np.ndarray, list]:
         """RX-based unscaled vcov and conditional variances at the final weights."""
         w, r = working(self._fc, self._lc, self.y, self.wt, s.eta, self._k)

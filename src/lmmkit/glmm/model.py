@@ -9,17 +9,27 @@ objective (:mod:`lmmkit.glmm.laplace`) is optimized in glmer's two stages
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import scipy.linalg as sla
 
-from lmmkit.design.model import Design, build_design, lme4_name
+from lmmkit.design.model import Design, build_design, group_codes, lme4_name
 from lmmkit.errors import DataError, LmmkitWarning, ModelError
 from lmmkit.formula.parse import ParsedFormula, parse_formula
-from lmmkit.glmm.checks import SeparationWarning, separation_notes
+from lmmkit.glmm.checks import (
+    Check,
+    DegenerateResponseWarning,
+    SeparationWarning,
+    check_constant_response,
+    extreme_groups_check,
+    perfect_fit_check,
+    separation_check,
+)
 from lmmkit.glmm.family import Family, make_family
 from lmmkit.glmm.laplace import LaplaceObjective, PirlsError
 from lmmkit.glmm.optimize import StageFit, check_nagq, fit_stages
@@ -33,8 +43,10 @@ __all__ = [
     "GeneralizedLinearMixedModel",
     "glmm",
     "SeparationWarning",
+    "DegenerateResponseWarning",
     "PirlsError",
     "HessianWarning",
+    "ConvergenceWarning",
 ]
 
 _Y = "__lmmkit_glmm_response__"
@@ -42,6 +54,10 @@ _Y = "__lmmkit_glmm_response__"
 
 class HessianWarning(LmmkitWarning):
     """The finite-difference Hessian was unusable; vcov falls back to the RX-based one."""
+
+
+class ConvergenceWarning(LmmkitWarning):
+    """The final gradient / Hessian check of the GLMM optimum failed after the restarts."""
 
 
 class GeneralizedLinearMixedModel:
@@ -91,9 +107,7 @@ class GeneralizedLinearMixedModel:
         p2 = ParsedFormula(parsed.formula, _Y, parsed.fixed, parsed.random, parsed.offsets)
         self.offset_name = offset if isinstance(offset, str) else None
         self.array_offset = offset is not None and not isinstance(offset, str)
-        d: Design = build_design(
-            p2, frame, weights=weights, offset=offset, na_action=na_action, kernels=self.kernels
-        )
+        d = _design(p2, frame, weights, offset, na_action, self.kernels)
         self.design = d
         resp = check_response(
             fam, parsed.response, d.y, d.rows_used, ntr, d.weights, weights is not None
@@ -127,17 +141,28 @@ class GeneralizedLinearMixedModel:
             else {}
         )
         self.notes: list[str] = []
-        msgs, self._separated = separation_notes(
-            self.y,
-            self.X,
-            d.fixef_names,
-            self.objective.terms,
-            fam.name == "binomial",
-            self.objective._kpos,
-        )
+        self.checks: list[Check] = self._data_checks()
+
+    def _data_checks(self) -> list[Check]:
+        """constant_response (an error), perfect_fit, separation and extreme_groups (warned
+        and noted)."""
+        fam, obj = self.family.name, self.objective
+        check_constant_response(self.y, self.parsed.response, fam)
+        groups, msgs = extreme_groups_check(self.y, obj.terms, fam == "binomial", obj._kpos)
+        checks = [
+            perfect_fit_check(self.y, obj.terms, fam, obj._kpos),
+            separation_check(self.X, self.y, self.design.fixef_names, fam),
+            groups,
+        ]
+        for c in checks[:2]:
+            if c.status == "warning":
+                kind = DegenerateResponseWarning if c.check != "separation" else SeparationWarning
+                warnings.warn(f"{c.check}: {c.detail}.", kind, stacklevel=4)
+                self.notes.append(f"{c.check}: {c.detail}")
         for msg in msgs:
-            warnings.warn(msg + ".", SeparationWarning, stacklevel=3)
+            warnings.warn(msg + ".", SeparationWarning, stacklevel=4)
             self.notes.append(msg)
+        return checks
 
     @property
     def family(self) -> Family:
@@ -163,8 +188,26 @@ class GeneralizedLinearMixedModel:
         GLMMResult
         """
         check_nagq(nagq, len(self.terms), [t.p for t in self.terms], bool(self.kernels))
-        fit = fit_stages(self.objective, self.layout.theta0, self.layout.lower, nagq, control)
-        return self._result(fit, nagq)
+        unbounded = self._unbounded()
+        with contextlib.ExitStack() as stack:
+            if unbounded:  # estimates run off to infinity, as the warning said: no more noise
+                stack.enter_context(np.errstate(all="ignore"))
+                stack.enter_context(warnings.catch_warnings())
+                warnings.simplefilter("ignore", sla.LinAlgWarning)
+            fit = fit_stages(
+                self.objective,
+                self.layout.theta0,
+                self.layout.lower,
+                nagq,
+                control,
+                restarts=not unbounded,
+            )
+            return self._result(fit, nagq)
+
+    def _unbounded(self) -> bool:
+        """Separation or a degenerate response: the optimum is not finite (no restarts)."""
+        bad = ("separation", "perfect_fit")
+        return any(c.check in bad and c.status == "warning" for c in self.checks)
 
     def singular(self, theta: np.ndarray) -> bool:
         return bool(np.any(theta[self.layout.lower == 0] < SINGULAR_TOL))
@@ -203,16 +246,19 @@ class GeneralizedLinearMixedModel:
         singular = self.singular(theta)
         if singular:
             notes.append("boundary (singular) fit: a random-effect variance is (nearly) zero")
-        if not opt.converged:
-            notes.append(f"optimizer status {opt.status}")
-        if self._separated or np.any(np.abs(beta) > 15):
-            big = [n for n, b in zip(names, beta) if abs(b) > 10]
-            if big:
-                notes.append(
-                    f"very large fixed effects {big}: (quasi-)complete separation; the "
-                    "estimates are where the optimizer stopped, not finite maximum-likelihood "
-                    "values"
-                )
+        conv = _convergence_row(opt, unbounded=self._unbounded())
+        if conv.status == "warning":
+            warnings.warn(f"convergence: {conv.detail}.", ConvergenceWarning, stacklevel=3)
+            notes.append(f"convergence: {conv.detail}")
+        sing = Check(
+            "singular",
+            "warning" if singular else "ok",
+            singular,
+            "A random-effect variance is (nearly) zero (theta < 1e-4 at its bound)."
+            if singular
+            else "No random-effect variance at zero.",
+        )
+        checks = pd.DataFrame([c.as_row() for c in (*self.checks, conv, sing)])
         all_names = [lme4_name(c) for c in d.fixed_spec.column_names]
         kept = tuple(all_names.index(n) for n in d.fixef_names)
         return GLMMResult(
@@ -256,7 +302,92 @@ class GeneralizedLinearMixedModel:
             array_offset=self.array_offset,
             sigma=sigma,
             kernels=dict(self.kernel_info),
+            checks=checks,
         )
+
+
+def _convergence_row(opt: Any, unbounded: bool) -> Check:
+    """The 'convergence' check from the optimizer's summary (its final gradient / Hessian
+    check when there is one, as for nAGQ >= 1)."""
+    message = getattr(opt, "message", "")
+    if opt.converged:
+        detail = message or f"{opt.optimizer} stopped with {opt.status}."
+        return Check("convergence", "ok", opt.status, detail)
+    if unbounded:
+        detail = (
+            "not at an optimum: none is finite (see the 'separation' and "
+            f"'perfect_fit' checks). {message}"
+        )
+        return Check("convergence", "note", opt.status, detail.strip())
+    detail = (
+        (message or f"{opt.optimizer} stopped with {opt.status}")
+        + " The estimates may not be at the optimum: rescale predictors or simplify the random "
+        "effects"
+    )
+    return Check("convergence", "warning", opt.status, detail)
+
+
+def _observation_level(
+    parsed: ParsedFormula, frame: pd.DataFrame, kernels: dict[str, Any]
+) -> dict[str, Any]:
+    """Random intercepts whose grouping factor has one level per row (observation-level
+    random effects: lme4's glmer allows as many levels as observations, its glFormula checks
+    with allow.n = TRUE). build_design applies lmer's rule (fewer levels than observations);
+    its known-covariance path does not, so these terms pass through it as label lists and
+    become ordinary terms again in :func:`_design`."""
+    out: dict[str, Any] = {}
+    for spec in parsed.random:
+        name = spec.group_name
+        if name in kernels or name in out or spec.expr.replace(" ", "") != "1":
+            continue
+        values = group_codes(frame, spec.group)
+        present = values[values.notna()]
+        if len(present) > 1 and present.is_unique:
+            labels = np.sort(present.to_numpy()) if _sortable(present) else present.to_numpy()
+            out[name] = _Labels(tuple(labels))
+    return out
+
+
+def _sortable(values: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(values) or pd.api.types.is_string_dtype(values)
+
+
+class _Labels:
+    """The labels of an observation-level grouping factor (see :func:`_observation_level`)."""
+
+    def __init__(self, labels: tuple[Any, ...]) -> None:
+        self.labels = labels
+
+
+def _design(
+    parsed: ParsedFormula,
+    frame: pd.DataFrame,
+    weights: Any,
+    offset: Any,
+    na_action: Literal["drop", "raise"],
+    kernels: dict[str, Any],
+) -> Design:
+    """build_design with glmer's rule on the numbers of levels (observation-level terms)."""
+    from dataclasses import replace
+
+    olre = _observation_level(parsed, frame, kernels)
+    d = build_design(
+        parsed,
+        frame,
+        weights=weights,
+        offset=offset,
+        na_action=na_action,
+        kernels={**kernels, **olre},
+    )
+    if not olre:
+        return d
+    terms = []
+    for t in d.terms:
+        if ":".join(t.group) in olre:  # keep the levels with records, in label order
+            used, index = np.unique(t.index, return_inverse=True)
+            t = replace(t, levels=t.levels[used], index=index.ravel().astype(np.int64))
+        terms.append(t)
+    return replace(d, terms=tuple(terms))
 
 
 def _hessian_vcov(hess: np.ndarray, nth: int) -> np.ndarray | None:
@@ -319,7 +450,7 @@ def glmm(
         Binomial numbers of trials when the response holds successes. A binomial response is
         0/1 (or a two-level column), ``cbind(successes, failures)``, successes with
         ``trials=``, or proportions with ``weights=`` giving the numbers of trials (glmer's
-        convention).
+        convention; the same likelihood as cbind).
     offset : str or array, optional
         A column name or array (Poisson exposures: give log-exposure), or ``offset(log(t))``
         in the formula.
@@ -329,12 +460,17 @@ def glmm(
         1: the Laplace approximation; > 1: adaptive Gauss-Hermite (one scalar term);
         0: the fast first stage only.
     control : dict or OptControl, optional
-        Optimizer settings of the second stage (:class:`OptControl` fields), plus
-        ``pirls='glmer'`` (default: each evaluation restarts PIRLS from the first-stage
-        linear predictor with ``tol_pwrss=1e-7``, as glmer does, so the optimum and the
-        Hessian-based standard errors match glmer's) or ``pirls='exact'`` (warm-started,
-        fully converged PIRLS: the exact Laplace objective, which can differ from glmer's by
-        ~1e-6 relative).
+        Optimizer settings of the second stage (:class:`OptControl` fields; its
+        ``initial_step``, default 0.02, is in theta's units and in standard errors of the
+        fixed effects), plus ``pirls='glmer'`` (default: each evaluation restarts PIRLS from
+        the first-stage linear predictor with ``tol_pwrss=1e-7``, as glmer does, so the
+        optimum and the Hessian-based standard errors match glmer's) or ``pirls='exact'``
+        (warm-started, fully converged PIRLS: the exact Laplace objective, which can differ
+        from glmer's by ~1e-6 relative), and ``check_tol`` (default 1e-8): the final check
+        accepts the optimum when the Hessian of the objective is positive definite and the
+        Newton decrement g'H^-1 g / 2 is at most check_tol x |deviance|; otherwise Newton
+        steps and restarts follow, and ``result.optimization`` records every attempt
+        (:class:`~lmmkit.glmm.optimize.GLMMOptSummary`).
     na_action : {'drop', 'raise'}
         Rows with missing values in model columns are dropped (and counted) or refused.
     kernels : dict, optional
@@ -347,11 +483,22 @@ def glmm(
     Returns
     -------
     GLMMResult
+        With ``checks``, a table of named checks: ``perfect_fit`` (the response all 0 / all 1,
+        or constant, within every level of a grouping factor), ``separation`` (complete or
+        quasi-complete, by linear programming, naming the separating terms),
+        ``extreme_groups``, ``convergence`` and ``singular``; the warnings say the same.
 
     Raises
     ------
     DataError, FormulaError, ModelError
-        Bad input, named with the offending value and where.
+        Bad input, named with the offending value and where; a constant response
+        (``constant_response``) is a DataError, as in glmer.
+
+    Notes
+    -----
+    Observation-level random effects (a grouping factor with one level per row, e.g.
+    ``(1 | obs)`` for overdispersion) are allowed, as glmer allows them (lme4 checks the
+    numbers of levels against the observations for lmer only).
 
     Examples
     --------

@@ -24,6 +24,8 @@ from lmmkit.results.lmm_result import RandomTermInfo, fixed_part, random_part
 
 __all__ = ["GLMMResult", "varcorr_table"]
 
+_CHECK_COLUMNS = ["check", "status", "value", "detail"]
+
 
 @dataclass(frozen=True)
 class GLMMResult(RandomEffectsSummary):
@@ -67,6 +69,9 @@ class GLMMResult(RandomEffectsSummary):
     # known-covariance terms: grouping factor -> K's mean diagonal and mean over the levels
     # with records, their number and the number of K's labels (for latent heritability)
     kernels: dict[str, dict[str, float]] = field(default_factory=dict)
+    # named checks (check, status, value, detail): perfect_fit, separation,
+    # extreme_groups, convergence, singular
+    checks: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=_CHECK_COLUMNS))
 
     def _fam(self) -> Any:
         from lmmkit.glmm.family import make_family, negative_binomial
@@ -304,19 +309,32 @@ class GLMMResult(RandomEffectsSummary):
             "ranef": self.ranef_records(),
             "overdispersion": self.overdispersion(),
             "is_singular": self.is_singular,
-            "optimization": {
-                "optimizer": self.optimization.optimizer,
-                "evaluations": self.optimization.evaluations,
-                "stage1_evaluations": [s.evaluations for s in self.stages],
-                "status": self.optimization.status,
-                "converged": self.optimization.converged,
-                "seconds": self.optimization.seconds + sum(s.seconds for s in self.stages),
-            },
+            "optimization": self._optimization_dict(),
+            "checks": [
+                {k: _plain(v) for k, v in row.items()} for row in self.checks.to_dict("records")
+            ],
             "fitted": self.fitted.tolist(),
             "linear_predictor": self.linear_predictor.tolist(),
             "kernels": self.kernels,
             "warnings": list(self.warnings),
         }
+
+    def _optimization_dict(self) -> dict[str, Any]:
+        opt = self.optimization
+        out: dict[str, Any] = {
+            "optimizer": opt.optimizer,
+            "evaluations": opt.evaluations,
+            "stage1_evaluations": [s.evaluations for s in self.stages],
+            "status": opt.status,
+            "converged": opt.converged,
+            "seconds": opt.seconds + sum(s.seconds for s in self.stages),
+        }
+        if getattr(opt, "check", None) is not None:  # stage 2's record (nAGQ >= 1)
+            out["message"] = opt.message
+            out["infeasible_evaluations"] = opt.infeasible
+            out["attempts"] = [{k: _plain(v) for k, v in vars(a).items()} for a in opt.attempts]
+            out["check"] = {k: _plain(v) for k, v in vars(opt.check).items()}
+        return out
 
     def to_json(self, path: str | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=1)
@@ -360,6 +378,17 @@ class GLMMResult(RandomEffectsSummary):
 
     def __str__(self) -> str:
         return self.summary()
+
+
+def _plain(v: Any) -> Any:
+    """JSON-ready: numpy scalars to Python, tuples to lists, nan and inf to None."""
+    if isinstance(v, tuple | list):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
 
 
 def _T_of(theta: np.ndarray, terms: tuple[RandomTermInfo, ...], k: int) -> np.ndarray:
