@@ -151,7 +151,7 @@ class GeneralizedLinearMixedModel:
         groups, msgs = extreme_groups_check(self.y, obj.terms, fam == "binomial", obj._kpos)
         checks = [
             perfect_fit_check(self.y, obj.terms, fam, obj._kpos),
-            separation_check(self.X, self.y, self.design.fixef_names, fam),
+            separation_check(self.X, self.y, self.design.fixef_names, fam, self.wt),
             groups,
         ]
         for c in checks[:2]:

@@ -155,6 +155,31 @@ out$cloglog_crossed <- fit_best(
   "cloglog_crossed", cbind(s, n - s) ~ x + (1 | a) + (1 | b), cc, binomial(link = "cloglog"),
   note = "complementary log-log link, a crossed with b")
 
+# ---- simulated: rare-event cloglog Bernoulli with a correlated random slope, two data
+# sets: glmer's objective is flat (lmmkit before the final check ended 3.4e-8 above lme4's
+# best on the first), and on the second it is too rough for a gradient check (PIRLS stopped
+# at tolPwrss jumps by ~1e-6 relative: lme4's three fits end 1e-5 relative apart)
+sim_cloglog <- function(seed) {
+  set.seed(seed)
+  G <- 40; m <- 25
+  d <- data.frame(g = factor(sprintf("g%02d", rep(seq_len(G), each = m))))
+  n <- nrow(d); d$x <- round(rnorm(n), 4); d$z <- rbinom(n, 1, 0.4)
+  gi <- as.integer(d$g)
+  eta <- -2 + 0.3 * d$x + 0.5 * d$z + rnorm(G, 0, 0.6)[gi] + rnorm(G, 0, 0.3)[gi] * d$z
+  d$y <- rbinom(n, 1, 1 - exp(-exp(eta)))
+  d
+}
+cs <- sim_cloglog(20240634)
+write_data("cloglog_slope", cs)
+out$cloglog_slope <- fit_best(
+  "cloglog_slope", y ~ x + z + (1 + z | g), cs, binomial(link = "cloglog"),
+  note = "rare events (13 %), cloglog link, correlated random slope of z")
+cr <- sim_cloglog(20240642)
+write_data("cloglog_slope_rough", cr)
+out$cloglog_slope_rough <- fit_best(
+  "cloglog_slope_rough", y ~ x + z + (1 + z | g), cr, binomial(link = "cloglog"),
+  note = "as cloglog_slope, another seed: glmer's objective jumps near the optimum")
+
 # ---- simulated: probit Bernoulli with a correlated random slope
 set.seed(20240613)
 ng <- 60
