@@ -107,6 +107,27 @@ def test_constant_response_is_refused(grouped, column, family, value, what) -> N
         glmm(f"{column} ~ x + (1 | g)", d, family=family)
 
 
+@pytest.mark.parametrize("factor", [1e-150, 1e150])
+@pytest.mark.parametrize("family", ["gamma", "gamma(log)", "inverse_gaussian"])
+def test_response_scale_out_of_range_is_refused(grouped, factor, family) -> None:
+    """lmm()'s range [1e-100, 1e100] for the largest |response| (it used to be a bare
+    ZeroDivisionError or LinAlgError)."""
+    d = grouped.assign(yg=grouped["yg"] * factor)
+    with pytest.raises(DataError, match=r"response_scale: the response 'yg' has values of"):
+        glmm("yg ~ x + (1 | g)", d, family=family)
+
+
+@pytest.mark.parametrize("family", ["gamma", "inverse_gaussian"])
+def test_floating_point_failure_names_the_scale(grouped, family) -> None:
+    """Inside the range, an inverse link's weights (mu^2, mu^3) still underflow at 7e-99: a
+    ModelError giving the magnitude, not a bare ZeroDivisionError."""
+    from lmmkit.errors import ModelError
+
+    d = grouped.assign(yg=grouped["yg"] * 1e-99)
+    with pytest.raises(ModelError, match=r"failed in floating point.*largest \|value\| is 7.4e-99"):
+        glmm("yg ~ x + (1 | g)", d, family=family)
+
+
 def test_binary_response_constant_within_every_group(grouped) -> None:
     d = grouped.copy()
     d["yb"] = (d["g"] < "g10").astype(int)  # all 1 in half of the groups, all 0 in the rest

@@ -4,6 +4,11 @@ Degenerate responses (the names are those of lmm()'s checks):
 
 * ``constant_response``: a constant response is refused (as glmer's
   ``check.response.not.const``): a DataError;
+* ``response_scale``: a Poisson, negative-binomial, Gamma or inverse-Gaussian response whose
+  largest value lies outside lmm()'s range [1e-100, 1e100] is refused (a DataError: the
+  family's variance, a power of the mean up to the third, under- or overflows); a fit that
+  fails in floating point (a division by zero, an SVD that does not converge) is a ModelError
+  that gives the response's magnitude and says to rescale it;
 * ``perfect_fit``: a binomial response that is all 0 or all 1 within every level of a
   grouping factor, or a Gamma / inverse-Gaussian response constant within every level, is
   reproduced by that factor: its variance (or the inverse of the dispersion) runs to infinity
@@ -31,13 +36,16 @@ from typing import Any
 
 import numpy as np
 
-from lmmkit.errors import DataError, LmmkitWarning
+from lmmkit.errors import DataError, LmmkitWarning, ModelError
+from lmmkit.models.response_checks import SCALE_RANGE
 
 __all__ = [
     "Check",
     "SeparationWarning",
     "DegenerateResponseWarning",
     "check_constant_response",
+    "check_response_scale",
+    "numeric_failure",
     "perfect_fit_check",
     "separation_check",
     "extreme_groups_check",
@@ -89,6 +97,35 @@ def check_constant_response(y: np.ndarray, name: str, family: str) -> None:
             f"{len(y)} rows used. The model has nothing to estimate (glmer stops with "
             "'Response is constant'); check the response column and the rows kept."
         )
+
+
+def _magnitude(y: np.ndarray) -> float:
+    return float(np.max(np.abs(y))) if len(y) else 0.0
+
+
+def check_response_scale(y: np.ndarray, name: str, family: str) -> None:
+    """Refuse a non-binomial response whose largest |value| is outside ``SCALE_RANGE``."""
+    scale = _magnitude(y)
+    if family != "binomial" and scale > 0 and not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
+        raise DataError(
+            f"response_scale: the response {name!r} has values of magnitude {scale:.3g} "
+            f"(largest |value|), outside [{SCALE_RANGE[0]:g}, {SCALE_RANGE[1]:g}], where the "
+            f"{family} variance function and the working weights under- or overflow in double "
+            "precision. Rescale the response (e.g. multiply it by a power of 10; under a log "
+            "link only the intercept moves)."
+        )
+
+
+def numeric_failure(exc: BaseException, y: np.ndarray, name: str, family: str) -> ModelError:
+    """The ModelError for a fit that failed in floating point (``exc``: ArithmeticError or
+    LinAlgError), naming the response's magnitude."""
+    return ModelError(
+        f"response_scale: the {family} fit of {name!r} failed in floating point "
+        f"({type(exc).__name__}: {exc}). The response's largest |value| is "
+        f"{_magnitude(y):.3g}; with this family and link its working weights (powers of the "
+        "mean) leave double precision. Rescale the response towards magnitude 1 (e.g. "
+        "multiply it by a power of 10)."
+    )
 
 
 def perfect_fit_check(

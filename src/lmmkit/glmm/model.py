@@ -26,7 +26,9 @@ from lmmkit.glmm.checks import (
     DegenerateResponseWarning,
     SeparationWarning,
     check_constant_response,
+    check_response_scale,
     extreme_groups_check,
+    numeric_failure,
     perfect_fit_check,
     separation_check,
 )
@@ -148,6 +150,7 @@ class GeneralizedLinearMixedModel:
         and noted)."""
         fam, obj = self.family.name, self.objective
         check_constant_response(self.y, self.parsed.response, fam)
+        check_response_scale(self.y, self.parsed.response, fam)
         groups, msgs = extreme_groups_check(self.y, obj.terms, fam == "binomial", obj._kpos)
         checks = [
             perfect_fit_check(self.y, obj.terms, fam, obj._kpos),
@@ -194,14 +197,18 @@ class GeneralizedLinearMixedModel:
                 stack.enter_context(np.errstate(all="ignore"))
                 stack.enter_context(warnings.catch_warnings())
                 warnings.simplefilter("ignore", sla.LinAlgWarning)
-            fit = fit_stages(
-                self.objective,
-                self.layout.theta0,
-                self.layout.lower,
-                nagq,
-                control,
-                restarts=not unbounded,
-            )
+            try:
+                fit = fit_stages(
+                    self.objective,
+                    self.layout.theta0,
+                    self.layout.lower,
+                    nagq,
+                    control,
+                    restarts=not unbounded,
+                )
+            except (ArithmeticError, np.linalg.LinAlgError) as exc:
+                fam = self.family.name
+                raise numeric_failure(exc, self.y, self.parsed.response, fam) from exc
             return self._result(fit, nagq)
 
     def _unbounded(self) -> bool:
