@@ -27,15 +27,7 @@ args_all <- commandArgs(trailingOnly = FALSE)
 file_arg <- sub("^--file=", "", args_all[grep("^--file=", args_all)])
 out_dir <- if (length(file_arg)) dirname(normalizePath(file_arg[1])) else getwd()
 
-controls <- list(
-  default = glmerControl(),
-  bobyqa = glmerControl(optimizer = "bobyqa", optCtrl = list(maxfun = 1e5)),
-  tight = glmerControl(
-    optimizer = "nloptwrap",
-    optCtrl = list(algorithm = "NLOPT_LN_BOBYQA", ftol_abs = 1e-12, ftol_rel = 1e-12,
-                   xtol_abs = 1e-10, xtol_rel = 0, maxeval = 1e5)
-  )
-)
+source(file.path(out_dir, "sweep_common.R"))  # controls, sim_cloglog
 
 write_data <- function(name, d) {
   write.csv(d, gzfile(file.path(out_dir, sprintf("data_%s.csv.gz", name))), row.names = FALSE)
@@ -159,16 +151,6 @@ out$cloglog_crossed <- fit_best(
 # sets: glmer's objective is flat (lmmkit before the final check ended 3.4e-8 above lme4's
 # best on the first), and on the second it is too rough for a gradient check (PIRLS stopped
 # at tolPwrss jumps by ~1e-6 relative: lme4's three fits end 1e-5 relative apart)
-sim_cloglog <- function(seed) {
-  set.seed(seed)
-  G <- 40; m <- 25
-  d <- data.frame(g = factor(sprintf("g%02d", rep(seq_len(G), each = m))))
-  n <- nrow(d); d$x <- round(rnorm(n), 4); d$z <- rbinom(n, 1, 0.4)
-  gi <- as.integer(d$g)
-  eta <- -2 + 0.3 * d$x + 0.5 * d$z + rnorm(G, 0, 0.6)[gi] + rnorm(G, 0, 0.3)[gi] * d$z
-  d$y <- rbinom(n, 1, 1 - exp(-exp(eta)))
-  d
-}
 cs <- sim_cloglog(20240634)
 write_data("cloglog_slope", cs)
 out$cloglog_slope <- fit_best(
