@@ -25,6 +25,8 @@ import numpy as np
 from numba.extending import get_cython_function_address
 from scipy.special import ndtr
 
+from lmmkit._jit import cached_njit
+
 __all__ = [
     "gaussian_table",
     "row_sd_extended",
@@ -63,7 +65,7 @@ def row_sd_extended(x: np.ndarray) -> np.ndarray:
     return np.sqrt((ss / np.longdouble(n - 1)).astype(np.float64))
 
 
-@nb.njit(cache=True, error_model="numpy")
+@cached_njit(error_model="numpy")
 def gaussian_logodds(x: np.ndarray, sd: np.ndarray, table: np.ndarray) -> np.ndarray:
     """Log-odds of the Gaussian-kernel CDF of every value of every row of ``x``."""
     n_genes, n = x.shape
@@ -119,7 +121,7 @@ def poisson_logodds(counts: np.ndarray) -> np.ndarray:
     return out
 
 
-@nb.njit(cache=True)
+@cached_njit()
 def _walk_extremes(pos, weight, n_genes):
     """max and min of the enrichment walk given the set's sorted positions and weights."""
     k = pos.shape[0]
@@ -144,7 +146,7 @@ def _walk_extremes(pos, weight, n_genes):
     return mx_pos, mx_neg
 
 
-@nb.njit(cache=True)
+@cached_njit()
 def walk_scores(position, rank_score, set_genes, set_start, tau, mx_diff, abs_ranking):
     """GSVA enrichment scores, sets x samples.
 
@@ -175,7 +177,7 @@ def walk_scores(position, rank_score, set_genes, set_start, tau, mx_diff, abs_ra
     return out
 
 
-@nb.njit(cache=True)
+@cached_njit()
 def ssgsea_scores(position, weight, set_genes, set_start):
     """ssGSEA's sum of the walk, sets x samples (R GSVA's closed form of the running sum).
 
