@@ -1,0 +1,48 @@
+"""Cox quantities the penalized paths need: Breslow partial likelihood and the C-index.
+
+:func:`cox_deviance` is glmnet's ``coxnet.deviance`` (Breslow ties; a censored time tied with
+an event time counts as later; saturated log-likelihood ``-sum d_k log d_k`` over distinct
+event times). :func:`concordance` is the one seam for Harrell's C: scikit-survival's
+``concordance_index_censored`` today, to be swapped for ``lmmkit.survival.concordance``
+when that lands.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["cox_deviance", "concordance"]
+
+
+def cox_deviance(eta: np.ndarray, time: np.ndarray, status: np.ndarray) -> np.ndarray:
+    """``2 * (loglik_saturated - loglik(eta))`` for each column of ``eta`` (n x k)."""
+    eta = np.asarray(eta, dtype=float)
+    one = eta.ndim == 1
+    if one:
+        eta = eta[:, None]
+    ty = time + (1.0 - status) * 100.0 * np.finfo(float).eps
+    order = np.argsort(-ty, kind="mergesort")  # descending: risk sets are prefixes
+    t = ty[order]
+    d = status[order]
+    e = eta[order]
+    shift = e.max(axis=0)
+    risk = np.cumsum(np.exp(e - shift), axis=0)
+    # the risk set of time t is every row with time >= t: the last row of its tie block
+    last = np.searchsorted(-t, -t, side="right") - 1
+    log_risk = np.log(risk[last]) + shift
+    ll = ((e - log_risk) * d[:, None]).sum(axis=0)
+    ev = d > 0
+    _, counts = np.unique(t[ev], return_counts=True)
+    lsat = -float(np.sum(counts * np.log(counts)))
+    dev = 2.0 * (lsat - ll)
+    return dev[0] if one else dev
+
+
+def concordance(time: np.ndarray, status: np.ndarray, risk: np.ndarray) -> float:
+    """Harrell's C of ``risk`` (higher = earlier event); ties in risk count 1/2."""
+    from sksurv.metrics import concordance_index_censored
+
+    return float(
+        concordance_index_censored(np.asarray(status, dtype=bool), np.asarray(time, float),
+                                   np.asarray(risk, float))[0]
+    )  # fmt: skip
