@@ -237,18 +237,28 @@ def fit_path(
             standardize=standardize, intercept=intercept, penalty_factor=penalty_factor,
             tol=tol, max_iter=max_iter,
         )  # fmt: skip
-        raw = _solvers.linear_path(X, resp.y, lambdas=lambdas, **opts)
+        Xfit, xs = X, np.ones(p)
+        if not intercept and standardize:
+            # glmnet 4.1 scales a no-intercept fit by the centred SD of the uncentred column;
+            # python-glmnet's older Fortran does not: scale here and fit unstandardized
+            sd = np.sqrt(np.maximum((X**2).mean(axis=0) - X.mean(axis=0) ** 2, 0.0))
+            xs = np.where(sd > 0, sd, 1.0)
+            Xfit = X / xs
+            opts["standardize"] = False
+        raw = _solvers.linear_path(Xfit, resp.y, lambdas=lambdas, **opts)
         if not intercept and lambdas is None and len(raw.lambdas) > 2:
             # python-glmnet's older Fortran stops no-intercept paths too early: run glmnet
             # 4.1's grid from the same lambda_max and apply its stopping rules here
             ratio = max(_solvers._EPS_MIN_RATIO, lambda_min_ratio)
             grid = raw.lambdas[0] * ratio ** (np.arange(nlambda) / max(nlambda - 1, 1))
-            raw = _solvers.linear_path(X, resp.y, lambdas=grid, **opts)
-            dev, null = _deviances(X @ raw.coef.T + raw.intercept, resp, intercept)
+            raw = _solvers.linear_path(Xfit, resp.y, lambdas=grid, **opts)
+            dev, null = _deviances(Xfit @ raw.coef.T + raw.intercept, resp, intercept)
             keep = _solvers.linear_stop(1.0 - dev / null, raw.coef, family)
             raw = _solvers.RawPath(
                 raw.lambdas[:keep], raw.intercept[:keep], raw.coef[:keep], raw.messages
             )
+        if not intercept and standardize:
+            raw = _solvers.RawPath(raw.lambdas, raw.intercept, raw.coef / xs, raw.messages)
     eta = X @ raw.coef.T + raw.intercept
     dev, null = _deviances(eta, resp, intercept)
     dev_ratio = 1.0 - dev / null if null > 0 else np.zeros(len(dev))
