@@ -43,7 +43,10 @@ def explain(model, background, X, mode):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             kw = {"nsamples": NSAMPLES} if mode == "correlation_dependent" else {}
-            ex = shap.LinearExplainer(model, background, feature_perturbation=mode, **kw)
+            # (mean, covariance) of the whole background: with a data matrix shap would
+            # subsample it to 100 rows at random
+            moments = (background.mean(axis=0), np.cov(background, rowvar=False))
+            ex = shap.LinearExplainer(model, moments, feature_perturbation=mode, **kw)
         vals.append(np.asarray(ex.shap_values(X), dtype=float))
         expected = float(np.ravel(ex.expected_value)[0])
     arr = np.stack(vals)
