@@ -57,6 +57,8 @@ class PipelineConfig:
     penalty_factor: dict[str, float] | None = None
     seed: int | None = 0
     tol: float | None = None
+    #: per-block preprocessing ``(columns, harmonize, filter)``; None = one block of all
+    blocks: tuple[tuple[tuple[str, ...], str | None, str | None], ...] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,10 +82,21 @@ def fit_fold(
     sites_te: pd.Series, cfg: PipelineConfig, where: str, subjects_te: set | None = None,
 ) -> FoldFit:  # fmt: skip
     """Preprocess, choose lambda by inner CV and predict the held-out rows (one fold)."""
-    tr, te, prep = fit_preprocess(
-        Xtr, sites_tr, Xte, sites_te, harmonize=cfg.harmonize, filter=cfg.filter,
-        keep=cfg.keep, min_icc=cfg.min_icc, reliability=cfg.reliability,
-        exclude_subjects=subjects_te, where=where,
+    blocks = cfg.blocks or ((tuple(Xtr.columns), cfg.harmonize, cfg.filter),)
+    parts = []
+    for cols, harm, filt in blocks:
+        parts.append(fit_preprocess(
+            Xtr[list(cols)], sites_tr, Xte[list(cols)], sites_te, harmonize=harm, filter=filt,
+            keep=cfg.keep, min_icc=cfg.min_icc, reliability=cfg.reliability,
+            exclude_subjects=subjects_te, where=where,
+        ))  # fmt: skip
+    tr = pd.concat([p[0] for p in parts], axis=1)
+    te = pd.concat([p[1] for p in parts], axis=1)
+    prep = FoldPreprocess(
+        kept=list(tr.columns), constant=sum((p[2].constant for p in parts), []),
+        filtered=sum((p[2].filtered for p in parts), []),
+        combat_zero_variance=sum(p[2].combat_zero_variance for p in parts),
+        combat_warnings=tuple(m for p in parts for m in p[2].combat_warnings),
     )  # fmt: skip
     names = list(tr.columns)
     Xa = tr.to_numpy(dtype=float)
