@@ -23,12 +23,13 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from lmmkit.errors import DataError, LmmkitWarning
 
 from ._cox import concordance, cox_deviance
 from ._inputs import Response, as_matrix, as_response, check_family, check_penalty_factor
-from .path import Family, PenalizedPath, check_options, fit_path, lambda_interp
+from .path import Family, PenalizedPath, check_options, fit_path
 
 __all__ = ["CVPenalized", "cv_penalized", "MEASURES"]
 
@@ -145,7 +146,7 @@ def _raw_scores(
         y = resp.y[:, None]
         return np.abs(y - eta) if measure == "mae" else (y - eta) ** 2
     y = resp.y[:, None]
-    prob = 1.0 / (1.0 + np.exp(-eta))
+    prob = expit(eta)
     if measure == "deviance":
         pc = np.clip(prob, 1e-5, 1 - 1e-5)
         return -2.0 * (y * np.log(pc) + (1 - y) * np.log1p(-pc))

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from lmmkit.errors import DataError
 
@@ -125,7 +126,7 @@ class PenalizedPath:
         if type != "response":
             raise DataError(f"predict: type={type!r} is not 'link' or 'response'.")
         if self.family == "binomial":
-            return 1.0 / (1.0 + np.exp(-eta))
+            return expit(eta)
         if self.family == "cox":
             return np.exp(eta)
         return eta
@@ -196,7 +197,7 @@ def _deviances(
         dev = ((y[:, None] - eta) ** 2).sum(axis=0)
         null = float(((y - y.mean()) ** 2).sum() if intercept else (y**2).sum())
         return dev, null
-    p = np.clip(1.0 / (1.0 + np.exp(-eta)), 1e-9, 1 - 1e-9)
+    p = np.clip(expit(eta), 1e-9, 1 - 1e-9)
     dev = -2.0 * (y[:, None] * np.log(p) + (1 - y[:, None]) * np.log1p(-p)).sum(axis=0)
     p0 = np.clip(y.mean(), 1e-9, 1 - 1e-9) if intercept else 0.5
     null = float(-2.0 * (y * np.log(p0) + (1 - y) * np.log1p(-p0)).sum())

@@ -26,8 +26,9 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
-from lmmkit.errors import DataError, close_matches
+from lmmkit.errors import DataError, ModelError, close_matches
 
 from ._cox import concordance
 from ._inputs import Response, as_response
@@ -201,11 +202,15 @@ def score_predictions(pred: pd.DataFrame, family: str) -> tuple[dict, pd.DataFra
         y = pred["y"].to_numpy().astype(int)
         p = pred["pred"].to_numpy()
         roc = roc_auc(y, p, direction="<")
-        cal = calibration(y, np.clip(p, 1e-12, 1 - 1e-12))
+        try:
+            cal = calibration(y, np.clip(p, 1e-12, 1 - 1e-12))
+            c_int, c_slope = cal.intercept, cal.slope
+        except ModelError:  # e.g. every prediction equal: the slope is not identifiable
+            cal, c_int, c_slope = None, np.nan, np.nan
         dc = decision_curve(y, p)
         metrics = {"auc": roc.auc, "auc_low": roc.ci_low, "auc_high": roc.ci_high,
-                   "brier": cal.brier, "calibration_intercept": cal.intercept,
-                   "calibration_slope": cal.slope, "n": float(len(y)),
+                   "brier": float(np.mean((p - y) ** 2)), "calibration_intercept": c_int,
+                   "calibration_slope": c_slope, "n": float(len(y)),
                    "events": float(y.sum())}  # fmt: skip
         for s, g in pred.groupby("site", sort=True):
             yy = g["y"].to_numpy().astype(int)
@@ -286,7 +291,7 @@ def _response_columns(resp: Response) -> dict[str, np.ndarray]:
 
 
 def _response_scale(family: str, link: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-link)) if family == "binomial" else link
+    return expit(link) if family == "binomial" else link
 
 
 def run_folds(
