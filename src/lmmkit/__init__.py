@@ -58,6 +58,7 @@ _LAZY = {
     "coef_table": "lmmkit.inference.satterthwaite",
     "confint": "lmmkit.inference.profile",
     "r2_nakagawa": "lmmkit.inference.r2",
+    "icc_model": "lmmkit.inference.r2",
     "caic": "lmmkit.inference.caic",
     "ConditionalAIC": "lmmkit.inference.caic",
     "parametric_bootstrap": "lmmkit.inference.bootstrap",
@@ -69,7 +70,7 @@ _LAZY = {
     # genetics
     "read_plink": "lmmkit.genetics.plink",
     "read_pheno_file": "lmmkit.genetics.plink",
-    "match_samples": "lmmkit.genetics.plink",
+    "match_samples": "lmmkit.genetics.samples",
     "filter_snps": "lmmkit.genetics.plink",
     "GRM": "lmmkit.genetics.grm",
     "compute_grm": "lmmkit.genetics.grm",

@@ -37,7 +37,7 @@ from typing import Any
 
 from lmmkit.errors import DataError, FileFormatError
 
-__all__ = ["add_signature_parser", "run_signature", "load_signature_plan"]
+__all__ = ["register", "run_signature", "load_signature_plan"]
 
 _SIGNATURE_KEYS = {"family", "cv", "harmonize", "filter", "keep", "min_icc", "alpha",
                    "lambda_choice", "nlambda", "type_measure", "penalty_factor", "inner_folds",
@@ -97,8 +97,7 @@ def load_signature_plan(path: str | Path) -> dict[str, Any]:
 def run_signature(args: argparse.Namespace) -> int:
     """Run the plan named by ``args.plan``; print the summary; write the outputs."""
     import lmmkit
-    from lmmkit._io import write_text_atomic
-    from lmmkit.cli.main import read_table
+    from lmmkit._io import read_table, write_text_atomic
 
     plan = load_signature_plan(args.plan)
     data = read_table(plan["data_path"])
@@ -136,7 +135,7 @@ def run_signature(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_signature_parser(sub: Any) -> None:
+def register(sub: Any) -> None:
     """Register ``signature`` on an argparse sub-parser collection."""
     sp = sub.add_parser(
         "signature",
