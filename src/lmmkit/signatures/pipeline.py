@@ -156,7 +156,9 @@ class SignatureResult:
     selected count; ``metrics``: pooled scores; ``per_site``: scores per held-out site;
     ``selection``: how often each feature was selected over folds; ``calibration`` and
     ``decision_curve``: lmmkit.validation results (binary outcomes); ``final``: the
-    penalized model refitted on all rows with the same pipeline (ComBat on all sites);
+    penalized model refitted on all rows with the same pipeline (ComBat on all sites) and
+    ``final_features`` its preprocessed training features (e.g. the background for
+    :func:`lmmkit.shapley_values`);
     ``checks``: constant features dropped, sites without events, skipped inner folds.
     """
 
@@ -358,7 +360,7 @@ def signature(
     harmonize : {"combat", None}
         ComBat by site inside each fold.
     filter : {"variance", "icc", None}
-        Keep the ``keep`` most variable features (a fraction if < 1, else a count), or those
+        Keep the ``keep`` most variable features (a float is a fraction, an int a count), or those
         with test-retest ICC >= ``min_icc`` computed from ``reliability``: a dict with
         ``data`` (one row per subject x repeat, the feature columns), ``subject``, ``repeat``
         and optional ``form`` ("ICC1", "ICC2" default, "ICC3"); subjects of the held-out
@@ -394,9 +396,9 @@ def signature(
     >>> X = rng.standard_normal((120, 40))
     >>> df = pd.DataFrame(X, columns=[f"f{j}" for j in range(40)])
     >>> df["site"] = np.repeat(list("ABCD"), 30)
-    >>> df["y"] = (X[:, 0] + rng.standard_normal(120) > 0).astype(int)
-    >>> res = lmmkit.signature(df, outcome="y", site="site", final_model=False)
-    >>> bool(res.metrics["auc"] > 0.6)
+    >>> df["y"] = (2 * X[:, 0] + rng.standard_normal(120) > 0).astype(int)
+    >>> res = lmmkit.signature(df, outcome="y", site="site", filter=None, final_model=False)
+    >>> bool(res.metrics["auc"] > 0.7)
     True
     """
     from lmmkit.validation.cross_validation import site_splits
@@ -404,8 +406,8 @@ def signature(
     where = "signature: "
     if lambda_choice not in ("1se", "min"):
         raise DataError(f"{where}lambda_choice={lambda_choice!r} is not '1se' or 'min'.")
-    if not 0 < keep:
-        raise DataError(f"{where}keep={keep!r} must be a positive fraction or count.")
+    if not (0 < keep <= 1 or (isinstance(keep, int) and keep >= 1)):
+        raise DataError(f"{where}keep={keep!r} must be a fraction in (0, 1] or a count >= 1.")
     X, resp, sites, fam, feats, dropped = prepare_data(data, outcome, site, features, family,
                                                        where)  # fmt: skip
     cfg = PipelineConfig(family=fam, harmonize=harmonize, filter=filter, keep=keep,

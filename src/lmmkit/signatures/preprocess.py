@@ -158,7 +158,8 @@ def fit_preprocess(
     filtered: list[str] = []
     if filter == "variance":
         var = train.var(axis=0, ddof=1).sort_values(ascending=False, kind="mergesort")
-        n_keep = int(keep) if keep >= 1 else max(1, int(round(keep * len(var))))
+        is_count = isinstance(keep, int | np.integer) and not isinstance(keep, bool)
+        n_keep = int(keep) if is_count else max(1, int(round(float(keep) * len(var))))
         filtered = list(var.index[n_keep:])
     elif filter == "icc":
         if reliability is None:
