@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
+import lmmkit.signatures._solvers as _solvers
 from lmmkit.errors import DataError
 
-from . import _solvers
 from ._cox import cox_deviance
 from ._inputs import Response, as_matrix, as_response, check_family, check_penalty_factor
 
