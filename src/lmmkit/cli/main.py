@@ -24,6 +24,8 @@ AREAS: tuple[str, ...] = (
     "lmmkit.cli.multisite",  # site-summary, multisite-fit
     "lmmkit.cli.plan",  # plan lock, plan run
     "lmmkit.cli.signatures",  # signature
+    "lmmkit.cli.survival",  # coxph
+    "lmmkit.cli.radiomics",  # radiomics (imaging extra)
 )
 
 

@@ -156,7 +156,15 @@ def variance_partition(
             "defined here for random intercepts and fixed effects. Use (1 | g) terms, or fit_many "
             "for the variance components themselves."
         )
-    table = fit_many(formula, expr, samples, reml=reml, executor=executor, progress=progress)
+    table = fit_many(
+        formula,
+        expr,
+        samples,
+        reml=reml,
+        executor=executor,
+        progress=progress,
+        na_action="raise",  # fractions use every sample's X: a feature with gaps fails
+    )
     X = probe.design.X
     fixed_terms = _fixed_term_columns(probe)
     beta_cols = [f"beta[{n}]" for n in probe.design.fixef_names]

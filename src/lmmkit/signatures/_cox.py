@@ -2,9 +2,8 @@
 
 :func:`cox_deviance` is glmnet's ``coxnet.deviance`` (Breslow ties; a censored time tied with
 an event time counts as later; saturated log-likelihood ``-sum d_k log d_k`` over distinct
-event times). :func:`concordance` is the one seam for Harrell's C: scikit-survival's
-``concordance_index_censored`` today, to be swapped for ``lmmkit.survival.concordance``
-when that lands.
+event times). :func:`concordance` is the one seam for Harrell's C (now
+``lmmkit.survival.harrell_c``, R survival's ``concordance()``).
 """
 
 from __future__ import annotations
@@ -39,10 +38,9 @@ def cox_deviance(eta: np.ndarray, time: np.ndarray, status: np.ndarray) -> np.nd
 
 
 def concordance(time: np.ndarray, status: np.ndarray, risk: np.ndarray) -> float:
-    """Harrell's C of ``risk`` (higher = earlier event); ties in risk count 1/2."""
-    from sksurv.metrics import concordance_index_censored
+    """Harrell's C of ``risk`` (higher = earlier event) as R ``survival::concordance``
+    (glmnet's ``Cindex``): :func:`lmmkit.survival.cindex.harrell_c`."""
+    from lmmkit.survival.cindex import harrell_c
 
-    return float(
-        concordance_index_censored(np.asarray(status, dtype=bool), np.asarray(time, float),
-                                   np.asarray(risk, float))[0]
-    )  # fmt: skip
+    return float(harrell_c(np.asarray(time, float), np.asarray(status, float),
+                           np.asarray(risk, float)).concordance)  # fmt: skip

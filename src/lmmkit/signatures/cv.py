@@ -12,7 +12,7 @@ glmnet's ``fit.preval``).
 
 Deliberate differences: a cox fold without events is skipped and counted (glmnet returns NaN);
 random folds come from NumPy (use ``foldid`` for R's folds); Harrell's C uses
-:func:`lmmkit.signatures._cox.concordance`.
+:func:`lmmkit.signatures._cox.concordance` (R survival's concordance() via lmmkit.survival).
 """
 
 from __future__ import annotations
