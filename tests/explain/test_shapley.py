@@ -2,7 +2,7 @@
 
 References: (1) the generic brute-force enumeration (:func:`brute_force_shapley`) of the same
 games written independently (conditional expectations solved on the covariance, per
-coalition); (2) shap's LinearExplainer frozen by tests/reference/shap/make_reference.py
+coalition); (2) shap's LinearExplainer frozen by tests/reference/signatures/shap/make_reference.py
 (shap 0.51: interventional exactly, 1e-12; correlation_dependent within 5 Monte-Carlo
 standard errors of shap's own estimate, which averages random permutations).
 """
@@ -26,7 +26,7 @@ from tests.conftest import REFERENCE
 
 @cache
 def shap_reference() -> dict:
-    with gzip.open(REFERENCE / "shap" / "shap_reference.json.gz", "rt") as fh:
+    with gzip.open(REFERENCE / "signatures" / "shap" / "shap_reference.json.gz", "rt") as fh:
         return json.load(fh)
 
 

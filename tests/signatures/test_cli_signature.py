@@ -66,8 +66,9 @@ def test_bad_plans_are_clear_errors(tmp_path, capsys):
     plan.write_text('[data]\npath = "features.csv"\nsite = "site"\n')
     assert main(["signature", str(plan)]) == 2
     assert "[data] lacks 'outcome'" in capsys.readouterr().err
-    plan.write_text('[data]\npath = "features.csv"\nsite = "site"\noutcome = "y"\n'
-                    '[signature]\nlasso = true\n')
+    plan.write_text(
+        '[data]\npath = "features.csv"\nsite = "site"\noutcome = "y"\n[signature]\nlasso = true\n'
+    )
     assert main(["signature", str(plan)]) == 2
     assert "unknown option(s) ['lasso']" in capsys.readouterr().err
     plan.write_text("[data\n")

@@ -1,6 +1,6 @@
 """Penalized paths and cross-validated lambda against R glmnet 4.1-6.
 
-References: tests/reference/glmnet/make_reference.R (glmnet thresh 1e-14, cox 1e-22) on
+References: tests/reference/signatures/glmnet/make_reference.R (glmnet thresh 1e-14, cox 1e-22) on
 mtcars, aSAH, a bladder-expression subset (57 x 200 probes, 5 batches), lung (with 60
 simulated features) and veteran. Coefficients are compared at R's lambda grid points.
 Tolerance: 1e-6 absolute on every coefficient and intercept (the issue's target); lambdas
@@ -21,7 +21,7 @@ from lmmkit.errors import DataError
 from lmmkit.signatures import cv_penalized, penalized_path
 from tests.conftest import REFERENCE
 
-REF = REFERENCE / "glmnet"
+REF = REFERENCE / "signatures" / "glmnet"
 COEF_TOL = 1e-6
 COX_TOL = 1e-19  # scikit-survival's tol needed for 1e-6 against converged glmnet
 

@@ -45,9 +45,7 @@ class Response:
 
 def check_family(family: str, where: str) -> str:
     if family not in FAMILIES:
-        raise DataError(
-            f"{where}family={family!r} is not one of {', '.join(map(repr, FAMILIES))}."
-        )
+        raise DataError(f"{where}family={family!r} is not one of {', '.join(map(repr, FAMILIES))}.")
     return family
 
 
@@ -145,7 +143,9 @@ def _finite(v: Any, name: str, where: str) -> np.ndarray:
     try:
         arr = np.asarray(v, dtype=float)
     except (TypeError, ValueError):
-        raise DataError(f"{where}{name} must be numeric; got dtype {np.asarray(v).dtype}.") from None
+        raise DataError(
+            f"{where}{name} must be numeric; got dtype {np.asarray(v).dtype}."
+        ) from None
     bad = ~np.isfinite(arr)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])

@@ -53,14 +53,16 @@ class RawPath:
 
 
 def _need(module: str, package: str):
+    """Import ``module`` on first use; a clear error naming the ``signatures`` extra if absent."""
     import importlib
 
     try:
         return importlib.import_module(module)
-    except ImportError as exc:  # pragma: no cover - exercised only without the dependency
+    except ImportError as exc:
         raise ModelError(
-            f"the penalized solver needs the '{package}' package ({exc}); install it with "
-            f"`pip install {package}` (it is a dependency of lmmkit, so reinstall lmmkit)."
+            f"penalized signatures need the optional package '{package}' (import of "
+            f"{module!r} failed: {exc}). Install the extra with "
+            "`pip install 'lmmkit[signatures]'` (python-glmnet and scikit-survival)."
         ) from None
 
 
@@ -198,9 +200,9 @@ def cox_path(
     vq = np.maximum(penalty_factor, 0.0)
     vq = vq * p / vq.sum()
     vq_a = vq[active]
-    from sksurv.util import Surv
-
-    y = Surv.from_arrays(event=status.astype(bool), time=time.astype(float))
+    y = _need("sksurv.util", "scikit-survival").Surv.from_arrays(
+        event=status.astype(bool), time=time.astype(float)
+    )
     # scikit-survival rescales the penalty factors it is given to sum to its column count:
     # undo that so that the penalty is exactly lambda * vq_j
     c = len(vq_a) / vq_a.sum()

@@ -138,9 +138,7 @@ def _fold_ids(foldid: Any, nfolds: int, n: int, seed: Any, where: str) -> np.nda
     return codes
 
 
-def _raw_scores(
-    measure: str, resp: Response, eta: np.ndarray
-) -> np.ndarray:
+def _raw_scores(measure: str, resp: Response, eta: np.ndarray) -> np.ndarray:
     """Per-row error (n x L) for the pointwise measures."""
     if resp.family == "gaussian":
         y = resp.y[:, None]
@@ -265,8 +263,11 @@ def cv_from_path(
         te = fid == k
         tr = ~te
         rtr = resp.take(np.flatnonzero(tr))
-        if family == "cox" and rtr.status.sum() < 2 or family == "binomial" and (
-            rtr.y.min() == rtr.y.max()
+        if (
+            family == "cox"
+            and rtr.status.sum() < 2
+            or family == "binomial"
+            and (rtr.y.min() == rtr.y.max())
         ):
             skipped.append(k)
             continue

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from lmmkit.errors import DataError
+from lmmkit.signatures._solvers import _need
 
 from ._inputs import Response
 from .pipeline import (
@@ -62,11 +63,11 @@ def _meta_fit(Z: np.ndarray, resp: Response) -> tuple[float, np.ndarray]:
         A = np.column_stack([np.ones(len(Z)), Z])
         sol = np.linalg.lstsq(A, r.y, rcond=None)[0]
         return float(sol[0]), sol[1:]
-    from sksurv.linear_model import CoxPHSurvivalAnalysis
-    from sksurv.util import Surv
-
-    y = Surv.from_arrays(event=r.status.astype(bool), time=r.time)
-    m = CoxPHSurvivalAnalysis(ties="breslow").fit(Z, y)
+    sk = _need("sksurv.linear_model", "scikit-survival")
+    y = _need("sksurv.util", "scikit-survival").Surv.from_arrays(
+        event=r.status.astype(bool), time=r.time
+    )
+    m = sk.CoxPHSurvivalAnalysis(ties="breslow").fit(Z, y)
     return 0.0, np.asarray(m.coef_, dtype=float)
 
 

@@ -185,9 +185,7 @@ def _new_features(X: Any, names: tuple[str, ...], where: str) -> np.ndarray:
     return arr
 
 
-def _deviances(
-    eta: np.ndarray, resp: Response, intercept: bool
-) -> tuple[np.ndarray, float]:
+def _deviances(eta: np.ndarray, resp: Response, intercept: bool) -> tuple[np.ndarray, float]:
     """Deviance at every column of eta and the null deviance (glmnet's definitions)."""
     if resp.family == "cox":
         dev = cox_deviance(eta, resp.time, resp.status)

@@ -224,8 +224,11 @@ def score_predictions(pred: pd.DataFrame, family: str) -> tuple[dict, pd.DataFra
         metrics = {"c_index": concordance(t, d, r), "n": float(len(t)), "events": float(d.sum())}
         for s, g in pred.groupby("site", sort=True):
             dd = g["status"].to_numpy(dtype=float)
-            c = concordance(g["time"].to_numpy(float), dd, g["pred"].to_numpy(float)) if (
-                dd.sum() > 0 and len(g) > 1) else np.nan
+            c = (
+                concordance(g["time"].to_numpy(float), dd, g["pred"].to_numpy(float))
+                if (dd.sum() > 0 and len(g) > 1)
+                else np.nan
+            )
             rows.append({"site": s, "n": len(g), "events": int(dd.sum()), "c_index": c})
     else:
         y, p = pred["y"].to_numpy(float), pred["pred"].to_numpy(float)
@@ -269,8 +272,9 @@ def prepare_data(
             family = "cox"
         else:
             vals = pd.unique(d[out_cols[0]].dropna())
-            family = "binomial" if set(np.asarray(vals, float).tolist()) <= {0.0, 1.0} else (
-                "gaussian")
+            family = (
+                "binomial" if set(np.asarray(vals, float).tolist()) <= {0.0, 1.0} else ("gaussian")
+            )
     if family == "cox" and len(out_cols) != 2:
         raise DataError(f"{where}a survival outcome is outcome=('time', 'status').")
     X = d[features]

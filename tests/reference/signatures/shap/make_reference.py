@@ -1,6 +1,6 @@
 """Frozen shap LinearExplainer outputs for tests/explain (CI does not need shap).
 
-Run from the repository root:  .venv/bin/python tests/reference/shap/make_reference.py
+Run from the repository root:  .venv/bin/python tests/reference/signatures/shap/make_reference.py
 (needs ``pip install shap``; version recorded in the output).
 
 shap's "correlation_dependent" mode estimates its transform by random permutations

@@ -1,9 +1,9 @@
 # Frozen R glmnet references for lmmkit.signatures (penalized paths and cv.glmnet).
-# Run from this folder:  Rscript make_reference.R   (needs ../../../../shared/data)
+# Run from this folder:  Rscript make_reference.R   (needs ../../../../../shared/data)
 # Writes the model inputs (inputs_*.csv.gz) and the fitted paths (glmnet_reference.json).
 # Every fit uses thresh = 1e-14 (cox: 1e-22) and maxit = 1e8 so that the reference is converged.
 suppressMessages({library(glmnet); library(survival); library(jsonlite)})
-shared <- normalizePath(file.path("..", "..", "..", "..", "shared", "data"))
+shared <- normalizePath(file.path("..", "..", "..", "..", "..", "shared", "data"))
 wgz <- function(df, name) {
   con <- gzfile(name, "w"); write.csv(df, con, row.names = FALSE); close(con)
 }
