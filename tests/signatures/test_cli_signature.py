@@ -74,3 +74,17 @@ def test_bad_plans_are_clear_errors(tmp_path, capsys):
     plan.write_text("[data\n")
     assert main(["signature", str(plan)]) == 2
     assert "not valid TOML" in capsys.readouterr().err
+    base = '[data]\npath = "features.csv"\nsite = "site"\noutcome = "y"\n'
+    for text, message in [
+        (base + "[report]\nhtml = 1\n", "unknown section(s) ['report']"),
+        (base.replace('"y"', '["t", "s", "u"]'), "outcome must be a column name or [time, status]"),
+        (base + "feature = ['f1']\n", "[data] has unknown key(s) ['feature']"),
+        (base + "[output]\ncsv = 'x.csv'\n", "[output] has unknown key(s) ['csv']"),
+        (base + "features = ['f1']\n[fusion]\nmodalities = { a = ['f1'] }\n",
+         "features is not used with [fusion]"),
+        (base.replace("features.csv", "absent.csv"), "absent.csv"),
+        (base + "[signature]\nalpha = 2.0\n", "alpha"),
+    ]:  # fmt: skip
+        plan.write_text(text)
+        assert main(["signature", str(plan)]) == 2
+        assert message in capsys.readouterr().err

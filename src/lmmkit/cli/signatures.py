@@ -52,6 +52,16 @@ def _none(v: Any) -> Any:
     return None if isinstance(v, str) and v.lower() == "none" else v
 
 
+def _check_keys(p: Path, section: str, table: Any, allowed: set[str]) -> None:
+    if not isinstance(table, dict):
+        raise FileFormatError(f"{p}: [{section}] must be a table (a [{section}] section).")
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise FileFormatError(
+            f"{p}: [{section}] has unknown key(s) {unknown}; allowed: {sorted(allowed)}."
+        )
+
+
 def load_signature_plan(path: str | Path) -> dict[str, Any]:
     """Read and check a signature plan; returns its sections with paths resolved."""
     p = Path(path)
@@ -61,12 +71,48 @@ def load_signature_plan(path: str | Path) -> dict[str, Any]:
         plan = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise FileFormatError(f"{p}: not valid TOML: {exc}") from None
+    extra = sorted(set(plan) - {"data", "signature", "fusion", "output"})
+    if extra:
+        raise FileFormatError(
+            f"{p}: unknown section(s) {extra}; a plan has [data], [signature] or [fusion], "
+            "and [output]."
+        )
     data = plan.get("data")
     if not isinstance(data, dict):
         raise FileFormatError(f"{p}: the plan needs a [data] section with path, site, outcome.")
     for key in ("path", "site", "outcome"):
         if key not in data:
             raise FileFormatError(f"{p}: [data] lacks {key!r}.")
+    _check_keys(p, "data", data, {"path", "site", "outcome", "features"})
+    _check_keys(p, "output", plan.get("output", {}), {"json", "predictions"})
+    for key in ("path", "site"):
+        if not isinstance(data[key], str):
+            raise FileFormatError(f"{p}: [data] {key} must be a string; got {data[key]!r}.")
+    outcome = data["outcome"]
+    if not (
+        isinstance(outcome, str)
+        or (
+            isinstance(outcome, list)
+            and len(outcome) == 2
+            and all(isinstance(c, str) for c in outcome)
+        )
+    ):
+        raise FileFormatError(
+            f"{p}: [data] outcome must be a column name or [time, status] for survival; "
+            f"got {outcome!r}."
+        )
+    feats = data.get("features")
+    if feats is not None and not (
+        isinstance(feats, list) and feats and all(isinstance(c, str) for c in feats)
+    ):
+        raise FileFormatError(
+            f"{p}: [data] features must be a list of column names; got {feats!r}."
+        )
+    if feats is not None and "fusion" in plan:
+        raise FileFormatError(
+            f"{p}: [data] features is not used with [fusion]; list the columns of each modality "
+            "in [fusion] modalities instead."
+        )
     section = "fusion" if "fusion" in plan else "signature"
     opts = dict(plan.get(section, {}))
     if section == "fusion" and "signature" in plan:
@@ -82,6 +128,8 @@ def load_signature_plan(path: str | Path) -> dict[str, Any]:
     out = dict(plan.get("output", {}))
     for key in ("json", "predictions"):
         if key in out:
+            if not isinstance(out[key], str):
+                raise FileFormatError(f"{p}: [output] {key} must be a path; got {out[key]!r}.")
             out[key] = str((p.parent / out[key]).resolve())
     return {
         "data_path": str((p.parent / data["path"]).resolve()),
