@@ -26,6 +26,9 @@ AREAS: tuple[str, ...] = (
     "lmmkit.cli.signatures",  # signature
     "lmmkit.cli.survival",  # coxph
     "lmmkit.cli.radiomics",  # radiomics (imaging extra)
+    "lmmkit.cli.agreement",  # agreement
+    "lmmkit.cli.cea",  # cea
+    "lmmkit.cli.selection",  # select (step, ranova, compare)
 )
 
 
