@@ -183,3 +183,29 @@ def test_gwas_output_format_option(small, tmp_path):
     t = pd.read_csv(out, sep=" ")
     assert list(t.columns)[:5] == ["CHROM", "GENPOS", "ID", "ALLELE0", "ALLELE1"]
     assert "(regenie layout)" in Path(f"{out}.log").read_text()
+
+
+@pytest.mark.slow
+def test_h2_and_grm_commands_reproduce_gemmas_kinship_computed_once(tmp_path):
+    """``--kinship-samples gemma`` at the command line on HS1940 MCH (.fam column 11) gives
+    GEMMA 0.98.5's vg, ve and pve (tests/reference/gemma_mch), and ``lmmkit grm`` writes
+    the kinship that, given back with --grm, gives the same fit."""
+    from tests.genetics._genetics_helpers import require_hs
+
+    prefix = require_hs()
+    g = json.loads((REF.parent / "gemma_mch" / "gemma_mch_reference.json").read_text())["gemma"]
+    out = tmp_path / "h.json"
+    argv = ["h2", "--bfile", prefix, "--pheno-fam", 6, "--quiet"]
+    assert run([*argv, "--kinship-samples", "gemma", "--json", out]) == 0
+    res = json.loads(out.read_text())
+    assert res["n"] == g["null"]["n_analyzed"]
+    assert res["vg"] == pytest.approx(g["null"]["vg"], abs=5e-6)
+    assert res["ve"] == pytest.approx(g["null"]["ve"], abs=5e-7)
+    assert res["h2"] == pytest.approx(g["null"]["pve"], abs=5e-7)
+    assert "GEMMA -gk 1 without -n" in res["kernels"][0]["convention"]
+    assert run(["grm", "--bfile", prefix, "--kinship-samples", "gemma", "--out", tmp_path / "k",
+                "--quiet"]) == 0  # fmt: skip
+    out2 = tmp_path / "h2.json"
+    assert run([*argv, "--grm", tmp_path / "k", "--json", out2]) == 0
+    again = json.loads(out2.read_text())
+    assert again["vg"] == pytest.approx(res["vg"], rel=1e-5)  # .grm.bin holds float32
