@@ -58,7 +58,8 @@ def dice_ce_loss(*, lambda_dice: float = 1.0, lambda_ce: float = 1.0) -> Any:
     from monai.losses import DiceCELoss
 
     return DiceCELoss(
-        to_onehot_y=True, softmax=True, lambda_dice=lambda_dice, lambda_ce=lambda_ce
+        to_onehot_y=True, softmax=True, include_background=False,
+        lambda_dice=lambda_dice, lambda_ce=lambda_ce,
     )
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from lmmkit.errors import DataError
 
-__all__ = ["segmentation_table", "auc", "concordance_index"]
+__all__ = ["segmentation_table", "mean_dice", "auc", "concordance_index"]
 
 
 def segmentation_table(
@@ -90,6 +90,21 @@ def segmentation_table(
             }
         )
     return pd.DataFrame(rows).set_index("image")
+
+
+def mean_dice(pred: Any, true: Any) -> float:
+    """Mean Dice over images (n, *spatial) for monitoring training; an image whose true and
+    predicted masks are both empty counts 1 (use :func:`segmentation_table` to evaluate).
+
+    Examples
+    --------
+    >>> mean_dice(np.ones((2, 3)), np.array([[1, 1, 1], [0, 0, 0]]))
+    0.5
+    """
+    p = np.asarray(pred).astype(bool).reshape(len(pred), -1)
+    t = np.asarray(true).astype(bool).reshape(len(true), -1)
+    inter, tot = (p & t).sum(1), p.sum(1) + t.sum(1)
+    return float(np.mean(np.where(tot > 0, 2 * inter / np.maximum(tot, 1), 1.0)))
 
 
 def auc(y: Any, score: Any) -> float:

@@ -272,6 +272,7 @@ def train_segmentation(
     ['epoch', 'train_loss']
     """
     from lmmkit.imaging.losses import dice_ce_loss
+    from lmmkit.imaging.metrics import mean_dice
     from lmmkit.imaging.nets.multitask import make_unet
 
     x = check_images(images)
@@ -293,13 +294,10 @@ def train_segmentation(
 
     evaluate = None
     if val is not None:
-        vx, vy = check_images(val[0]), np.asarray(val[1]).astype(bool)
+        vx, vy = check_images(val[0]), np.asarray(val[1])
 
         def evaluate(m: Any) -> dict[str, float]:
-            pred = segment(m, vx)
-            inter = (pred & vy).reshape(len(vy), -1).sum(1)
-            tot = pred.reshape(len(vy), -1).sum(1) + vy.reshape(len(vy), -1).sum(1)
-            return {"val_dice": float(np.mean(2 * inter / np.maximum(tot, 1)))}
+            return {"val_dice": mean_dice(segment(m, vx), vy)}
 
     return train_loop(
         net, loss_fn, [x, y.astype(np.int64)], epochs=epochs, lr=lr, batch_size=batch_size,

@@ -94,7 +94,8 @@ class MultiTaskUNet(nn.Module):
     n_classes : int, default 2
         Classes of the classification head (the segmentation has 2: background, lesion).
     widths : sequence of int
-        Encoder widths; the first level keeps full resolution, each next one halves it.
+        Encoder widths; every level halves the resolution (the decoder restores it, with
+        instance normalization, and skip connections from the encoder).
     task_norm : bool, default False
         Task-specific batch normalization: the encoder's convolutions are shared, each task has
         its own BN parameters and running statistics, and the encoder runs once per task.
@@ -133,15 +134,18 @@ class MultiTaskUNet(nn.Module):
 
         cin = int(in_channels)
         self.down = nn.ModuleList()
-        for i, w in enumerate(widths):
-            self.down.append(_block(cin, w, 1 if i == 0 else 2, norm(w)))
+        for w in widths:
+            self.down.append(_block(cin, w, 2, norm(w)))
             cin = w
         self.up = nn.ModuleList()
         self.merge = nn.ModuleList()
         for i in range(len(widths) - 1, 0, -1):
-            self.up.append(nn.ConvTranspose3d(widths[i], widths[i - 1], 2, stride=2))
-            self.merge.append(_block(2 * widths[i - 1], widths[i - 1], 1, nn.BatchNorm3d(widths[i - 1])))
-        self.seg_out = nn.Conv3d(widths[0], 2, 1)
+            w = widths[i - 1]
+            self.up.append(nn.ConvTranspose3d(widths[i], w, 2, stride=2))
+            self.merge.append(_block(2 * w, w, 1, nn.InstanceNorm3d(w, affine=True)))
+        self.seg_out = nn.Sequential(  # back to full resolution, 2 classes
+            nn.Upsample(scale_factor=2, mode="trilinear"), nn.Conv3d(widths[0], 2, 3, padding=1)
+        )
         self.cls_head = nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(widths[-1], n_classes))
         self.out_features = widths[-1]
 
