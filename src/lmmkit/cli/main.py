@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     from lmmkit.validation.plan_cli import add_plan_parsers
 
     add_plan_parsers(sub)
+    from lmmkit.cli.radiomics import add_parser as add_radiomics_parser
+
+    add_radiomics_parser(sub)
     return parser
 
 
