@@ -38,8 +38,10 @@ def _as_images_and_table(images: Any, table: pd.DataFrame | None) -> tuple[np.nd
 
     if isinstance(images, SyntheticCohort):
         return images.images, images.table if table is None else table
+    if hasattr(images, "images") and hasattr(images, "table"):  # CohortArrays from read_cohort
+        return images.images, images.table if table is None else table
     if isinstance(images, list | tuple) and images and hasattr(images[0], "array"):
-        # lmmkit.imaging.io.Image objects (one per acquisition; sequences as channels)
+        # lmmkit.imaging.io.Image objects (one per acquisition; one channel each)
         arrs = [np.asarray(im.array, dtype=np.float32) for im in images]
         arrs = [a[None] if a.ndim == 3 else a for a in arrs]
         shapes = {a.shape for a in arrs}
@@ -49,7 +51,7 @@ def _as_images_and_table(images: Any, table: pd.DataFrame | None) -> tuple[np.nd
                 "them onto one grid first."
             )
         meta = pd.DataFrame(
-            {"image_id": [str(getattr(im, "path", None) or f"image{i}") for i, im in enumerate(images)]}
+            {"image_id": [str(getattr(im, "source", None) or f"image{i}") for i, im in enumerate(images)]}
         )
         return np.stack(arrs), meta if table is None else table
     arr = np.asarray(images)
@@ -151,7 +153,8 @@ def extract_features(
     model : torch.nn.Module
         A trained network with ``features(x)`` or ``pooled(x)`` (every network of
         :mod:`lmmkit.imaging.nets`), or any module with ``layer`` named.
-    images : ndarray (n, C, D, H, W), SyntheticCohort, or list of ``lmmkit.imaging.io.Image``
+    images : ndarray (n, C, D, H, W), SyntheticCohort, CohortArrays (:func:`read_cohort
+        <lmmkit.imaging.dataset.read_cohort>`), or a list of ``lmmkit.imaging.io.Image``
     table : DataFrame, optional
         One row per image (same order) with identifier columns; a cohort brings its own.
     layer : str, optional

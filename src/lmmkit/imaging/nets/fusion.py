@@ -33,8 +33,8 @@ class LateFusionNet(nn.Module):
     channels_a, channels_b : int
         Channels of each phase (1 each for two single-channel phases).
     n_outputs : int
-    widths : sequence of int
-        Widths of both encoders.
+    widths, strides : sequences of int
+        Widths and strides of both encoders (as :class:`ConvEncoder`).
     pool_size : int, default 2
         Each branch's map is average-pooled to ``pool_size``^3 cells, so phases acquired at
         different resolutions meet on one grid.
@@ -55,13 +55,15 @@ class LateFusionNet(nn.Module):
         n_outputs: int = 2,
         *,
         widths: Sequence[int] = (8, 16, 32),
+        strides: Sequence[int] | None = None,
         pool_size: int = 2,
         norm: str = "batch",
     ) -> None:
         super().__init__()
         self.channels_a = int(channels_a)
-        self.branch_a = ConvEncoder(3, channels_a, widths=widths, norm=norm)
-        self.branch_b = ConvEncoder(3, channels_b, widths=widths, norm=norm)
+        kw = dict(widths=widths, strides=strides, norm=norm)
+        self.branch_a = ConvEncoder(3, channels_a, **kw)
+        self.branch_b = ConvEncoder(3, channels_b, **kw)
         self.pool = nn.AdaptiveAvgPool3d(pool_size)
         self.out_features = 2 * widths[-1] * pool_size**3
         self.head = nn.Linear(self.out_features, int(n_outputs))
@@ -99,8 +101,8 @@ class SurvivalFusionNet(nn.Module):
     n_clinical : int
         Clinical covariates (standardize them first).
     fusion : {"early", "intermediate", "late"}
-    widths : sequence of int
-        Image encoder widths.
+    widths, strides : sequences of int
+        Image encoder widths and strides (as :class:`ConvEncoder`).
 
     Examples
     --------
@@ -116,6 +118,7 @@ class SurvivalFusionNet(nn.Module):
         *,
         fusion: str = "intermediate",
         widths: Sequence[int] = (8, 16, 32),
+        strides: Sequence[int] | None = None,
         hidden: int = 16,
         norm: str = "batch",
     ) -> None:
@@ -125,7 +128,7 @@ class SurvivalFusionNet(nn.Module):
         self.fusion = fusion
         self.n_clinical = int(n_clinical)
         extra = self.n_clinical if fusion == "early" else 0
-        self.encoder = ConvEncoder(3, in_channels + extra, widths=widths, norm=norm)
+        self.encoder = ConvEncoder(3, in_channels + extra, widths=widths, strides=strides, norm=norm)
         f = self.encoder.out_features
         if fusion == "intermediate":
             self.head = nn.Sequential(
