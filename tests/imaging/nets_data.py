@@ -15,7 +15,7 @@ torch.set_num_threads(1)
 HELD_OUT = "site4"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cohort():
     """10 subjects per site at 4 sites, 32^3, two sequences, two rescans of each subject."""
     from lmmkit.imaging.synthetic import make_multisite
@@ -23,7 +23,7 @@ def cohort():
     return make_multisite(10, shape=(32, 32, 32), n_rescans=2, seed=7)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def normalized():
     from lmmkit.imaging.train import normalize_intensity
 
@@ -37,7 +37,7 @@ def large_lesion() -> np.ndarray:
     return (cohort().table["z_size"].to_numpy() > 0).astype(int)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def classifier():
     """A 3-D classifier of large vs small lesions trained on the first scans of three sites."""
     from lmmkit.imaging.nets.encoders import ConvEncoder, ImageClassifier
