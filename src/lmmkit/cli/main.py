@@ -190,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     from lmmkit.cli.radiomics import add_parser as add_radiomics_parser
 
     add_radiomics_parser(sub)
+    from lmmkit.cli.imaging import add_parser as add_imaging_parser
+
+    add_imaging_parser(sub)
     return parser
 
 
