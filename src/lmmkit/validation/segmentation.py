@@ -103,7 +103,7 @@ def _empty_value(empty, where: str, what: str) -> float:
 
 
 def dice(a, b, *, empty="raise") -> float:
-    """Dice coefficient 2|A & B| / (|A| + |B|); ``empty`` applies when both masks are empty."""
+    """Dice coefficient ``2 |A and B| / (|A| + |B|)``; ``empty`` applies when both masks are empty."""
     where = "dice: "
     aa, bb = _masks(a, b, where)
     total = int(aa.sum()) + int(bb.sum())
@@ -113,7 +113,7 @@ def dice(a, b, *, empty="raise") -> float:
 
 
 def jaccard(a, b, *, empty="raise") -> float:
-    """Jaccard index |A & B| / |A | B|; ``empty`` applies when both masks are empty."""
+    """Jaccard index ``|A and B| / |A or B|``; ``empty`` applies when both masks are empty."""
     where = "jaccard: "
     aa, bb = _masks(a, b, where)
     union = int(np.logical_or(aa, bb).sum())

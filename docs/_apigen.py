@@ -1,0 +1,90 @@
+"""Write the API reference pages from lmmkit's public names, grouped by area.
+
+Every name in ``lmmkit.__all__`` (and in the ``__all__`` of the optional subpackages listed in
+``SUBPACKAGES``) gets an autosummary entry on its area's page, so a new public name appears in
+the reference without anyone editing these pages.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+AREAS = {
+    "models": "Linear mixed models",
+    "results": "Linear mixed models",
+    "optim": "Linear mixed models",
+    "errors": "Errors",
+    "glmm": "Generalized linear mixed models",
+    "inference": "Inference, model comparison and diagnostics",
+    "genetics": "Genetics",
+    "parallel": "Parallel execution",
+    "omics": "Omics",
+    "validation": "Clinical and imaging biomarker validation",
+    "report": "Clinical and imaging biomarker validation",
+    "survival": "Survival",
+    "signatures": "Signatures and fusion",
+    "explain": "Explanations",
+    "imaging": "Imaging (the imaging extra)",
+}
+ORDER = list(dict.fromkeys(AREAS.values()))
+SUBPACKAGES = ["lmmkit.imaging"]  # optional extras with their own public names
+
+
+def _area(module: str) -> str:
+    parts = module.split(".")
+    key = parts[1] if len(parts) > 1 else "models"
+    return AREAS.get(key, "Other")
+
+
+def _public() -> dict[str, list[str]]:
+    import lmmkit
+
+    groups: dict[str, list[str]] = {}
+    lazy = getattr(lmmkit, "_LAZY", {})
+    for name in lmmkit.__all__:
+        module = lazy.get(name) or getattr(getattr(lmmkit, name), "__module__", "lmmkit.models")
+        groups.setdefault(_area(module), []).append(f"lmmkit.{name}")
+    for sub in SUBPACKAGES:
+        try:
+            pkg = importlib.import_module(sub)
+        except ImportError:  # extra not installed: the page says so
+            groups.setdefault(_area(sub), [])
+            continue
+        for name in getattr(pkg, "__all__", []):
+            groups.setdefault(_area(sub), []).append(f"{sub}.{name}")
+    return groups
+
+
+def _slug(title: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-").replace("--", "-")
+
+
+def write_api_pages(out: Path) -> None:
+    """Write ``out/index.rst`` and one page per area (only when the text changed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    groups = _public()
+    titles = [t for t in ORDER if t in groups] + sorted(set(groups) - set(ORDER))
+    index = ["API reference", "=" * 13, "",
+             "Every public name of lmmkit, by area. ``import lmmkit`` gives all of them;",
+             "the imaging names live in ``lmmkit.imaging`` (the ``imaging`` extra).", "",
+             ".. toctree::", "   :maxdepth: 1", ""]
+    for title in titles:
+        slug = _slug(title)
+        index.append(f"   {slug}")
+        names = sorted(groups[title], key=lambda n: n.rsplit(".", 1)[-1].lower())
+        body = [title, "=" * len(title), ""]
+        if not names:
+            body += ["This area's extra is not installed where these pages were built.", ""]
+        for pkg in dict.fromkeys(n.rsplit(".", 1)[0] for n in names):
+            body += [f".. currentmodule:: {pkg}", "", ".. autosummary::", "   :toctree: generated",
+                     "   :nosignatures:", ""]
+            body += [f"   {n.rsplit('.', 1)[1]}" for n in names if n.rsplit(".", 1)[0] == pkg]
+            body.append("")
+        _write(out / f"{slug}.rst", "\n".join(body) + "\n")
+    _write(out / "index.rst", "\n".join(index) + "\n")
+
+
+def _write(path: Path, text: str) -> None:
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
