@@ -78,13 +78,14 @@ def bench_federated(args: argparse.Namespace) -> None:
     m = c.masks.astype(bool)
     tab = c.table.copy()
     tab["t2_mean"] = [float(c.images[i, 1][m[i]].mean()) for i in range(len(m))]
-    drift = drift_study(tab[["heterogeneity", "age"]].to_numpy(), tab["t2_mean"].to_numpy(),
+    drift = drift_study(tab[["heterogeneity", "age", "z_size"]].to_numpy(), tab["t2_mean"].to_numpy(),
                         tab["site"].to_numpy(), local_epochs=(1, 2, 5, 10, 20), rounds=500,
                         lr=0.05)  # fmt: skip
     _emit("fedavg_drift", drift.set_index(["scheme", "local_epochs"]), args.out,
-          "t2_mean ~ heterogeneity + age, 4 sites x 60, full-batch local steps, 500 rounds")  # fmt: skip
+          "t2_mean ~ heterogeneity + age + z_size, 4 sites x 60 (site case mix in age and lesion "
+          "size), full-batch local steps, 500 rounds")  # fmt: skip
     t0 = time.perf_counter()
-    exact = exact_multisite(tab, "t2_mean ~ heterogeneity + age + (1 | site)", site="site")
+    exact = exact_multisite(tab, "t2_mean ~ heterogeneity + age + z_size + (1 | site)", site="site")
     _emit("exact_multisite", exact, args.out,
           f"REML, per-site summaries vs pooled lmm, {time.perf_counter() - t0:.1f} s")  # fmt: skip
 

@@ -241,11 +241,12 @@ def run_imaging_demo(
     m = masks.astype(bool)
     fed = table[first].copy()
     fed["t2_mean"] = [float(data.images[i, 1][m[i]].mean()) for i in np.flatnonzero(first)]
-    drift = drift_study(fed[["heterogeneity", "age"]].to_numpy(), fed["t2_mean"].to_numpy(),
+    drift = drift_study(fed[["heterogeneity", "age", "z_size"]].to_numpy(), fed["t2_mean"].to_numpy(),
                         fed["site"].to_numpy(), local_epochs=(1, 5, 20), rounds=300)  # fmt: skip
     tables["fedavg_drift"] = drift.set_index(["scheme", "local_epochs"])
-    tables["exact_multisite"] = exact_multisite(fed, "t2_mean ~ heterogeneity + age + (1 | site)",
-                                                site="site")  # fmt: skip
+    tables["exact_multisite"] = exact_multisite(
+        fed, "t2_mean ~ heterogeneity + age + z_size + (1 | site)", site="site"
+    )
     save("fedavg_drift", plot_drift(drift))
     tick("across sites (FedAvg drift, exact multi-site)")
 

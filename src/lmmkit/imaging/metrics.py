@@ -5,7 +5,9 @@
   empty; HD95 when either is).
 * :func:`auc` -- ROC AUC (``lmmkit.validation.discrimination.roc_auc``), higher score = case.
 * :func:`concordance_index` -- Harrell's C for a risk score (pairs ordered by an observed
-  event; tied risks count 1/2; tied times are not comparable unless only one is an event).
+  event; tied risks count 1/2; a subject censored at an event's time counts as later, two tied
+  events are not comparable: R survival's ``concordance`` convention). To be replaced by
+  ``lmmkit.harrell_c`` when the survival module lands.
 """
 
 from __future__ import annotations
@@ -147,8 +149,10 @@ def concordance_index(time: Any, event: Any, risk: Any) -> float:
         raise DataError("concordance_index: time, event and risk differ in length.")
     if not np.all(np.isfinite(r)):
         raise DataError("concordance_index: the risk score has NaN or infinite values.")
-    # pair (i, j) comparable when i has an event and t_i < t_j
-    comparable = e[:, None] & (t[:, None] < t[None, :])
+    # pair (i, j) comparable when i has an event and j is still at risk after it: t_i < t_j,
+    # or t_i == t_j with j censored (R survival's convention; two tied events are not ordered)
+    later = (t[:, None] < t[None, :]) | ((t[:, None] == t[None, :]) & ~e[None, :])
+    comparable = e[:, None] & later
     conc = (r[:, None] > r[None, :]) & comparable
     tied = (r[:, None] == r[None, :]) & comparable
     n = comparable.sum()

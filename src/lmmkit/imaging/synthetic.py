@@ -13,7 +13,7 @@ Generative model (per subject i at site s)
 * **Heterogeneity** ``h_i ~ U(0, 1)``: the fraction of the lesion's radius taken by a necrotic
   core (dark on the first sequence, bright on the second) and the amplitude of a fine texture
   inside the lesion. ``z_het = (h_i - 1/2) / sqrt(1/12)``.
-* **Clinical**: ``age ~ N(60, 10)``, ``z_age = (age - 60) / 10``; ``sex ~ Bernoulli(1/2)``
+* **Clinical**: ``age ~ N(60 + age_shift_s, 10)``, ``z_age = (age - 60) / 10``; ``sex ~ Bernoulli(1/2)``
   (no effect: a null covariate).
 * **Linear predictor**: ``eta = beta_size z_size + beta_het z_het + beta_age z_age``.
   Binary outcome ``y ~ Bernoulli(expit(beta0 + eta))``; survival time
@@ -63,6 +63,8 @@ class ScannerSpec:
         Amplitude of the smooth multiplicative bias field (0 = none).
     size_shift : float
         Shift of the site's mean log lesion radius (case mix: a non-IID site).
+    age_shift : float
+        Shift of the site's mean age in years (case mix).
 
     Examples
     --------
@@ -77,6 +79,7 @@ class ScannerSpec:
     blur: float = 0.0
     bias: float = 0.0
     size_shift: float = 0.0
+    age_shift: float = 0.0
 
 
 def default_scanners(n_sites: int = 4) -> tuple[ScannerSpec, ...]:
@@ -112,6 +115,7 @@ def default_scanners(n_sites: int = 4) -> tuple[ScannerSpec, ...]:
                 blur=0.8 * t,
                 bias=0.25 * t,
                 size_shift=0.15 * (t - 0.5),
+                age_shift=16.0 * (t - 0.5),
             )
         )
     return tuple(out)
@@ -352,7 +356,7 @@ def make_multisite(
         for _ in range(counts[sc.name]):
             log_r = np.log(r0) + sc.size_shift + size_sd * rng.standard_normal()
             het = float(rng.uniform())
-            age = float(60 + 10 * rng.standard_normal())
+            age = float(60 + sc.age_shift + 10 * rng.standard_normal())
             sex = int(rng.uniform() < 0.5)
             radius = float(np.exp(np.clip(log_r, np.log(1.5), np.log(min(shape) / 4))))
             mask, d = _lesion(rng, shape, radius, het, irregularity)  # type: ignore[arg-type]
