@@ -16,6 +16,7 @@ Options: ``--n-per-site`` (default 20), ``--epochs`` (default 10), ``--threads``
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
@@ -158,20 +159,26 @@ def bench_saliency(args: argparse.Namespace) -> None:
     rows = []
     for seed in args.seeds:
         c, x = _cohort(args.n_per_site, seed)
-        y = (c.table["z_size"] > 0).astype(int).to_numpy()
         te = (c.table["site"] == HELD_OUT).to_numpy()
-        torch.manual_seed(seed)
-        net = ImageClassifier(ConvEncoder(3, 2, widths=(8, 16, 32), strides=(2, 2, 1)))
-        net, _ = train_classifier(net, x[~te], y[~te], epochs=args.epochs, lr=3e-3, seed=seed)
-        for layer in ("encoder.blocks.0", "encoder.blocks.1", "encoder.blocks.2"):
-            cam = grad_cam(net, x[te], layer=layer)
-            h = lesion_hit_test(cam.maps, c.masks[te])
-            rows.append({"layer": layer, "seed": seed, "grid": "x".join(map(str, cam.grid)),
-                         "cell_voxels": cam.cell[0], "hit_rate": h.hit_rate,
-                         "chance_rate": h.chance_rate, "p_value": h.p_value})  # fmt: skip
+        labels = {"necrotic core": (c.table["heterogeneity"] > 0.5).astype(int).to_numpy(),
+                  "large lesion": (c.table["z_size"] > 0).astype(int).to_numpy()}  # fmt: skip
+        for (label, y), pool in itertools.product(labels.items(), ("avg", "max")):
+            torch.manual_seed(seed)
+            net = ImageClassifier(ConvEncoder(3, 2, widths=(8, 16, 32), strides=(2, 2, 1),
+                                              pool=pool))  # fmt: skip
+            net, _ = train_classifier(net, x[~te], y[~te], epochs=args.epochs, lr=3e-3, seed=seed)
+            for layer in ("encoder.blocks.0", "encoder.blocks.1", "encoder.blocks.2"):
+                cam = grad_cam(net, x[te], layer=layer)
+                h = lesion_hit_test(cam.maps, c.masks[te])
+                rows.append({"label": label, "pool": pool, "layer": layer, "seed": seed,
+                             "grid": "x".join(map(str, cam.grid)), "cell_voxels": cam.cell[0],
+                             "hit_rate": h.hit_rate, "chance_rate": h.chance_rate,
+                             "p_value": h.p_value})  # fmt: skip
     t = pd.DataFrame(rows)
-    summ = t.groupby(["layer", "grid", "cell_voxels"])[["hit_rate", "chance_rate", "p_value"]]
-    _emit("saliency_by_layer", summ.agg(["mean", "std"]).round(4), args.out,
+    keys = ["label", "pool", "layer", "grid", "cell_voxels"]
+    summ = t.groupby(keys, sort=False)[["hit_rate", "chance_rate"]].agg(["mean", "std"])
+    summ[("p_value", "median")] = t.groupby(keys, sort=False)["p_value"].median()
+    _emit("saliency_by_layer", summ.round(4), args.out,
           f"Grad-CAM (captum) on the held-out site; {len(args.seeds)} seeds")  # fmt: skip
 
 

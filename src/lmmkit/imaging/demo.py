@@ -7,7 +7,8 @@ Steps (site4, the most distorted scanner, is held out from every training step):
    readers (:func:`lmmkit.imaging.dataset.read_cohort`: every image-mask pair checked).
 2. **Segmentation**: a 3-D U-Net (encoder shared with a classification head, trained here on
    segmentation only) with Dice + cross-entropy; Dice and HD95 per held-out subject.
-3. **Saliency**: a 3-D classifier of large vs small lesions; Grad-CAM (captum) on the held-out
+3. **Saliency**: a 3-D classifier (global max pooling) of a large necrotic core; Grad-CAM
+   (captum) on the held-out
    site, the lesion-hit test against chance, the layer's grid drawn.
 4. **Hand-off**: deep features of the segmentation encoder (no outcome used to train it) for
    every acquisition, as a tidy frame; test-retest ICC per feature (:func:`lmmkit.icc`);
@@ -179,10 +180,11 @@ def run_imaging_demo(
     tick("segmentation")
 
     # 3. saliency ---------------------------------------------------------------------------
-    large = (table["z_size"].to_numpy() > 0).astype(int)
+    core = (table["heterogeneity"].to_numpy() > 0.5).astype(int)  # necrotic core: local evidence
     seed_everything(seed)
-    cls_net = ImageClassifier(ConvEncoder(3, x.shape[1], widths=(8, 16, 32), strides=(2, 2, 1)))
-    cls_net, cls_hist = train_classifier(cls_net, x[tr], large[tr], val=(x[te], large[te]),
+    cls_net = ImageClassifier(ConvEncoder(3, x.shape[1], widths=(8, 16, 32), strides=(2, 2, 1),
+                                          pool="max"))  # fmt: skip
+    cls_net, cls_hist = train_classifier(cls_net, x[tr], core[tr], val=(x[te], core[te]),
                                          epochs=ep + 4, lr=3e-3, seed=seed, device=device)  # fmt: skip
     cam = grad_cam(cls_net, x[te], layer="encoder.blocks.0")
     hits = lesion_hit_test(cam.maps, masks[te], ids=table["image_id"][te])

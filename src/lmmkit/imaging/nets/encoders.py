@@ -45,6 +45,10 @@ class ConvEncoder(nn.Module):
     norm : str, default "batch"
         MONAI norm name ("batch", "instance", ...) or a ``(name, kwargs)`` tuple.
     act : str, default "relu"
+    pool : {"avg", "max"}, default "avg"
+        Global pooling of :meth:`pooled`. Max pooling makes the decision rest on the strongest
+        location of each feature map (weakly supervised localization: Grad-CAM then points at
+        that location).
 
     Examples
     --------
@@ -65,8 +69,11 @@ class ConvEncoder(nn.Module):
         kernel_size: int = 3,
         norm: str | tuple = "batch",
         act: str = "relu",
+        pool: str = "avg",
     ) -> None:
         super().__init__()
+        if pool not in ("avg", "max"):
+            raise LmmkitError(f"ConvEncoder: pool={pool!r} is not 'avg' or 'max'.")
         if spatial_dims not in (2, 3):
             raise LmmkitError(f"ConvEncoder: spatial_dims={spatial_dims!r} must be 2 or 3.")
         widths = tuple(int(w) for w in widths)
@@ -91,7 +98,9 @@ class ConvEncoder(nn.Module):
             )
             cin = w
         self.blocks = nn.Sequential(*blocks)
-        self.pool = (nn.AdaptiveAvgPool3d if spatial_dims == 3 else nn.AdaptiveAvgPool2d)(1)
+        pools = {("avg", 3): nn.AdaptiveAvgPool3d, ("avg", 2): nn.AdaptiveAvgPool2d,
+                 ("max", 3): nn.AdaptiveMaxPool3d, ("max", 2): nn.AdaptiveMaxPool2d}  # fmt: skip
+        self.pool = pools[(pool, spatial_dims)](1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(x)
