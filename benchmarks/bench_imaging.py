@@ -9,7 +9,7 @@
     .venv/bin/python benchmarks/bench_imaging.py all
 
 Each study prints a Markdown table (mean and SD over seeds; a fresh synthetic cohort per seed,
-site4 held out) and writes its CSV to ``--out`` (default ``benchmarks/results/imaging``).
+site4 held out) and writes its CSV to ``--out`` (default ``benchmarks/_data/imaging``, not tracked).
 Options: ``--n-per-site`` (default 20), ``--epochs`` (default 10), ``--threads`` (default 1).
 """
 
@@ -190,7 +190,7 @@ def main() -> None:
     p.add_argument("--n-per-site", type=int, default=20)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "imaging")
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "_data" / "imaging")
     args = p.parse_args()
     import torch
 

@@ -73,3 +73,13 @@ def test_bad_input():
         make_multisite(2, scanners=[ScannerSpec("a"), ScannerSpec("a")])
     with pytest.raises(DataError, match="spacing"):
         make_multisite(2, shape=(16, 16, 16), spacing=(1, 0, 1))
+
+
+def test_normalize_intensity_leaves_the_input_alone():
+    from lmmkit.imaging.train import normalize_intensity
+
+    x = make_multisite(1, shape=(16, 16, 16), seed=2).images
+    before = x.copy()
+    z = normalize_intensity(x)
+    np.testing.assert_array_equal(x, before)  # MONAI works in place on NumPy: we copy
+    np.testing.assert_allclose(z.mean(axis=(2, 3, 4)), 0, atol=1e-5)

@@ -79,6 +79,8 @@ def check_images(images: Any, *, ids: Sequence[Any] | None = None, ndim: int = 5
 def normalize_intensity(images: Any, *, ids: Sequence[Any] | None = None) -> np.ndarray:
     """Channel-wise z-scoring of every image (MONAI ``NormalizeIntensity``).
 
+    The input is not modified.
+
     Examples
     --------
     >>> x = normalize_intensity(np.arange(16.0).reshape(1, 1, 2, 2, 4))
@@ -89,7 +91,8 @@ def normalize_intensity(images: Any, *, ids: Sequence[Any] | None = None) -> np.
 
     arr = check_images(images, ids=ids)
     tf = NormalizeIntensity(channel_wise=True)
-    return np.stack([np.asarray(tf(a)) for a in arr]).astype(np.float32)
+    # MONAI normalizes NumPy input in place: work on copies, never on the caller's array
+    return np.stack([np.asarray(tf(a.copy())) for a in arr]).astype(np.float32)
 
 
 def _tensors(arrays: Sequence[Any], device: Any) -> list[Any]:
