@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from lmmkit.genetics.grm import compute_grm
-from lmmkit.genetics.gwas import _plots, gwas
+from lmmkit.genetics.gwas import gwas
+from lmmkit.genetics.gwas.plots import write_plots as _plots
 from lmmkit.genetics.plink import read_plink
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmmkit.genetics.gwas import gwas
-from lmmkit.genetics.matfree import gwas_matrix_free
+from lmmkit.genetics.gwas import gwas, gwas_matrix_free
 from lmmkit.genetics.plink import read_pheno_file
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -219,7 +219,7 @@ def _record(path: Path, res, seconds: float, extra: dict) -> dict:
 
 def run_matfree(args) -> int:
     """Matrix-free GWAS of every SNP (LOCO, standardized kinship as BOLT-LMM)."""
-    from lmmkit.genetics.matfree import gwas_matrix_free
+    from lmmkit.genetics.gwas import gwas_matrix_free
 
     d = _dir(args)
     prefix = d / "cohort"
@@ -262,8 +262,7 @@ def _subset_plink(src: Path, dst: Path, samples: np.ndarray) -> None:
 def run_exact(args) -> int:
     """Exact path (``lmmkit.gwas``, loco=True, standardized) and the matrix-free path on the
     same samples and the same random SNP subset."""
-    from lmmkit.genetics.gwas import gwas
-    from lmmkit.genetics.matfree import gwas_matrix_free
+    from lmmkit.genetics.gwas import gwas, gwas_matrix_free
     from lmmkit.genetics.plink import read_plink
 
     d = _dir(args)

@@ -58,6 +58,7 @@ _LAZY = {
     "coef_table": "lmmkit.inference.satterthwaite",
     "confint": "lmmkit.inference.profile",
     "r2_nakagawa": "lmmkit.inference.r2",
+    "icc_model": "lmmkit.inference.r2",
     "caic": "lmmkit.inference.caic",
     "ConditionalAIC": "lmmkit.inference.caic",
     "parametric_bootstrap": "lmmkit.inference.bootstrap",
@@ -69,7 +70,7 @@ _LAZY = {
     # genetics
     "read_plink": "lmmkit.genetics.plink",
     "read_pheno_file": "lmmkit.genetics.plink",
-    "match_samples": "lmmkit.genetics.plink",
+    "match_samples": "lmmkit.genetics.samples",
     "filter_snps": "lmmkit.genetics.plink",
     "GRM": "lmmkit.genetics.grm",
     "compute_grm": "lmmkit.genetics.grm",
@@ -109,6 +110,21 @@ _LAZY = {
     "dice": "lmmkit.validation.segmentation",
     "jaccard": "lmmkit.validation.segmentation",
     "hausdorff": "lmmkit.validation.segmentation",
+    # survival
+    "coxph": "lmmkit.survival.cox",
+    "cox_partial_likelihood": "lmmkit.survival.partial_likelihood",
+    "cox_zph": "lmmkit.survival.zph",
+    "concordance": "lmmkit.survival.cindex",
+    "harrell_c": "lmmkit.survival.cindex",
+    "uno_c": "lmmkit.survival.cindex",
+    "kaplan_meier": "lmmkit.survival.nonparametric",
+    "nelson_aalen": "lmmkit.survival.nonparametric",
+    "logrank_test": "lmmkit.survival.nonparametric",
+    "time_dependent_auc": "lmmkit.survival.metrics",
+    "brier_survival": "lmmkit.survival.metrics",
+    "integrated_brier": "lmmkit.survival.metrics",
+    "survival_calibration": "lmmkit.survival.metrics",
+    "survival_decision_curve": "lmmkit.survival.metrics",
 }
 
 __all__ = [

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lmmkit.cli.genetics.gwas import run_gwas_cli
 from lmmkit.errors import DataError, FileFormatError
 from lmmkit.genetics.grm import compute_grm
 from lmmkit.genetics.gwas import OUTPUT_COLUMNS, genomic_control, gwas
-from lmmkit.genetics.gwas_cli import run_gwas_cli
 from lmmkit.genetics.heritability import reml_heritability
 from lmmkit.genetics.plink import read_plink
 from lmmkit.parallel.executor import NO_SHARED, SerialExecutor
@@ -343,7 +343,7 @@ def test_pheno_file_and_cli(sim, tmp_path):
 def test_add_gwas_parser_wires_into_argparse(sim, tmp_path):
     import argparse
 
-    from lmmkit.genetics.gwas_cli import add_gwas_parser
+    from lmmkit.cli.genetics.gwas import add_parser as add_gwas_parser
 
     parser = argparse.ArgumentParser(prog="lmmkit")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -484,7 +484,7 @@ def test_non_numeric_phenotype_refused(sim):
 def test_tsv_writer_equals_pandas():
     """The fast TSV writer gives pandas' to_csv text exactly (NaN, inf, -0.0, exponents,
     integers, booleans, strings) and falls back to pandas where pandas would quote."""
-    from lmmkit.genetics.gwas import _to_tsv
+    from lmmkit.genetics.gwas.output import to_tsv as _to_tsv
 
     rng = np.random.default_rng(5)
     x = rng.normal(size=300) * 10.0 ** rng.integers(-30, 30, 300)

@@ -59,3 +59,20 @@ def test_invalid_prevalence(bad):
         h2_observed_to_liability(0.3, bad, 0.5)
     with pytest.raises(DataError, match="between 0 and 1"):
         h2_observed_to_liability(0.3, 0.1, bad)
+
+
+def test_liability_h2_outside_unit_interval_warns_with_the_reason():
+    """#27 item 4: a plausible observed h2 of 0.14 in a population sample of a 1% disease
+    gives liability h2 1.96; it comes back as computed, with a warning saying why."""
+    import warnings
+
+    from lmmkit.errors import LmmkitWarning
+
+    with pytest.warns(LmmkitWarning, match=r"h2 = 1\.9\d* lies outside \[0, 1\].*inconsistent"):
+        h = h2_observed_to_liability(0.14, 0.01)
+    assert h == pytest.approx(0.14 * liability_factor(0.01), rel=1e-12) and h > 1.9
+    with pytest.warns(LmmkitWarning, match=r"h2 = -0\.0\d* lies outside"):
+        h2_observed_to_liability(np.array([0.1, -0.01]), 0.1, 0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # in range: no warning
+        h2_observed_to_liability(0.3, 0.01, 0.5)

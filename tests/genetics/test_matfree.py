@@ -1,4 +1,4 @@
-"""lmmkit.genetics.matfree: the matrix-free path against the exact one (same model, LOCO)."""
+"""lmmkit.genetics.gwas.matfree: the matrix-free path against the exact one (same model, LOCO)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,14 @@ import pytest
 
 from lmmkit.errors import DataError
 from lmmkit.genetics.grm import compute_grm
-from lmmkit.genetics.gwas import OUTPUT_COLUMNS, gwas
+from lmmkit.genetics.gwas import (
+    EXACT_MAX_SAMPLES,
+    OUTPUT_COLUMNS,
+    gwas,
+    gwas_matrix_free,
+    select_method,
+)
 from lmmkit.genetics.heritability import reml_heritability
-from lmmkit.genetics.matfree import EXACT_MAX_SAMPLES, gwas_matrix_free, select_method
 from lmmkit.genetics.plink import read_plink
 from tests.genetics.test_gwas_helpers import simulate
 

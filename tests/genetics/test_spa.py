@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 from scipy import special, stats
 
+from lmmkit.cli.genetics.gwas import run_gwas_cli
 from lmmkit.errors import DataError
 from lmmkit.genetics import spa
 from lmmkit.genetics.gwas import BINARY_OUTPUT_COLUMNS, gwas
-from lmmkit.genetics.gwas_cli import run_gwas_cli
 from lmmkit.genetics.plink import read_plink
 from tests.genetics.test_gwas import _FailAfter, _Interrupted, _Recording
 from tests.genetics.test_gwas_helpers import simulate

@@ -55,3 +55,17 @@ def extra_ref() -> dict:
             f"{EXTRA_REF} is missing; regenerate with Rscript tests/reference/clinical/make_reference.R"
         )
     return json.loads(EXTRA_REF.read_text())
+
+
+ICC_REF = REPO_ROOT / "tests" / "reference" / "clinical" / "icc_conventions.json"
+
+
+@pytest.fixture(scope="session")
+def icc_ref() -> dict:
+    """psych::ICC under both conventions on sat.act and bfi (make_icc_reference.R)."""
+    if not ICC_REF.exists():
+        pytest.skip(
+            f"{ICC_REF} is missing; regenerate with Rscript "
+            "tests/reference/clinical/make_icc_reference.R"
+        )
+    return json.loads(ICC_REF.read_text())

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 
 import lmmkit
+from lmmkit.cli.multisite import register as add_multisite_parsers
 from lmmkit.errors import DataError, FileFormatError, ModelError
 from lmmkit.models.lmm import LinearMixedModel
 from lmmkit.validation.multisite import (
     MultisiteModel,
     SiteSummary,
-    add_multisite_parsers,
     load_site_summary,
     multisite_fit,
     site_summary,

@@ -70,8 +70,11 @@ def test_long_table_equals_wide(shrout_fleiss):
 def test_missing_ratings_dropped_with_warning_or_raised(shrout_fleiss):
     m = shrout_fleiss.copy()
     m[2, 1] = np.nan
-    with pytest.warns(LmmkitWarning, match="rows \\[2\\]"):
+    # the warning no longer claims that psych drops them (it stops, or keeps them with lmer)
+    with pytest.warns(LmmkitWarning, match=r"rows \[2\]\) were dropped: the ANOVA") as rec:
         res = icc_wide(m)
+    assert "as psych::ICC does" not in str(rec[0].message)
+    assert res.dropped_targets == (2,) and res.n_missing == 1
     assert res.n_targets == 5
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -150,3 +153,133 @@ def test_shared_reference_is_psych_lmer_path(clinical_ref, extra_ref):
     for form in FORMS:
         for col in ("icc", "lower", "upper"):
             assert shared[form][col] == pytest.approx(lmer[form][col], abs=1e-7), (form, col)
+
+
+# --------------------------------------------------------------------------- two conventions
+
+
+def _ratings(entry) -> np.ndarray:
+    return np.array([[np.nan if v is None else v for v in row] for row in entry["ratings"]])
+
+
+def _max_table_diff(res, ref) -> float:
+    cols = ("icc", "F", "df1", "df2", "p", "lower", "upper")
+    return max(abs(float(res[f][c]) - ref[f][c]) for f in FORMS for c in cols)
+
+
+@pytest.mark.parametrize("name", ["sat_act", "bfi_agreeableness"])
+def test_icc_conventions_match_psych(icc_ref, name):
+    """#24 item 5: method="anova" is psych ICC(lmer=FALSE) (complete targets), method="reml"
+    psych's default ICC(lmer=TRUE) (REML components, a negative one at 0, every target kept).
+    psych's lmer runs at lme4's default tolerance: its tables carry that noise (up to 4.6e-5
+    on sat.act's complete targets), so the REML components are also checked against lme4 run
+    to tight convergence."""
+    entry = icc_ref[name]
+    x = _ratings(entry)
+    complete = x[~np.isnan(x).any(axis=1)]
+    assert len(x) - len(complete) == entry["n_incomplete"] > 0
+    with pytest.warns(LmmkitWarning, match="were dropped"):
+        anova = icc_wide(x)  # the default
+    assert anova.method == "anova"
+    assert _max_table_diff(anova, entry["psych_aov_complete"]) < 1e-9
+    pd.testing.assert_frame_equal(anova.table, icc_wide(complete, method="anova").table)
+
+    reml_c = icc_wide(complete, method="reml")
+    assert _max_table_diff(reml_c, entry["psych_default_complete"]) < 1e-4
+    tight_c = entry["lme4_tight_complete"]
+    # the closed form is REML's exact maximum; lme4, even tight, stops within 3e-6 relative
+    # on these flat likelihoods (at a REML criterion no lower than the closed form's)
+    for comp in ("target", "residual"):
+        assert reml_c.variance_components[comp] == pytest.approx(tight_c[comp], rel=1e-5)
+    assert reml_c.variance_components["rater"] == pytest.approx(
+        tight_c["rater"], abs=1e-5 * tight_c["residual"]
+    )
+
+    with pytest.warns(LmmkitWarning, match=r"left out of the REML fit; every target is kept"):
+        reml = icc_wide(x, method="reml")
+    assert reml.n_targets == len(x) and reml.n_missing == int(np.isnan(x).sum())
+    assert _max_table_diff(reml, entry["psych_default"]) < 1e-5
+    tight = entry["lme4_tight"]
+    for comp in ("target", "residual"):
+        assert reml.variance_components[comp] == pytest.approx(tight[comp], rel=1e-5)
+    assert reml.variance_components["rater"] == pytest.approx(
+        tight["rater"], abs=1e-5 * tight["residual"]
+    )
+
+
+def test_negative_rater_variance_is_where_the_conventions_differ(icc_ref):
+    """sat.act SATV/SATQ: the ANOVA rater variance is negative; REML puts it at 0 and pools
+    the rater mean square into the residual, so ICC1 = ICC2 = ICC3 = the ANOVA ICC1, and
+    ICC3 is 0.644450 (psych's default prints 0.644453 with lme4's tolerance) against the
+    ANOVA's 0.644165."""
+    x = _ratings(icc_ref["sat_act"])
+    complete = x[~np.isnan(x).any(axis=1)]
+    anova, reml = icc_wide(complete), icc_wide(complete, method="reml")
+    assert anova.variance_components["rater"] < 0
+    assert reml.variance_components["rater"] == 0.0
+    for form in ("ICC1", "ICC2", "ICC3"):
+        assert reml[form]["icc"] == pytest.approx(anova["ICC1"]["icc"], rel=1e-13)
+    assert anova["ICC3"]["icc"] == pytest.approx(0.644165, abs=1e-6)
+    assert reml["ICC3"]["icc"] == pytest.approx(0.644450, abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_reml_closed_form_is_the_reml_fit(seed):
+    """The exact REML components of a complete table (mean squares pooled at the boundary)
+    equal lmmkit's REML fit of rating ~ 1 + (1 | target) + (1 | rater), also when the
+    target or the rater variance is at 0."""
+    import lmmkit
+
+    rng = np.random.default_rng(seed)
+    n, k = [(12, 3), (8, 4), (15, 2), (10, 5)][seed]
+    target_sd, rater_sd = [(1.0, 0.5), (0.0, 0.8), (1.0, 0.0), (0.0, 0.0)][seed]
+    x = (
+        rng.normal(0, target_sd, (n, 1))
+        + rng.normal(0, rater_sd, (1, k))
+        + rng.normal(0, 1, (n, k))
+    )
+    closed = icc_wide(x, method="reml").variance_components
+    long = pd.DataFrame(
+        {
+            "y": x.ravel(),
+            "t": np.repeat(np.arange(n), k).astype(str),
+            "r": np.tile(np.arange(k), n).astype(str),
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = lmmkit.lmm("y ~ 1 + (1 | t) + (1 | r)", long, reml=True)
+    vc = fit.varcorr.set_index("group")["vcov"]
+    scale = closed["residual"]
+    assert closed["target"] == pytest.approx(vc["t"], abs=1e-6 * scale)
+    assert closed["rater"] == pytest.approx(vc["r"], abs=1e-6 * scale)
+    assert closed["residual"] == pytest.approx(fit.sigma**2, rel=1e-6)
+
+
+def test_icc_of_a_fitted_model_points_to_icc_model(shrout_fleiss):
+    """#24 item 7: icc() is the rater-agreement ICC; a fitted model gets a clear error that
+    names lmmkit.icc_model, which is exported and is performance::icc's ICC."""
+    import lmmkit
+    from lmmkit.datasets import load_dataset
+    from lmmkit.inference import r2
+
+    sleep = load_dataset("sleepstudy")
+    model = lmmkit.LinearMixedModel("Reaction ~ Days + (1 | Subject)", sleep)
+    result = model.fit()
+    for obj in (model, result):
+        with pytest.raises(DataError, match=r"use lmmkit\.icc_model\(model\)"):
+            lmmkit.icc(obj)
+    assert lmmkit.icc_model(model) == r2.icc(model)
+    with pytest.raises(DataError, match="targets=..., raters=..., ratings="):
+        lmmkit.icc(pd.DataFrame({"a": [1.0]}))
+
+
+def test_missing_replicates_advice_is_accepted():
+    """#24 item 7: the error advises missing='drop', and both functions accept it."""
+    m = np.array([[9.0, 11.0], [19.0, 21.0], [5.0, np.nan]])
+    for fn in (within_subject_cv, repeatability_coefficient):
+        with pytest.raises(DataError, match=r"missing replicates.*pass missing='drop'"):
+            fn(m)
+        with pytest.warns(LmmkitWarning, match=r"1 subject\(s\) with missing replicates"):
+            got = fn(m, missing="drop")
+        assert got == pytest.approx(fn(m[:2]), rel=1e-15)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -141,6 +143,38 @@ def test_otsu_mask():
     bad[1, 2] = np.nan
     with pytest.raises(DataError, match=r"first at index \(1, 2\)"):
         otsu_mask(bad)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.int32, np.float32, bool])
+def test_otsu_mask_equals_scikit_image_on_the_original_dtype(dtype) -> None:
+    """#24 item 4: thresholded in the image's own dtype (an integer image converted to float
+    first gets 256 float bins instead of one bin per integer value, which moves the
+    threshold)."""
+    from skimage.filters import threshold_otsu
+
+    rng = np.random.default_rng(3)
+    base = np.concatenate([rng.normal(60, 15, 3000), rng.normal(140, 25, 1800)])
+    if dtype is bool:
+        img = (base > 100).reshape(60, 80)
+    else:
+        offset = -80 if np.issubdtype(dtype, np.signedinteger) else 0
+        img = np.clip(np.round(base), 0, 255).reshape(60, 80).astype(dtype) + dtype(offset)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-image converts bool to uint8 with a warning
+        expected = img > threshold_otsu(img)
+    np.testing.assert_array_equal(otsu_mask(img), expected)
+
+
+def test_otsu_mask_on_scikit_image_coins() -> None:
+    from skimage import data
+    from skimage.filters import threshold_otsu
+
+    try:
+        coins = data.coins()
+    except Exception as exc:  # pragma: no cover - only if the sample image is unavailable
+        pytest.skip(f"scikit-image's coins image is unavailable: {exc}")
+    assert coins.dtype == np.uint8
+    np.testing.assert_array_equal(otsu_mask(coins), coins > threshold_otsu(coins))
 
 
 def test_segmentation_bad_input():

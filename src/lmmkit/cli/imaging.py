@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "register", "run"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -27,6 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=run)
     return p
+
+
+register = add_parser  # the cli package's area protocol: register(subparsers)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,6 +9,8 @@ random-effects grammar that formulaic does not know:
 * ``g`` may be ``a``, ``a:b`` (interaction of factors) or ``a/b`` (nesting, which expands to
   ``a`` and ``b:a``, lme4's naming), nested to any depth;
 * ``offset(expr)`` in the fixed part is taken out as an offset;
+* R's spellings inside terms (``I(x^2)``, ``a %in% b``, ``as.factor(x)``) are rewritten in
+  formulaic's (:mod:`lmmkit.formula.rsyntax`);
 * glmmTMB's covariance-structure keywords before a random term: ``us(x | g)`` (= ``(x | g)``),
   ``diag(x | g)`` (= ``(x || g)``, and diagonal over a factor's columns too), ``cs(0 + f | g)``
   (heterogeneous compound symmetry), ``homcs(0 + f | g)`` (homogeneous, nlme's
@@ -24,6 +26,7 @@ import re
 from dataclasses import dataclass
 
 from lmmkit.errors import FormulaError
+from lmmkit.formula.rsyntax import to_formulaic
 
 __all__ = ["RandomTermSpec", "ParsedFormula", "parse_formula", "pointer"]
 
@@ -207,7 +210,7 @@ def _parse(formula: str) -> ParsedFormula:
         if m and (i == 0 or not (rhs[i - 1].isalnum() or rhs[i - 1] in "_.")):
             close = _matching_paren(rhs, i + m.end() - 1, formula, rhs_at)
             fixed_pieces.append(rhs[last:i])
-            offsets.append(rhs[i + m.end() : close].strip())
+            offsets.append(to_formulaic(rhs[i + m.end() : close].strip()))
             last = close + 1
             i = close + 1
             continue
@@ -246,8 +249,8 @@ def _parse(formula: str) -> ParsedFormula:
             )
         i += 1
     fixed_pieces.append(rhs[last:])
-    fixed = _clean_fixed("".join(fixed_pieces))
-    return ParsedFormula(formula, response, fixed, tuple(random), tuple(offsets))
+    fixed = to_formulaic(_clean_fixed("".join(fixed_pieces)))
+    return ParsedFormula(formula, to_formulaic(response), fixed, tuple(random), tuple(offsets))
 
 
 def _random_term(
@@ -276,6 +279,7 @@ def _random_term(
             "Write one bar per term: (x | g), or (x || g) for uncorrelated effects.",
         )
     (expr, _), (grp, grp_at) = parts
+    expr = to_formulaic(expr)
     if len(double) == 2 or structure == "diag":  # lme4's expandDoubleVerts
         exprs = _split_double_bar(expr.strip() or "1")
     else:

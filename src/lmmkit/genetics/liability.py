@@ -53,9 +53,36 @@ def liability_factor(prevalence, sample_prevalence=None):
 
 
 def h2_observed_to_liability(h2_observed, prevalence, sample_prevalence=None, se=None):
-    """Liability-scale h2 (and SE when ``se`` is given) from observed-scale (0/1) h2."""
+    """Liability-scale h2 (and SE when ``se`` is given) from observed-scale (0/1) h2.
+
+    A result outside [0, 1] is returned as computed, with a warning: the transformation
+    (Lee et al. 2011) only rescales, so such a value means the observed-scale estimate is
+    inconsistent with the prevalence and ascertainment given (or is itself out of range).
+    """
+    import warnings
+
+    from lmmkit.errors import LmmkitWarning
+
     f = liability_factor(prevalence, sample_prevalence)
     h = np.asarray(h2_observed, dtype=float) * f
+    bad = np.flatnonzero(np.ravel((h < 0) | (h > 1)))
+    if bad.size:
+        i = bad[0]
+        first, obs, fac = (
+            float(np.ravel(np.broadcast_to(v, h.shape))[i]) for v in (h, h2_observed, f)
+        )
+        p_txt = "P = K" if sample_prevalence is None else f"P = {sample_prevalence!r}"
+        warnings.warn(
+            f"liability-scale h2 = {first:.4g} lies outside [0, 1] ({bad.size} value(s)): "
+            f"observed-scale h2 {obs:.4g} times the factor {fac:.4g} for "
+            f"population prevalence K = {prevalence!r} and sample case proportion {p_txt}. "
+            "The transformation only rescales, so the observed-scale estimate is inconsistent "
+            "with that prevalence and ascertainment: check that K is the population prevalence "
+            "and P the case fraction of the analysed sample, and the observed estimate's "
+            "standard error (an estimate at its boundary or with a large SE can leave [0, 1]).",
+            LmmkitWarning,
+            stacklevel=2,
+        )
     h = float(h) if np.ndim(h) == 0 else h
     if se is None:
         return h

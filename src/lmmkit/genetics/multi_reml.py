@@ -586,16 +586,21 @@ def multi_reml_from_plink(
     Samples missing the phenotype or any covariate are dropped; SNP QC and the GRMs use
     the analyzed samples.
     """
-    from lmmkit.genetics.gwas import _covar_table, _design, _pheno_table
-    from lmmkit.genetics.plink import PlinkData, match_samples, read_plink
+    from lmmkit.genetics.samples import (
+        covariate_table,
+        design_matrix,
+        match_samples,
+        phenotype_table,
+    )
+    from lmmkit.genetics.source import open_genotypes
 
-    pl = prefix if isinstance(prefix, PlinkData) else read_plink(prefix)
-    ptab, pname = _pheno_table(pl, pheno)
-    ctab = _covar_table(pl, covariates)
+    pl = open_genotypes(prefix)
+    ptab, pname = phenotype_table(pl, pheno)
+    ctab = covariate_table(pl, covariates)
     keep, _report = match_samples(pl.fam, ptab, ctab, fam_path=f"{pl.prefix}.fam")
     keys = pd.MultiIndex.from_frame(pl.fam[["fid", "iid"]].astype(str)).take(keep)
     y = ptab.reindex(keys)[pname].to_numpy(dtype=float)
-    w, wnames = _design(ctab, keys)
+    w, wnames = design_matrix(ctab, keys)
     grms = snp_set_grms(
         pl,
         groups,

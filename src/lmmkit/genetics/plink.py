@@ -1,4 +1,9 @@
-"""PLINK 1 binary input (.bed/.bim/.fam), phenotype/covariate files and sample matching.
+"""PLINK 1 binary input (.bed/.bim/.fam), phenotype/covariate files and SNP filters.
+
+A :class:`PlinkData` is the PLINK implementation of
+:class:`lmmkit.genetics.source.GenotypeSource`.  Sample matching moved to
+:mod:`lmmkit.genetics.samples` (``match_samples`` and ``SampleMatchReport`` are still
+importable from here).
 
 Genotypes are read through ``bed-reader`` with ``count_A1=True``: a genotype is the number
 of copies of the .bim column-5 allele (A1), as PLINK 1.9 counts it (.bed code ``00``, the
@@ -17,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from lmmkit.errors import DataError, FileFormatError
+from lmmkit.genetics.samples import SampleMatchReport, match_samples
 
 __all__ = [
     "PlinkData",
@@ -159,6 +165,26 @@ class PlinkData:
                 f"phenotype column(s) (columns 6..{5 + n})."
             )
         return self.fam[col].to_numpy(dtype=float)
+
+    @property
+    def files(self) -> dict[str, Path]:
+        """The .bed, .bim and .fam paths (see :class:`lmmkit.genetics.source.GenotypeSource`)."""
+        return {
+            "bed": self.bed_path,
+            "bim": Path(f"{self.prefix}.bim"),
+            "fam": Path(f"{self.prefix}.fam"),
+        }
+
+    def iter_codes(self, block_size: int) -> Iterator[tuple[int, np.ndarray]]:
+        """``(start, codes)`` for consecutive blocks of ``block_size`` SNPs: int8 A1 counts of
+        every sample (samples x SNPs, Fortran order), -127 for missing calls."""
+        bed = self._open()
+        try:
+            for start in range(0, self.n_snps, block_size):
+                stop = min(start + block_size, self.n_snps)
+                yield start, bed.read(index=np.s_[:, start:stop], dtype="int8", order="F")
+        finally:
+            del bed
 
     def _open(self):
         from bed_reader import open_bed
@@ -327,78 +353,6 @@ def read_pheno_file(path: str | Path, columns: Sequence[str] | None = None) -> p
         else:
             df[c] = s
     return df.set_index(["fid", "iid"])[keep]
-
-
-@dataclass(frozen=True)
-class SampleMatchReport:
-    """Who was kept and who was dropped (and why) when samples were matched across files."""
-
-    n_fam: int
-    n_kept: int
-    dropped: pd.DataFrame  # columns fid, iid, reason
-
-    def counts(self) -> dict[str, int]:
-        return self.dropped["reason"].value_counts().to_dict()
-
-    def __str__(self) -> str:
-        parts = [f"{self.n_kept} of {self.n_fam} .fam samples kept"]
-        parts += [f"{v} dropped: {k}" for k, v in self.counts().items()]
-        return "; ".join(parts)
-
-
-def match_samples(
-    fam: pd.DataFrame,
-    pheno: pd.DataFrame | pd.Series | None = None,
-    covar: pd.DataFrame | None = None,
-    *,
-    fam_path: str | Path = ".fam",
-    check_constant: bool = True,
-) -> tuple[np.ndarray, SampleMatchReport]:
-    """Match phenotype/covariate tables (indexed by (fid, iid)) to the .fam order.
-
-    Returns the .fam row indices kept (in .fam order) and a report.  IDs in the phenotype
-    or covariate file that are absent from the .fam raise :class:`DataError`; samples
-    missing a phenotype or covariate value are dropped and reported.
-    """
-    keys = pd.MultiIndex.from_frame(fam[["fid", "iid"]].astype(str))
-    keep = np.ones(len(fam), dtype=bool)
-    reasons = np.array([""] * len(fam), dtype=object)
-    tables = [("phenotype", pheno), ("covariate", covar)]
-    for what, tab in tables:
-        if tab is None:
-            continue
-        if isinstance(tab, pd.Series):
-            tab = tab.to_frame()
-        if tab.index.has_duplicates:
-            d = tab.index[tab.index.duplicated()][0]
-            raise DataError(f"{what} table: duplicated sample ID FID={d[0]!r} IID={d[1]!r}.")
-        absent = tab.index.difference(keys)
-        if len(absent):
-            ex = ", ".join(f"{f}/{i}" for f, i in list(absent)[:5])
-            raise DataError(
-                f"{what} table: {len(absent)} sample ID(s) absent from {fam_path} "
-                f"(e.g. FID/IID {ex})."
-            )
-        aligned = tab.reindex(keys)
-        not_in = ~keys.isin(tab.index)
-        miss = aligned.isna().any(axis=1).to_numpy() & ~not_in
-        for mask, reason in ((not_in, f"not in {what} file"), (miss, f"missing {what} value")):
-            new = mask & keep
-            reasons[new] = reason
-            keep &= ~mask
-    if pheno is not None and check_constant:
-        tab = pheno.to_frame() if isinstance(pheno, pd.Series) else pheno
-        aligned = tab.reindex(keys).iloc[keep]
-        for c in aligned.columns:
-            v = pd.to_numeric(aligned[c], errors="coerce").to_numpy(dtype=float)
-            if len(v) and np.nanmax(v) == np.nanmin(v):
-                raise DataError(f"phenotype {c!r} is constant ({v[0]!r}) over the kept samples.")
-    dropped = fam.loc[~keep, ["fid", "iid"]].copy()
-    dropped["reason"] = reasons[~keep]
-    report = SampleMatchReport(
-        n_fam=len(fam), n_kept=int(keep.sum()), dropped=dropped.reset_index(drop=True)
-    )
-    return np.flatnonzero(keep), report
 
 
 @dataclass(frozen=True)

@@ -507,9 +507,10 @@ def check_model(
 ) -> pd.DataFrame:
     """Named checks of a fit, as a table with columns check, status, value, detail.
 
-    status is "ok", "warning" (singular fit, optimizer not converged) or "note" (rows or
-    columns dropped; residual non-normality or heteroscedasticity, which are informational:
-    with many observations small departures are "significant" -- look at the plots).
+    status is "ok", "warning" (singular fit, optimizer not converged, the fit's own checks
+    such as ``sigma_lower_bound``) or "note" (rows or columns dropped; residual non-normality
+    or heteroscedasticity, which are informational: with many observations small departures
+    are "significant" -- look at the plots).
 
     Pearson residuals use the weights when ``data`` (+ weights=...) or ``model`` is given;
     otherwise residual / sigma.
@@ -538,6 +539,9 @@ def check_model(
             detail + " Estimates may not be at the optimum: raise control maxeval, rescale "
             "predictors, or simplify the random effects.",
         )
+
+    for c in getattr(result, "checks", ()):  # the fit's own named checks (e.g. sigma_lower_bound)
+        add(c.name, c.status, c.value, c.detail)
 
     nd = int(result.n_dropped)
     add(

@@ -25,7 +25,7 @@ from lmmkit.errors import ModelError
 from lmmkit.inference._common import resolve
 from lmmkit.linalg.blocked import term_factors
 
-__all__ = ["VarianceComponents", "variance_components", "r2_nakagawa", "icc"]
+__all__ = ["VarianceComponents", "variance_components", "r2_nakagawa", "icc", "icc_model"]
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,37 @@ def r2_nakagawa(model: Any, result: Any = None) -> dict[str, float]:
     }
 
 
-def icc(model: Any, result: Any = None) -> dict[str, float]:
-    """Adjusted and unadjusted ICC (performance::icc for an LMM)."""
+def icc_model(model: Any, result: Any = None) -> dict[str, float]:
+    """Intraclass correlation of a fitted linear mixed model (R ``performance::icc``).
+
+    Not the rater-agreement ICC of a ratings table: that is :func:`lmmkit.icc`.
+
+    Parameters
+    ----------
+    model
+        A :class:`~lmmkit.LinearMixedModel`.
+    result
+        Its fit (REML fit made here when omitted).
+
+    Returns
+    -------
+    dict
+        ``ICC_adjusted`` = var_random / (var_random + var_residual) and ``ICC_unadjusted``
+        = var_random / (var_fixed + var_random + var_residual) (see the module docstring).
+
+    Examples
+    --------
+    >>> import lmmkit
+    >>> from lmmkit.datasets import load_dataset
+    >>> model = lmmkit.LinearMixedModel("Reaction ~ Days + (1 | Subject)", load_dataset("sleepstudy"))
+    >>> round(lmmkit.icc_model(model)["ICC_adjusted"], 4)
+    0.5893
+    """
     vc = variance_components(model, result)
     return {
         "ICC_adjusted": vc.var_random / (vc.var_random + vc.var_residual),
         "ICC_unadjusted": vc.var_random / vc.total,
     }
+
+
+icc = icc_model  # the name this module has always had

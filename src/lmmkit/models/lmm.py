@@ -30,10 +30,13 @@ from lmmkit.linalg.blocked import (
 )
 from lmmkit.linalg.kernels import dense_scalar_parts
 from lmmkit.linalg.solve import fixed_effects, term_condvars, term_modes
+from lmmkit.models.response_checks import SIGMA_RATIO, check_response, sigma_checks
 from lmmkit.objective.ai_newton import ai_newton_opt, supports_ai_newton
 from lmmkit.objective.one_term import one_term_deviance, polish_opt, supports_polish
 from lmmkit.objective.profiled import deviance_from_parts, profiled_deviance
 from lmmkit.optim.bobyqa import OptControl, OptSummary, minimize_bobyqa
+from lmmkit.optim.starts import best_of_starts
+from lmmkit.results.common import FitCheck
 from lmmkit.results.lmm_result import (
     Deferred,
     LMMResult,
@@ -147,10 +150,12 @@ class LinearMixedModel:
         self.n, self.p = d.X.shape
         if self.n <= self.p:
             raise DataError(
-                f"{self.n} observations for {self.p} fixed-effect columns; a mixed model needs "
-                "more observations than fixed effects."
+                f"{self.n} observations for {self.p} fixed-effect columns "
+                f"({', '.join(d.fixef_names)}) of {formula!r}; a mixed model needs more "
+                "observations than fixed effects."
             )
         self._y = d.y.copy()
+        self._response_range: float | None = None  # checked when fitted (response_range())
         cp = build_cross_products(
             blocks, Xw, self._working_y(self._y), dense=True if self.kernels else None
         )
@@ -181,6 +186,13 @@ class LinearMixedModel:
         z = y - self.design.offset if self.design.offset is not None else y
         return z * self._sqrt_w if self._sqrt_w is not None else z
 
+    def response_range(self) -> float:
+        """The range of the working response; a DataError if it is constant or its scale is
+        out of range (:mod:`lmmkit.models.response_checks`), checked once per response."""
+        if self._response_range is None:
+            self._response_range = check_response(self._working_y(self._y), self.design.response)
+        return self._response_range
+
     def objective(self, theta: np.ndarray, reml: bool = True) -> float:
         """The profiled deviance (REML criterion or -2 log-likelihood) at theta."""
         if self._row_term is not None:  # dense mode, scalar terms: one compiled call
@@ -196,6 +208,7 @@ class LinearMixedModel:
         self, *, reml: bool = True, control: OptControl | dict[str, Any] | None = None
     ) -> LMMResult:
         ctrl = _control(control)
+        self.response_range()
         if ctrl.ai_newton and supports_ai_newton(self.cp):
             found = ai_newton_opt(
                 self.cp,
@@ -209,6 +222,14 @@ class LinearMixedModel:
             )
             if found is not None:  # (summary, factor and S^-1 at the optimum)
                 return self._result(found[0], reml, found[1:])
+        if self.cp.structured:  # covariance structures: a second start, and the check
+            summary, _, checks = best_of_starts(
+                lambda th: self.objective(th, reml),
+                [("default", self.layout.theta0), ("correlated", self._correlated_start())],
+                self.layout.lower,
+                ctrl,
+            )
+            return self._result(summary, reml, extra_checks=checks)
         summary = minimize_bobyqa(
             lambda th: self.objective(th, reml), self.layout.theta0, self.layout.lower, ctrl
         )
@@ -217,6 +238,16 @@ class LinearMixedModel:
                 self.cp, summary, lambda th: self.objective(th, reml), reml, self.n
             )
         return self._result(summary, reml)
+
+    def _correlated_start(self) -> np.ndarray:
+        """The start with each structured term's correlation at 0.5 (the default has 0, from
+        which a term can collapse to a zero variance or a correlation of -1)."""
+        out, at = self.layout.theta0.copy(), 0
+        for t, size in zip(self.design.terms, self.layout.sizes):
+            if t.structure is not None and t.structure.has_corr:
+                out[at + size - 1] = t.structure.kappa(0.5)
+            at += size
+        return out
 
     def set_response(self, y: Any) -> None:
         """Replace the response (same rows as the fit, after any rows dropped for
@@ -237,6 +268,7 @@ class LinearMixedModel:
                 f"refit: the new response has {int((~np.isfinite(y)).sum())} non-finite values."
             )
         self._y = y
+        self._response_range = None
         update_response(self.cp, self._working_y(y))
 
     def refit(
@@ -247,7 +279,13 @@ class LinearMixedModel:
         return self.fit(reml=reml, control=control)
 
     # ----------------------------------------------------------------- result
-    def _result(self, opt: OptSummary, reml: bool, at_opt: tuple | None = None) -> LMMResult:
+    def _result(
+        self,
+        opt: OptSummary,
+        reml: bool,
+        at_opt: tuple | None = None,
+        extra_checks: tuple[FitCheck, ...] = (),
+    ) -> LMMResult:
         theta = np.array(opt.theta)
         f: Factor = factor(self.cp, theta, full=True) if at_opt is None else at_opt[0]
         d = self.design
@@ -277,6 +315,17 @@ class LinearMixedModel:
             fitted = fitted + np.einsum("ip,ip->i", t.Zx, b[t.index])
         resid = self._y - fitted
         sigma = math.sqrt(sigma2)
+        checks: tuple[FitCheck, ...] = ()
+        if not (math.isfinite(sigma) and sigma >= SIGMA_RATIO * self.response_range()):
+            checks = sigma_checks(
+                sigma,
+                self.response_range(),
+                self._y - d.offset if d.offset is not None else self._y,
+                d.X,
+                d.terms,
+                d.response,
+                working=self._working_y(self._y) if self._sqrt_w is not None else None,
+            )
         # the pandas tables and the quantiles are built on first access (see LMMResult)
         quant = Deferred(scaled_quantiles, resid, sigma, self._sqrt_w)
 
@@ -289,6 +338,8 @@ class LinearMixedModel:
         )
         vc_columns, singular = _varcorr_columns(d, f, sigma, theta, self.layout)
         notes = fit_notes(d.dropped_columns, d.n_dropped, singular, opt)
+        checks = checks + extra_checks
+        notes += [c.name for c in checks]
         kept = _kept_columns(d)
         return LMMResult(
             formula=self.formula,
@@ -314,6 +365,7 @@ class LinearMixedModel:
             fixed_spec=d.fixed_spec,
             fixed_kept=kept,
             warnings=tuple(notes),
+            checks=checks,
         )
 
 

@@ -28,6 +28,7 @@ A variance function alone needs no such nesting.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -41,8 +42,9 @@ from lmmkit.linalg.kernels import dense_scalar_parts
 from lmmkit.linalg.solve import fixed_effects
 from lmmkit.objective.one_term import one_term_deviance, supports_polish
 from lmmkit.objective.profiled import deviance_from_parts, profiled_deviance
-from lmmkit.optim.bobyqa import OptControl, OptSummary, minimize_bobyqa
-from lmmkit.results.common import FixedEffectsSummary
+from lmmkit.optim.bobyqa import OptControl, OptSummary
+from lmmkit.optim.starts import StartRun, best_of_starts
+from lmmkit.results.common import FitCheck, FixedEffectsSummary
 from lmmkit.results.lmm_result import LMMResult
 
 __all__ = [
@@ -341,6 +343,38 @@ class ResidualStructure:
                 "every grouping factor: correlate within the innermost grouping factor."
             )
 
+    def moment_start(self, resid: np.ndarray) -> np.ndarray:
+        """Residual parameters (unconstrained) from moments of ``resid`` (original row
+        order): SD ratios of the strata, the lag-1 or within-group correlation of the
+        standardized residuals, clipped inside the correlation's range."""
+        r = np.asarray(resid, dtype=float)[self.order]
+        z: list[float] = []
+        sd = np.ones(max(len(self.levels), 1))
+        if self.variance is not None:
+            for k in range(len(self.levels)):
+                v = r[self.sidx == k]
+                sd[k] = math.sqrt(float(np.mean(v * v))) if v.size else 0.0
+            sd = np.where(sd > 0, sd, 1.0)
+            if self.free_ratio:
+                z += list(np.log(sd[1:] / sd[0]))
+        if self.free_cor:
+            rs = r / sd[self.sidx]
+            ss = float(np.sum(rs * rs))
+            if isinstance(self.correlation, CorAR1):
+                nf = np.flatnonzero(~self.first & (self.lag == 1.0))
+                v = float(np.sum(rs[nf] * rs[nf - 1])) / ss * len(rs) / max(len(nf), 1)
+                v = min(max(v, -0.9), 0.9)
+            else:
+                sums = np.add.reduceat(rs, self.starts)
+                sq = np.add.reduceat(rs * rs, self.starts)
+                m = self.sizes.astype(float)
+                den = float(np.sum(m * (m - 1.0))) * ss / len(rs)
+                v = float(np.sum(sums * sums - sq)) / den if den > 0 else 0.0
+                lo = -1.0 / max(self.max_size - 1, 1)
+                v = min(max(v, lo + 0.05 * (1.0 - lo)), 0.9)
+            z.append(self._to_z(v))
+        return np.array(z, dtype=float)
+
     def parameters(self, z: np.ndarray) -> tuple[pd.Series | None, float | None]:
         delta, cor = self.natural(z)
         ratios = (
@@ -363,6 +397,7 @@ class ResidualLMMResult(LMMResult):
     residual_parameters: tuple[str, ...] = ()
     variance: Any = None
     correlation: Any = None
+    starts: tuple[StartRun, ...] = ()  # each optimizer start and the optimum it reached
 
     def summary(self) -> str:
         return super().summary().rstrip("\n") + "\n\n" + _structure_lines(self) + "\n"
@@ -431,6 +466,8 @@ class GLSResult(FixedEffectsSummary):
     variance: Any = None
     correlation: Any = None
     warnings: tuple[str, ...] = field(default=())
+    checks: tuple[FitCheck, ...] = ()
+    starts: tuple[StartRun, ...] = ()
 
     def __str__(self) -> str:
         crit = "REML criterion" if self.reml else "-2 log-likelihood"
@@ -441,6 +478,7 @@ class GLSResult(FixedEffectsSummary):
         ]
         lines += [_structure_lines(self), f"Residual SD: {self.sigma:.6g}", ""]
         lines.append(self.coef_table().to_string())
+        lines += [c.detail for c in self.checks]
         return "\n".join(lines)
 
 
@@ -551,7 +589,13 @@ def lmm_residual(
     x0 = np.concatenate([model.layout.theta0, structure.z0])
     lower = np.concatenate([model.layout.lower, np.full(structure.npar, -np.inf)])
     ctrl = _control(control)
-    opt = minimize_bobyqa(objective, x0, lower, ctrl)
+    starts = [("default", x0)]
+    if structure.npar:  # nlme's start: the random effects fitted without the structure
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            plain = model.fit(reml=reml, control=ctrl)
+        starts.append(("lmm", np.concatenate([plain.theta, structure.z0])))
+    opt, runs, checks = best_of_starts(objective, starts, lower, ctrl)
     x = np.array(opt.theta)
     z = x[nt:]
     cp, _ = wh.cross_products(z)
@@ -575,7 +619,8 @@ def lmm_residual(
         optimization=opt,
         scaled_residual_quantiles=quant,
         n_dropped=base.n_dropped + n_struct_dropped,
-        warnings=tuple(notes),
+        warnings=tuple(notes + [c.name for c in checks]),
+        checks=base.checks + checks,
     )
     return ResidualLMMResult(
         **values,
@@ -584,6 +629,7 @@ def lmm_residual(
         residual_parameters=tuple(structure.names),
         variance=variance,
         correlation=correlation,
+        starts=runs,
     )
 
 
@@ -657,7 +703,13 @@ def gls_fit(
         return profiled_deviance(factor(cp, empty), n, p, reml, -logdet)
 
     z0 = np.asarray(structure.z0, dtype=float)
-    opt = minimize_bobyqa(objective, z0, np.full(len(z0), -np.inf), _control(control))
+    starts = [("default", z0)]
+    if structure.npar:  # the residual parameters' moment estimates from least squares
+        ols, *_ = np.linalg.lstsq(X, yw, rcond=None)
+        starts.append(("moments", structure.moment_start(yw - X @ ols)))
+    opt, runs, checks = best_of_starts(
+        objective, starts, np.full(len(z0), -np.inf), _control(control)
+    )
     z = np.array(opt.theta)
     cp, _ = wh.cross_products(z)
     f = factor(cp, empty)
@@ -670,6 +722,7 @@ def gls_fit(
         notes.append(f"dropped {n_struct_dropped + n_drop} row(s) with missing values")
     if not opt.converged:
         notes.append(f"optimizer status {opt.status}")
+    notes += [c.name for c in checks]
     return GLSResult(
         formula=formula,
         reml=reml,
@@ -691,4 +744,6 @@ def gls_fit(
         variance=variance,
         correlation=correlation,
         warnings=tuple(notes),
+        checks=checks,
+        starts=runs,
     )

@@ -302,7 +302,27 @@ def newton_polish(
     """
     th = np.asarray(theta, dtype=float).copy()
     f0 = deviance(th)
-    lower = np.asarray(lower, dtype=float)
+    if not math.isfinite(f0):  # no residual left (pwrss 0): a degenerate response
+        return th, f0, 0
+    try:
+        return _newton_steps(
+            cp, th, f0, np.asarray(lower, dtype=float), deviance, reml, n, max_iter
+        )
+    except ZeroDivisionError:  # a residual sum of squares of exactly 0 (degenerate response)
+        return th, f0, 0
+
+
+def _newton_steps(
+    cp: CrossProducts,
+    th: np.ndarray,
+    f0: float,
+    lower: np.ndarray,
+    deviance,
+    reml: bool,
+    n: int,
+    max_iter: int,
+) -> tuple[np.ndarray, float, int]:
+    """newton_polish's steps from theta ``th`` with deviance ``f0``."""
     grad = single_term_gradient(cp, th, reml, n)
     if np.any(th <= lower + 1e-8) or not np.all(np.isfinite(grad)):
         return th, f0, 0

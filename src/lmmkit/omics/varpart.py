@@ -1,15 +1,25 @@
 """Variance partition of every feature across the terms of a mixed model.
 
-Definitions (variancePartition, Hoffman & Schadt 2016), per feature:
+Definition: variancePartition's ``calcVarPart`` for an lmer fit, i.e. its
+``getVarianceComponents`` as of version 1.5.2 and later (Hoffman & Schadt 2016), per feature
+with N samples:
 
-* a random-effects term with a single column contributes its variance component;
-* a fixed-effects formula term t contributes var(X_t beta_t), the sample variance (n - 1
-  denominator, as R's var) of its part of the fitted values;
-* the residual contributes sigma^2;
+* a random-intercept term ``(1 | g)`` contributes its variance component;
+* the fixed effects (intercept excluded) contribute, together, the variance of their part of
+  the fitted values, ``V = var_N(sum_t X_t beta_t)`` with ``var_N(x) = sum (x - mean x)^2 / N``
+  (R's ``var(x) * (N - 1) / N``); this total is shared among the fixed terms in proportion
+  to each term's own variance, ``V_t = var_N(X_t beta_t) / sum_s var_N(X_s beta_s) * V``;
+* the residual contributes ``sigma^2``;
 
 and the fractions are each contribution over their sum. ML by default, as variancePartition.
-Random slopes are not partitioned (variancePartition treats them specially); such a model is
-refused with an explanation.
+
+variancePartition forms the shares per *column* of the fixed-effects design; lmmkit per formula
+*term*. For single-column terms (continuous covariates, the only fixed effects variancePartition
+accepts in a mixed model) the two are the same. variancePartition stops on a categorical fixed
+effect in a mixed model ("Must model either _all_ or _no_ categorical variables as random
+effects"); lmmkit reports such a factor as one term, with the definition above, which does not
+depend on the factor's coding (its baseline level). Formulas without random effects
+(variancePartition's ``lm`` path with sums of squares) are refused, as are random slopes.
 """
 
 from __future__ import annotations
@@ -29,6 +39,13 @@ if TYPE_CHECKING:
 
 __all__ = ["variance_partition", "plot_variance_fractions", "plot_variance_bars"]
 
+#: stated in every result's ``attrs["definition"]``
+DEFINITION = (
+    "variancePartition (getVarianceComponents >= 1.5.2): random intercepts by their variance "
+    "component; fixed effects share var_N(X beta) (denominator N) in proportion to each "
+    "term's var_N(X_t beta_t); residual sigma^2; fractions over the sum"
+)
+
 
 def _fixed_term_columns(model: LinearMixedModel) -> dict[str, list[int]]:
     """Fixed-effect formula terms (intercept excluded) -> positions among the kept columns."""
@@ -47,6 +64,24 @@ def _fixed_term_columns(model: LinearMixedModel) -> dict[str, list[int]]:
     return out
 
 
+def _fixed_contributions(
+    B: np.ndarray, X: np.ndarray, fixed_terms: dict[str, list[int]]
+) -> dict[str, np.ndarray]:
+    """Each fixed term's share of var_N(X beta without intercept), per feature (see module doc).
+
+    ``B`` is features x coefficients, ``X`` samples x coefficients.
+    """
+    if not fixed_terms:
+        return {}
+    parts = {t: B[:, cols] @ X[:, cols].T for t, cols in fixed_terms.items()}  # features x N
+    own = {t: np.var(p, axis=1) for t, p in parts.items()}  # var_N, per term
+    total = np.var(sum(parts.values()), axis=1)  # var_N of all fixed effects together
+    denom = sum(own.values())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(denom > 0, total / denom, 0.0)
+    return {t: v * scale for t, v in own.items()}
+
+
 def variance_partition(
     formula: str,
     expr: pd.DataFrame,
@@ -59,9 +94,50 @@ def variance_partition(
 ) -> pd.DataFrame:
     """Fraction of variance per term for every feature (rows), residual last.
 
-    ``ratios`` names batch-versus-signal ratios to add, e.g.
-    ``{"batch/cancer": ("batch", "cancer")}`` gives sigma^2_batch / sigma^2_cancer.
-    Failed features keep their row with NaN fractions and the reason in ``reason``.
+    The definition is variancePartition's (see the module docstring and
+    ``docs/variance-partition.md``); every result states it in ``attrs["definition"]``.
+
+    Parameters
+    ----------
+    formula
+        Right-hand side with random intercepts, e.g. ``"~ age + (1 | batch) + (1 | tissue)"``.
+    expr
+        Features x samples DataFrame.
+    samples
+        Sample table indexed by sample ID (``expr``'s columns).
+    reml
+        REML instead of ML (variancePartition's default is ML).
+    ratios
+        Ratios of contributions to add, e.g. ``{"batch/cancer": ("batch", "cancer")}`` gives
+        sigma^2_batch / sigma^2_cancer.
+    executor, progress
+        Parallel executor (see :func:`lmmkit.fit_many`) and a progress bar.
+
+    Returns
+    -------
+    DataFrame
+        One row per feature: a fraction per term and ``Residuals`` (summing to 1), the
+        ratios, and ``reason`` (empty, or why the feature failed: its fractions are NaN).
+
+    Raises
+    ------
+    ModelError
+        Random slopes, or no random-effects term.
+    DataError
+        Samples missing from ``samples``, or a ratio naming an unknown term.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(1)
+    >>> samples = pd.DataFrame(
+    ...     {"batch": np.repeat(list("abcd"), 5), "age": rng.normal(60, 8, 20)},
+    ...     index=[f"s{i}" for i in range(20)],
+    ... )
+    >>> expr = pd.DataFrame(rng.normal(size=(3, 20)), columns=samples.index)
+    >>> vp = variance_partition("~ age + (1 | batch)", expr, samples, progress=False)
+    >>> list(vp.columns)
+    ['age', 'batch', 'Residuals', 'reason']
     """
     samples = _check_inputs(expr, samples)
     rhs = _rhs(formula)
@@ -80,16 +156,22 @@ def variance_partition(
             "defined here for random intercepts and fixed effects. Use (1 | g) terms, or fit_many "
             "for the variance components themselves."
         )
-    table = fit_many(formula, expr, samples, reml=reml, executor=executor, progress=progress)
+    table = fit_many(
+        formula,
+        expr,
+        samples,
+        reml=reml,
+        executor=executor,
+        progress=progress,
+        na_action="raise",  # fractions use every sample's X: a feature with gaps fails
+    )
     X = probe.design.X
     fixed_terms = _fixed_term_columns(probe)
     beta_cols = [f"beta[{n}]" for n in probe.design.fixef_names]
     contributions: dict[str, np.ndarray] = {}
     ok = table["ok"].to_numpy(dtype=bool)
     B = table.reindex(columns=beta_cols).to_numpy(dtype=float)
-    for term, cols in fixed_terms.items():
-        part = B[:, cols] @ X[:, cols].T  # features x samples
-        contributions[term] = np.var(part, axis=1, ddof=1)
+    contributions.update(_fixed_contributions(B, X, fixed_terms))
     for t in probe.design.terms:
         contributions[t.name] = (
             table[f"var[{t.name}:{t.columns[0]}]"].to_numpy(dtype=float)
@@ -112,7 +194,9 @@ def variance_partition(
         with np.errstate(divide="ignore", invalid="ignore"):
             fractions[name] = frame[num] / frame[den]
     fractions["reason"] = table["reason"]
-    fractions.attrs.update(formula=formula, reml=reml, n_failed=int((~ok).sum()))
+    fractions.attrs.update(
+        formula=formula, reml=reml, n_failed=int((~ok).sum()), definition=DEFINITION
+    )
     return fractions
 
 

@@ -6,7 +6,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from lmmkit.parallel.executor import NO_SHARED
+from lmmkit.parallel.protocol import NO_SHARED
 
 __all__ = ["DaskExecutor"]
 

@@ -12,28 +12,11 @@ Only :mod:`lmmkit.parallel.dask_backend` imports dask/distributed, and only when
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
+
+from lmmkit.parallel.protocol import NO_SHARED, Executor
 
 __all__ = ["Executor", "SerialExecutor", "ThreadExecutor", "get_executor", "NO_SHARED"]
-
-
-class _NoShared:
-    def __repr__(self) -> str:
-        return "NO_SHARED"
-
-
-NO_SHARED: Any = _NoShared()
-
-
-@runtime_checkable
-class Executor(Protocol):
-    """``map(fn, items, shared=...)`` -> iterator of ``fn([shared,] item)`` in item order."""
-
-    def map(
-        self, fn: Callable[..., Any], items: Iterable[Any], shared: Any = NO_SHARED
-    ) -> Iterator[Any]: ...
-
-    def close(self) -> None: ...
 
 
 class SerialExecutor:

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["FixedEffectsSummary", "RandomEffectsSummary"]
+__all__ = ["FitCheck", "FixedEffectsSummary", "RandomEffectsSummary"]
+
+
+@dataclass(frozen=True)
+class FitCheck:
+    """One named check of a fit that did not pass: ``name`` (e.g. ``sigma_lower_bound``),
+    ``status`` ("warning" or "error"), the value checked and what it means."""
+
+    name: str
+    status: str
+    value: float
+    detail: str
 
 
 class FixedEffectsSummary:

@@ -19,7 +19,8 @@ import pandas as pd
 
 from lmmkit.errors import DataError
 from lmmkit.optim.bobyqa import OptSummary
-from lmmkit.results.common import FixedEffectsSummary, RandomEffectsSummary
+from lmmkit.results.common import FitCheck, FixedEffectsSummary, RandomEffectsSummary
+from lmmkit.results.summary import format_summary
 
 __all__ = ["Deferred", "LMMResult", "RandomTermInfo"]
 
@@ -131,6 +132,8 @@ class LMMResult(FixedEffectsSummary, RandomEffectsSummary):
     fixed_spec: Any = field(repr=False, default=None)
     fixed_kept: tuple[int, ...] = ()
     warnings: tuple[str, ...] = ()
+    # named checks that did not pass (e.g. sigma_lower_bound); empty for an ordinary fit
+    checks: tuple[FitCheck, ...] = ()
 
     # ----------------------------------------------------------------- derived values
     @property
@@ -186,6 +189,10 @@ class LMMResult(FixedEffectsSummary, RandomEffectsSummary):
             "fitted": self.fitted.tolist(),
             "residuals": self.residuals.tolist(),
             "warnings": list(self.warnings),
+            "checks": [
+                {"name": c.name, "status": c.status, "value": c.value, "detail": c.detail}
+                for c in self.checks
+            ],
         }
 
     def to_json(self, path: str | None = None) -> str:
@@ -197,9 +204,29 @@ class LMMResult(FixedEffectsSummary, RandomEffectsSummary):
         return text
 
     def summary(self) -> str:
-        from lmmkit.results.summary import format_summary
-
-        return format_summary(self)
+        """lme4's ``summary()`` layout as text."""
+        return format_summary(
+            formula=self.formula,
+            reml=self.reml,
+            objective=self.objective,
+            aic=self.aic,
+            bic=self.bic,
+            loglik=self.loglik,
+            df_residual=self.df_residual,
+            residual_quantiles=self.scaled_residual_quantiles,
+            varcorr=self.varcorr,
+            term_names=[t.name for t in self.terms],
+            ngroups=self.ngroups,
+            nobs=self.nobs,
+            n_dropped=self.n_dropped,
+            coef_table=self.coef_table(),
+            vcov=self.vcov.to_numpy(),
+            dropped_columns=self.dropped_columns,
+            is_singular=self.is_singular,
+            converged=self.optimization.converged,
+            status=self.optimization.status,
+            checks=[c.detail for c in self.checks],
+        )
 
     def __str__(self) -> str:
         return self.summary()
@@ -208,18 +235,11 @@ class LMMResult(FixedEffectsSummary, RandomEffectsSummary):
 def fixed_part(
     spec: Any, kept: tuple[int, ...], fixef: pd.Series, offsets: tuple[str, ...], newdata: Any
 ) -> np.ndarray:
-    """X beta (plus formula offsets) for new data, from the stored fixed-effects spec."""
-    from lmmkit.design.model import FORMULA_CONTEXT, model_matrix
+    """X beta (plus formula offsets) for new data, from the stored fixed-effects spec. A level
+    of a fixed factor that the fit did not see is a DataError (column, level, known levels)."""
+    from lmmkit.design.evaluate import model_matrix, new_data_matrix
 
-    if not isinstance(newdata, pd.DataFrame):
-        raise DataError(f"newdata must be a pandas DataFrame; got {type(newdata).__name__}.")
-    try:
-        X = np.asarray(
-            spec.get_model_matrix(newdata, context=FORMULA_CONTEXT, na_action="raise"),
-            dtype=float,
-        )
-    except Exception as exc:
-        raise DataError(f"Cannot build the fixed-effects columns for newdata: {exc}") from exc
+    X = new_data_matrix(spec, newdata, "fixed-effects")
     pred = X[:, list(kept)] @ fixef.to_numpy()
     for expr in offsets:
         pred = pred + np.asarray(model_matrix(f"0 + {{{expr}}}", newdata), dtype=float)[:, 0]
@@ -229,9 +249,12 @@ def fixed_part(
 def random_part(
     terms: tuple[RandomTermInfo, ...], newdata: pd.DataFrame, allow_new_levels: bool
 ) -> np.ndarray:
-    """Sum over random-effects terms of Z b for new data. Levels not seen in the fit get 0
-    (the population level) when ``allow_new_levels``, and are an error otherwise."""
-    from lmmkit.design.model import FORMULA_CONTEXT, group_codes
+    """Sum over random-effects terms of Z b for new data. Levels of a grouping factor not seen
+    in the fit get 0 (the population level) when ``allow_new_levels``, and are an error
+    otherwise; an unseen level of a factor among a term's columns, e.g. f in (0 + f | g), is
+    always an error (it has no column)."""
+    from lmmkit.design.evaluate import new_data_matrix
+    from lmmkit.design.terms import group_codes
 
     out = np.zeros(len(newdata))
     for t in terms:
@@ -251,10 +274,7 @@ def random_part(
                 f"{':'.join(t.group)!r} not seen in the fit. Pass allow_new_levels=True to "
                 "predict them at the population level (random effect 0)."
             )
-        Z = np.asarray(
-            t.spec.get_model_matrix(newdata, context=FORMULA_CONTEXT, na_action="raise"),
-            dtype=float,
-        )
+        Z = new_data_matrix(t.spec, newdata, f"random term {t.name!r}")
         contrib = np.einsum("ip,ip->i", Z, t.modes[np.where(new, 0, idx)])
         out += np.where(new, 0.0, contrib)
     return out

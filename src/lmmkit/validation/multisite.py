@@ -14,7 +14,7 @@ random-effects terms, so the sparse parts are empty) and runs the same
 ``factor`` / ``profiled_deviance`` / ``minimize_bobyqa`` / ``fixed_effects`` path as
 :func:`lmmkit.lmm`. The fit is therefore the pooled fit, up to floating-point summation order.
 
-Command line (wired in ``lmmkit.cli.main`` through :func:`add_multisite_parsers`)::
+Command line (:mod:`lmmkit.cli.multisite`)::
 
     lmmkit site-summary --data site.csv --formula "y ~ x + (1 | site)" --site-id A --out A.json
     lmmkit multisite-fit A.json B.json C.json [--ml] [--json fit.json]
@@ -46,9 +46,6 @@ __all__ = [
     "multisite_fit",
     "MultisiteModel",
     "load_site_summary",
-    "site_summary_cli",
-    "multisite_fit_cli",
-    "add_multisite_parsers",
     "SUMMARY_FORMAT",
 ]
 
@@ -711,64 +708,3 @@ def multisite_fit(
     (``control`` as in :func:`lmmkit.lmm`).
     """
     return MultisiteModel(summaries).fit(reml=reml, control=control)
-
-
-# --------------------------------------------------------------------------- CLI
-def site_summary_cli(args: Any) -> int:
-    """``lmmkit site-summary``: one site's data file -> summary JSON."""
-    from lmmkit.cli.main import read_table
-
-    data = read_table(args.data, getattr(args, "factor", None))
-    s = site_summary(
-        data,
-        args.formula,
-        site=args.site_id,
-        min_patients=int(getattr(args, "min_patients", DEFAULT_MIN_PATIENTS)),
-        patient=getattr(args, "patient", None),
-    )
-    s.to_json(args.out)
-    print(
-        f"site {s.site!r}: {s.n} rows ({s.n_patients} counted units), {len(s.fixef_names)} "
-        f"fixed and {len(s.re_names)} random columns; wrote {args.out}"
-    )
-    return 0
-
-
-def multisite_fit_cli(args: Any) -> int:
-    """``lmmkit multisite-fit``: site summary JSON files -> the pooled-equivalent fit."""
-    summaries = [load_site_summary(path) for path in args.summaries]
-    res = multisite_fit(summaries, reml=not getattr(args, "ml", False))
-    print(res.summary())
-    out = getattr(args, "json", None)
-    if out:
-        res.to_json(out)
-        print(f"\nwrote {out}")
-    return 0
-
-
-def add_multisite_parsers(subparsers: Any) -> None:
-    """Add ``site-summary`` and ``multisite-fit`` to an argparse subparsers object."""
-    ss = subparsers.add_parser(
-        "site-summary", help="summarize one site's data for a multisite (federated) fit"
-    )
-    ss.add_argument("--data", required=True, help="the site's CSV/TSV/Parquet file")
-    ss.add_argument("--formula", required=True, help="e.g. 'y ~ age + (1 | site)'")
-    ss.add_argument("--site-id", required=True, dest="site_id", help="this site's identifier")
-    ss.add_argument("--out", required=True, help="summary JSON to write (atomically)")
-    ss.add_argument(
-        "--min-patients",
-        dest="min_patients",
-        type=int,
-        default=DEFAULT_MIN_PATIENTS,
-        help=f"refuse sites with fewer patients/rows (default {DEFAULT_MIN_PATIENTS})",
-    )
-    ss.add_argument("--patient", help="patient id column (counts patients, not rows)")
-    ss.add_argument("--factor", action="append", help="treat this column as categorical")
-    ss.set_defaults(func=site_summary_cli)
-    mf = subparsers.add_parser(
-        "multisite-fit", help="fit a (z | site) mixed model from site summary files"
-    )
-    mf.add_argument("summaries", nargs="+", help="site summary JSON files")
-    mf.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
-    mf.add_argument("--json", help="write the fit as JSON to this path (atomically)")
-    mf.set_defaults(func=multisite_fit_cli)

@@ -38,20 +38,50 @@ __all__ = ["otsu_mask", "dice", "jaccard", "hausdorff", "surface_distances"]
 
 
 def otsu_mask(image) -> np.ndarray:
-    """Boolean foreground mask ``image > threshold_otsu(image)`` (scikit-image)."""
+    """Boolean foreground mask ``image > threshold_otsu(image)`` (scikit-image).
+
+    The image is thresholded in its own dtype: for integer images scikit-image's histogram
+    has one bin per integer value, for float images 256 bins, so converting an integer image
+    to float first would move the threshold (``data.coins()``: 107 against 106.4, 504 pixels
+    flipped). A boolean image is thresholded as uint8, as scikit-image converts it.
+
+    Parameters
+    ----------
+    image
+        2-D or 3-D numeric array (integer, unsigned, float or boolean).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean array of the image's shape: True above Otsu's threshold.
+
+    Raises
+    ------
+    DataError
+        Non-numeric, empty or constant image, or NaN/infinite pixels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.array([[10, 10, 200], [10, 200, 200]], dtype=np.uint8)
+    >>> otsu_mask(image).astype(int).tolist()
+    [[0, 0, 1], [0, 1, 1]]
+    """
     from skimage.filters import threshold_otsu
 
     arr = np.asarray(image)
     if arr.dtype.kind not in "biuf":
         raise DataError(f"otsu_mask: image must be numeric, got dtype {arr.dtype}.")
-    arr = arr.astype(float)
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        idx = tuple(int(v) for v in np.argwhere(bad)[0])
-        raise DataError(
-            f"otsu_mask: image has {int(bad.sum())} NaN/infinite pixel(s), first at index {idx}; "
-            f"fill or mask them before thresholding."
-        )
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            idx = tuple(int(v) for v in np.argwhere(bad)[0])
+            raise DataError(
+                f"otsu_mask: image has {int(bad.sum())} NaN/infinite pixel(s), first at index "
+                f"{idx}; fill or mask them before thresholding."
+            )
     if arr.size == 0 or arr.min() == arr.max():
         raise DataError(
             f"otsu_mask: image of shape {arr.shape} is constant (or empty), so Otsu's "

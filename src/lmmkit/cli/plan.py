@@ -1,4 +1,5 @@
-"""``lmmkit plan lock PLAN`` and ``lmmkit plan run PLAN --data FILE``."""
+"""``lmmkit plan lock PLAN`` and ``lmmkit plan run PLAN --data FILE``: pre-specified
+analysis plans (:mod:`lmmkit.validation.analysis_plan`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_plan_parsers"]
+__all__ = ["register"]
 
 
 def _cmd_lock(args: argparse.Namespace) -> int:
@@ -20,8 +21,7 @@ def _cmd_lock(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from lmmkit._io import write_text_atomic
-    from lmmkit.cli.main import read_table
+    from lmmkit._io import read_table, write_text_atomic
     from lmmkit.errors import DataError
     from lmmkit.report.plan_report import plan_report
     from lmmkit.validation.analysis_plan import load_plan, run_plan
@@ -51,7 +51,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_plan_parsers(subparsers: Any) -> None:
+def register(subparsers: Any) -> None:
     """Add ``plan lock`` and ``plan run`` to an argparse subparsers object."""
     plan = subparsers.add_parser(
         "plan", help="pre-specified analysis plans: lock before unblinding, then run"

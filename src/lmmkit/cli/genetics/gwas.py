@@ -1,4 +1,5 @@
-"""``lmmkit gwas``: the command line of :func:`lmmkit.genetics.gwas.gwas` (input and output only)."""
+"""``lmmkit gwas``: the command line of :func:`lmmkit.genetics.gwas.gwas` (input and output
+only)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from lmmkit.errors import DataError, FileFormatError
-from lmmkit.genetics.gwas import TESTS, gwas
-from lmmkit.genetics.plink import read_pheno_file
+from lmmkit.errors import DataError
 
-__all__ = ["add_gwas_parser", "run_gwas_cli"]
+__all__ = ["add_parser", "run", "run_gwas_cli"]
 
 
-def add_gwas_parser(subparsers) -> Any:
+def add_parser(subparsers) -> Any:
     """Add the ``gwas`` sub-command to an argparse ``subparsers`` object; returns the parser.
 
-    The parser's default ``func`` is :func:`run_gwas_cli`-compatible:
+    The parser's default ``func`` is :func:`run`:
     ``args.func(args)`` runs the analysis and returns an exit code.
     """
     p = subparsers.add_parser(
@@ -26,7 +25,7 @@ def add_gwas_parser(subparsers) -> Any:
         "as GEMMA -lmm 1/2/3/4.",
     )
     _fill_parser(p)
-    p.set_defaults(func=_run_parsed)
+    p.set_defaults(func=run)
     return p
 
 
@@ -82,7 +81,10 @@ def _fill_parser(p) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
 
 
-def _run_parsed(args) -> int:
+def run(args) -> int:
+    """Run ``lmmkit gwas`` from parsed arguments; returns the exit code."""
+    from lmmkit.genetics.gwas import TESTS, gwas
+    from lmmkit.genetics.plink import read_pheno_file
     from lmmkit.parallel.executor import get_executor
 
     if args.pheno is not None:
@@ -140,7 +142,7 @@ def run_gwas_cli(argv: Sequence[str] | None = None) -> int:
     _fill_parser(parser)
     args = parser.parse_args(None if argv is None else list(argv))
     try:
-        return _run_parsed(args)
-    except (LmmkitError, FileFormatError) as exc:
+        return run(args)
+    except LmmkitError as exc:
         print(f"lmmkit gwas: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,277 @@
+"""The GWAS orchestration, read top to bottom: prepare -> kinship -> null model ->
+associate blocks -> write (see :mod:`lmmkit.genetics.gwas` for the stages)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from lmmkit.errors import DataError
+from lmmkit.genetics import spa
+from lmmkit.genetics.gwas.exact import BlockTask, fit_null_model, null_model_lines, run_block
+from lmmkit.genetics.gwas.kinship import COMPUTED, kinship_groups
+from lmmkit.genetics.gwas.method import exact_memory, select_method
+from lmmkit.genetics.gwas.output import (
+    check_output,
+    logger,
+    merge_blocks,
+    snp_counts,
+    write_outputs,
+)
+from lmmkit.genetics.gwas.prepare import match, model_inputs, plan_blocks
+from lmmkit.genetics.gwas.result import (
+    TESTS,
+    GwasResult,
+    check_tests,
+    genomic_control,
+    stat_columns,
+)
+from lmmkit.genetics.gwas.resume import fingerprint, open_parts, progress_bar
+from lmmkit.genetics.source import open_genotypes
+
+__all__ = ["gwas"]
+
+
+def gwas(
+    plink,
+    pheno,
+    *,
+    covariates=None,
+    kinship="centered",
+    loco: bool = False,
+    tests: Sequence[str] | None = None,
+    block_snps: int = 2000,
+    executor=None,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    maf: float = 0.01,
+    max_missing: float = 0.05,
+    snps: np.ndarray | None = None,
+    plots: bool = True,
+    blas_threads: int | None = None,
+    binary: bool = False,
+    spa_cutoff: float = spa.SPA_CUTOFF,
+    method: str = "auto",
+) -> GwasResult:
+    """Exact LMM association of every SNP (GEMMA ``-lmm 1/2/3/4``), or with ``binary`` the
+    logistic mixed-model score test with saddlepoint p-values (SAIGE).
+
+    Parameters
+    ----------
+    plink
+        A genotype source (:class:`~lmmkit.genetics.source.GenotypeSource`, e.g. a
+        :class:`~lmmkit.genetics.plink.PlinkData`) or a PLINK prefix.
+    pheno
+        An int (.fam phenotype column, 1 = column 6 as GEMMA ``-n``), a Series/one-column
+        frame indexed by (fid, iid) (e.g. from ``read_pheno_file``), or an array aligned
+        with the .fam.  Samples with a missing value are dropped.
+    covariates
+        None (intercept only), a frame indexed by (fid, iid), or an array aligned with the
+        .fam.  An intercept is always included; string columns are dummy-coded.
+    kinship
+        ``"centered"`` (GEMMA ``-gk 1``), ``"standardized"`` (plink2), a
+        :class:`~lmmkit.genetics.grm.GRM`, a GCTA GRM prefix, or an array.
+    loco
+        Leave-one-chromosome-out kinship with variance components re-fitted per chromosome.
+    tests
+        Any of ``"wald"`` (REML lambda per SNP; beta, se), ``"lrt"`` (ML), ``"score"``
+        (default: all three).  With ``binary`` only the score test exists (None, all or
+        ``("score",)``).
+    block_snps
+        SNPs per task; memory is one block of genotypes plus the kinship eigenvectors.
+    executor
+        An :mod:`lmmkit.parallel` executor (default: in-process, serial).
+    out
+        Output TSV.  Refused if it exists unless ``overwrite``.  Progress is kept in
+        ``OUT.parts/`` so a rerun after an interruption resumes.
+    maf, max_missing
+        GEMMA's SNP filters, computed over the analyzed samples (kinship and tests).
+    snps
+        Test only these .bim rows (integer positions or a boolean mask); the kinship
+        still uses every SNP.
+    plots
+        Write ``OUT.manhattan.png`` and ``OUT.qq.png``.
+    blas_threads
+        Cap BLAS threads inside each block task (threadpoolctl); None leaves them alone.
+    binary
+        Case/control phenotype, coded 0/1 or PLINK's 1/2 (1 = control, 2 = case; with
+        1/2 coding a 0 is missing, as in PLINK), -9/NA missing
+        (:func:`lmmkit.genetics.spa.binary_phenotype`).  The null model is the logistic
+        mixed model fitted by PQL / AI-REML (:func:`lmmkit.genetics.spa.fit_null_binary`,
+        kinship used as given, dense: n up to a few thousand), and each SNP gets the score
+        test with exact variance and saddlepoint p-value (:func:`lmmkit.genetics.spa.score_tests`).
+    spa_cutoff
+        With ``binary``: the saddlepoint approximation replaces the normal p-value when
+        ``|score| / sd`` exceeds this (SAIGE: 2).
+    method
+        ``"exact"`` (this function's GEMMA-exact path: one eigendecomposition per kinship),
+        ``"matrix-free"`` (:func:`lmmkit.genetics.gwas.matfree.gwas_matrix_free`, BOLT-LMM's
+        infinitesimal model by conjugate gradients, never an n x n matrix; always LOCO,
+        Wald test only) or ``"auto"``: exact up to
+        :data:`~lmmkit.genetics.gwas.method.EXACT_MAX_SAMPLES` samples when its memory fits,
+        matrix-free beyond (:func:`lmmkit.genetics.gwas.method.select_method`; the choice and
+        its reason are in the log). Binary traits always take the exact (dense PQL) path.
+
+    Returns
+    -------
+    GwasResult
+        ``table`` has the columns of :data:`OUTPUT_COLUMNS` (``binary``:
+        :data:`BINARY_OUTPUT_COLUMNS`) for the tested SNPs in .bim order (``a1`` = counted
+        allele, .bim column 5; ``af`` its frequency; ``n`` the non-missing genotypes;
+        binary: ``af_cases``, ``af_controls``, ``score``, ``var``, ``beta``, ``se``,
+        ``p_score_normal``, ``p_spa``, ``spa`` as in :func:`lmmkit.genetics.spa.score_tests`);
+        ``skipped`` lists the others with the reason.
+    """
+    t0 = time.perf_counter()
+    from lmmkit.parallel.executor import SerialExecutor
+
+    if binary and method == "matrix-free":
+        raise DataError(
+            "binary traits have no matrix-free path (the logistic null model is fitted "
+            "densely by PQL); use method='exact' or 'auto'."
+        )
+    chosen, why = ("exact", "binary trait") if binary else ("exact", "requested")
+    if not binary and method != "exact":
+        pl0 = open_genotypes(plink)
+        n_chrom = int(pl0.bim["chrom"].nunique()) if "chrom" in pl0.bim else 1
+        chosen, why = select_method(
+            pl0.n_samples, loco=loco, n_chromosomes=n_chrom, block_snps=block_snps, method=method
+        )
+        if chosen == "matrix-free":
+            from lmmkit.genetics.gwas.matfree.path import gwas_matrix_free
+
+            res = gwas_matrix_free(
+                pl0, pheno, covariates=covariates, kinship=kinship, loco=True,
+                tests=tests or TESTS, block_snps=block_snps, executor=executor, out=out,
+                overwrite=overwrite, progress=progress, maf=maf, max_missing=max_missing,
+                snps=snps, plots=plots, blas_threads=blas_threads,
+            )  # fmt: skip
+            res.log.insert(0, f"path: matrix-free ({why}); LOCO as BOLT-LMM")
+            return res
+
+    tests = check_tests(tests, binary)
+    if binary and not spa_cutoff >= 0:
+        raise DataError(f"spa_cutoff must be >= 0, got {spa_cutoff}.")
+    if block_snps < 1:
+        raise DataError(f"block_snps must be >= 1, got {block_snps}.")
+    out_path = check_output(out, overwrite)
+    log, say = logger(progress)
+
+    # 1. prepare: samples with a phenotype and every covariate
+    pl = open_genotypes(plink)
+    say(f"lmmkit gwas: {pl.prefix} ({pl.n_samples} samples, {pl.n_snps} SNPs)")
+    say(f"path: exact, GEMMA's algorithm ({why})")
+    matched = match(pl, pheno, covariates, binary=binary, say=say)
+    keep = matched.keep
+    chunk = min(1024, block_snps)
+    computed = isinstance(kinship, str) and kinship in COMPUTED
+    n_kin = pl.bim["chrom"].nunique() if loco else 1
+    n_cov = 1 + (0 if matched.covariates is None else matched.covariates.shape[1])
+    mem = exact_memory(pl.n_samples, len(keep), block_snps, chunk, n_cov + 2, n_kin, computed)
+    if binary:  # dense PQL: Sigma, its inverse, P and the kinship per iteration
+        mem += 8.0 * 4 * len(keep) ** 2
+    say(f"expected peak memory ~{mem / 2**20:.0f} MiB per process")
+
+    # 2. kinship over the analyzed samples (samples absent from a given GRM are dropped)
+    kin = kinship_groups(pl, kinship, loco, keep, maf, max_missing, block_snps, progress)
+    matched = matched.restrict(kin.have, "not in GRM")
+    for msg in kin.log:
+        say(msg)
+    samples = model_inputs(pl, matched, say)
+    keep, y, w, wnames = samples.keep, samples.y, samples.w, samples.covariate_names
+    if binary:
+        say(f"cases: {int(y.sum())}, controls: {int(len(y) - y.sum())}")
+    plan = plan_blocks(pl, snps, block_snps, by_chromosome=loco, groups=kin.matrices)
+    blocks = plan.blocks
+    say(f"blocks: {len(blocks)} x <= {block_snps} SNPs")
+    columns = stat_columns(binary)
+    inputs = fingerprint(
+        pl,
+        samples,
+        blocks,
+        kinship=kin.description,
+        kinship_hash=np.array([np.asarray(m, float).sum() for m in kin.matrices.values()]),
+        loco=loco,
+        tests=list(tests),
+        maf=maf,
+        max_missing=max_missing,
+        **({"binary": True, "spa_cutoff": spa_cutoff} if binary else {}),
+    )
+    parts = open_parts(out_path, inputs, len(blocks), columns, log, progress)
+    executor = SerialExecutor() if executor is None else executor
+    results = dict(parts.done)
+    resumed = len(results)
+
+    # 3-4. per kinship group: the null model, then the association of its blocks
+    null_info: dict[str, dict[str, float]] = {}
+    with progress_bar(blocks, results, progress) as bar:
+        for group in dict.fromkeys(c for c, _ in blocks):
+            model, null_info[group] = fit_null_model(
+                kin.matrices[group], y, w, wnames, binary, group
+            )
+            todo = [(i, b) for i, (c, b) in enumerate(blocks) if c == group and i not in results]
+            if not todo:
+                continue  # every block resumed: the null model is still reported
+            task = BlockTask(
+                source=pl,
+                samples=keep,
+                model=model,
+                w=w,
+                tests=tests,
+                maf=maf,
+                max_missing=max_missing,
+                blas_threads=blas_threads,
+                chunk=chunk,
+                spa_cutoff=spa_cutoff,
+            )
+            parts.run(executor, run_block, todo, task, results, bar)
+    for line in null_model_lines(null_info, binary):
+        say(line)
+
+    # 5. write
+    table, skipped, n_skipped = merge_blocks(pl, results, len(blocks), columns)
+    say(snp_counts(table, n_skipped))
+    if binary:
+        pcol = "p_spa"
+        spa_used = table["spa"].to_numpy()
+        say(
+            f"saddlepoint p-values: {int((spa_used == 1).sum())} SNPs (|score|/sd > "
+            f"{spa_cutoff:g})"
+            + (
+                f"; {int((spa_used == -1).sum())} SNPs beyond the range of the saddlepoint "
+                "equation kept the normal p-value (spa = -1)"
+                if (spa_used == -1).any()
+                else ""
+            )
+        )
+        say(
+            f"genomic control lambda (p_score_normal): "
+            f"{genomic_control(table['p_score_normal'].to_numpy()):.4f}"
+        )
+    else:
+        pcol = next(f"p_{t}" for t in ("wald", "lrt", "score") if t in tests)
+    gc = genomic_control(table[pcol].to_numpy())
+    say(f"genomic control lambda ({pcol}): {gc:.4f}")
+    seconds = time.perf_counter() - t0
+    say(f"time: {seconds:.1f} s")
+    if out_path is not None:
+        write_outputs(out_path, table, skipped, log, pcol, plots)
+        parts.remove()
+    return GwasResult(
+        table=table,
+        skipped=skipped,
+        n_samples=len(keep),
+        n_samples_dropped=samples.dropped,
+        n_tested=len(table),
+        n_skipped=n_skipped,
+        gc_lambda=gc,
+        null=null_info,
+        out=out_path,
+        log=log,
+        seconds=seconds,
+        resumed_blocks=resumed,
+    )
