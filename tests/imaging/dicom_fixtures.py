@@ -25,6 +25,13 @@ def _base(sop_class: str, uid: str, modality: str):
     ds.Modality = modality
     ds.PatientID = "P1"
     ds.PatientName = "Test^Phantom"
+    ds.PatientBirthDate = ""
+    ds.PatientSex = ""
+    ds.StudyDate = "20260101"
+    ds.StudyTime = "120000"
+    ds.StudyID = "1"
+    ds.AccessionNumber = ""
+    ds.ReferringPhysicianName = ""
     ds.StudyInstanceUID = "1.2.3.4"
     ds.FrameOfReferenceUID = "1.2.3.4.9"
     del pydicom

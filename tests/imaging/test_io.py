@@ -229,3 +229,32 @@ def test_missing_and_unknown_files(tmp_path):
     (tmp_path / "x.txt").write_text("hello")
     with pytest.raises(ImagingError, match="unknown image format"):
         read_image(tmp_path / "x.txt")
+
+
+def test_dicom_seg_drawn_on_the_series_grid(tmp_path):
+    hd = pytest.importorskip("highdicom")
+    import pydicom
+
+    vol = _volume(shape=(4, 16, 16))
+    files = write_ct_series(tmp_path / "ct", vol, spacing=(2.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0))
+    truth = np.zeros(vol.shape, bool)
+    truth[1:3, 4:9, 5:11] = True
+    sources = [pydicom.dcmread(f) for f in files]
+    desc = hd.seg.SegmentDescription(
+        segment_number=1, segment_label="GTV",
+        segmented_property_category=hd.sr.CodedConcept("49755003", "SCT", "Morphologic finding"),
+        segmented_property_type=hd.sr.CodedConcept("108369006", "SCT", "Tumor"),
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+    )  # fmt: skip
+    seg = hd.seg.Segmentation(
+        source_images=sources, pixel_array=truth.astype(np.uint8),
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=[desc],
+        series_instance_uid=hd.UID(), series_number=2, sop_instance_uid=hd.UID(),
+        instance_number=1, manufacturer="lmmkit", manufacturer_model_name="test",
+        software_versions="0", device_serial_number="0",
+    )  # fmt: skip
+    seg.save_as(tmp_path / "seg.dcm")
+    ct = read_image(tmp_path / "ct")
+    mask = read_mask(tmp_path / "seg.dcm", image=ct)
+    np.testing.assert_array_equal(mask.array, truth)
+    assert mask.meta["label"] == "GTV"

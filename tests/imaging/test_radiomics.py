@@ -173,14 +173,41 @@ def test_bad_case_errors_name_subject_and_files(tmp_path):
         radiomics(tmp_path, tmp_path / "masks", FAST, progress=False)
 
 
-def test_one_voxel_mask_texture_is_undefined_not_wrong():
-    """MIRP returns NaN for the texture families of a one-voxel ROI; first-order stays defined."""
+def test_one_voxel_mask_families_as_documented():
+    """MIRP on a one-voxel ROI: NaN exactly for the families check_pair lists as undefined."""
+    from lmmkit.imaging.io import ONE_VOXEL_UNDEFINED, check_pair
+
     rng = np.random.default_rng(0)
     img = image_from_array(np.round(rng.normal(100, 10, (5, 5, 5))), spacing=(1, 1, 1))
     m = np.zeros((5, 5, 5), bool)
     m[2, 2, 2] = True
-    out = extract(img, img.with_array(m), RadiomicsSettings(families=("stat", "cm", "szm")))
-    row = out.iloc[0]
-    assert row["stat_mean"] == img.array[2, 2, 2]
-    cm = row[[c for c in row.index if c.startswith("cm_")]]
-    assert cm.isna().all() or (cm.notna().sum() < len(cm))
+    mask = img.with_array(m)
+    undefined = check_pair(img, mask).undefined_families
+    assert dict(undefined) == dict(ONE_VOXEL_UNDEFINED)
+    row = extract(
+        img, mask, RadiomicsSettings(families=("morph", "stat", "cm", "szm", "ngt"))
+    ).iloc[0]
+    fam = row.index.str.split("_").str[0]
+    nan_families = set(fam[row.isna().to_numpy()])
+    assert nan_families == {f for f, why in undefined.items() if why.startswith("undefined")}
+    assert row["stat_mean"] == img.array[2, 2, 2] and row["stat_var"] == 0
+    assert np.isnan(row["morph_pca_maj_axis"]) and row["morph_vol_approx"] == 1.0
+
+
+def test_dicom_series_folders_with_rtstruct_masks(tmp_path):
+    """Folders of DICOM series (one per subject) paired with RTSTRUCT files of the same name."""
+    from tests.imaging.dicom_fixtures import write_ct_series, write_rtstruct
+
+    sq = np.array([[3.5, 3.5], [10.5, 3.5], [10.5, 9.5], [3.5, 9.5]])
+    (tmp_path / "masks").mkdir()
+    for k, subject in enumerate(["p1", "p2"]):
+        vol = np.random.default_rng(k).integers(-50, 50, size=(4, 14, 14)).astype(float)
+        files = write_ct_series(tmp_path / "images" / subject, vol, spacing=(2.0, 1.0, 1.0),
+                                origin=(0.0, 0.0, 0.0), series_uid=f"1.2.3.4.{5 + k}")  # fmt: skip
+        write_rtstruct(tmp_path / "masks" / f"{subject}.dcm", files, {"GTV": [(1, sq), (2, sq)]},
+                       referenced_series=f"1.2.3.4.{5 + k}")  # fmt: skip
+    table = radiomics(tmp_path / "images", tmp_path / "masks", {"families": ["stat", "morph"]},
+                      progress=False)  # fmt: skip
+    vol_approx = table[table["feature"] == "morph_vol_approx"].set_index("subject")["value"]
+    # 7 x 6 voxels of 1 mm on two 2-mm slices
+    assert vol_approx.to_dict() == {"p1": 2 * 42 * 2.0, "p2": 2 * 42 * 2.0}

@@ -24,7 +24,7 @@ AREAS: tuple[str, ...] = (
     "lmmkit.cli.multisite",  # site-summary, multisite-fit
     "lmmkit.cli.plan",  # plan lock, plan run
     "lmmkit.cli.survival",  # coxph
-    "lmmkit.cli.radiomics",  # radiomics (h/radiomics: add_parser)
+    "lmmkit.cli.radiomics",  # radiomics (imaging extra)
     "lmmkit.cli.imaging",  # imaging-demo
 )
 
@@ -36,8 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for area in AREAS:
-        module = importlib.import_module(area)
-        (getattr(module, "register", None) or module.add_parser)(sub)
+        importlib.import_module(area).register(sub)
     return parser
 
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_parser", "run"]
+__all__ = ["register", "run"]
 
 
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``radiomics`` command to an argparse sub-parser set."""
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``radiomics`` command to the ``lmmkit`` sub-parsers."""
     p = sub.add_parser("radiomics", help="IBSI radiomic features (MIRP) of images + masks")
     p.add_argument(
         "--images",

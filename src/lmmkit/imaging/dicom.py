@@ -6,9 +6,11 @@ checked: a gap of about k x the usual slice distance means k - 1 missing slices;
 deviation is uneven spacing; a zero distance is a duplicate slice. SimpleITK would otherwise only
 warn and return an image whose z spacing is wrong for part of the volume.
 
-RTSTRUCT contours and SEG segments are drawn on the image grid by MIRP (the radiomics
-extractor, :mod:`lmmkit.imaging.radiomics`), whose conversion reproduces the IBSI CT phantom's
-NIfTI mask voxel for voxel; the reference to the image series is checked first with pydicom.
+RTSTRUCT contours are drawn on the image grid by MIRP (the radiomics extractor), whose
+conversion reproduces the IBSI CT phantom's NIfTI mask voxel for voxel. SEG segments are read by
+highdicom (the DICOM SEG reference implementation), frame by frame matched to the series'
+SOPInstanceUIDs (MIRP 2.7 placed a test SEG one slice off). The reference to the image series is
+checked first with pydicom.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from lmmkit.errors import FileFormatError
-from lmmkit.imaging.io import Image, ImagingError, _from_sitk, _where
+from lmmkit.imaging.image import Image, ImagingError, _from_sitk, _where
 
 __all__ = ["read_dicom_mask", "read_dicom_series", "slice_spacing"]
 
@@ -179,6 +181,7 @@ def read_dicom_series(folder: str | Path, *, series_uid: str | None = None) -> I
         ) from None
     first = files[order[0]][1]
     meta = {t: str(getattr(first, t)) for t in _META_TAGS if t in first}
+    meta["SOPInstanceUIDs"] = ",".join(str(files[i][1].SOPInstanceUID) for i in order)
     out = _from_sitk(img, source, meta)
     if len(paths) > 1 and abs(out.spacing[0] - dz) > 0.01 * dz:
         out = Image(out.array, (dz, *out.spacing[1:]), out.origin, out.direction, source, meta)
@@ -295,13 +298,33 @@ def read_dicom_mask(
         raise ImagingError(
             f"region {roi!r} is not in the {modality} (regions: {', '.join(names)}) {where}."
         )
-    mask = _mirp_mask(Path(image.source), path, roi, where)
+    if modality == "SEG":
+        number = names.index(roi) + 1
+        numbers = [int(x.SegmentNumber) for x in ds.SegmentSequence]
+        mask = _seg_mask(path, image, numbers[names.index(roi)] if numbers else number, where)
+    else:
+        mask = _mirp_mask(Path(image.source), path, roi, where)
     if mask.shape != image.shape:
         raise ImagingError(
             f"the {modality} region {roi!r} came out with shape {mask.shape}, the image has "
             f"{image.shape} {where}."
         )
     return image.with_array(mask.astype(bool), labels=",".join(names), label=roi)
+
+
+def _seg_mask(path: Path, image: Image, segment: int, where: str) -> np.ndarray:
+    """A SEG segment on the image's slices, by highdicom (frames matched by source instance)."""
+    import highdicom as hd
+
+    uids = image.meta.get("SOPInstanceUIDs", "").split(",")
+    try:
+        seg = hd.seg.segread(path)
+        arr = seg.get_pixels_by_source_instance(
+            source_sop_instance_uids=uids, segment_numbers=[segment], combine_segments=True,
+        )  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - highdicom raises ValueError/KeyError/AttributeError
+        raise ImagingError(f"highdicom could not read segment {segment}: {exc} {where}") from None
+    return np.asarray(arr) > 0
 
 
 def _mirp_mask(series: Path, mask_file: Path, roi: str, where: str) -> np.ndarray:

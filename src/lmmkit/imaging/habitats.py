@@ -297,7 +297,7 @@ def plot_habitats(
     n = len(names)
     cols = min(n, 4)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.9 * rows), squeeze=False)
     k = max(int(maps[s].array.max()) for s in names)
     cmap = ListedColormap(plt.get_cmap("tab10").colors[:k])
     for ax, s in zip(axes.ravel(), names):

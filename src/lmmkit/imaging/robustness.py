@@ -267,7 +267,8 @@ def robustness(perturbed: pd.DataFrame, *, level: float = 0.95) -> pd.DataFrame:
             and vals.std(axis=0).min() > 0
         ):
             long = wide.reset_index().melt(id_vars="target", var_name="version", value_name="v")
-            res = icc(long, targets="target", raters="version", ratings="v", level=level)
+            with np.errstate(divide="ignore", invalid="ignore"):  # constant versions: NaN bounds
+                res = icc(long, targets="target", raters="version", ratings="v", level=level)
             row = res["ICC1"]
             rec.update(icc=float(row["icc"]), lower=float(row["lower"]),
                        upper=float(row["upper"]))  # fmt: skip

@@ -25,13 +25,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lmmkit.imaging.io import Image, ImagingError
+from lmmkit.imaging.image import Image, ImagingError
 from lmmkit.imaging.radiomics.settings import (
     AGGREGATIONS_3D,
     FAMILIES,
     INTERPOLATIONS,
     RadiomicsSettings,
     SettingsError,
+    extractor_version,
 )
 
 __all__ = ["extract", "extractor_version", "mirp_kwargs", "quiet_mirp", "PERTURBATION_COLUMNS"]
@@ -52,16 +53,6 @@ PERTURBATION_COLUMNS = {
 
 
 _DISCRETISATION_SUFFIX = re.compile(r"_(fbs_w[0-9.]+|fbn_n[0-9]+)$")
-
-
-def extractor_version() -> str:
-    """Installed MIRP version (``importlib.metadata``)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("mirp")
-    except PackageNotFoundError:  # pragma: no cover - the imaging extra is missing
-        return "not installed"
 
 
 @contextlib.contextmanager

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from lmmkit.errors import close_matches
-from lmmkit.imaging.io import ImagingError
+from lmmkit.imaging.image import ImagingError
 
 __all__ = [
     "FAMILIES",
     "RadiomicsSettings",
     "SettingsError",
+    "extractor_version",
     "plan_section",
     "settings_from_plan",
 ]
@@ -272,7 +273,8 @@ class RadiomicsSettings:
         --------
         >>> import tempfile, os
         >>> f = os.path.join(tempfile.mkdtemp(), "s.toml")
-        >>> _ = open(f, "w").write('discretisation = "fixed_bin_size"\\nbin_width = 25\\n')
+        >>> _ = open(f, "w").write('discretisation = "fixed_bin_size"\\nbin_width = 25\\n'
+        ...                        'resegment_range = [-1000, 400]\\n')
         >>> RadiomicsSettings.from_toml(f).bin_width
         25
         """
@@ -294,6 +296,16 @@ class RadiomicsSettings:
         return replace(self, **changes)
 
 
+def extractor_version() -> str:
+    """Installed MIRP version (``importlib.metadata``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mirp")
+    except PackageNotFoundError:  # pragma: no cover - the imaging extra is missing
+        return "not installed"
+
+
 def plan_section(settings: RadiomicsSettings) -> dict[str, Any]:
     """The ``radiomics`` section of a locked analysis plan.
 
@@ -313,8 +325,6 @@ def plan_section(settings: RadiomicsSettings) -> dict[str, Any]:
     >>> settings_from_plan(sec).settings_id == sec["settings_id"]
     True
     """
-    from lmmkit.imaging.radiomics.mirp_backend import extractor_version
-
     return {
         "extractor": "mirp",
         "extractor_version": extractor_version(),
@@ -324,12 +334,13 @@ def plan_section(settings: RadiomicsSettings) -> dict[str, Any]:
 
 
 def settings_from_plan(section: dict[str, Any]) -> RadiomicsSettings:
-    """Settings back from a plan's ``radiomics`` section; the stored id must still match.
+    """Settings back from a plan's ``radiomics`` section; a stored id must still match.
 
     Parameters
     ----------
     section
-        As written by :func:`plan_section`.
+        As written by :func:`plan_section` (``settings`` table and ``settings_id``), or a plain
+        table of settings as in a settings TOML (optionally with ``settings_id``).
 
     Returns
     -------
@@ -338,21 +349,26 @@ def settings_from_plan(section: dict[str, Any]) -> RadiomicsSettings:
     Raises
     ------
     SettingsError
-        Missing keys, or settings whose hash differs from the locked ``settings_id`` (edited
-        after locking).
+        Unknown or unsupported settings, or settings whose hash differs from the stored
+        ``settings_id`` (edited after locking).
 
     Examples
     --------
     >>> settings_from_plan(plan_section(RadiomicsSettings(bin_count=16))).bin_count
     16
+    >>> settings_from_plan({"bin_count": 24}).bin_count
+    24
     """
-    if "settings" not in section or "settings_id" not in section:
-        raise SettingsError("the plan's radiomics section needs 'settings' and 'settings_id'.")
-    s = RadiomicsSettings.from_dict(dict(section["settings"]), source="plan radiomics section")
-    if s.settings_id != section["settings_id"]:
+    section = dict(section)
+    locked = section.pop("settings_id", None)
+    section.pop("extractor", None)
+    section.pop("extractor_version", None)
+    values = dict(section["settings"]) if "settings" in section else section
+    s = RadiomicsSettings.from_dict(values, source="plan radiomics section")
+    if locked is not None and s.settings_id != locked:
         raise SettingsError(
             f"the plan's radiomics settings hash to {s.settings_id}, but the plan locked "
-            f"{section['settings_id']}: the settings were changed after locking."
+            f"{locked}: the settings were changed after locking."
         )
     return s
 

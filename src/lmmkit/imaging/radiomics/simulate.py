@@ -88,8 +88,8 @@ def simulate_lesions(
     Examples
     --------
     >>> manifest, images = simulate_lesions(4, shape=(16, 16, 16))
-    >>> manifest[["subject", "site", "label"]].iloc[0].tolist()
-    ['s01', 'siteA', 0]
+    >>> manifest.loc[0, "subject"], manifest.loc[0, "site"], int(manifest.loc[0, "label"])
+    ('s01', 'siteA', 0)
     """
     from scipy import ndimage
 
