@@ -1,15 +1,15 @@
 """lmmkit: linear mixed models for structured biomedical data.
 
-Public names only. Heavy submodules (scikit-learn, scikit-image) load on first use.
+Public names only, all resolved on first use, so ``import lmmkit`` loads NumPy-free code only.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
-# glmm is imported eagerly: the function shares its name with the subpackage lmmkit.glmm,
-# which Python would otherwise bind over a lazily resolved name on first submodule import.
 from lmmkit.errors import (
     DataError,
     FileFormatError,
@@ -18,14 +18,16 @@ from lmmkit.errors import (
     LmmkitWarning,
     ModelError,
 )
-from lmmkit.glmm.model import glmm
-from lmmkit.models.lmm import LinearMixedModel, lmm
-from lmmkit.optim.bobyqa import OptControl
-from lmmkit.results.lmm_result import LMMResult
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    # linear and generalized linear mixed models
+    "lmm": "lmmkit.models.lmm",
+    "LinearMixedModel": "lmmkit.models.lmm",
+    "LMMResult": "lmmkit.results.lmm_result",
+    "OptControl": "lmmkit.optim.bobyqa",
+    "glmm": "lmmkit.glmm.model",
     # generalized linear mixed models
     "glmm_nb": "lmmkit.glmm.nb",
     "GLMMResult": "lmmkit.glmm.result",
@@ -56,6 +58,11 @@ _LAZY = {
     # inference
     "anova": "lmmkit.inference.anova",
     "coef_table": "lmmkit.inference.satterthwaite",
+    "emmeans": "lmmkit.inference.emmeans",
+    "ranova": "lmmkit.inference.ranova",
+    "step": "lmmkit.inference.step",
+    "compare": "lmmkit.inference.compare",
+    "EMMeans": "lmmkit.inference.emmeans",
     "confint": "lmmkit.inference.profile",
     "r2_nakagawa": "lmmkit.inference.r2",
     "icc_model": "lmmkit.inference.r2",
@@ -67,6 +74,10 @@ _LAZY = {
     "fit_combat": "lmmkit.omics.combat",
     "apply_combat": "lmmkit.omics.combat",
     "ComBatModel": "lmmkit.omics.combat",
+    "pathway_scores": "lmmkit.omics.gene_sets",
+    "read_gmt": "lmmkit.omics.gene_sets",
+    "write_gmt": "lmmkit.omics.gene_sets",
+    "PathwayScores": "lmmkit.omics.gene_sets",
     # genetics
     "read_plink": "lmmkit.genetics.plink",
     "read_pheno_file": "lmmkit.genetics.plink",
@@ -89,6 +100,7 @@ _LAZY = {
     "relationship_inverse": "lmmkit.genetics.pedigree",
     "inbreeding": "lmmkit.genetics.pedigree",
     "gwas": "lmmkit.genetics.gwas",
+    "genotype_pca": "lmmkit.genetics.pca",
     "genomic_control": "lmmkit.genetics.gwas",
     "get_executor": "lmmkit.parallel.executor",
     # clinical validation
@@ -102,14 +114,51 @@ _LAZY = {
     "net_benefit": "lmmkit.validation.decision_curve",
     "decision_curve": "lmmkit.validation.decision_curve",
     "plot_decision_curve": "lmmkit.validation.decision_curve",
+    "CEAInputs": "lmmkit.validation.cost_effectiveness",
+    "beta_from_moments": "lmmkit.validation.cost_effectiveness",
+    "gamma_from_moments": "lmmkit.validation.cost_effectiveness",
+    "lognormal_from_moments": "lmmkit.validation.cost_effectiveness",
+    "cost_effectiveness": "lmmkit.validation.cost_effectiveness",
+    "probabilistic_sensitivity": "lmmkit.validation.cost_effectiveness",
+    "efficiency_frontier": "lmmkit.validation.cost_effectiveness",
+    "net_monetary_benefit": "lmmkit.validation.cost_effectiveness",
+    "net_benefit_exchange": "lmmkit.validation.cost_effectiveness",
+    "plot_frontier": "lmmkit.validation.cost_effectiveness",
+    "plot_ce_plane": "lmmkit.validation.cost_effectiveness",
+    "plot_ceac": "lmmkit.validation.cost_effectiveness",
+    "operating_points": "lmmkit.validation.cost_effectiveness",
+    "OperatingPoints": "lmmkit.validation.cost_effectiveness",
+    "CostEffectiveness": "lmmkit.validation.cost_effectiveness",
+    "PSAResult": "lmmkit.validation.cost_effectiveness",
     "icc": "lmmkit.validation.reliability",
     "icc_wide": "lmmkit.validation.reliability",
     "within_subject_cv": "lmmkit.validation.reliability",
     "repeatability_coefficient": "lmmkit.validation.reliability",
+    "bland_altman": "lmmkit.validation.agreement",
+    "plot_bland_altman": "lmmkit.validation.agreement",
+    "concordance_correlation": "lmmkit.validation.agreement",
+    "bias_linearity": "lmmkit.validation.agreement",
+    "reproducibility": "lmmkit.validation.agreement",
+    "BlandAltman": "lmmkit.validation.agreement",
+    "Concordance": "lmmkit.validation.agreement",
+    "Linearity": "lmmkit.validation.agreement",
+    "Reproducibility": "lmmkit.validation.agreement",
     "otsu_mask": "lmmkit.validation.segmentation",
     "dice": "lmmkit.validation.segmentation",
     "jaccard": "lmmkit.validation.segmentation",
     "hausdorff": "lmmkit.validation.segmentation",
+    # penalized signatures and explanations
+    "penalized_path": "lmmkit.signatures.path",
+    "cv_penalized": "lmmkit.signatures.cv",
+    "signature": "lmmkit.signatures.pipeline",
+    "fuse": "lmmkit.signatures.fusion",
+    "PenalizedPath": "lmmkit.signatures.path",
+    "CVPenalized": "lmmkit.signatures.cv",
+    "SignatureResult": "lmmkit.signatures.pipeline",
+    "FusionResult": "lmmkit.signatures.fusion",
+    "shapley_values": "lmmkit.explain.shapley",
+    "plot_shapley": "lmmkit.explain.plots",
+    "ShapleyResult": "lmmkit.explain.shapley",
     # survival
     "coxph": "lmmkit.survival.cox",
     "cox_partial_likelihood": "lmmkit.survival.partial_likelihood",
@@ -131,16 +180,16 @@ __all__ = [
     "DataError",
     "FileFormatError",
     "FormulaError",
-    "LMMResult",
-    "LinearMixedModel",
     "LmmkitError",
     "LmmkitWarning",
     "ModelError",
-    "OptControl",
-    "glmm",
-    "lmm",
     *sorted(_LAZY),
 ]
+
+
+def __dir__() -> list[str]:
+    """Every public name, the lazily loaded ones included (for tab completion)."""
+    return sorted(set(globals()) | set(__all__))
 
 
 def __getattr__(name: str) -> Any:
@@ -153,3 +202,20 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+class _Package(types.ModuleType):
+    """``lmmkit`` itself: keeps the function :func:`lmmkit.glmm` bound over the subpackage.
+
+    Importing a submodule binds it on its parent; ``lmmkit.glmm`` is both a function and a
+    subpackage, so the import of ``lmmkit.glmm.*`` must not replace the function (the subpackage
+    stays in ``sys.modules``). Everything else behaves as a plain module.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "glmm" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
