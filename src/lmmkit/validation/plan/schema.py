@@ -1,0 +1,478 @@
+"""The analysis plan's schema: every key, its type, allowed values and default, as data.
+
+:data:`PLAN_SCHEMA` is the single description of the plan format. The validator
+(:func:`validate_plan`) walks it, the runner reads defaults from it (:func:`with_defaults`)
+and the documentation's table is generated from it (:func:`schema_markdown`), so the three
+cannot drift apart.
+
+A plan is a TOML (or JSON) table. Its top-level keys are the section named ``""``; every
+other :class:`Section` is a sub-table (``[schema]``, ...). A new section is one more
+``Section(...)`` entry in :data:`PLAN_SCHEMA`: its keys (each a :class:`Key`), the rules
+that tie them to the rest of the plan (:class:`Rule`), and optionally the function that runs
+it (``runner``, see :mod:`lmmkit.validation.plan.run`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lmmkit.errors import FileFormatError, close_matches
+
+__all__ = [
+    "PlanError",
+    "Key",
+    "Rule",
+    "Section",
+    "PLAN_SCHEMA",
+    "TYPES",
+    "REQUIRED",
+    "SCHEMA_TYPES",
+    "DIAGNOSTICS",
+    "DEFAULT_DIAGNOSTICS",
+    "METRICS",
+    "ALLOWED_KEYS",
+    "section",
+    "sections",
+    "validate_plan",
+    "with_defaults",
+    "schema_markdown",
+]
+
+
+class PlanError(FileFormatError):
+    """The analysis plan is malformed, unknown-keyed, names something that does not exist,
+    or does not match its lock."""
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+#: the default of a key the plan must give
+REQUIRED: Any = _Required()
+
+# ----------------------------------------------------------------------------- value types
+#: type name -> (test, how the docs and messages say it)
+TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "string": (lambda v: isinstance(v, str), "a string"),
+    "number": (
+        lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v),
+        "a finite number",
+    ),
+    "integer": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "boolean": (lambda v: isinstance(v, bool), "true or false"),
+    "list of strings": (
+        lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+        "a list of strings",
+    ),
+    "string or integer": (
+        lambda v: isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool)),
+        "a string or an integer",
+    ),
+    "table": (lambda v: isinstance(v, dict), "a table"),
+}
+
+SCHEMA_TYPES = ("numeric", "integer", "binary", "categorical", "string")
+# what the HTML report shows; "checks" are check_model()'s named checks
+DIAGNOSTICS = ("checks", "residuals", "qq", "ranef_qq", "caterpillar", "influence")
+DEFAULT_DIAGNOSTICS = ("checks", "residuals", "qq", "ranef_qq", "caterpillar")
+METRICS = {
+    "continuous": ("rmse", "mae", "r2"),
+    "binary": ("auc", "brier"),
+}
+_ALL_METRICS = METRICS["continuous"] + METRICS["binary"]
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of a plan section.
+
+    ``names`` says what the value refers to, for the name checks made when the plan is
+    locked and run (:mod:`lmmkit.validation.plan.names`): ``"column"`` (a column declared in
+    ``[schema]`` and present in the data), ``"fixed effect"`` (a coded column of the fixed
+    effects, e.g. ``time:programmenew``) or ``"term"`` (a term of the formula's fixed part as
+    written, e.g. ``time:programme``). ``check`` returns what is wrong with a value (or
+    None); ``check_doc`` says the rule in the documentation.
+    """
+
+    name: str
+    type: str
+    doc: str
+    default: Any = None
+    allowed: tuple[Any, ...] | None = None
+    check: Callable[[Any], str | None] | None = field(default=None, compare=False)
+    check_doc: str = ""
+    names: str | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule across keys: ``check(settings)`` returns the problems (empty when it holds);
+    ``settings`` is the whole plan with defaults filled in."""
+
+    doc: str
+    check: Callable[[dict[str, Any]], list[str]] = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Section:
+    """A table of the plan. ``name == ""`` is the top level. ``entries`` describes an open
+    table whose keys are the user's names (``[schema]``: column = type) instead of fixed
+    ``keys``. ``runner`` (``"module:function"``) runs the section after the model is fitted
+    and returns a :class:`~lmmkit.validation.plan.run.SectionOutput`."""
+
+    name: str
+    doc: str
+    keys: tuple[Key, ...] = ()
+    entries: Key | None = None
+    required: bool = False
+    rules: tuple[Rule, ...] = ()
+    runner: str | None = None
+
+    def key(self, name: str) -> Key:
+        return next(k for k in self.keys if k.name == name)
+
+
+# ----------------------------------------------------------------------------- checks
+def _open_unit(v: Any) -> str | None:
+    return None if 0 < v < 1 else "must be strictly between 0 and 1"
+
+
+def _non_empty(v: Any) -> str | None:
+    return None if v.strip() else "must not be empty"
+
+
+def _cv(v: Any) -> str | None:
+    if v == "loso" or (isinstance(v, int) and v >= 2):
+        return None
+    return 'must be "loso" (leave one site out) or an integer K >= 2 (grouped K-fold)'
+
+
+def _sha256(v: Any) -> str | None:
+    return None if re.fullmatch(r"[0-9a-f]{64}", v) else "must be 64 lowercase hex digits"
+
+
+def _metrics_need_site(s: dict[str, Any]) -> list[str]:
+    if (s.get("primary_metric") or s.get("secondary_metrics")) and not s.get("site"):
+        return [
+            "metrics are evaluated by site-grouped cross-validation; name the site column "
+            'with site = "...".'
+        ]
+    return []
+
+
+def _outcome_type_metrics(s: dict[str, Any]) -> list[str]:
+    kind = s.get("outcome_type", "auto")
+    if kind == "auto":
+        return []
+    wanted = ([s["primary_metric"]] if s.get("primary_metric") else []) + list(
+        s.get("secondary_metrics") or []
+    )
+    wrong = [m for m in wanted if m not in METRICS[kind]]
+    if wrong:
+        return [f"metric(s) {wrong} do not apply to a {kind} outcome; use {list(METRICS[kind])}."]
+    return []
+
+
+# ----------------------------------------------------------------------------- the schema
+PLAN_SCHEMA: tuple[Section, ...] = (
+    Section(
+        "",
+        "Top-level keys: what is analysed, how, and what counts as the result.",
+        keys=(
+            Key("title", "string", "Title of the report."),
+            Key("description", "string", "Free text: the question, the population."),
+            Key("version", "string or integer", "The plan's own version label."),
+            Key(
+                "outcome", "string", "The response column; must be the formula's response.",
+                default=REQUIRED, check=_non_empty, names="column",
+            ),
+            Key(
+                "formula", "string",
+                "lme4 model formula, e.g. `y ~ treatment + age + (1 | site)`. Every variable "
+                "it uses must be declared in `[schema]`.",
+                default=REQUIRED, check=_non_empty, check_doc="parses; response = outcome",
+            ),
+            Key(
+                "primary_endpoint", "string",
+                "The coded fixed-effect column whose estimate is tested at `alpha`, as the "
+                "fit names it: a numeric term is its own name (`age`); a categorical one "
+                "carries the level compared with the reference (`treatmentactive`, "
+                "`time:programmenew`).",
+                default=REQUIRED, check=_non_empty, names="fixed effect",
+            ),
+            Key(
+                "alpha", "number", "Significance level of the primary test; the interval "
+                "is at 1 - alpha.",
+                default=REQUIRED, check=_open_unit, check_doc="0 < alpha < 1",
+            ),
+            Key(
+                "ddf", "string", "Denominator degrees of freedom of the t test.",
+                default="Satterthwaite", allowed=("Satterthwaite", "Kenward-Roger"),
+            ),
+            Key("reml", "boolean", "Fit by REML (true) or maximum likelihood.", default=True),
+            Key(
+                "missing", "string",
+                "Rows with a missing value in a model column: dropped and counted (`drop`) "
+                "or refused (`raise`). Applies to every step.",
+                default="drop", allowed=("drop", "raise"),
+            ),
+            Key(
+                "outcome_type", "string", "Continuous or binary outcome for the metrics; "
+                "`auto` decides from the data.",
+                default="auto", allowed=("auto", "continuous", "binary"),
+            ),
+            Key(
+                "site", "string", "Site column for site-grouped cross-validation.",
+                names="column",
+            ),
+            Key(
+                "primary_metric", "string", "Primary predictive metric, by site-grouped "
+                "cross-validation (needs `site`).", allowed=_ALL_METRICS,
+            ),
+            Key(
+                "secondary_metrics", "list of strings", "Further metrics, same scheme.",
+                default=[], allowed=_ALL_METRICS,
+            ),
+            Key(
+                "cv", "string or integer", "Cross-validation scheme.", default="loso",
+                check=_cv, check_doc='"loso" or an integer K >= 2',
+            ),
+            Key(
+                "diagnostics", "list of strings", "What the report shows of the fit.",
+                default=list(DEFAULT_DIAGNOSTICS), allowed=DIAGNOSTICS,
+            ),
+            Key(
+                "data", "string",
+                "The data file (CSV, TSV or Parquet), relative to the plan's folder. When it "
+                "exists at lock time every name is checked against it; `plan run` reads it "
+                "unless `--data` is given.",
+            ),
+            Key(
+                "data_sha256", "string",
+                "Pins the data: a run on a file with another SHA-256 is refused.",
+                check=_sha256, check_doc="64 lowercase hex digits",
+            ),
+        ),
+        required=True,
+        rules=(
+            Rule("A metric needs `site` (metrics are site-grouped).", _metrics_need_site),
+            Rule(
+                "With `outcome_type` given, the metrics must apply to it.",
+                _outcome_type_metrics,
+            ),
+        ),
+    ),
+    Section(
+        "schema",
+        "The data contract: `column = type` for every column the plan uses. Categorical "
+        "and string columns are read as categorical (factors) when the plan runs; numeric "
+        "columns must be numbers; binary ones 0/1.",
+        entries=Key(
+            "<column>", "string", "The column's type.", allowed=SCHEMA_TYPES,
+        ),
+        required=True,
+    ),
+)  # fmt: skip
+
+ALLOWED_KEYS = tuple(sorted(k.name for k in PLAN_SCHEMA[0].keys) + [
+    s.name for s in PLAN_SCHEMA[1:]
+])  # fmt: skip
+
+
+def sections() -> tuple[Section, ...]:
+    """The plan's sections, top level first (:data:`PLAN_SCHEMA`, read at call time)."""
+    return PLAN_SCHEMA
+
+
+def section(name: str) -> Section:
+    """The :class:`Section` called ``name`` (``""`` for the top level)."""
+    for s in PLAN_SCHEMA:
+        if s.name == name:
+            return s
+    raise KeyError(name)
+
+
+# ----------------------------------------------------------------------------- validation
+def _where(path: str) -> str:
+    return path if path else "plan"
+
+
+def _check_value(key: Key, value: Any, path: str) -> list[str]:
+    test, says = TYPES[key.type]
+    if not test(value):
+        return [f"{path} must be {says}; got {value!r}."]
+    problems = []
+    if key.allowed is not None:
+        items = value if isinstance(value, list) else [value]
+        bad = [x for x in items if x not in key.allowed]
+        for x in bad:
+            hint = close_matches(str(x), [str(a) for a in key.allowed])
+            problems.append(f"{path}: {x!r} is not allowed.{hint} Allowed: {list(key.allowed)}.")
+    if key.check is not None and not problems:
+        msg = key.check(value)
+        if msg:
+            problems.append(f"{path} {msg}; got {value!r}.")
+    return problems
+
+
+def _check_section(sec: Section, table: dict[str, Any]) -> list[str]:
+    prefix = f"{sec.name}." if sec.name else ""
+    problems: list[str] = []
+    if sec.entries is not None:
+        if not table:
+            problems.append(f"[{sec.name}] is empty; {sec.doc}")
+        for name, value in table.items():
+            problems += _check_value(sec.entries, value, f"{prefix}{name}")
+        return problems
+    known = [k.name for k in sec.keys]
+    if not sec.name:
+        known += [s.name for s in PLAN_SCHEMA[1:]]
+    unknown = [k for k in table if k not in known]
+    if unknown:
+        hints = "".join(close_matches(k, known) for k in unknown)
+        where = f" in [{sec.name}]" if sec.name else ""
+        problems.append(
+            f"unknown key(s) {unknown}{where}.{hints} The allowed keys are {sorted(known)} "
+            "(docs/analysis-plan.md lists them with their types and defaults)."
+        )
+    for key in sec.keys:
+        if key.name not in table:
+            if key.required:
+                problems.append(f"required key {prefix}{key.name} is missing ({key.doc})")
+            continue
+        problems += _check_value(key, table[key.name], f"{prefix}{key.name}")
+    return problems
+
+
+def validate_plan(content: dict[str, Any], source: str) -> dict[str, Any]:
+    """Check ``content`` against :data:`PLAN_SCHEMA` and return it with defaults filled in.
+
+    Parameters
+    ----------
+    content
+        The parsed plan (a dict of keys and sub-tables).
+    source
+        Where it came from (the file name), for messages.
+
+    Returns
+    -------
+    dict
+        The settings: ``content`` with every absent key's default.
+
+    Raises
+    ------
+    PlanError
+        Listing every problem: unknown keys (with the closest known one), missing required
+        keys, wrong types, values not allowed, broken rules across keys.
+
+    Examples
+    --------
+    >>> s = validate_plan({"outcome": "y", "formula": "y ~ x + (1 | g)",
+    ...                    "primary_endpoint": "x", "alpha": 0.05,
+    ...                    "schema": {"y": "numeric", "x": "numeric", "g": "categorical"}},
+    ...                   "example")
+    >>> s["ddf"], s["missing"]
+    ('Satterthwaite', 'drop')
+    """
+    problems: list[str] = []
+    for sec in PLAN_SCHEMA:
+        table = content if not sec.name else content.get(sec.name)
+        if table is None:
+            if sec.required:
+                problems.append(f"required table [{sec.name}] is missing: {sec.doc}")
+            continue
+        if not isinstance(table, dict):
+            problems.append(f"{sec.name} must be a table ([{sec.name}]); got {table!r}.")
+            continue
+        problems += _check_section(sec, table)
+    if not problems:
+        settings = with_defaults(content)
+        for sec in PLAN_SCHEMA:
+            if sec.name and sec.name not in content:
+                continue
+            for rule in sec.rules:
+                problems += rule.check(settings)
+    if problems:
+        raise PlanError(f"{source}: " + "\n  ".join(problems))
+    return with_defaults(content)
+
+
+def with_defaults(content: dict[str, Any]) -> dict[str, Any]:
+    """``content`` with the default of every absent key (sections present are filled too;
+    absent optional sections stay absent)."""
+    out = dict(content)
+    for sec in PLAN_SCHEMA:
+        if sec.entries is not None:
+            continue
+        if sec.name:
+            if sec.name not in out:
+                continue
+            target = dict(out[sec.name])
+            out[sec.name] = target
+        else:
+            target = out
+        for key in sec.keys:
+            if key.name not in target and key.default is not None and not key.required:
+                d = key.default
+                target[key.name] = list(d) if isinstance(d, list | tuple) else d
+    return out
+
+
+# ----------------------------------------------------------------------------- documentation
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _default_text(key: Key) -> str:
+    if key.required:
+        return "**required**"
+    if key.default is None:
+        return "(none)"
+    if isinstance(key.default, list):
+        return "`[" + ", ".join(f'"{x}"' for x in key.default) + "]`" if key.default else "`[]`"
+    if isinstance(key.default, bool):
+        return f"`{str(key.default).lower()}`"
+    return f'`"{key.default}"`' if isinstance(key.default, str) else f"`{key.default}`"
+
+
+def _allowed_text(key: Key) -> str:
+    parts = []
+    if key.allowed is not None:
+        parts.append(", ".join(f"`{a}`" for a in key.allowed))
+    if key.check_doc:
+        parts.append(key.check_doc)
+    if key.names:
+        parts.append(f"names a {key.names}")
+    return "; ".join(parts) or "any"
+
+
+def schema_markdown() -> str:
+    """The plan schema as Markdown tables, one per section (the documentation's reference
+    table is this text, generated when the docs are built)."""
+    out: list[str] = []
+    for sec in PLAN_SCHEMA:
+        title = "Top level" if not sec.name else f"`[{sec.name}]`"
+        req = "required" if sec.required else "optional"
+        out += [f"### {title} ({req})", "", sec.doc, ""]
+        keys = (sec.entries,) if sec.entries is not None else sec.keys
+        out += ["| key | type | allowed | default | meaning |", "|---|---|---|---|---|"]
+        for key in keys:
+            assert key is not None
+            out.append(
+                f"| `{key.name}` | {key.type} | {_cell(_allowed_text(key))} | "
+                f"{_default_text(key)} | {_cell(key.doc)} |"
+            )
+        out.append("")
+        if sec.rules:
+            out += ["Rules across keys:", ""] + [f"- {r.doc}" for r in sec.rules] + [""]
+    return "\n".join(out)
