@@ -375,18 +375,20 @@ def test_validator_reads_the_schema(plan_path):
     for key in top.keys:
         if key.name not in content and key.default is not None and not key.required:
             assert settings[key.name] == key.default, key.name
-    assert set(ALLOWED_KEYS) == {k.name for k in top.keys} | {"schema"}
+    assert set(ALLOWED_KEYS) == {k.name for k in top.keys} | {"schema", "model_selection"}
 
 
 def test_docs_table_is_generated_from_the_schema(tmp_path):
     text = schema.schema_markdown()
+    lines = text.splitlines()
     for sec in schema.PLAN_SCHEMA:
         for key in sec.keys or (sec.entries,):
-            row = next(line for line in text.splitlines() if line.startswith(f"| `{key.name}` |"))
-            assert f"| {key.type} |" in row, key.name
-            assert ("**required**" in row) == key.required, key.name
+            i = lines.index(f"* - `{key.name}`")
+            allowed, default, meaning = (x.removeprefix("  - ") for x in lines[i + 1 : i + 4])
+            assert allowed.startswith(key.type) and meaning == key.doc, key.name
+            assert (default == "**required**") == key.required, key.name
             for value in key.allowed or ():
-                assert f"`{value}`" in row, (key.name, value)
+                assert f"`{value}`" in allowed, (key.name, value)
     # the docs build writes exactly this text, and the page includes it
     import importlib.util
 
@@ -461,7 +463,9 @@ def test_example_plan_locks_and_runs(tmp_path):
         shutil.copy(EXAMPLE / name, tmp_path / name)
     plan_path = tmp_path / "trial-plan.toml"
     content = tomllib.loads(plan_path.read_text())
-    assert set(content) == set(ALLOWED_KEYS)  # every key the format knows
+    # every top-level key the format knows, and the required sections
+    required = {sec.name for sec in schema.PLAN_SCHEMA[1:] if sec.required}
+    assert set(content) == {k.name for k in schema.section("").keys} | required
     lock_plan(plan_path)
     (entry,) = plan_history(plan_path)
     assert entry.data_sha256 == content["data_sha256"]  # the pinned file was checked at lock
@@ -478,3 +482,30 @@ def test_example_plan_locks_and_runs(tmp_path):
     assert set(res.metrics) == {"rmse", "mae", "r2"}
     assert set(res.diagnostics["influence"]) == {"site", "patient"}
     assert res.provenance["data"]["sha256"] == content["data_sha256"]
+
+
+# --------------------------------------------------------------------------- model selection
+def test_model_selection_must_be_pre_specified(plan_path):
+    # a plan without [model_selection] refuses to select, saying why
+    plan = load_plan(plan_path, require_lock=False)
+    with pytest.raises(PlanError, match="does not pre-specify model selection.*refuses to select"):
+        schema.selection_settings(plan.settings, plan.path)
+    # the section is checked like any other
+    bad = PLAN_TOML + '\n[model_selection]\nmethod = "stepwise"\nalpha_fixd = 0.1\n'
+    with pytest.raises(PlanError) as exc:
+        validate_plan(tomllib.loads(bad), "p")
+    assert "model_selection.method: 'stepwise' is not allowed" in str(exc.value)
+    assert "unknown key(s) ['alpha_fixd'] in [model_selection]" in str(exc.value)
+    # elimination must keep the primary endpoint's term
+    sel = '\n[model_selection]\nmethod = "step"\nkeep = ["age"]\n'
+    with pytest.raises(PlanError, match="model_selection.keep must name the term of the primary"):
+        validate_plan(tomllib.loads(PLAN_TOML + sel), "p")
+    content = tomllib.loads(PLAN_TOML + sel.replace('["age"]', '["treatment"]'))
+    import importlib.util
+
+    if importlib.util.find_spec("lmmkit.inference.step") is None:
+        with pytest.raises(PlanError, match="lmmkit.inference.step"):
+            validate_plan(content, "p")
+    else:
+        settings = validate_plan(content, "p")
+        assert schema.selection_settings(settings)["alpha_random"] == 0.1

@@ -137,7 +137,7 @@ def qq_residuals_plot(
     plt = _pyplot()
     _, resid, ylabel = _residuals(result, table, kind)
     fig, ax = plt.subplots(figsize=(5.2, 4.8))
-    _qq_axis(ax, resid, f"Normal QQ: {ylabel.lower()}s")
+    _qq_axis(ax, resid, f"Normal QQ plot: {ylabel}s")
     ax.set_ylabel(ylabel)
     fig.tight_layout()
     return fig

@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmmkit.validation.plan.names import NameCheck, check_names
-from lmmkit.validation.plan.provenance import DataSource, plan_data
+from lmmkit.validation.plan.names import check_names
+from lmmkit.validation.plan.provenance import plan_data
 from lmmkit.validation.plan.schema import PlanError, validate_plan
 
 __all__ = [
@@ -381,13 +381,3 @@ def load_plan(path: str | Path, *, require_lock: bool = True) -> AnalysisPlan:
             "lmmkit plan lock) before the analysis, or pass require_lock=False for a draft."
         )
     return AnalysisPlan(str(p), content, h, bool(history), history, settings)
-
-
-def names_at_run(plan: AnalysisPlan, source: DataSource) -> NameCheck:
-    """The name check against the run's data (every deferred check is made now)."""
-    if source.frame is None:
-        raise PlanError(
-            f"{plan.path}: no data to run on: {source.note}. Pass the data (CLI: --data FILE) "
-            'or name the file in the plan (data = "...").'
-        )
-    return check_names(plan.settings, plan.path, data=source.frame)

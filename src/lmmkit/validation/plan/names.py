@@ -95,6 +95,20 @@ def _term_text(term: list[tuple[str, bool]]) -> str:
     return ":".join(e for e, _ in term)
 
 
+def _is_cat(column: str, schema: dict[str, str]) -> bool:
+    return schema.get(column) in _CATEGORICAL
+
+
+def _pattern(term: list[tuple[str, bool]], schema: dict[str, str]) -> str:
+    """The regular expression of the coded columns of a term of plain columns."""
+    return ":".join(re.escape(e) + ("(.+)" if _is_cat(e, schema) else "") for e, _ in term)
+
+
+def _shape(term: list[tuple[str, bool]], schema: dict[str, str]) -> str:
+    """How a term's coded columns are named, e.g. ``time:programme<level>``."""
+    return ":".join(e + ("<level>" if _is_cat(e, schema) else "") for e, _ in term)
+
+
 def _static_endpoint(
     path: str, name: str, fixed: str, schema: dict[str, str]
 ) -> tuple[str | None, str | None, str | None]:
@@ -110,10 +124,9 @@ def _static_endpoint(
     for term in terms:
         (plain if all(is_col for _, is_col in term) else opaque).append(term)
     for term in plain:
-        parts = [re.escape(e) + ("(.+)" if schema.get(e) in _CATEGORICAL else "") for e, _ in term]
-        m = re.fullmatch(":".join(parts), name)
+        m = re.fullmatch(_pattern(term, schema), name)
         if m is not None:
-            cats = [e for e, _ in term if schema.get(e) in _CATEGORICAL]
+            cats = [e for e, _ in term if _is_cat(e, schema)]
             if not cats:
                 return f"{path} {name!r} is the numeric term {_term_text(term)!r}", None, None
             return (
@@ -143,15 +156,16 @@ def _endpoint_problem(
 ) -> str:
     """The refusal of a fixed-effect name: the coded columns it may have meant and why."""
     as_term = [t for t in terms if name == _term_text(t)]
-    if as_term:
+    cats = [e for e, _ in as_term[0] if _is_cat(e, schema)] if as_term else []
+    if cats:
         term = as_term[0]
-        cats = [e for e, _ in term if schema.get(e) in _CATEGORICAL]
         if coded is not None:
-            produced = [c for c in coded if _codes(c, term, schema)]
+            produced = [c for c in coded if re.fullmatch(_pattern(term, schema), c)]
             shown = f"the design codes it as {produced}"
         else:
-            pattern = ":".join(e + ("<level>" if e in cats else "") for e, _ in term)
-            shown = f"it is coded as {pattern!r} for each level other than the reference"
+            shown = (
+                f"it is coded as {_shape(term, schema)!r} for each level other than the reference"
+            )
         hint = f" Did you mean {produced[0]!r}?" if coded is not None and len(produced) == 1 else ""
         return (
             f"{path} {name!r} is a term, not a coded column: {cats} "
@@ -159,23 +173,11 @@ def _endpoint_problem(
             "coded column: the level in its name fixes which level is compared with the "
             "reference, which a pre-specified endpoint must not leave to the data."
         )
-    candidates = (
-        coded
-        if coded is not None
-        else [
-            ":".join(e + ("<level>" if schema.get(e) in _CATEGORICAL else "") for e, _ in t)
-            for t in terms
-        ]
-    )
+    candidates = coded if coded is not None else [_shape(t, schema) for t in terms]
     return (
         f"{path} {name!r} is not a fixed effect of the formula.{close_matches(name, candidates)}"
         f" The fixed effects are {candidates}."
     )
-
-
-def _codes(column: str, term: list[tuple[str, bool]], schema: dict[str, str]) -> bool:
-    parts = [re.escape(e) + ("(.+)" if schema.get(e) in _CATEGORICAL else "") for e, _ in term]
-    return re.fullmatch(":".join(parts), column) is not None
 
 
 # ----------------------------------------------------------------------------- the data

@@ -15,9 +15,9 @@ from typing import Any
 import pandas as pd
 
 from lmmkit.errors import DataError
-from lmmkit.validation.plan.lock import AnalysisPlan, load_plan, names_at_run
-from lmmkit.validation.plan.names import apply_schema, schema_problems
-from lmmkit.validation.plan.provenance import environment, plan_data
+from lmmkit.validation.plan.lock import AnalysisPlan, load_plan
+from lmmkit.validation.plan.names import NameCheck, apply_schema, check_names, schema_problems
+from lmmkit.validation.plan.provenance import DataSource, environment, plan_data
 from lmmkit.validation.plan.schema import METRICS, PlanError, sections
 
 __all__ = ["PlanResult", "SectionOutput", "RunContext", "check_schema", "run_plan"]
@@ -210,6 +210,16 @@ def _metrics(plan: AnalysisPlan, used: pd.DataFrame, primary: dict[str, Any]) ->
     return cvres, metrics
 
 
+def _names_at_run(plan: AnalysisPlan, source: DataSource) -> NameCheck:
+    """The name check against the run's data (every check deferred at lock time is made)."""
+    if source.frame is None:
+        raise PlanError(
+            f"{plan.path}: no data to run on: {source.note}. Pass the data (CLI: --data FILE) "
+            'or name the file in the plan (data = "...").'
+        )
+    return check_names(plan.settings, plan.path, data=source.frame)
+
+
 def _run_sections(context: dict[str, Any]) -> dict[str, SectionOutput]:
     plan: AnalysisPlan = context["plan"]
     out: dict[str, SectionOutput] = {}
@@ -289,7 +299,7 @@ def run_plan(plan: AnalysisPlan | str | Path, data: Any = None) -> PlanResult:
     frame = source.frame
     if frame is not None:
         check_schema(plan, frame)
-    names = names_at_run(plan, source)
+    names = _names_at_run(plan, source)
     frame = apply_schema(plan["schema"], frame)
     model = LinearMixedModel(plan.formula, frame, na_action=plan["missing"])
     fit = model.fit(reml=plan["reml"])

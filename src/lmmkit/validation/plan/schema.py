@@ -37,6 +37,7 @@ __all__ = [
     "ALLOWED_KEYS",
     "section",
     "sections",
+    "selection_settings",
     "validate_plan",
     "with_defaults",
     "schema_markdown",
@@ -183,6 +184,35 @@ def _outcome_type_metrics(s: dict[str, Any]) -> list[str]:
     return []
 
 
+def _endpoint_kept(s: dict[str, Any]) -> list[str]:
+    """With fixed-effect reduction, the term coding the primary endpoint is in ``keep``: a
+    pre-specified endpoint cannot be selected away."""
+    sel = s["model_selection"]
+    if not sel.get("reduce_fixed", True):
+        return []
+    end = s["primary_endpoint"].split(":")
+    for term in sel.get("keep", []):
+        parts = term.split(":")
+        if len(parts) == len(end) and all(e.startswith(t) for e, t in zip(end, parts)):
+            return []
+    return [
+        f"model_selection.keep must name the term of the primary endpoint "
+        f'{s["primary_endpoint"]!r} (e.g. keep = ["{":".join(end)}"] written as the '
+        "term): backward elimination must not remove the pre-specified endpoint."
+    ]
+
+
+def _step_available(s: dict[str, Any]) -> list[str]:
+    import importlib.util
+
+    if importlib.util.find_spec("lmmkit.inference.step") is None:
+        return [
+            "[model_selection] runs lmmkit.inference.step (lmerTest's step), which this "
+            "version of lmmkit does not have; remove the section or update lmmkit."
+        ]
+    return []
+
+
 # ----------------------------------------------------------------------------- the schema
 PLAN_SCHEMA: tuple[Section, ...] = (
     Section(
@@ -282,6 +312,31 @@ PLAN_SCHEMA: tuple[Section, ...] = (
         ),
         required=True,
     ),
+    Section(
+        "model_selection",
+        "Pre-specified model selection (lmerTest's `step`): backward elimination of random "
+        "terms by likelihood-ratio tests at `alpha_random`, then of fixed terms by F tests "
+        "(the plan's `ddf`) at `alpha_fixed`, run as written, its elimination tables in the "
+        "report. Without this section a plan refuses to select: selection after seeing the "
+        "data is not pre-specified.",
+        keys=(
+            Key("method", "string", "The procedure.", default=REQUIRED, allowed=("step",)),
+            Key("alpha_random", "number", "Elimination level of the random terms.",
+                default=0.1, check=_open_unit, check_doc="0 < alpha_random < 1"),
+            Key("alpha_fixed", "number", "Elimination level of the fixed terms.",
+                default=0.05, check=_open_unit, check_doc="0 < alpha_fixed < 1"),
+            Key("reduce_random", "boolean", "Eliminate random terms.", default=True),
+            Key("reduce_fixed", "boolean", "Eliminate fixed terms.", default=True),
+            Key("keep", "list of strings", "Fixed terms never eliminated (as written in the "
+                "formula); must include the primary endpoint's term.", default=[],
+                names="term"),
+        ),
+        rules=(
+            Rule("`keep` names the primary endpoint's term when fixed terms are reduced.",
+                 _endpoint_kept),
+            Rule("Needs `lmmkit.inference.step`.", _step_available),
+        ),
+    ),
 )  # fmt: skip
 
 ALLOWED_KEYS = tuple(sorted(k.name for k in PLAN_SCHEMA[0].keys) + [
@@ -292,6 +347,47 @@ ALLOWED_KEYS = tuple(sorted(k.name for k in PLAN_SCHEMA[0].keys) + [
 def sections() -> tuple[Section, ...]:
     """The plan's sections, top level first (:data:`PLAN_SCHEMA`, read at call time)."""
     return PLAN_SCHEMA
+
+
+def selection_settings(settings: dict[str, Any], source: str = "plan") -> dict[str, Any]:
+    """The plan's pre-specified model selection, or a refusal.
+
+    Parameters
+    ----------
+    settings
+        The validated plan (with defaults).
+    source
+        The plan's name, for the message.
+
+    Returns
+    -------
+    dict
+        The ``[model_selection]`` settings with their defaults.
+
+    Raises
+    ------
+    PlanError
+        When the plan does not pre-specify selection: a locked plan runs the model it
+        names; choosing terms after seeing the data would not be pre-specified.
+
+    Examples
+    --------
+    >>> selection_settings({"formula": "y ~ x"}, "plan.toml")
+    Traceback (most recent call last):
+    ...
+    lmmkit.validation.plan.schema.PlanError: plan.toml does not pre-specify model selection ...
+    """
+    sel = settings.get("model_selection")
+    if sel is None:
+        raise PlanError(
+            f"{source} does not pre-specify model selection (no [model_selection] section), "
+            "so it refuses to select: the locked plan runs the model it names, and choosing "
+            "terms after seeing the data would make the result data-driven, not "
+            'pre-specified. To select, add [model_selection] (method = "step", its alphas) '
+            "and re-lock with a reason before the data are unblinded; for an exploratory "
+            "selection call lmmkit's step() outside the plan."
+        )
+    return sel
 
 
 def section(name: str) -> Section:
@@ -430,7 +526,7 @@ def with_defaults(content: dict[str, Any]) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- documentation
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return text.replace("\n", " ")
 
 
 def _default_text(key: Key) -> str:
@@ -457,22 +553,24 @@ def _allowed_text(key: Key) -> str:
 
 
 def schema_markdown() -> str:
-    """The plan schema as Markdown tables, one per section (the documentation's reference
-    table is this text, generated when the docs are built)."""
+    """The plan schema as MyST Markdown, one table per section (a ``list-table`` sized to
+    the page; the documentation's reference tables are this text, generated when the docs
+    are built)."""
     out: list[str] = []
     for sec in PLAN_SCHEMA:
         title = "Top level" if not sec.name else f"`[{sec.name}]`"
         req = "required" if sec.required else "optional"
         out += [f"### {title} ({req})", "", sec.doc, ""]
         keys = (sec.entries,) if sec.entries is not None else sec.keys
-        out += ["| key | type | allowed | default | meaning |", "|---|---|---|---|---|"]
+        out += ["```{list-table}", ":header-rows: 1", ":widths: 20 26 16 38", ":width: 100%", ""]
+        out += ["* - key", "  - type: allowed", "  - default", "  - meaning"]
         for key in keys:
             assert key is not None
-            out.append(
-                f"| `{key.name}` | {key.type} | {_cell(_allowed_text(key))} | "
-                f"{_default_text(key)} | {_cell(key.doc)} |"
-            )
-        out.append("")
+            allowed = _allowed_text(key)
+            kind = key.type if allowed == "any" else f"{key.type}: {allowed}"
+            cells = [f"`{key.name}`", kind, _default_text(key), key.doc]
+            out += [f"* - {cells[0]}"] + [f"  - {_cell(c)}" for c in cells[1:]]
+        out += ["```", ""]
         if sec.rules:
             out += ["Rules across keys:", ""] + [f"- {r.doc}" for r in sec.rules] + [""]
     return "\n".join(out)
