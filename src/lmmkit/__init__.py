@@ -110,6 +110,21 @@ _LAZY = {
     "dice": "lmmkit.validation.segmentation",
     "jaccard": "lmmkit.validation.segmentation",
     "hausdorff": "lmmkit.validation.segmentation",
+    # survival
+    "coxph": "lmmkit.survival.cox",
+    "cox_partial_likelihood": "lmmkit.survival.partial_likelihood",
+    "cox_zph": "lmmkit.survival.zph",
+    "concordance": "lmmkit.survival.cindex",
+    "harrell_c": "lmmkit.survival.cindex",
+    "uno_c": "lmmkit.survival.cindex",
+    "kaplan_meier": "lmmkit.survival.nonparametric",
+    "nelson_aalen": "lmmkit.survival.nonparametric",
+    "logrank_test": "lmmkit.survival.nonparametric",
+    "time_dependent_auc": "lmmkit.survival.metrics",
+    "brier_survival": "lmmkit.survival.metrics",
+    "integrated_brier": "lmmkit.survival.metrics",
+    "survival_calibration": "lmmkit.survival.metrics",
+    "survival_decision_curve": "lmmkit.survival.metrics",
 }
 
 __all__ = [

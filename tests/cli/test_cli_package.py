@@ -15,7 +15,7 @@ from lmmkit.cli.main import AREAS, build_parser
 
 COMMANDS = {
     "fit", "demo", "varpart", "harmonize", "gwas", "grm", "h2", "ldsc",
-    "site-summary", "multisite-fit", "plan",
+    "site-summary", "multisite-fit", "plan", "coxph", "radiomics",
 }  # fmt: skip
 
 

@@ -23,6 +23,8 @@ AREAS: tuple[str, ...] = (
     "lmmkit.cli.genetics",  # gwas, grm, h2, ldsc
     "lmmkit.cli.multisite",  # site-summary, multisite-fit
     "lmmkit.cli.plan",  # plan lock, plan run
+    "lmmkit.cli.survival",  # coxph
+    "lmmkit.cli.radiomics",  # radiomics (imaging extra)
 )
 
 
