@@ -48,10 +48,7 @@ def _figure(caption: str, fig: Any, wide: bool = False) -> str:
 
 
 def _figures(result: Any, wanted: list[str]) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-
+    _agg()
     from lmmkit.inference.diagnostics import residual_table
     from lmmkit.report.diagnostic_plots import (
         qq_ranef_plot,
@@ -116,6 +113,8 @@ def _record(result: Any, plan: Any) -> list[str]:
     if plan.get("data_sha256"):
         rows.append(("pinned data SHA-256", _code(plan["data_sha256"]) + " (verified)"))
     rows.append(("rows read", str(data.get("n_rows", ""))))
+    for name, rec in prov.get("sections", {}).items():
+        rows += [(html.escape(f"[{name}] {k}"), _code(v)) for k, v in rec.items()]
     rows += [
         ("lmmkit", html.escape(str(env.get("lmmkit", "")))),
         ("Python", html.escape(f"{env.get('python', '')} on {env.get('platform', '')}")),
@@ -191,7 +190,17 @@ def _sections(result: Any) -> list[str]:
             parts.append(_table(vals))
         for name, frame in out.tables.items():
             parts += [f"<h3>{html.escape(name)}</h3>", _table(frame)]
+        if out.figures:
+            _agg()
+            figs = [_figure(caption, draw()) for caption, draw in out.figures.items()]
+            parts += ['<div class="figs">', *figs, "</div>"]
     return parts
+
+
+def _agg() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
 
 
 def render_plan_report(result: Any, plan: Any) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from lmmkit.errors import LmmkitError, close_matches
-from lmmkit.validation.plan.schema import PlanError, sections
+from lmmkit.validation.plan.schema import PlanError, resolve, sections
 
 __all__ = ["NameCheck", "check_names", "apply_schema", "schema_problems"]
 
@@ -297,6 +297,7 @@ def check_names(
                 f"{close_matches(name, term_texts)} The terms are {term_texts}."
             )
     endpoints = _named(settings, "fixed effect")
+    data_ok = False
     if data is None:
         deferred.append("the presence and types of the [schema] columns in the data")
         for path, name in endpoints:
@@ -308,6 +309,7 @@ def check_names(
         bad = schema_problems(schema, data)
         problems += [f"data: {p}" for p in bad]
         if not bad:
+            data_ok = True
             validated.append(
                 f"the data have every [schema] column with its type ({len(data)} rows)"
             )
@@ -320,6 +322,13 @@ def check_names(
                     )
                 else:
                     problems.append(_endpoint_problem(path, name, terms, schema, coded))
+    for sec in sections():
+        if sec.names_check and isinstance(settings.get(sec.name), dict):
+            more = resolve(sec.names_check)(
+                settings[sec.name], settings, apply_schema(schema, data) if data_ok else None
+            )
+            for into, items in zip((validated, deferred, problems), more):
+                into += items
     if problems:
         raise PlanError(f"{source}: " + "\n  ".join(problems))
     return NameCheck(tuple(validated), tuple(deferred), tuple(coded or ()))

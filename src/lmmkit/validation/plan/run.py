@@ -6,8 +6,8 @@ the software's versions)."""
 from __future__ import annotations
 
 import datetime as _dt
-import importlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from lmmkit.errors import DataError
 from lmmkit.validation.plan.lock import AnalysisPlan, load_plan
 from lmmkit.validation.plan.names import NameCheck, apply_schema, check_names, schema_problems
 from lmmkit.validation.plan.provenance import DataSource, environment, plan_data
-from lmmkit.validation.plan.schema import METRICS, PlanError, sections
+from lmmkit.validation.plan.schema import METRICS, PlanError, resolve, sections
 
 __all__ = ["PlanResult", "SectionOutput", "RunContext", "check_schema", "run_plan"]
 
@@ -26,18 +26,23 @@ __all__ = ["PlanResult", "SectionOutput", "RunContext", "check_schema", "run_pla
 @dataclass(frozen=True, eq=False)
 class SectionOutput:
     """What a plan section's runner returns: named tables and values for the report and
-    the JSON, and notes (one sentence each)."""
+    the JSON, notes (one sentence each), ``record`` (what goes into the run's
+    reproducibility record, e.g. a settings hash) and ``figures`` (caption -> a function
+    drawing the matplotlib Figure, called when the report is written)."""
 
     title: str
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     values: dict[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    record: dict[str, Any] = field(default_factory=dict)
+    figures: dict[str, Callable[[], Any]] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "title": self.title,
             "values": self.values,
             "notes": list(self.notes),
+            "record": self.record,
             "tables": {
                 k: json.loads(v.reset_index().to_json(orient="records"))
                 for k, v in self.tables.items()
@@ -48,13 +53,16 @@ class SectionOutput:
 @dataclass(frozen=True, eq=False)
 class RunContext:
     """What a section's runner gets: the plan, its settings for the section, the data the
-    model used, the model and its fit."""
+    model used (``data``), every row read with the schema applied (``frame``: a section
+    with its own columns applies the plan's ``missing`` rule to them), the model and its
+    fit."""
 
     plan: AnalysisPlan
     settings: dict[str, Any]
     data: pd.DataFrame
     model: Any
     fit: Any
+    frame: pd.DataFrame | None = None
 
 
 def check_schema(plan: AnalysisPlan, data: pd.DataFrame) -> list[str]:
@@ -226,9 +234,7 @@ def _run_sections(context: dict[str, Any]) -> dict[str, SectionOutput]:
     for sec in sections():
         if not sec.runner or not sec.name or sec.name not in plan.content:
             continue
-        module, _, func = sec.runner.partition(":")
-        runner = getattr(importlib.import_module(module), func)
-        out[sec.name] = runner(RunContext(settings=plan[sec.name], **context))
+        out[sec.name] = resolve(sec.runner)(RunContext(settings=plan[sec.name], **context))
     return out
 
 
@@ -308,7 +314,9 @@ def run_plan(plan: AnalysisPlan | str | Path, data: Any = None) -> PlanResult:
     primary, table = _primary(plan, model, fit)
     cvres, metrics = _metrics(plan, used, primary)
     diagnostics = _diagnostics(plan, used, model, fit)
-    sections = _run_sections({"plan": plan, "data": used, "model": model, "fit": fit})
+    sections = _run_sections(
+        {"plan": plan, "data": used, "model": model, "fit": fit, "frame": frame}
+    )
     provenance = {
         "plan": {
             "path": plan.path,
@@ -318,6 +326,7 @@ def run_plan(plan: AnalysisPlan | str | Path, data: Any = None) -> PlanResult:
         },
         "data": source.to_dict(),
         "checked_at_run": list(names.validated),
+        "sections": {k: v.record for k, v in sections.items() if v.record},
         "environment": environment(),
         "run_at": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_DIAGNOSTICS",
     "METRICS",
     "ALLOWED_KEYS",
+    "resolve",
     "section",
     "sections",
     "selection_settings",
@@ -129,7 +130,10 @@ class Section:
     """A table of the plan. ``name == ""`` is the top level. ``entries`` describes an open
     table whose keys are the user's names (``[schema]``: column = type) instead of fixed
     ``keys``. ``runner`` (``"module:function"``) runs the section after the model is fitted
-    and returns a :class:`~lmmkit.validation.plan.run.SectionOutput`."""
+    and returns a :class:`~lmmkit.validation.plan.run.SectionOutput`; ``names_check``
+    (``"module:function"``) checks the names the section uses beyond its ``names`` keys,
+    called as ``check(table, settings, data)`` (``data`` None without data) and returning
+    ``(validated, deferred, problems)`` lists of sentences."""
 
     name: str
     doc: str
@@ -138,6 +142,7 @@ class Section:
     required: bool = False
     rules: tuple[Rule, ...] = ()
     runner: str | None = None
+    names_check: str | None = None
 
     def key(self, name: str) -> Key:
         return next(k for k in self.keys if k.name == name)
@@ -160,6 +165,36 @@ def _cv(v: Any) -> str | None:
 
 def _sha256(v: Any) -> str | None:
     return None if re.fullmatch(r"[0-9a-f]{64}", v) else "must be 64 lowercase hex digits"
+
+
+def _at_least_2(v: Any) -> str | None:
+    return None if v >= 2 else "must be at least 2"
+
+
+def _settings_id(v: Any) -> str | None:
+    return None if re.fullmatch(r"[0-9a-f]{12}", v) else "must be 12 lowercase hex digits"
+
+
+def _cox_formula(v: Any) -> str | None:
+    from lmmkit.errors import LmmkitError
+    from lmmkit.survival.design import parse_cox_formula
+
+    try:
+        parse_cox_formula(v)
+    except LmmkitError as exc:
+        return f"does not parse as a Cox formula ({exc})"
+    return None
+
+
+def _radiomics_settings(s: dict[str, Any]) -> list[str]:
+    """The settings are valid radiomics settings and hash to the locked ``settings_id``."""
+    from lmmkit.imaging.radiomics.settings import SettingsError, settings_from_plan
+
+    try:
+        settings_from_plan(s["radiomics"])
+    except SettingsError as exc:
+        return [f"radiomics.settings: {exc}"]
+    return []
 
 
 def _metrics_need_site(s: dict[str, Any]) -> list[str]:
@@ -337,6 +372,56 @@ PLAN_SCHEMA: tuple[Section, ...] = (
             Rule("Needs `lmmkit.inference.step`.", _step_available),
         ),
     ),
+    Section(
+        "survival",
+        "A pre-specified time-to-event endpoint: a Cox proportional-hazards model "
+        "(`lmmkit.coxph`, R survival's `coxph`) fitted to the plan's data, the hazard ratio "
+        "of `endpoint` tested by its Wald z test at the plan's `alpha`, with the "
+        "proportional-hazards check (`cox.zph`) and Kaplan-Meier curves by predicted risk "
+        "group in the report. Rows with a missing value in a Cox column follow `missing`.",
+        keys=(
+            Key("formula", "string", "Cox formula: `Surv(time, event) ~ terms`, with "
+                "`strata(...)`, `cluster(...)` and `(1 | g)` frailty terms as in `coxph`. "
+                "Every variable must be declared in `[schema]`.",
+                default=REQUIRED, check=_cox_formula, check_doc="parses as a Cox formula"),
+            Key("endpoint", "string", "The coded column whose hazard ratio is the "
+                "survival endpoint, named as the fit names it (`treatmentactive`).",
+                default=REQUIRED, check=_non_empty, check_doc="a column of the Cox design"),
+            Key("ties", "string", "Handling of tied event times.", default="efron",
+                allowed=("efron", "breslow")),
+            Key("subject", "string", "With repeated rows per subject (longitudinal data), "
+                "the Cox model uses one row per subject; the formula's columns must then be "
+                "constant within a subject.", names="column"),
+            Key("risk_groups", "integer", "Quantile groups of the linear predictor for the "
+                "Kaplan-Meier figure.", default=3, check=_at_least_2, check_doc=">= 2"),
+        ),
+        runner="lmmkit.validation.plan.survival:run_survival",
+        names_check="lmmkit.validation.plan.survival:check_survival_names",
+    ),
+    Section(
+        "radiomics",
+        "The radiomics feature settings the data's features were computed with, as "
+        "`lmmkit.imaging.radiomics.plan_section` writes them. They are validated when the "
+        "plan is locked; their `settings_id` goes into the reproducibility record, and a "
+        "data column `settings_id` (as `lmmkit.imaging.radiomics` writes it) must hold "
+        "only that id.",
+        keys=(
+            Key("settings", "table", "Every radiomics setting (`RadiomicsSettings` "
+                "fields: discretisation, bin_count, resample_spacing, ...).",
+                default=REQUIRED, check_doc="valid `RadiomicsSettings`"),
+            Key("settings_id", "string", "The settings' hash; when given, the settings "
+                "must still hash to it.", check=_settings_id,
+                check_doc="12 lowercase hex digits"),
+            Key("extractor", "string", "The feature extractor.", default="mirp",
+                allowed=("mirp",)),
+            Key("extractor_version", "string", "The extractor's version when the "
+                "settings were locked; the report says when the installed one differs."),
+        ),
+        rules=(Rule("The settings are valid and hash to `settings_id` when it is given.",
+                    _radiomics_settings),),
+        runner="lmmkit.validation.plan.radiomics:run_radiomics",
+        names_check="lmmkit.validation.plan.radiomics:check_radiomics_names",
+    ),
 )  # fmt: skip
 
 ALLOWED_KEYS = tuple(sorted(k.name for k in PLAN_SCHEMA[0].keys) + [
@@ -388,6 +473,15 @@ def selection_settings(settings: dict[str, Any], source: str = "plan") -> dict[s
             "selection call lmmkit's step() outside the plan."
         )
     return sel
+
+
+def resolve(ref: str) -> Callable[..., Any]:
+    """The function a ``"module:function"`` reference names (a section's ``runner`` or
+    ``names_check``)."""
+    import importlib
+
+    module, _, func = ref.partition(":")
+    return getattr(importlib.import_module(module), func)
 
 
 def section(name: str) -> Section:
