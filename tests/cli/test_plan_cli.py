@@ -161,3 +161,23 @@ def test_plan_report_renders_in_headless_chromium(files):
     img = screenshot(report, ARTIFACTS / "plan_report.png", 1200, 2400)
     assert img.shape == (2400, 1200)
     assert 0.01 < float((img < 200).mean()) < 0.9 and img.std() > 20
+
+
+def test_plan_run_prints_the_sections(tmp_path, capsys):
+    """`plan run` prints one line per plan section: the survival endpoint's hazard ratio
+    and the radiomics settings' id; lock errors name the file and the line."""
+    from tests.validation.test_plan_sections import DATA, PLAN, RADIOMICS, SID
+
+    plan = tmp_path / "plan.toml"
+    plan.write_text(PLAN + RADIOMICS)
+    (tmp_path / "trial.csv").write_bytes(DATA.read_bytes())
+    assert main(["plan", "lock", str(plan)]) == 0
+    out = capsys.readouterr().out
+    assert f"radiomics settings hash to settings_id {SID}" in out
+    assert main(["plan", "run", str(plan), "--report", str(tmp_path / "r.html")]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"\[survival\] programmenew: hazard ratio 0\.61\d* \(95% CI", out)
+    assert f"[radiomics] settings_id {SID}; all 450 rows have settings_id" in out
+    plan.write_text(PLAN.replace("alpha = 0.05", "alpha = 5"))
+    assert main(["plan", "lock", str(plan), "--force", "--reason", "x"]) == 2
+    assert f"{plan}: line 4: alpha must be strictly between 0 and 1" in capsys.readouterr().err

@@ -375,15 +375,19 @@ def test_validator_reads_the_schema(plan_path):
     for key in top.keys:
         if key.name not in content and key.default is not None and not key.required:
             assert settings[key.name] == key.default, key.name
-    assert set(ALLOWED_KEYS) == {k.name for k in top.keys} | {"schema", "model_selection"}
+    sections = {"schema", "model_selection", "survival", "radiomics"}
+    assert {s.name for s in schema.PLAN_SCHEMA[1:]} == sections
+    assert set(ALLOWED_KEYS) == {k.name for k in top.keys} | sections
 
 
 def test_docs_table_is_generated_from_the_schema(tmp_path):
     text = schema.schema_markdown()
     lines = text.splitlines()
     for sec in schema.PLAN_SCHEMA:
+        title = "### Top level" if not sec.name else f"### `[{sec.name}]`"
+        start = next(i for i, line in enumerate(lines) if line.startswith(title))
         for key in sec.keys or (sec.entries,):
-            i = lines.index(f"* - `{key.name}`")
+            i = lines.index(f"* - `{key.name}`", start)  # the key in its own section
             allowed, default, meaning = (x.removeprefix("  - ") for x in lines[i + 1 : i + 4])
             assert allowed.startswith(key.type) and meaning == key.doc, key.name
             assert (default == "**required**") == key.required, key.name

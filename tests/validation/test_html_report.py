@@ -73,6 +73,20 @@ def _trial(n_patients: int, seed: int = 0, visits: int = 4) -> pd.DataFrame:
                          "programme": np.where(new, "new", "control"), "time": time, "y": y})  # fmt: skip
 
 
+def _with_survival(trial: pd.DataFrame, seed: int = 1) -> pd.DataFrame:
+    """The trial with one survival time per patient and the features' settings_id."""
+    from lmmkit.imaging.radiomics import RadiomicsSettings
+
+    first = trial.drop_duplicates("patient")
+    rng = np.random.default_rng(seed)
+    hazard = 0.05 * np.exp(-0.5 * (first["programme"] == "new").to_numpy())
+    t, c = rng.exponential(1 / hazard), rng.uniform(5, 40, len(first))
+    surv = pd.DataFrame({"patient": first["patient"].to_numpy(), "os": np.minimum(t, c),
+                         "death": (t <= c).astype(int)})  # fmt: skip
+    out = trial.merge(surv, on="patient", how="left")
+    return out.assign(settings_id=RadiomicsSettings(bin_count=16).settings_id)
+
+
 @pytest.fixture(scope="module")
 def fits():
     import lmmkit
@@ -191,9 +205,23 @@ patient = "string"
 programme = "categorical"
 time = "numeric"
 y = "numeric"
+os = "numeric"
+death = "binary"
+
+[survival]
+formula = "Surv(os, death) ~ programme"
+endpoint = "programmenew"
+subject = "patient"
+
+[radiomics]
+settings_id = "ee4117edf086"
+
+[radiomics.settings]
+bin_count = 16
 """
 
 
+@pytest.mark.slow  # 35-60 s each on a loaded 2-core machine
 @pytest.mark.parametrize(
     ("n", "re_term", "diagnostics"),
     [(300, "1", '["checks", "residuals", "qq", "ranef_qq", "caterpillar", "influence"]'),
@@ -208,7 +236,7 @@ def test_plan_report_at_real_sizes_in_chromium(tmp_path, n, re_term, diagnostics
     plan_path = tmp_path / "plan.toml"
     plan_path.write_text(PLAN.format(n=n, re=re_term, diagnostics=diagnostics))
     csv = tmp_path / "trial.csv"
-    _trial(n).to_csv(csv, index=False)
+    _with_survival(_trial(n)).to_csv(csv, index=False)
     lock_plan(plan_path, data=csv)
     plan = load_plan(plan_path)
     result = run_plan(plan, csv)
@@ -232,6 +260,11 @@ def test_plan_report_at_real_sizes_in_chromium(tmp_path, n, re_term, diagnostics
         cooks = [float(c[cooks_col]) for c in cells]
         assert cooks == sorted(cooks, reverse=True)
         assert "most influential by Cook's distance" in infl
+    # the plan's sections: the settings' id in the record, the survival figures drawn
+    assert "[radiomics] settings_id" in record and "ee4117edf086" in record
+    surv = _section(text, "<h2>Survival endpoint: programmenew</h2>")
+    assert f"{4 * n} rows -&gt; {n} subjects" in surv
+    assert surv.count("<figure>") == 2 and "Kaplan-Meier" in surv
     shot = ARTIFACTS / f"plan_report_{n}.png"
     img = screenshot(report, shot, 1200, 7000)
     assert img.shape == (7000, 1200)

@@ -201,3 +201,40 @@ def test_radiomics_settings_refused(tmp_path):
     with pytest.raises(PlanError, match=r"settings_id column holds \['0123456789ab', "
                                         rf"'{SID}'\].*features computed under other"):  # fmt: skip
         lock_plan(_plan(tmp_path, PLAN + RADIOMICS, d))
+
+
+def test_errors_name_file_line_and_key(tmp_path):
+    """Every problem names the plan file, the line of the key it is about and the key."""
+    bad = PLAN.replace("alpha = 0.05", "alpha = 1.5").replace(
+        'subject = "patient"', 'subject = "patient"\nties = "exact"'
+    )
+    p = _plan(tmp_path, bad + RADIOMICS.replace("bin_count = 16", "bin_cuont = 16"))
+    lines = p.read_text().splitlines()
+    with pytest.raises(PlanError) as exc:
+        lock_plan(p)
+    msg = str(exc.value)
+    assert msg.startswith(f"{p}: ")
+
+    def line_of(text: str) -> int:
+        return next(i for i, x in enumerate(lines, 1) if x.startswith(text))
+
+    assert f"line {line_of('alpha =')}: alpha must be strictly between 0 and 1" in msg
+    assert f"line {line_of('ties =')}: survival.ties: 'exact' is not allowed" in msg
+    # an unknown key of a section and a rule about a sub-table name their own lines
+    bad = PLAN.replace('subject = "patient"', 'subjct = "patient"')
+    p.write_text(bad)
+    lines = bad.splitlines()
+    with pytest.raises(
+        PlanError, match=rf"line {line_of('subjct')}: unknown key\(s\) \['subjct'\]"
+    ):
+        lock_plan(p)
+    p.write_text(PLAN + RADIOMICS.replace("bin_count = 16", "bin_cuont = 16"))
+    lines = p.read_text().splitlines()
+    with pytest.raises(PlanError, match=rf"line {line_of('[radiomics.settings]')}: radiomics"):
+        lock_plan(p)
+    # names checked against the data: the line of the key that names them
+    p.write_text(PLAN.replace('endpoint = "programmenew"', 'endpoint = "programme"'))
+    lines = p.read_text().splitlines()
+    n = line_of('endpoint = "programme"')
+    with pytest.raises(PlanError, match=rf"line {n}: survival.endpoint 'programme' is a term"):
+        lock_plan(p)

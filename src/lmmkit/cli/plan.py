@@ -61,6 +61,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     for name, value in result.metrics.items():
         print(f"  {name} ({result.cv.scheme}): {value:.4g}")
+    for name, out in result.sections.items():
+        if out.headline:
+            print(f"  [{name}] {out.headline}")
     plan_report(result, plan, report)
     print(f"report: {report}")
     if args.json:

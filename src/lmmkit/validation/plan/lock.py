@@ -241,10 +241,18 @@ class AnalysisPlan:
         return float(self.content["alpha"])
 
 
+def plan_text(path: str | Path) -> str | None:
+    """The text of a TOML plan (for the line numbers in messages); None otherwise."""
+    p = Path(path)
+    if p.suffix.lower() != ".toml" or not p.exists():
+        return None
+    return p.read_text(encoding="utf-8", errors="replace")
+
+
 def validated_plan(path: Path) -> tuple[dict[str, Any], dict[str, Any], str]:
     """(content, settings, sha256) of a plan file that passes the schema."""
     content = read_plan_file(path)
-    settings = validate_plan(content, str(path))
+    settings = validate_plan(content, str(path), text=plan_text(path))
     return content, settings, plan_hash(content)
 
 
@@ -314,7 +322,7 @@ def lock_plan(
             "it is recorded with the new hash in the lock history."
         )
     source = plan_data(p, settings, data, when="lock")
-    check = check_names(settings, str(p), data=source.frame)
+    check = check_names(settings, str(p), data=source.frame, text=plan_text(p))
     deferred = check.deferred
     if source.frame is None:
         deferred = (source.note,) + deferred

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from lmmkit.errors import LmmkitError, close_matches
-from lmmkit.validation.plan.schema import PlanError, resolve, sections
+from lmmkit.validation.plan.schema import plan_error, resolve, sections
 
 __all__ = ["NameCheck", "check_names", "apply_schema", "schema_problems"]
 
@@ -222,7 +222,11 @@ def apply_schema(schema: dict[str, str], data: pd.DataFrame) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- the check
 def check_names(
-    settings: dict[str, Any], source: str, *, data: pd.DataFrame | None = None
+    settings: dict[str, Any],
+    source: str,
+    *,
+    data: pd.DataFrame | None = None,
+    text: str | None = None,
 ) -> NameCheck:
     """Check every name in a plan; with ``data``, against the data and the design too.
 
@@ -234,6 +238,8 @@ def check_names(
         The plan's file name, for messages.
     data
         The data, or None when they are not available (then the data checks are deferred).
+    text
+        The TOML plan as written: each problem then names the line of its key.
 
     Returns
     -------
@@ -263,7 +269,7 @@ def check_names(
     try:
         parsed, variables = _formula_parts(settings["formula"])
     except LmmkitError as exc:
-        raise PlanError(f"{source}: formula: {exc}") from exc
+        raise plan_error(source, [f"formula: {exc}"], text) from exc
     coded: list[str] | None = None
     undeclared = sorted(v for v in variables if v not in schema)
     for v in undeclared:
@@ -330,7 +336,7 @@ def check_names(
             for into, items in zip((validated, deferred, problems), more):
                 into += items
     if problems:
-        raise PlanError(f"{source}: " + "\n  ".join(problems))
+        raise plan_error(source, problems, text)
     return NameCheck(tuple(validated), tuple(deferred), tuple(coded or ()))
 
 

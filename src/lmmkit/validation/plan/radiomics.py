@@ -109,4 +109,5 @@ def run_radiomics(context: RunContext) -> SectionOutput:
     settings_table = pd.DataFrame({"value": list(rows.values())},
                                   index=pd.Index(list(rows), name="setting"))  # fmt: skip
     return SectionOutput("Radiomics settings", tables={"Settings": settings_table},
-                         values=values, notes=tuple(notes), record=record)  # fmt: skip
+                         values=values, notes=tuple(notes), record=record,
+                         headline=f"settings_id {s.settings_id}; {checked}")  # fmt: skip

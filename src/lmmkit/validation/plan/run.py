@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from lmmkit.errors import DataError
-from lmmkit.validation.plan.lock import AnalysisPlan, load_plan
+from lmmkit.validation.plan.lock import AnalysisPlan, load_plan, plan_text
 from lmmkit.validation.plan.names import NameCheck, apply_schema, check_names, schema_problems
 from lmmkit.validation.plan.provenance import DataSource, environment, plan_data
 from lmmkit.validation.plan.schema import METRICS, PlanError, resolve, sections
@@ -26,7 +26,8 @@ __all__ = ["PlanResult", "SectionOutput", "RunContext", "check_schema", "run_pla
 @dataclass(frozen=True, eq=False)
 class SectionOutput:
     """What a plan section's runner returns: named tables and values for the report and
-    the JSON, notes (one sentence each), ``record`` (what goes into the run's
+    the JSON, notes (one sentence each), ``headline`` (the one line ``plan run`` prints),
+    ``record`` (what goes into the run's
     reproducibility record, e.g. a settings hash) and ``figures`` (caption -> a function
     drawing the matplotlib Figure, called when the report is written)."""
 
@@ -35,6 +36,7 @@ class SectionOutput:
     values: dict[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     record: dict[str, Any] = field(default_factory=dict)
+    headline: str = ""
     figures: dict[str, Callable[[], Any]] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -42,6 +44,7 @@ class SectionOutput:
             "title": self.title,
             "values": self.values,
             "notes": list(self.notes),
+            "headline": self.headline,
             "record": self.record,
             "tables": {
                 k: json.loads(v.reset_index().to_json(orient="records"))
@@ -225,7 +228,7 @@ def _names_at_run(plan: AnalysisPlan, source: DataSource) -> NameCheck:
             f"{plan.path}: no data to run on: {source.note}. Pass the data (CLI: --data FILE) "
             'or name the file in the plan (data = "...").'
         )
-    return check_names(plan.settings, plan.path, data=source.frame)
+    return check_names(plan.settings, plan.path, data=source.frame, text=plan_text(plan.path))
 
 
 def _run_sections(context: dict[str, Any]) -> dict[str, SectionOutput]:

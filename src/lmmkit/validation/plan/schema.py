@@ -40,6 +40,8 @@ __all__ = [
     "sections",
     "selection_settings",
     "validate_plan",
+    "locate",
+    "plan_error",
     "with_defaults",
     "schema_markdown",
 ]
@@ -493,6 +495,70 @@ def section(name: str) -> Section:
 
 
 # ----------------------------------------------------------------------------- validation
+_HEADER = re.compile(r"^\[\s*([^\[\]]+?)\s*\]")
+_ASSIGN = re.compile(r'^(?:"([^"]+)"|([A-Za-z0-9_-]+))\s*=')
+
+
+def locate(text: str | None, path: str) -> int | None:
+    """The line (1-based) of key ``path`` (``"key"``, ``"section.key"``) or of the table
+    ``[path]`` in a TOML plan's ``text``; None when it is not written there.
+
+    Examples
+    --------
+    >>> locate('alpha = 0.05\n[schema]\ny = "numeric"\n', "schema.y")
+    3
+    """
+    if not text or not path:
+        return None
+    table = ""
+    for n, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        header = _HEADER.match(stripped)
+        if header:
+            table = header.group(1).replace(" ", "").replace('"', "")
+            if table == path:
+                return n
+            continue
+        assign = _ASSIGN.match(stripped)
+        if assign:
+            key = assign.group(1) or assign.group(2)
+            if (f"{table}.{key}" if table else key) == path:
+                return n
+    return None
+
+
+_UNKNOWN = re.compile(r"^unknown key\(s\) \['([^']+)'.*?\](?: in \[([\w.]+)\])?")
+_LEADING = re.compile(r"^([A-Za-z_]\w*(?:\.\w+)*)[ :]")
+
+
+def _problem_line(text: str | None, problem: str) -> int | None:
+    """The line a problem is about: the key it names first, else its section's header."""
+    m = _UNKNOWN.match(problem)
+    if m:
+        return locate(text, f"{m.group(2)}.{m.group(1)}" if m.group(2) else m.group(1))
+    m = _LEADING.match(problem)
+    if m is None:
+        return None
+    path = m.group(1)
+    while path:
+        line = locate(text, path)
+        if line is not None:
+            return line
+        path = path.rpartition(".")[0]
+    return None
+
+
+def plan_error(source: str, problems: list[str], text: str | None = None) -> PlanError:
+    """One :class:`PlanError` listing ``problems``, each prefixed with the line of the key
+    it names (``plan.toml: line 4: primary_endpoint ...``) when ``text`` (the TOML plan as
+    written) shows it."""
+    lines = []
+    for p in problems:
+        n = _problem_line(text, p)
+        lines.append(f"line {n}: {p}" if n is not None else p)
+    return PlanError(f"{source}: " + "\n  ".join(lines))
+
+
 def _where(path: str) -> str:
     return path if path else "plan"
 
@@ -544,7 +610,9 @@ def _check_section(sec: Section, table: dict[str, Any]) -> list[str]:
     return problems
 
 
-def validate_plan(content: dict[str, Any], source: str) -> dict[str, Any]:
+def validate_plan(
+    content: dict[str, Any], source: str, *, text: str | None = None
+) -> dict[str, Any]:
     """Check ``content`` against :data:`PLAN_SCHEMA` and return it with defaults filled in.
 
     Parameters
@@ -553,6 +621,8 @@ def validate_plan(content: dict[str, Any], source: str) -> dict[str, Any]:
         The parsed plan (a dict of keys and sub-tables).
     source
         Where it came from (the file name), for messages.
+    text
+        The TOML plan as written: each problem then names the line of its key.
 
     Returns
     -------
@@ -593,7 +663,7 @@ def validate_plan(content: dict[str, Any], source: str) -> dict[str, Any]:
             for rule in sec.rules:
                 problems += rule.check(settings)
     if problems:
-        raise PlanError(f"{source}: " + "\n  ".join(problems))
+        raise plan_error(source, problems, text)
     return with_defaults(content)
 
 

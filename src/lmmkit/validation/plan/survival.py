@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 
 from lmmkit.errors import DataError, LmmkitError, close_matches
+from lmmkit.validation.plan.lock import plan_text
 from lmmkit.validation.plan.names import _endpoint_problem, _fixed_terms, _static_endpoint
 from lmmkit.validation.plan.run import RunContext, SectionOutput
-from lmmkit.validation.plan.schema import PlanError
+from lmmkit.validation.plan.schema import plan_error
 
 __all__ = ["cox_variables", "check_survival_names", "run_survival"]
 
@@ -176,10 +177,11 @@ def run_survival(context: RunContext) -> SectionOutput:
     endpoint = s["endpoint"]
     if endpoint not in fit.coef.index:
         names = [str(c) for c in fit.coef.index]
-        raise PlanError(
-            f"{plan.path}: survival.endpoint {endpoint!r} is not a coefficient of the Cox "
-            f"fit.{close_matches(endpoint, names)} The coefficients are {names}."
+        msg = (
+            f"survival.endpoint {endpoint!r} is not a coefficient of the Cox fit."
+            f"{close_matches(endpoint, names)} The coefficients are {names}."
         )
+        raise plan_error(plan.path, [msg], plan_text(plan.path))
     hr = _hazard_table(fit, alpha)
     row = hr.loc[endpoint]
     pct = f"{100 * (1 - alpha):g}%"
@@ -221,8 +223,14 @@ def run_survival(context: RunContext) -> SectionOutput:
         figures[f"Kaplan-Meier curves by predicted risk group ({groups} groups)"] = lambda: (
             _km_figure(d.stop, d.event, lp, groups, s["formula"])
         )
+    headline = (
+        f"{endpoint}: hazard ratio {values['hazard ratio']:.4g} ({pct} CI "
+        f"{values[f'HR lower {pct}']:.4g} to {values[f'HR upper {pct}']:.4g}), "
+        f"p = {values['p_value']:.3g}; {fit.n} rows, {fit.nevent} events"
+    )
     return SectionOutput(
-        f"Survival endpoint: {endpoint}", tables=tables, values=values, notes=tuple(notes),
+        f"Survival endpoint: {endpoint}",
+        headline=headline, tables=tables, values=values, notes=tuple(notes),
         figures=figures,
     )  # fmt: skip
 
@@ -239,6 +247,7 @@ def _km_figure(time: np.ndarray, event: np.ndarray, lp: np.ndarray, groups: int,
 def _zph_figure(zph: Any, endpoint: str):
     from lmmkit.survival.plots import plot_zph
 
-    fig = plot_zph(zph, endpoint)
+    # a moving average over about 1/15 of the events (at least 25) stays readable at scale
+    fig = plot_zph(zph, endpoint, window=max(25, len(zph.x) // 15))
     fig.tight_layout()
     return fig
