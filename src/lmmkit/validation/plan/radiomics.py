@@ -32,7 +32,15 @@ def check_radiomics_names(
     table: dict[str, Any], settings: dict[str, Any], data: pd.DataFrame | None
 ) -> tuple[list[str], list[str], list[str]]:
     """(validated, deferred, problems) for ``[radiomics]``: the settings' id, and the
-    data's ``settings_id`` column against it when the data are at hand."""
+    data's ``settings_id`` column against it when the data are at hand.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> table = {"settings": {"bin_count": 16}}
+    >>> check_radiomics_names(table, {}, pd.DataFrame({"settings_id": ["ee4117edf086"]}))[0]
+    ['radiomics settings hash to settings_id ee4117edf086', 'every row of the data has settings_id ee4117edf086']
+    """
     sid = _settings(table).settings_id
     validated = [f"radiomics settings hash to settings_id {sid}"]
     if data is None:

@@ -408,8 +408,9 @@ PLAN_SCHEMA: tuple[Section, ...] = (
         "data column `settings_id` (as `lmmkit.imaging.radiomics` writes it) must hold "
         "only that id.",
         keys=(
-            Key("settings", "table", "Every radiomics setting (`RadiomicsSettings` "
-                "fields: discretisation, bin_count, resample_spacing, ...).",
+            Key("settings", "table", "The radiomics settings (`RadiomicsSettings` "
+                "fields: discretisation, bin_count, resample_spacing, ...); an absent one "
+                "takes its default.",
                 default=REQUIRED, check_doc="valid `RadiomicsSettings`"),
             Key("settings_id", "string", "The settings' hash; when given, the settings "
                 "must still hash to it.", check=_settings_id,
@@ -459,7 +460,7 @@ def selection_settings(settings: dict[str, Any], source: str = "plan") -> dict[s
 
     Examples
     --------
-    >>> selection_settings({"formula": "y ~ x"}, "plan.toml")
+    >>> selection_settings({"formula": "y ~ x"}, "plan.toml")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     lmmkit.validation.plan.schema.PlanError: plan.toml does not pre-specify model selection ...
@@ -505,7 +506,7 @@ def locate(text: str | None, path: str) -> int | None:
 
     Examples
     --------
-    >>> locate('alpha = 0.05\n[schema]\ny = "numeric"\n', "schema.y")
+    >>> locate('alpha = 0.05\\n[schema]\\ny = "numeric"\\n', "schema.y")
     3
     """
     if not text or not path:

@@ -26,7 +26,14 @@ __all__ = ["cox_variables", "check_survival_names", "run_survival"]
 
 
 def cox_variables(spec: Any) -> list[str]:
-    """Every data column a parsed Cox formula reads (Surv() columns first)."""
+    """Every data column a parsed Cox formula reads (Surv() columns first).
+
+    Examples
+    --------
+    >>> from lmmkit.survival.design import parse_cox_formula
+    >>> cox_variables(parse_cox_formula("Surv(t, d) ~ arm + log(age) + strata(site)"))
+    ['t', 'd', 'age', 'arm', 'site']
+    """
     from lmmkit.design.evaluate import _required_variables
 
     names: list[str] = list(spec.surv.columns)
@@ -43,7 +50,15 @@ def check_survival_names(
     table: dict[str, Any], settings: dict[str, Any], data: pd.DataFrame | None
 ) -> tuple[list[str], list[str], list[str]]:
     """(validated, deferred, problems) for the ``[survival]`` names; ``data`` (schema
-    applied, schema checked) or None when the data are not at hand."""
+    applied, schema checked) or None when the data are not at hand.
+
+    Examples
+    --------
+    >>> schema = {"t": "numeric", "d": "binary", "arm": "categorical"}
+    >>> table = {"formula": "Surv(t, d) ~ arm", "endpoint": "arm"}
+    >>> check_survival_names(table, {"schema": schema}, None)[2][0][:45]
+    "survival.endpoint 'arm' is a term, not a code"
+    """
     from lmmkit.survival.design import cox_design, parse_cox_formula
 
     schema: dict[str, str] = settings["schema"]
