@@ -264,7 +264,7 @@ def test_plan_report_at_real_sizes_in_chromium(tmp_path, n, re_term, diagnostics
     assert "[radiomics] settings_id" in record and "ee4117edf086" in record
     surv = _section(text, "<h2>Survival endpoint: programmenew</h2>")
     assert f"{4 * n} rows -&gt; {n} subjects" in surv
-    assert surv.count("<figure>") == 2 and "Kaplan-Meier" in surv
+    assert surv.count("<figure>") == 2 and "predicted risk group (2 groups)" in surv
     shot = ARTIFACTS / f"plan_report_{n}.png"
     img = screenshot(report, shot, 1200, 7000)
     assert img.shape == (7000, 1200)

@@ -238,3 +238,23 @@ def test_errors_name_file_line_and_key(tmp_path):
     n = line_of('endpoint = "programme"')
     with pytest.raises(PlanError, match=rf"line {n}: survival.endpoint 'programme' is a term"):
         lock_plan(p)
+
+
+def test_km_groups_do_not_split_equal_risks(tmp_path):
+    """With one binary covariate the linear predictor has two values: the Kaplan-Meier
+    figure shows the two arms (quantile groups would split one arm arbitrarily), and its
+    log-rank p is the arms' log-rank test."""
+    from lmmkit.survival.nonparametric import logrank_test
+
+    p = _plan(tmp_path, PLAN.replace("programme + age + texture", "programme"))
+    lock_plan(p)
+    out = run_plan(p).sections["survival"]
+    (caption,) = [c for c in out.figures if c.startswith("Kaplan-Meier")]
+    assert caption.endswith("(2 groups)")
+    fig = out.figures[caption]()
+    legend = fig.axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["low", "high"]
+    d = pd.read_csv(DATA).drop_duplicates("patient")
+    lr = logrank_test(d["os"], d["death"], d["programme"])
+    assert legend.get_title().get_text() == f"risk group (log-rank p = {lr.p_value:.2g})"
+    plt.close(fig)

@@ -235,7 +235,8 @@ def run_survival(context: RunContext) -> SectionOutput:
     groups = int(s["risk_groups"])
     if not d.counting and d.event.size >= 2 * groups:
         lp = np.asarray(fit.linear_predictors, dtype=float)
-        figures[f"Kaplan-Meier curves by predicted risk group ({groups} groups)"] = lambda: (
+        shown = min(groups, len(np.unique(np.round(lp, 10))))
+        figures[f"Kaplan-Meier curves by predicted risk group ({shown} groups)"] = lambda: (
             _km_figure(d.stop, d.event, lp, groups, s["formula"])
         )
     headline = (
@@ -251,10 +252,23 @@ def run_survival(context: RunContext) -> SectionOutput:
 
 
 def _km_figure(time: np.ndarray, event: np.ndarray, lp: np.ndarray, groups: int, formula: str):
-    from lmmkit.survival.plots import plot_km_by_risk_group
+    """Kaplan-Meier curves by risk group. When the linear predictor takes no more distinct
+    values than ``groups`` (e.g. one binary covariate), each value is its own group:
+    quantile groups would split rows of equal predicted risk arbitrarily."""
+    from lmmkit.survival.nonparametric import kaplan_meier, logrank_test
+    from lmmkit.survival.plots import plot_km, plot_km_by_risk_group
 
-    fig = plot_km_by_risk_group(time, event, lp, groups=groups,
-                                title=f"Kaplan-Meier by predicted risk group\n{formula}")  # fmt: skip
+    title = f"Kaplan-Meier by predicted risk group\n{formula}"
+    levels, g = np.unique(np.round(lp, 10), return_inverse=True)
+    if len(levels) > groups:
+        fig = plot_km_by_risk_group(time, event, lp, groups=groups, title=title)
+    else:
+        names = np.array(["low", "high"] if len(levels) == 2 else
+                         [f"risk {k + 1} of {len(levels)}" for k in range(len(levels))])  # fmt: skip
+        o = np.argsort(g, kind="stable")  # curves listed low to high
+        fig = plot_km(kaplan_meier(time[o], event[o], group=names[g][o]), title=title)
+        p = logrank_test(time, event, g).p_value
+        fig.axes[0].legend(title=f"risk group (log-rank p = {p:.2g})", fontsize="small")
     fig.tight_layout()
     return fig
 
