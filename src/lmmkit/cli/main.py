@@ -25,6 +25,9 @@ AREAS: tuple[str, ...] = (
     "lmmkit.cli.plan",  # plan lock, plan run
     "lmmkit.cli.survival",  # coxph
     "lmmkit.cli.radiomics",  # radiomics (imaging extra)
+    "lmmkit.cli.agreement",  # agreement
+    "lmmkit.cli.cea",  # cea
+    "lmmkit.cli.selection",  # select (step, ranova, compare)
 )
 
 
