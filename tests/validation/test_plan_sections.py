@@ -258,3 +258,30 @@ def test_km_groups_do_not_split_equal_risks(tmp_path):
     lr = logrank_test(d["os"], d["death"], d["programme"])
     assert legend.get_title().get_text() == f"risk group (log-rank p = {lr.p_value:.2g})"
     plt.close(fig)
+
+
+def test_model_selection_runs_step_as_pre_specified(tmp_path):
+    """[model_selection] runs lmmkit.step with the plan's ddf and the section's settings
+    (step itself is checked against lmerTest in tests/inference); the endpoint is kept."""
+    import lmmkit
+    from tests.validation.test_analysis_plan import PLAN_TOML, data
+
+    p = tmp_path / "plan.toml"
+    p.write_text(PLAN_TOML + '\n[model_selection]\nmethod = "step"\nkeep = ["treatment"]\n')
+    lock_plan(p)
+    d = data()
+    res = run_plan(p, d)
+    out = res.sections["model_selection"]
+    direct = lmmkit.step(lmmkit.lmm("y ~ treatment + age + (1 | site)", d), keep=["treatment"])
+    assert out.values["model found"] == direct.formula
+    assert out.headline == f"model found: {direct.formula}"
+    pd.testing.assert_frame_equal(
+        out.tables["Backward reduced fixed-effect table"], direct.fixed, check_names=False
+    )
+    assert "treatment" in out.tables["Fixed effects of the model found"].index
+    assert "treatment: p_value" in out.values
+    from lmmkit.report.plan_report import render_plan_report
+
+    text = render_plan_report(res, load_plan(p))
+    assert "<h2>Pre-specified model selection (step)</h2>" in text
+    assert "Backward reduced random-effect table" in text

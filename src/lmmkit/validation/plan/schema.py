@@ -373,6 +373,7 @@ PLAN_SCHEMA: tuple[Section, ...] = (
                  _endpoint_kept),
             Rule("Needs `lmmkit.inference.step`.", _step_available),
         ),
+        runner="lmmkit.validation.plan.selection:run_selection",
     ),
     Section(
         "survival",
