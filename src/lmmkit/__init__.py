@@ -147,6 +147,18 @@ _LAZY = {
     "dice": "lmmkit.validation.segmentation",
     "jaccard": "lmmkit.validation.segmentation",
     "hausdorff": "lmmkit.validation.segmentation",
+    # penalized signatures and explanations
+    "penalized_path": "lmmkit.signatures.path",
+    "cv_penalized": "lmmkit.signatures.cv",
+    "signature": "lmmkit.signatures.pipeline",
+    "fuse": "lmmkit.signatures.fusion",
+    "PenalizedPath": "lmmkit.signatures.path",
+    "CVPenalized": "lmmkit.signatures.cv",
+    "SignatureResult": "lmmkit.signatures.pipeline",
+    "FusionResult": "lmmkit.signatures.fusion",
+    "shapley_values": "lmmkit.explain.shapley",
+    "plot_shapley": "lmmkit.explain.plots",
+    "ShapleyResult": "lmmkit.explain.shapley",
     # survival
     "coxph": "lmmkit.survival.cox",
     "cox_partial_likelihood": "lmmkit.survival.partial_likelihood",
