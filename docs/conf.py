@@ -11,7 +11,8 @@ sys.path.insert(0, str(HERE))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import lmmkit  # noqa: E402
-from _apigen import write_api_pages  # noqa: E402
+from _apigen import write_api_pages, write_cli_page  # noqa: E402
+from _plangen import write_plan_schema  # noqa: E402
 
 project = "lmmkit"
 author = "the lmmkit developers"
@@ -29,8 +30,8 @@ extensions = [
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-exclude_patterns = ["_build", "**.ipynb_checkpoints", "gallery/**/*.ipynb", "gallery/**/*.py",
-                    "gallery/**/*.zip", "gallery/**/*.md5", "gallery/**/*.json"]
+exclude_patterns = ["_build", "_generated", "**.ipynb_checkpoints", "gallery/**/*.ipynb",
+                    "gallery/**/*.py", "gallery/**/*.zip", "gallery/**/*.md5", "gallery/**/*.json"]
 templates_path = ["_templates"]
 myst_enable_extensions = ["dollarmath", "colon_fence"]
 myst_heading_anchors = 3
@@ -38,6 +39,9 @@ suppress_warnings = ["myst.header"]
 
 # API reference: one page per area, generated from lmmkit.__all__ so it cannot drift.
 write_api_pages(HERE / "api")
+write_cli_page(HERE / "cli")  # every command's --help, from the parser
+# The analysis-plan schema tables, from the validator's own PLAN_SCHEMA.
+write_plan_schema()
 autosummary_generate = True
 autodoc_typehints = "none"
 autodoc_default_options = {"members": False}

@@ -16,7 +16,7 @@ from lmmkit.cli.main import AREAS, build_parser
 COMMANDS = {
     "fit", "demo", "varpart", "harmonize", "gwas", "grm", "pca", "h2", "ldsc",
     "site-summary", "multisite-fit", "plan", "coxph", "radiomics", "agreement",
-    "cea", "select", "signature",
+    "cea", "select", "signature", "imaging-demo",
 }  # fmt: skip
 
 

@@ -4,6 +4,7 @@ write the self-contained HTML report (checked in headless Chromium when availabl
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import lmmkit
 from lmmkit.cli.main import main
 from lmmkit.validation.analysis_plan import load_plan, run_plan
 from tests.browser import ARTIFACTS, screenshot
@@ -59,12 +61,13 @@ def test_lock_then_run_writes_report_and_json(files, tmp_path, capsys):
     h = load_plan(plan).sha256
     assert h[:12] in out and "report:" in out
     text = report.read_text()
-    assert h in text and "verified against its lock file" in text
-    for section in ("Primary endpoint", "Fixed effects", "Named checks", "Diagnostics",
-                    "influence", "Cross-validation by site", "The plan"):  # fmt: skip
+    assert h in text and "verified against lock 1 of its lock history" in text
+    for section in ("Primary endpoint", "Reproducibility record", "Lock history", "Fixed effects",
+                    "Named checks", "Diagnostics", "influence", "Cross-validation by site",
+                    "The plan"):  # fmt: skip
         assert section in text, section
     imgs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
-    assert len(imgs) == 4  # residuals, QQ, ranef QQ, caterpillar
+    assert len(imgs) == 5  # residuals, QQ, ranef QQ, caterpillar, influence
     assert all(base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n" for b in imgs)
     assert "http://" not in text and "https://" not in text
     # the JSON is run_plan's own answer
@@ -74,21 +77,46 @@ def test_lock_then_run_writes_report_and_json(files, tmp_path, capsys):
     assert got["primary"]["estimate"] == pytest.approx(ref.primary["estimate"], rel=1e-12)
     assert len(got["per_site"]) == 6
     assert got["primary"]["n_dropped_missing"] == 1 and got["primary"]["n_used"] == 179
+    # the reproducibility record: data file hash, versions, lock history; every level's influence
+    prov = got["provenance"]
+    assert prov["data"]["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+    assert prov["data"]["sha256"] in text
+    assert prov["environment"]["lmmkit"] == lmmkit.__version__
+    assert prov["environment"]["dependencies"]["numpy"] == np.__version__
+    assert [e["sha256"] for e in prov["plan"]["history"]] == [h]
+    assert len(got["diagnostics"]["influence"]["site"]) == 6
     # outputs are not overwritten silently
     assert main(["plan", "run", str(plan), "--data", str(data), "--report", str(report)]) == 2
     assert "--overwrite" in capsys.readouterr().err
 
 
-def test_changed_plan_is_refused(files, capsys):
+def test_changed_plan_is_refused(files, tmp_path, capsys):
     plan, data = files
     assert main(["plan", "lock", str(plan)]) == 0
+    out = capsys.readouterr().out
+    assert "checked: the formula's response is the outcome 'y'" in out
+    assert "deferred to the run: the plan names no data file" in out
+    h1 = load_plan(plan).sha256
     plan.write_text(PLAN.replace("alpha = 0.05", "alpha = 0.1"))
     assert main(["plan", "run", str(plan), "--data", str(data)]) == 2
     err = capsys.readouterr().err
     assert "does not match its lock" in err and "expected sha256" in err
-    # re-locking a changed plan needs --force
+    # re-locking a changed plan needs --force and --reason, and keeps the earlier lock
     assert main(["plan", "lock", str(plan)]) == 2
-    assert main(["plan", "lock", str(plan), "--force"]) == 0
+    assert "--force --reason" in capsys.readouterr().err
+    assert main(["plan", "lock", str(plan), "--force"]) == 2
+    assert "needs a reason" in capsys.readouterr().err
+    assert main(["plan", "lock", str(plan), "--force", "--reason", "alpha corrected",
+                 "--data", str(data)]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert f"replaces sha256 {h1}" in out and "reason: alpha corrected" in out
+    assert "checked: primary_endpoint 'treatment' is a coded fixed-effect column" in out
+    assert main(["plan", "lock", str(plan)]) == 0
+    assert "unchanged since its lock" in capsys.readouterr().out
+    report = tmp_path / "r.html"
+    assert main(["plan", "run", str(plan), "--data", str(data), "--report", str(report)]) == 0
+    text = report.read_text()
+    assert "Lock history (2 locks)" in text and h1 in text and "alpha corrected" in text
 
 
 def test_unlocked_unknown_key_and_bad_diagnostics(files, capsys):
@@ -100,7 +128,19 @@ def test_unlocked_unknown_key_and_bad_diagnostics(files, capsys):
     assert "unknown key(s) ['misssing']" in capsys.readouterr().err
     plan.write_text(PLAN.replace('"influence"]', '"leverage"]'))
     assert main(["plan", "lock", str(plan)]) == 2
-    assert "diagnostics must be a list" in capsys.readouterr().err
+    assert "diagnostics: 'leverage' is not allowed" in capsys.readouterr().err
+
+
+def test_data_from_the_plan_and_no_factor_option(files, tmp_path, capsys):
+    plan, data = files
+    plan.write_text(PLAN.replace("[schema]", f'data = "{data.name}"\n\n[schema]'))
+    assert main(["plan", "lock", str(plan)]) == 0
+    report = tmp_path / "r.html"
+    assert main(["plan", "run", str(plan), "--report", str(report)]) == 0  # data from the plan
+    assert f"on {data}" in capsys.readouterr().out
+    assert main(["plan", "run", str(plan), "--factor", "site", "--overwrite",
+                 "--report", str(report)]) == 2  # fmt: skip
+    assert "declare it in the plan's [schema]" in capsys.readouterr().err
 
 
 def test_missing_rule_raise_refuses_missing_rows(files, capsys):
@@ -121,3 +161,23 @@ def test_plan_report_renders_in_headless_chromium(files):
     img = screenshot(report, ARTIFACTS / "plan_report.png", 1200, 2400)
     assert img.shape == (2400, 1200)
     assert 0.01 < float((img < 200).mean()) < 0.9 and img.std() > 20
+
+
+def test_plan_run_prints_the_sections(tmp_path, capsys):
+    """`plan run` prints one line per plan section: the survival endpoint's hazard ratio
+    and the radiomics settings' id; lock errors name the file and the line."""
+    from tests.validation.test_plan_sections import DATA, PLAN, RADIOMICS, SID
+
+    plan = tmp_path / "plan.toml"
+    plan.write_text(PLAN + RADIOMICS)
+    (tmp_path / "trial.csv").write_bytes(DATA.read_bytes())
+    assert main(["plan", "lock", str(plan)]) == 0
+    out = capsys.readouterr().out
+    assert f"radiomics settings hash to settings_id {SID}" in out
+    assert main(["plan", "run", str(plan), "--report", str(tmp_path / "r.html")]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"\[survival\] programmenew: hazard ratio 0\.61\d* \(95% CI", out)
+    assert f"[radiomics] settings_id {SID}; all 450 rows have settings_id" in out
+    plan.write_text(PLAN.replace("alpha = 0.05", "alpha = 5"))
+    assert main(["plan", "lock", str(plan), "--force", "--reason", "x"]) == 2
+    assert f"{plan}: line 4: alpha must be strictly between 0 and 1" in capsys.readouterr().err

@@ -27,6 +27,7 @@ AREAS: tuple[str, ...] = (
     "lmmkit.cli.signatures",  # signature
     "lmmkit.cli.survival",  # coxph
     "lmmkit.cli.radiomics",  # radiomics (imaging extra)
+    "lmmkit.cli.imaging",  # imaging-demo
     "lmmkit.cli.agreement",  # agreement
     "lmmkit.cli.cea",  # cea
     "lmmkit.cli.selection",  # select (step, ranova, compare)

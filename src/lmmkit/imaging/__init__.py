@@ -33,6 +33,11 @@ _LAZY = {
     "plan_section": "lmmkit.imaging.radiomics",
     "settings_from_plan": "lmmkit.imaging.radiomics",
     "to_wide": "lmmkit.imaging.radiomics",
+    # networks (h/nets): the hand-off and the synthetic cohort; torch loads on first use
+    "extract_features": "lmmkit.imaging.features",
+    "features_wide": "lmmkit.imaging.features",
+    "feature_reliability": "lmmkit.imaging.features",
+    "make_multisite": "lmmkit.imaging.synthetic",
 }
 
 __all__ = ["radiomics", *sorted(_LAZY)]

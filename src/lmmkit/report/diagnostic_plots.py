@@ -61,6 +61,13 @@ def _residuals(
     )
 
 
+def _density(n: int) -> dict[str, float]:
+    """Marker size and transparency for a scatter of ``n`` points: opaque up to a few
+    hundred, lighter and smaller beyond so that thousands of points show their density."""
+    scale = min(1.0, (500.0 / max(n, 1)) ** 0.5)
+    return {"s": 6.0 + 8.0 * scale, "alpha": max(0.12, 0.7 * scale)}
+
+
 def _binned_mean(x: np.ndarray, y: np.ndarray, bins: int = 15) -> tuple[np.ndarray, np.ndarray]:
     """A smoother without extra dependencies: means of y in quantile bins of x."""
     ok = np.isfinite(x) & np.isfinite(y)
@@ -91,7 +98,7 @@ def residuals_fitted_plot(
     plt = _pyplot()
     fitted, resid, ylabel = _residuals(result, table, kind)
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    ax.scatter(fitted, resid, s=14, alpha=0.7, color=_POINT, edgecolor="none")
+    ax.scatter(fitted, resid, edgecolor="none", color=_POINT, **_density(len(resid)))
     ax.axhline(0.0, **_GUIDE)
     cx, cy = _binned_mean(fitted, resid)
     if len(cx):
@@ -130,7 +137,7 @@ def qq_residuals_plot(
     plt = _pyplot()
     _, resid, ylabel = _residuals(result, table, kind)
     fig, ax = plt.subplots(figsize=(5.2, 4.8))
-    _qq_axis(ax, resid, f"Normal QQ: {ylabel.lower()}s")
+    _qq_axis(ax, resid, f"Normal QQ plot: {ylabel}s")
     ax.set_ylabel(ylabel)
     fig.tight_layout()
     return fig
@@ -157,34 +164,97 @@ def qq_ranef_plot(result: LMMResult, term: str | None = None) -> Figure:
     return fig
 
 
-def cluster_influence_plot(table: pd.DataFrame) -> Figure:
+def cluster_influence_plot(
+    table: pd.DataFrame, *, top: int = 20, coefficients: list[str] | None = None
+) -> Figure:
     """Leave-one-cluster-out influence from
-    :func:`~lmmkit.inference.diagnostics.cluster_influence`: Cook's distance per level
-    (with the 4 / n_levels cutoff) and the change in each fixed effect, levels sorted by
-    Cook's distance."""
+    :func:`~lmmkit.inference.diagnostics.cluster_influence`, levels sorted by Cook's
+    distance.
+
+    The panels show the ``top`` most influential levels: their Cook's distance (with the
+    4 / n_levels cutoff) and the change in each fixed effect (beta - beta without the
+    level). With more levels than ``top``, a first row shows every level's Cook's distance
+    against its rank, so the tail the top levels stand out from is visible too.
+
+    Parameters
+    ----------
+    table
+        The influence table.
+    top
+        How many levels to draw one by one.
+    coefficients
+        The fixed effects whose change is drawn (default: all, at most 4; the table has
+        every one).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import lmmkit
+    >>> from lmmkit.datasets import load_dataset
+    >>> ss = load_dataset("sleepstudy")
+    >>> f = "Reaction ~ Days + (1 | Subject)"
+    >>> infl = lmmkit.cluster_influence(f, ss, "Subject", full_fit=lmmkit.lmm(f, ss))
+    >>> len(cluster_influence_plot(infl).axes)
+    3
+    """
     plt = _pyplot()
     dcols = [c for c in table.columns if c.startswith("dfbeta:")]
-    order = table["cooks"].sort_values().index
-    t = table.loc[order]
-    labels = [str(x) for x in t.index]
-    ypos = np.arange(len(t))
+    if coefficients is not None:
+        wanted = [f"dfbeta:{c}" for c in coefficients]
+        missing = [c for c, w in zip(coefficients, wanted) if w not in dcols]
+        if missing:
+            raise ValueError(f"no fixed effect(s) {missing}; the table has {dcols}.")
+        dcols = wanted
+    dcols = dcols[:4]
+    n = len(table)
+    ranked = table.sort_values("cooks", ascending=False, kind="stable")
+    t = ranked.iloc[:top].iloc[::-1]  # most influential at the top of the panels
+    truncated = n > top
+    cutoff = table.attrs.get("cutoff", 4.0 / n)
     npan = 1 + len(dcols)
-    fig, axes = plt.subplots(
-        1, npan, figsize=(3.0 * npan + 1, 0.22 * len(t) + 1.8), sharey=True, squeeze=False
-    )
-    ax0 = axes[0][0]
+    fig = plt.figure(figsize=(2.9 * npan + 1.2, 0.24 * len(t) + 2.0 + 2.2 * truncated),
+                     layout="constrained")  # fmt: skip
+    grid = fig.add_gridspec(1 + truncated, npan, height_ratios=[2.2, 0.24 * len(t) + 0.8]
+                            if truncated else None)  # fmt: skip
+    if truncated:
+        over = fig.add_subplot(grid[0, :])
+        rank = np.arange(1, n + 1)
+        over.plot(rank, ranked["cooks"].to_numpy(), ".", ms=3, color=_POINT)
+        over.axvspan(
+            0.5, top + 0.5, color="#f2f2f2", zorder=-1, label=f"the top {top}, drawn below"
+        )
+        over.axhline(cutoff, color=_LINE, lw=0.9, ls=":", label=f"4/n = {cutoff:.2g}")
+        over.set_xlim(0.5, n + 0.5)
+        over.set_xlabel(f"rank of the {n:,} levels by Cook's distance")
+        over.set_ylabel("Cook's distance")
+        n_over = int((table["cooks"] > cutoff).sum())
+        over.set_title(f"All levels: {n_over} of {n:,} above the 4/n cutoff", fontsize=9)
+        over.legend(loc="upper right", fontsize=7, frameon=False)
+    row = 1 if truncated else 0
+    ax0 = fig.add_subplot(grid[row, 0])
+    axes = [ax0] + [fig.add_subplot(grid[row, j], sharey=ax0) for j in range(1, npan)]
+    ypos = np.arange(len(t))
     ax0.hlines(ypos, 0, t["cooks"], color="#8fb3d9")
     ax0.plot(t["cooks"], ypos, "o", ms=4, color=_POINT)
-    cutoff = table.attrs.get("cutoff", 4.0 / len(table))
     ax0.axvline(cutoff, color=_LINE, lw=0.9, ls=":", label=f"4/n = {cutoff:.2g}")
     ax0.legend(loc="lower right", fontsize=7, frameon=False)
     ax0.set_title("Cook's distance", fontsize=9)
-    ax0.set_yticks(ypos, labels, fontsize=7)
+    ax0.set_yticks(ypos, [str(x) for x in t.index], fontsize=7)
     ax0.set_ylabel(table.index.name or "cluster")
-    for ax, col in zip(axes[0][1:], dcols):
+    ax0.set_xlabel("Cook's distance")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax, col in zip(axes[1:], dcols):
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
         ax.plot(t[col], ypos, "o", ms=4, color=_POINT)
         ax.axvline(0.0, **_GUIDE)
         ax.set_title(f"change in {col.split(':', 1)[1]}", fontsize=9)
-    fig.suptitle("Leave-one-cluster-out influence (beta - beta without the cluster)", fontsize=10)
-    fig.tight_layout()
+        ax.set_xlabel("beta - beta without the level")
+        ax.tick_params(labelleft=False)
+    shown = f"the {len(t)} most influential of {n:,} levels" if truncated else f"{n} levels"
+    fig.suptitle(f"Leave-one-{table.index.name or 'cluster'}-out influence: {shown}",
+                 fontsize=10)  # fmt: skip
     return fig

@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["validation_report", "render_validation_report", "figure_to_data_uri"]
+__all__ = [
+    "validation_report",
+    "render_validation_report",
+    "figure_to_data_uri",
+    "format_number",
+    "format_column",
+    "format_p",
+]
 
 _CSS = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -45,30 +52,114 @@ def figure_to_data_uri(fig: Any, dpi: int = 110) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _fmt(v: Any) -> str:
+def format_number(value: float, digits: int = 4) -> str:
+    """One number with ``digits`` significant digits, in fixed notation between 0.001 and
+    10 million and scientific outside; a value shown exactly drops its trailing zeros
+    (``0.05``, not ``0.05000``; ``10.00`` stays for 10.0012). ``nan`` is an en dash.
+
+    Examples
+    --------
+    >>> format_number(0.61234), format_number(1234.5678), format_number(0.05)
+    ('0.6123', '1235', '0.05')
+    >>> format_number(10.0012), format_number(3.2e-7)
+    ('10.00', '3.2e-07')
+    """
+    if not math.isfinite(value):
+        return "&ndash;" if math.isnan(value) else str(value)
+    if value == 0:
+        return "0"
+    mag = abs(value)
+    if 1e-3 <= mag < 1e7:
+        decimals = max(0, digits - 1 - math.floor(math.log10(mag)))
+        text = f"{value:.{decimals}f}"
+    else:
+        text = f"{value:.{digits - 1}e}"
+    if float(text) == value and ("." in text):  # exact: 0.05, not 0.05000
+        mantissa, e, exponent = text.partition("e")
+        text = mantissa.rstrip("0").rstrip(".") + e + exponent
+    return text
+
+
+def format_p(p: float) -> str:
+    """A p-value: three decimals from 0.001 up, two significant digits below, and
+    ``<2e-16`` below the double precision's resolution (as R prints it), as HTML text.
+
+    Examples
+    --------
+    >>> format_p(0.04321), format_p(2.2e-05), format_p(0.0)
+    ('0.043', '2.2e-05', '&lt;2e-16')
+    """
+    if not math.isfinite(p):
+        return "&ndash;"
+    if p < 2.2e-16:
+        return "&lt;2e-16"
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.2g}"
+
+
+def format_column(values: Any, digits: int = 3) -> list[str]:
+    """A column of one quantity with common decimals: enough for ``digits`` significant
+    digits of its largest value, so values that are zero up to rounding (``-3.9e-11`` next
+    to ``0.012``) print as ``0.0000``, not as noise in scientific notation.
+
+    Examples
+    --------
+    >>> format_column([0.0117, -3.867e-11, 0.00627])
+    ['0.0117', '0.0000', '0.0063']
+    """
+    v = np.asarray(values, dtype=float)
+    finite = np.abs(v[np.isfinite(v)])
+    top = float(finite.max()) if finite.size else 0.0
+    if top == 0.0:
+        return ["0" if x == 0 else format_number(float(x)) for x in v]
+    if not 1e-4 <= top < 1e7:
+        return [format_number(float(x), digits) for x in v]
+    decimals = int(min(8, max(0, digits - 1 - math.floor(math.log10(top)))))
+    out = []
+    for x in v:
+        if not math.isfinite(x):
+            out.append(format_number(float(x)))
+            continue
+        text = f"{x:.{decimals}f}"
+        out.append(text[1:] if text.startswith("-") and float(text) == 0 else text)
+    return out
+
+
+def _is_p(column: Any) -> bool:
+    name = str(column)
+    return name.startswith("Pr(") or name in ("p", "p_value", "p-value", "pvalue")
+
+
+def _fmt(v: Any, column: Any = None) -> str:
     if isinstance(v, bool | np.bool_):
         return "yes" if v else "no"
     if isinstance(v, int | np.integer):
         return str(int(v))
     if isinstance(v, float | np.floating):
-        f = float(v)
-        if math.isnan(f):
-            return "&ndash;"
-        return f"{f:.4g}"
+        return format_p(float(v)) if _is_p(column) else format_number(float(v))
     return html.escape(str(v))
 
 
-def _table(frame: pd.DataFrame, index: bool = True) -> str:
+def _table(frame: pd.DataFrame, index: bool = True, *, by_column: bool = False) -> str:
+    """An HTML table. Numbers are formatted one by one (4 significant digits; p-values as
+    p-values), or, with ``by_column``, each float column with common decimals
+    (:func:`format_column`): for tables where a column is one quantity across rows."""
     cols = ([html.escape(str(frame.index.name or ""))] if index else []) + [
         html.escape(str(c)) for c in frame.columns
     ]
     head = "".join(f"<th>{c}</th>" for c in cols)
+    cells: dict[Any, list[str]] = {}
+    for j, c in enumerate(frame.columns):
+        col = frame.iloc[:, j]
+        if by_column and pd.api.types.is_float_dtype(col) and not _is_p(c):
+            cells[j] = format_column(col.to_numpy())
+        else:
+            cells[j] = [_fmt(v, c) for v in col.tolist()]
     rows = []
-    for idx, row in frame.iterrows():
-        cells = ([f"<td>{html.escape(str(idx))}</td>"] if index else []) + [
-            f"<td>{_fmt(v)}</td>" for v in row.tolist()
+    for i, idx in enumerate(frame.index):
+        row = ([f"<td>{html.escape(str(idx))}</td>"] if index else []) + [
+            f"<td>{cells[j][i]}</td>" for j in range(frame.shape[1])
         ]
-        rows.append("<tr>" + "".join(cells) + "</tr>")
+        rows.append("<tr>" + "".join(row) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
@@ -156,9 +247,9 @@ def render_validation_report(
             f"<figcaption>{html.escape(cap)}</figcaption></figure>"
         )
     parts.append("</div>")
-    parts += ["<h2>Calibration by risk group</h2>", _table(cal.table, index=False)]
+    parts += ["<h2>Calibration by risk group</h2>", _table(cal.table, index=False, by_column=True)]
     for name, frame in (tables or {}).items():
-        parts += [f"<h2>{html.escape(name)}</h2>", _table(frame)]
+        parts += [f"<h2>{html.escape(name)}</h2>", _table(frame, by_column=True)]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 

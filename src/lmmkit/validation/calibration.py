@@ -194,7 +194,9 @@ def plot_calibration(y, p, *, n_bins: int = 10, ax=None, label: str | None = Non
     """Calibration plot: observed rate vs mean predicted probability per quantile bin.
 
     Points carry Wilson 95% intervals; the dashed diagonal is perfect calibration and a rug
-    shows the distribution of p. Returns the matplotlib Figure (drawn on ``ax`` if given).
+    shows the distribution of p. Both axes span [0, the largest prediction or interval], so
+    a model that predicts only low risks is not squeezed into a corner of [0, 1]. Returns the
+    matplotlib Figure (drawn on ``ax`` if given).
     """
     import matplotlib.pyplot as plt
 
@@ -213,11 +215,18 @@ def plot_calibration(y, p, *, n_bins: int = 10, ax=None, label: str | None = Non
         tab["mean_predicted"], tab["observed_rate"], yerr=yerr, fmt="o", capsize=2, label=text
     )
     pp = np.asarray(p, dtype=float)
-    ax.plot(pp, np.full_like(pp, -0.02), "|", color="black", alpha=0.3, ms=6)
-    ax.set_xlim(-0.03, 1.03)
-    ax.set_ylim(-0.05, 1.03)
+    # both axes span the predictions and the bins' intervals (not always [0, 1]: a model
+    # that never predicts above 0.3 would leave most of the square empty)
+    top = float(np.nanmax(np.concatenate([pp, tab["observed_high"].to_numpy(float)])))
+    hi = min(1.0, np.ceil(top * 1.08 * 20) / 20)
+    ax.plot(pp, np.full_like(pp, -0.02 * hi), "|", color="black", alpha=0.3, ms=6)
+    ax.set_xlim(-0.03 * hi, hi * 1.03)
+    ax.set_ylim(-0.05 * hi, hi * 1.03)
+    ax.set_aspect("equal")
     ax.set_xlabel("Predicted probability")
     ax.set_ylabel("Observed proportion")
-    ax.set_title(f"Calibration (Brier {res.brier:.3f})")
+    n_events = int(np.asarray(y, dtype=float).sum())
+    ax.set_title(f"Calibration ({len(pp)} predictions, {n_events} events; Brier {res.brier:.3f})",
+                 fontsize=10)  # fmt: skip
     ax.legend(loc="upper left", fontsize="small")
     return fig

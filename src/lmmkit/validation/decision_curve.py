@@ -164,7 +164,9 @@ def plot_decision_curve(curve: DecisionCurve, *, ax=None, label: str = "model"):
     """Plot net benefit against threshold for the model, treat all and treat none.
 
     The y axis is limited to [-0.05, prevalence + 0.05] so treat-all's steep fall does not
-    swamp the plot. Returns the matplotlib Figure.
+    swamp the plot; the x axis ends shortly after the last threshold at which the model
+    treats anyone or treat-all is on the axis (the label says where it was cut). Returns the
+    matplotlib Figure.
     """
     import matplotlib.pyplot as plt
 
@@ -189,9 +191,20 @@ def plot_decision_curve(curve: DecisionCurve, *, ax=None, label: str = "model"):
         )
     ax.plot(t, curve.treat_all, color="C1", label="treat all")
     ax.plot(t, curve.treat_none, color="black", lw=1, label="treat none")
-    ax.set_ylim(-0.05, curve.prevalence + 0.05)
-    ax.set_xlim(float(t.min()), float(t.max()))
-    ax.set_xlabel("Threshold probability")
+    low = -0.05
+    ax.set_ylim(low, curve.prevalence + 0.05)
+    # thresholds where nothing happens (the model treats no one and treat-all is below the
+    # axis) are cut, so the axis is spent where the curves differ
+    active = (np.abs(curve.model) > 0) | (curve.treat_all > low)
+    hi = float(t.max())
+    if active.any():
+        last = float(t[active].max())
+        hi = min(hi, last + max(0.1 * (last - float(t.min())), 0.02))
+    ax.set_xlim(float(t.min()), hi)
+    cut = f" (axis cut at {hi:.2f}: the model treats no one beyond)" if hi < t.max() else ""
+    ax.set_xlabel("Threshold probability" + cut)
     ax.set_ylabel("Net benefit")
+    ax.set_title(f"Decision curve ({curve.n} patients, prevalence {curve.prevalence:.1%})",
+                 fontsize=10)  # fmt: skip
     ax.legend(loc="upper right", fontsize="small")
     return fig
