@@ -40,7 +40,6 @@ from lmmkit.linalg.kernels import (
 from lmmkit.linalg.sparse_rest import (
     SPARSE_MIN_RZ,
     SparseChoice,
-    SparseFactor,
     SparseRest,
     build_sparse_rest,
     factor_sparse_rest,

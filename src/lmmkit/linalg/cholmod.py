@@ -27,7 +27,17 @@ __all__ = ["CholmodFactor", "amd_order", "PatternMatrix"]
 
 
 def _cvx():
-    from cvxopt import amd, cholmod, matrix, spmatrix
+    try:
+        from cvxopt import amd, cholmod, matrix, spmatrix
+    except ImportError as exc:  # a core dependency; only a broken install lands here
+        from lmmkit.errors import ModelError
+
+        raise ModelError(
+            "The sparse rest block (random-effects terms after the first, factored by "
+            f"CHOLMOD) needs the package 'cvxopt', which could not be imported ({exc}). "
+            "Install it with 'pip install cvxopt>=1.3' (a dependency of lmmkit), or fit a "
+            "design whose terms after the first stay below 25,000 effects (dense block)."
+        ) from exc
 
     return amd, cholmod, matrix, spmatrix
 

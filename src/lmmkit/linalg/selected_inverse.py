@@ -51,7 +51,11 @@ def supernodes(indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:  # pragma
         ns += 1
         while j + 1 < n:
             cnt = indptr[j + 1] - indptr[j]
-            if cnt > 1 and indices[indptr[j] + 1] == j + 1 and indptr[j + 2] - indptr[j + 1] == cnt - 1:
+            if (
+                cnt > 1
+                and indices[indptr[j] + 1] == j + 1
+                and indptr[j + 2] - indptr[j + 1] == cnt - 1
+            ):
                 j += 1
             else:
                 break

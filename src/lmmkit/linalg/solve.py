@@ -12,7 +12,7 @@ from scipy.linalg.lapack import dpotri, dtrtrs
 
 from lmmkit.linalg.blocked import CrossProducts, Factor
 from lmmkit.linalg.kernels import selected_quadratic_forms, symmetrize_lower
-from lmmkit.linalg.sparse_rest import SparseFactor, lambda_t_rest, lambda_t_pattern_rows
+from lmmkit.linalg.sparse_rest import SparseFactor, lambda_t_pattern_rows, lambda_t_rest
 
 __all__ = [
     "fixed_effects",

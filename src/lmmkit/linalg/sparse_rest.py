@@ -215,13 +215,17 @@ def _level_pair_blocks(ta: Any, tb: Any) -> tuple[np.ndarray, np.ndarray, np.nda
     return uniq // tb.nlevels, uniq % tb.nlevels, blocks
 
 
+def _bytes(x: float) -> str:
+    return f"{x / 1e9:.2f} GB" if x >= 1e8 else f"{x / 1e6:.2f} MB"
+
+
 def _refuse(choice: SparseChoice, avail: float, extra: str = "") -> ModelError:
     return ModelError(
         f"The random-effects terms after the first have {choice.Rz:,} effects; their sparse "
-        f"factor would need about {choice.memory_bytes / 1e9:.1f} GB (nnz(S) "
+        f"factor would need about {_bytes(choice.memory_bytes)} (nnz(S) "
         f"{choice.nnz_matrix:,}, nnz(L) {choice.nnz_factor:,}, "
         f"{choice.flops_sparse:.3g} multiply-adds per factorization{extra}) and "
-        f"{avail / 1e9:.1f} GB are available; the dense block would be {choice.Rz:,} x "
+        f"{_bytes(avail)} are available; the dense block would be {choice.Rz:,} x "
         f"{choice.Rz:,} ({choice.flops_dense:.3g} multiply-adds). The crossing of the "
         f"factors is too dense for a sparse factor: fit a subset of the levels, or nest the "
         f"factors (e.g. providers within regions), which keeps the factor sparse."
@@ -411,7 +415,11 @@ def lambda_t_pattern_rows(sr: SparseRest, cp: Any, Ts_rest: list[np.ndarray], G:
         lam = np.array([T[0, 0] for T in Ts_rest])[sr.row_term]
         return G * lam[cp.rows][:, None]
     return _lambda_t_pattern(
-        np.ascontiguousarray(G), cp.rows, sr.row_term, sr.row_local, sr.psize,
+        np.ascontiguousarray(G),
+        cp.rows,
+        sr.row_term,
+        sr.row_local,
+        sr.psize,
         _tstack(Ts_rest, sr.psize),
     )
 

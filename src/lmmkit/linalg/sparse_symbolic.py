@@ -158,9 +158,7 @@ def analyze(pattern_lower: sp.csc_matrix, perm: np.ndarray) -> SymbolicAnalysis:
     rows = Pl.tocsr()
     parent = etree(n, rows.indptr.astype(np.int64), rows.indices.astype(np.int64))
     post = postorder(parent)
-    counts = column_counts(
-        n, Pl.indptr.astype(np.int64), Pl.indices.astype(np.int64), parent, post
-    )
+    counts = column_counts(n, Pl.indptr.astype(np.int64), Pl.indices.astype(np.int64), parent, post)
     return SymbolicAnalysis(n, perm[post], counts[post], int(pattern_lower.nnz))
 
 
