@@ -27,3 +27,5 @@ target="."
 [ -n "$extras" ] && target=".[${extras}]"
 .venv/bin/python -m pip install -q -e "$target" 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import lmmkit" || { echo "lmmkit did not install; see the pip output above." >&2; exit 1; }
+# Compile lmmkit's numba kernels into the on-disk cache now, so no first real call pays for it.
+.venv/bin/python -m lmmkit._warmup || echo "lmmkit: the numba warm-up failed; kernels will compile on first use." >&2

@@ -1,15 +1,15 @@
 """lmmkit: linear mixed models for structured biomedical data.
 
-Public names only. Heavy submodules (scikit-learn, scikit-image) load on first use.
+Public names only, all resolved on first use, so ``import lmmkit`` loads NumPy-free code only.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
-# glmm is imported eagerly: the function shares its name with the subpackage lmmkit.glmm,
-# which Python would otherwise bind over a lazily resolved name on first submodule import.
 from lmmkit.errors import (
     DataError,
     FileFormatError,
@@ -18,14 +18,16 @@ from lmmkit.errors import (
     LmmkitWarning,
     ModelError,
 )
-from lmmkit.glmm.model import glmm
-from lmmkit.models.lmm import LinearMixedModel, lmm
-from lmmkit.optim.bobyqa import OptControl
-from lmmkit.results.lmm_result import LMMResult
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    # linear and generalized linear mixed models
+    "lmm": "lmmkit.models.lmm",
+    "LinearMixedModel": "lmmkit.models.lmm",
+    "LMMResult": "lmmkit.results.lmm_result",
+    "OptControl": "lmmkit.optim.bobyqa",
+    "glmm": "lmmkit.glmm.model",
     # generalized linear mixed models
     "glmm_nb": "lmmkit.glmm.nb",
     "GLMMResult": "lmmkit.glmm.result",
@@ -131,14 +133,9 @@ __all__ = [
     "DataError",
     "FileFormatError",
     "FormulaError",
-    "LMMResult",
-    "LinearMixedModel",
     "LmmkitError",
     "LmmkitWarning",
     "ModelError",
-    "OptControl",
-    "glmm",
-    "lmm",
     *sorted(_LAZY),
 ]
 
@@ -153,3 +150,20 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+class _Package(types.ModuleType):
+    """``lmmkit`` itself: keeps the function :func:`lmmkit.glmm` bound over the subpackage.
+
+    Importing a submodule binds it on its parent; ``lmmkit.glmm`` is both a function and a
+    subpackage, so the import of ``lmmkit.glmm.*`` must not replace the function (the subpackage
+    stays in ``sys.modules``). Everything else behaves as a plain module.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "glmm" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -70,3 +70,29 @@ def test_site_summary_help_states_the_library_default():
          "--out", "a.json"]
     )  # fmt: skip
     assert args.min_patients is None  # the handler then takes DEFAULT_MIN_PATIENTS
+
+
+def test_import_lmmkit_loads_no_numerical_library():
+    """#14: ``import lmmkit`` resolves every public name on first use (start-up stays cheap)."""
+    code = "import json, sys\nimport lmmkit\nprint(json.dumps(sorted(sys.modules)))\n"
+    proc = _run(sys.executable, "-c", code)
+    assert proc.returncode == 0, proc.stderr
+    loaded = json.loads(proc.stdout)
+    heavy = ("numpy", "scipy", "pandas", "numba", "formulaic", "matplotlib", "dask", "sklearn")
+    assert not [m for m in loaded if m.split(".")[0] in heavy]
+
+
+def test_glmm_stays_the_function_after_its_subpackage_is_imported():
+    code = (
+        "import lmmkit, lmmkit.glmm.family\nfrom lmmkit.glmm import model as m\n"
+        "assert lmmkit.glmm is m.glmm, lmmkit.glmm\n"
+        "assert callable(lmmkit.lmm) and 'glmm' in dir(lmmkit)\n"
+    )
+    proc = _run(sys.executable, "-c", code)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_python_dash_m_lmmkit_is_the_command():
+    proc = _run(sys.executable, "-m", "lmmkit", "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: lmmkit" in proc.stdout and "gwas" in proc.stdout

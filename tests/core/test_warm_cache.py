@@ -1,0 +1,55 @@
+"""#14 item 3: after scripts/setup.sh (which ends with ``python -m lmmkit._warmup``), a fresh
+process's first InstEval-size fit compiles nothing (numba's dispatcher statistics, not timing)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+_FIT_AND_COUNT = r"""
+import json, sys
+import numpy as np, pandas as pd
+import lmmkit
+from numba.core.registry import CPUDispatcher
+
+rng = np.random.default_rng(11)
+n, ns, nd = 73_421, 2_972, 1_128
+s, d = rng.integers(0, ns, n), rng.integers(0, nd, n)
+y = rng.normal(size=ns)[s] + rng.normal(size=nd)[d] + rng.normal(size=n)
+data = pd.DataFrame({"y": y, "s": s.astype(str), "d": d.astype(str),
+                     "dept": (d % 14).astype(str), "service": rng.integers(0, 2, n)})
+lmmkit.lmm("y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)", data, reml=False)
+
+def dispatchers(mod):
+    for obj in list(vars(mod).values()):
+        if isinstance(obj, CPUDispatcher):
+            yield obj
+        elif isinstance(obj, dict):
+            yield from (v for v in obj.values() if isinstance(v, CPUDispatcher))
+
+seen, compiled = 0, []
+for name, mod in list(sys.modules.items()):
+    if name.startswith("lmmkit") and mod is not None:
+        for disp in dispatchers(mod):
+            seen += sum(disp.stats.cache_hits.values())
+            if disp.stats.cache_misses:
+                compiled.append(disp.py_func.__qualname__)
+print(json.dumps({"hits": seen, "compiled": sorted(set(compiled))}))
+"""
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=900)
+
+
+def test_first_instEval_size_fit_in_a_fresh_process_compiles_nothing():
+    proc = _run("-c", _FIT_AND_COUNT)
+    assert proc.returncode == 0, proc.stderr
+    counts = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert counts["hits"] > 0  # the fit did go through cached kernels
+    assert counts["compiled"] == [], (
+        f"kernels compiled on a first call after the warm-up: {counts['compiled']}; "
+        "scripts/setup.sh runs `python -m lmmkit._warmup`: run it after editing a kernel, and "
+        "add a call that reaches a new kernel to lmmkit/_warmup.py"
+    )
