@@ -343,15 +343,17 @@ def test_satterthwaite_through_the_sparse_factor_equals_lmertest():
 
 
 @pytest.mark.slow
-def test_second_term_beyond_the_dense_ceiling_equals_lme4():
-    """90,000 rows, 30,000 patients (1 + x | g1) crossed with 28,544 providers (1 | g2): the
-    rest block (28,544 effects) is above the old dense ceiling of 25,000, so auto takes the
-    sparse block. lme4 (tests/reference/sparse/crossed_90k.json, lme4_crossed.R): the REML
-    criterion and ML deviance at fixed theta 1e-10 relative; at the optimum the objective
-    no worse than lme4's tight fit and within 1e-9 relative, theta within 2e-5, beta 1e-6,
-    sigma 1e-5 relative."""
-    ref = json.loads((REF / "crossed_90k.json").read_text())
-    df = simulate(90_000, 30_000, 1_000)
+@pytest.mark.parametrize("n, levels, name", [(90_000, 30_000, "90k"), (200_000, 50_000, "200k")])
+def test_second_term_beyond_the_dense_ceiling_equals_lme4(n, levels, name):
+    """90,000 rows, 30,000 patients (1 + x | g1) crossed with 28,544 providers (1 | g2), and
+    200,000 rows, 50,000 x 49,136 (the issue's 200k design): the rest block is above the
+    old dense ceiling of 25,000, so auto takes the sparse block. lme4
+    (tests/reference/sparse/crossed_{90k,200k}.json, lme4_crossed.R): the REML criterion and
+    ML deviance at fixed theta 1e-10 relative; at the optimum the objective no worse than
+    lme4's tight fit and within 1e-9 relative, theta within 2e-5, beta 1e-6, sigma 1e-5
+    relative."""
+    ref = json.loads((REF / f"crossed_{name}.json").read_text())
+    df = simulate(n, levels, 1_000)
     m = LinearMixedModel(FORMULA, df)
     assert m.cp.sparse is not None and m.cp.Rz == ref["levels_g2"] > 25_000
     for th, reml_ref, ml_ref in zip(ref["theta_grid"], ref["reml_at"], ref["ml_at"]):
@@ -367,5 +369,5 @@ def test_second_term_beyond_the_dense_ceiling_equals_lme4():
     # differ by 1e-6 relative here)
     assert res.sigma == pytest.approx(tight["sigma"], rel=1e-5)
     assert res.optimization.linear_algebra.startswith(f"sparse rest block ({m.cp.Rz} random")
-    if (REF / "satterthwaite_90k.json").exists():
+    if name == "90k":
         _satterthwaite_against_lmertest(m, json.loads((REF / "satterthwaite_90k.json").read_text()))
