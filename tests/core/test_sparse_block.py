@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from benchmarks.sparse_design import FORMULA, simulate
 
 from lmmkit.errors import ModelError
-from lmmkit.linalg.blocked import build_cross_products, factor
+from lmmkit.linalg.blocked import build_cross_products, describe_rest, factor
 from lmmkit.linalg.cholmod import CholmodFactor
 from lmmkit.linalg.selected_inverse import lower_solve, lower_t_solve, selected_inverse
 from lmmkit.linalg.solve import fixed_effects, term_condvars, term_modes
@@ -371,3 +371,23 @@ def test_second_term_beyond_the_dense_ceiling_equals_lme4(n, levels, name):
     assert res.optimization.linear_algebra.startswith(f"sparse rest block ({m.cp.Rz} random")
     if name == "90k":
         _satterthwaite_against_lmertest(m, json.loads((REF / "satterthwaite_90k.json").read_text()))
+
+
+def test_auto_choice_keeps_dense_when_the_crossing_fills_in():
+    """Random (no locality) crossing of 6,000 x 2,500 levels: the symbolic analysis finds the
+    factor nearly dense (fill), so auto keeps the dense block and reports the numbers."""
+    rng = np.random.default_rng(4)
+    n = 30_000
+    df = pd.DataFrame(
+        {
+            "y": rng.normal(size=n),
+            "g1": rng.integers(0, 6_000, n).astype(str),
+            "g2": rng.integers(0, 2_500, n).astype(str),
+        }
+    )
+    m = LinearMixedModel("y ~ 1 + (1 | g1) + (1 | g2)", df)
+    assert m.cp.sparse is None
+    choice = m.cp.rest_choice
+    assert choice.kind == "dense" and choice.flops_sparse * 5 > choice.flops_dense > 0
+    assert choice.nnz_factor > 10 * choice.nnz_matrix
+    assert "not 5x cheaper than the dense one" in describe_rest(m.cp)

@@ -24,7 +24,7 @@ the selected inverse (``linalg/selected_inverse.py``), never a dense inverse.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -314,16 +314,11 @@ def build_sparse_rest(
         memory_bytes=mem,
     )
     if not force and dense_ok and analysis.flops * SPARSE_ADVANTAGE > flops_dense:
-        return SparseChoice(
-            "dense",
-            f"the sparse factor ({analysis.flops:.3g} multiply-adds) is not "
+        return replace(
+            choice,
+            kind="dense",
+            reason=f"the sparse factor ({analysis.flops:.3g} multiply-adds) is not "
             f"{SPARSE_ADVANTAGE:g}x cheaper than the dense one ({flops_dense:.3g})",
-            Rz,
-            nnz_matrix=nnz_s,
-            nnz_factor=analysis.nnz_factor,
-            flops_sparse=analysis.flops,
-            flops_dense=flops_dense,
-            memory_bytes=mem,
         )
     if mem > avail:
         if dense_ok and not force and 16.0 * R * R < avail:
