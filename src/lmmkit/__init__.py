@@ -58,6 +58,11 @@ _LAZY = {
     # inference
     "anova": "lmmkit.inference.anova",
     "coef_table": "lmmkit.inference.satterthwaite",
+    "emmeans": "lmmkit.inference.emmeans",
+    "ranova": "lmmkit.inference.ranova",
+    "step": "lmmkit.inference.step",
+    "compare": "lmmkit.inference.compare",
+    "EMMeans": "lmmkit.inference.emmeans",
     "confint": "lmmkit.inference.profile",
     "r2_nakagawa": "lmmkit.inference.r2",
     "icc_model": "lmmkit.inference.r2",
@@ -69,6 +74,10 @@ _LAZY = {
     "fit_combat": "lmmkit.omics.combat",
     "apply_combat": "lmmkit.omics.combat",
     "ComBatModel": "lmmkit.omics.combat",
+    "pathway_scores": "lmmkit.omics.gene_sets",
+    "read_gmt": "lmmkit.omics.gene_sets",
+    "write_gmt": "lmmkit.omics.gene_sets",
+    "PathwayScores": "lmmkit.omics.gene_sets",
     # genetics
     "read_plink": "lmmkit.genetics.plink",
     "read_pheno_file": "lmmkit.genetics.plink",
@@ -91,6 +100,7 @@ _LAZY = {
     "relationship_inverse": "lmmkit.genetics.pedigree",
     "inbreeding": "lmmkit.genetics.pedigree",
     "gwas": "lmmkit.genetics.gwas",
+    "genotype_pca": "lmmkit.genetics.pca",
     "genomic_control": "lmmkit.genetics.gwas",
     "get_executor": "lmmkit.parallel.executor",
     # clinical validation
@@ -104,14 +114,51 @@ _LAZY = {
     "net_benefit": "lmmkit.validation.decision_curve",
     "decision_curve": "lmmkit.validation.decision_curve",
     "plot_decision_curve": "lmmkit.validation.decision_curve",
+    "CEAInputs": "lmmkit.validation.cost_effectiveness",
+    "beta_from_moments": "lmmkit.validation.cost_effectiveness",
+    "gamma_from_moments": "lmmkit.validation.cost_effectiveness",
+    "lognormal_from_moments": "lmmkit.validation.cost_effectiveness",
+    "cost_effectiveness": "lmmkit.validation.cost_effectiveness",
+    "probabilistic_sensitivity": "lmmkit.validation.cost_effectiveness",
+    "efficiency_frontier": "lmmkit.validation.cost_effectiveness",
+    "net_monetary_benefit": "lmmkit.validation.cost_effectiveness",
+    "net_benefit_exchange": "lmmkit.validation.cost_effectiveness",
+    "plot_frontier": "lmmkit.validation.cost_effectiveness",
+    "plot_ce_plane": "lmmkit.validation.cost_effectiveness",
+    "plot_ceac": "lmmkit.validation.cost_effectiveness",
+    "operating_points": "lmmkit.validation.cost_effectiveness",
+    "OperatingPoints": "lmmkit.validation.cost_effectiveness",
+    "CostEffectiveness": "lmmkit.validation.cost_effectiveness",
+    "PSAResult": "lmmkit.validation.cost_effectiveness",
     "icc": "lmmkit.validation.reliability",
     "icc_wide": "lmmkit.validation.reliability",
     "within_subject_cv": "lmmkit.validation.reliability",
     "repeatability_coefficient": "lmmkit.validation.reliability",
+    "bland_altman": "lmmkit.validation.agreement",
+    "plot_bland_altman": "lmmkit.validation.agreement",
+    "concordance_correlation": "lmmkit.validation.agreement",
+    "bias_linearity": "lmmkit.validation.agreement",
+    "reproducibility": "lmmkit.validation.agreement",
+    "BlandAltman": "lmmkit.validation.agreement",
+    "Concordance": "lmmkit.validation.agreement",
+    "Linearity": "lmmkit.validation.agreement",
+    "Reproducibility": "lmmkit.validation.agreement",
     "otsu_mask": "lmmkit.validation.segmentation",
     "dice": "lmmkit.validation.segmentation",
     "jaccard": "lmmkit.validation.segmentation",
     "hausdorff": "lmmkit.validation.segmentation",
+    # penalized signatures and explanations
+    "penalized_path": "lmmkit.signatures.path",
+    "cv_penalized": "lmmkit.signatures.cv",
+    "signature": "lmmkit.signatures.pipeline",
+    "fuse": "lmmkit.signatures.fusion",
+    "PenalizedPath": "lmmkit.signatures.path",
+    "CVPenalized": "lmmkit.signatures.cv",
+    "SignatureResult": "lmmkit.signatures.pipeline",
+    "FusionResult": "lmmkit.signatures.fusion",
+    "shapley_values": "lmmkit.explain.shapley",
+    "plot_shapley": "lmmkit.explain.plots",
+    "ShapleyResult": "lmmkit.explain.shapley",
     # survival
     "coxph": "lmmkit.survival.cox",
     "cox_partial_likelihood": "lmmkit.survival.partial_likelihood",
@@ -138,6 +185,11 @@ __all__ = [
     "ModelError",
     *sorted(_LAZY),
 ]
+
+
+def __dir__() -> list[str]:
+    """Every public name, the lazily loaded ones included (for tab completion)."""
+    return sorted(set(globals()) | set(__all__))
 
 
 def __getattr__(name: str) -> Any:

@@ -14,8 +14,9 @@ import pytest
 from lmmkit.cli.main import AREAS, build_parser
 
 COMMANDS = {
-    "fit", "demo", "varpart", "harmonize", "gwas", "grm", "h2", "ldsc",
-    "site-summary", "multisite-fit", "plan", "coxph", "radiomics",
+    "fit", "demo", "varpart", "harmonize", "gwas", "grm", "pca", "h2", "ldsc",
+    "site-summary", "multisite-fit", "plan", "coxph", "radiomics", "agreement",
+    "cea", "select", "signature",
 }  # fmt: skip
 
 

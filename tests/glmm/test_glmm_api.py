@@ -163,8 +163,8 @@ def test_engine_schur_and_dense_solvers_agree(counts: pd.DataFrame) -> None:
     fits = []
     for mode in ("schur", "dense", "engine"):
         m = GeneralizedLinearMixedModel("cbind(s, f) ~ x + (1 | g) + (1 | h)", d, family="binomial")
-        m.pls = PLS(m.terms, m.X, mode=mode)
-        assert m.pls.mode == mode
+        m.objective.pls = PLS(m.terms, m.X, mode=mode)
+        assert m.objective.pls.mode == mode
         fits.append(m.fit())
     a = fits[0]
     for b in fits[1:]:
@@ -178,11 +178,12 @@ def test_engine_schur_and_dense_solvers_agree(counts: pd.DataFrame) -> None:
 
 def test_family_aic_matches_fast_constants(counts: pd.DataFrame) -> None:
     m = GeneralizedLinearMixedModel("cbind(s, f) ~ x + (1 | g)", counts, family="binomial")
+    o = m.objective
     eta = np.linspace(-2, 2, m.n)
     mu = m.family.link.linkinv(eta)
-    fast = m._aic_const - 2 * m._ll(eta)
-    assert abs(fast - m._aic(mu)) < 1e-8 * abs(fast)
-    assert abs(m._sat - 2 * m._ll(eta) - m._devres_sum(mu)) < 1e-8 * m._devres_sum(mu)
+    fast = o._aic_const - 2 * o._ll(eta)
+    assert abs(fast - o.aic(mu)) < 1e-8 * abs(fast)
+    assert abs(o._sat - 2 * o._ll(eta) - o.devres_sum(mu)) < 1e-8 * o.devres_sum(mu)
 
 
 @pytest.mark.parametrize("link", ["probit", "cloglog"])

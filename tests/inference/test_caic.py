@@ -215,9 +215,13 @@ def test_glmm_is_refused() -> None:
         caic(model)
 
 
-def test_result_alone_is_refused(sleep_model) -> None:
-    with pytest.raises(ModelError, match="needs the LinearMixedModel"):
-        caic(sleep_model.fit())
+def test_result_alone_works_and_an_unpickled_one_is_refused(sleep_model) -> None:
+    import pickle
+
+    res = sleep_model.fit()
+    assert caic(res).caic == pytest.approx(caic(sleep_model, res).caic, rel=1e-10)
+    with pytest.raises(ModelError, match="does not carry it"):
+        caic(pickle.loads(pickle.dumps(res)))
 
 
 def test_other_objects_are_refused() -> None:

@@ -302,10 +302,17 @@ def test_lrt_reml_without_refit_needs_same_fixed_effects(lrt_models):
     assert tab["Chisq"].iloc[1] > 0
 
 
-def test_lrt_needs_models_not_results(lrt_models):
+def test_lrt_takes_results_and_refuses_results_without_their_model(lrt_models):
+    import pickle
+
     res = lrt_models["m0"].fit()
-    with pytest.raises(ModelError, match="LinearMixedModel"):
-        lrt.anova(res, lrt_models["m1"])
+    a = lrt.anova(res, lrt_models["m1"])
+    b = lrt.anova(lrt_models["m0"], lrt_models["m1"])
+    np.testing.assert_allclose(a["Chisq"].iloc[1], b["Chisq"].iloc[1], rtol=1e-8)
+    with pytest.raises(ModelError, match="does not carry it"):
+        lrt.anova(pickle.loads(pickle.dumps(res)), lrt_models["m1"])
+    with pytest.raises(ModelError, match="got str"):
+        lrt.anova("m0", lrt_models["m1"])
 
 
 # ----------------------------------------------------------------- R2 and ICC
@@ -367,7 +374,7 @@ def test_confint_bad_input(models):
     with pytest.raises(ModelError, match="method"):
         profile.confint(m, r, method="boot")
     with pytest.raises(ModelError, match="LinearMixedModel"):
-        profile.confint(r)
+        profile.confint("not a model")
 
 
 def test_anova_dispatches_on_number_of_models(models, lrt_models):

@@ -12,6 +12,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from lmmkit._io import read_table
 
     data = read_table(args.data, args.factor)
+    if args.family and args.ddf:
+        from lmmkit.errors import DataError
+
+        raise DataError("--ddf applies to linear mixed models; drop it with --family.")
     if args.family:
         result = lmmkit.glmm(
             args.formula,
@@ -25,7 +29,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         result = lmmkit.lmm(
             args.formula, data, reml=not args.ml, weights=args.weights, offset=args.offset
         )
-    print(result.summary())
+    print(result.summary(ddf=args.ddf) if args.ddf else result.summary())
     if args.json:
         result.to_json(args.json)
         print(f"\nwrote {args.json}")
@@ -51,6 +55,11 @@ def register(sub) -> None:
         "--factor", action="append", help="treat this column as categorical (repeatable)"
     )
     fit.add_argument("--json", help="write the result as JSON to this path (atomically)")
+    fit.add_argument(
+        "--ddf",
+        choices=["Satterthwaite", "Kenward-Roger"],
+        help="print df and p-values of the fixed effects by this method (lmerTest's summary)",
+    )
     fit.add_argument("--family", help="GLMM family: binomial, poisson, negative_binomial, Gamma")
     fit.add_argument("--trials", help="binomial: column with the number of trials")
     fit.set_defaults(func=_cmd_fit)

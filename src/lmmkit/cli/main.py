@@ -23,8 +23,12 @@ AREAS: tuple[str, ...] = (
     "lmmkit.cli.genetics",  # gwas, grm, h2, ldsc
     "lmmkit.cli.multisite",  # site-summary, multisite-fit
     "lmmkit.cli.plan",  # plan lock, plan run
+    "lmmkit.cli.signatures",  # signature
     "lmmkit.cli.survival",  # coxph
     "lmmkit.cli.radiomics",  # radiomics (imaging extra)
+    "lmmkit.cli.agreement",  # agreement
+    "lmmkit.cli.cea",  # cea
+    "lmmkit.cli.selection",  # select (step, ranova, compare)
 )
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from lmmkit._jit import cached_njit
 
 __all__ = [
     "FAMILY_CODE",
@@ -37,7 +38,7 @@ _SQRT2 = math.sqrt(2.0)
 _SQRT2PI = math.sqrt(2.0 * math.pi)
 
 
-@njit(cache=True, inline="always")
+@cached_njit(inline="always")
 def _inv(link: int, eta: float) -> tuple[float, float]:
     """(mu, dmu/deta) for one linear predictor value."""
     if link == 0:
@@ -74,7 +75,7 @@ def _inv(link: int, eta: float) -> tuple[float, float]:
     return mu, mu
 
 
-@njit(cache=True)
+@cached_njit()
 def working(
     fam: int, link: int, y: np.ndarray, wt: np.ndarray, eta: np.ndarray, k: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -99,7 +100,7 @@ def working(
     return w, r
 
 
-@njit(cache=True, inline="always")
+@cached_njit(inline="always")
 def _ll(fam: int, link: int, y: float, eta: float, k: float) -> float:
     if fam == 1 and link == 3 and -700.0 < eta < 700.0:  # Poisson, log link
         mu = math.exp(eta)
@@ -128,7 +129,7 @@ def _ll(fam: int, link: int, y: float, eta: float, k: float) -> float:
     return (y * lm if y > 0.0 else 0.0) - mu
 
 
-@njit(cache=True)
+@cached_njit()
 def loglik_sum(
     fam: int, link: int, y: np.ndarray, wt: np.ndarray, eta: np.ndarray, k: float
 ) -> float:
@@ -139,7 +140,7 @@ def loglik_sum(
     return s
 
 
-@njit(cache=True)
+@cached_njit()
 def loglik_by_level(
     fam: int,
     link: int,
@@ -156,7 +157,7 @@ def loglik_by_level(
     return out
 
 
-@njit(cache=True)
+@cached_njit()
 def eta_loglik_scalar(
     fam: int,
     link: int,

@@ -21,7 +21,6 @@ import pandas as pd
 from scipy import optimize, special
 
 from lmmkit.errors import ModelError
-from lmmkit.glmm._kernels import FAMILY_CODE
 from lmmkit.glmm.family import negative_binomial
 from lmmkit.glmm.model import GeneralizedLinearMixedModel
 from lmmkit.glmm.result import GLMMResult
@@ -74,10 +73,7 @@ def theta_ml(
 
 
 def _set_theta(model: GeneralizedLinearMixedModel, theta: float) -> None:
-    model.family = negative_binomial(theta)
-    model._fc = FAMILY_CODE["negbin"]
-    model._k = float(theta)
-    model._constants()
+    model.set_family(negative_binomial(theta))
 
 
 def glmm_nb(

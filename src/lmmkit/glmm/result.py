@@ -10,27 +10,21 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lmmkit.errors import DataError, LmmkitWarning
+from lmmkit.errors import DataError
 from lmmkit.optim.bobyqa import OptSummary
 from lmmkit.results.common import RandomEffectsSummary
 from lmmkit.results.lmm_result import RandomTermInfo, fixed_part, random_part
 
-if TYPE_CHECKING:
-    from lmmkit.glmm.model import GeneralizedLinearMixedModel, _State
+__all__ = ["GLMMResult", "varcorr_table"]
 
-__all__ = ["GLMMResult", "build_result"]
-
-
-class HessianWarning(LmmkitWarning):
-    """The finite-difference Hessian was unusable; vcov falls back to the RX-based one."""
+_CHECK_COLUMNS = ["check", "status", "value", "detail"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +69,9 @@ class GLMMResult(RandomEffectsSummary):
     # known-covariance terms: grouping factor -> K's mean diagonal and mean over the levels
     # with records, their number and the number of K's labels (for latent heritability)
     kernels: dict[str, dict[str, float]] = field(default_factory=dict)
+    # named checks (check, status, value, detail): perfect_fit, separation,
+    # extreme_groups, convergence, singular
+    checks: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=_CHECK_COLUMNS))
 
     def _fam(self) -> Any:
         from lmmkit.glmm.family import make_family, negative_binomial
@@ -312,19 +309,32 @@ class GLMMResult(RandomEffectsSummary):
             "ranef": self.ranef_records(),
             "overdispersion": self.overdispersion(),
             "is_singular": self.is_singular,
-            "optimization": {
-                "optimizer": self.optimization.optimizer,
-                "evaluations": self.optimization.evaluations,
-                "stage1_evaluations": [s.evaluations for s in self.stages],
-                "status": self.optimization.status,
-                "converged": self.optimization.converged,
-                "seconds": self.optimization.seconds + sum(s.seconds for s in self.stages),
-            },
+            "optimization": self._optimization_dict(),
+            "checks": [
+                {k: _plain(v) for k, v in row.items()} for row in self.checks.to_dict("records")
+            ],
             "fitted": self.fitted.tolist(),
             "linear_predictor": self.linear_predictor.tolist(),
             "kernels": self.kernels,
             "warnings": list(self.warnings),
         }
+
+    def _optimization_dict(self) -> dict[str, Any]:
+        opt = self.optimization
+        out: dict[str, Any] = {
+            "optimizer": opt.optimizer,
+            "evaluations": opt.evaluations,
+            "stage1_evaluations": [s.evaluations for s in self.stages],
+            "status": opt.status,
+            "converged": opt.converged,
+            "seconds": opt.seconds + sum(s.seconds for s in self.stages),
+        }
+        if getattr(opt, "check", None) is not None:  # stage 2's record (nAGQ >= 1)
+            out["message"] = opt.message
+            out["infeasible_evaluations"] = opt.infeasible
+            out["attempts"] = [{k: _plain(v) for k, v in vars(a).items()} for a in opt.attempts]
+            out["check"] = {k: _plain(v) for k, v in vars(opt.check).items()}
+        return out
 
     def to_json(self, path: str | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=1)
@@ -370,6 +380,17 @@ class GLMMResult(RandomEffectsSummary):
         return self.summary()
 
 
+def _plain(v: Any) -> Any:
+    """JSON-ready: numpy scalars to Python, tuples to lists, nan and inf to None."""
+    if isinstance(v, tuple | list):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
 def _T_of(theta: np.ndarray, terms: tuple[RandomTermInfo, ...], k: int) -> np.ndarray:
     from lmmkit.linalg.blocked import theta_to_T
 
@@ -382,45 +403,14 @@ def _T_of(theta: np.ndarray, terms: tuple[RandomTermInfo, ...], k: int) -> np.nd
     raise IndexError(k)
 
 
-def build_result(
-    model: GeneralizedLinearMixedModel,
-    opt: OptSummary,
-    s: _State,
-    theta: np.ndarray,
-    beta: np.ndarray,
-    nagq: int,
-    hess: np.ndarray | None,
-    stages: list[OptSummary],
-) -> GLMMResult:
-    d = model.design
-    names = list(d.fixef_names)
-    unscaled, condvars = model.final_quantities(theta, s)
-    V, method = unscaled, "RX"
-    notes = list(model.notes)
-    if hess is not None:
-        try:
-            inv = np.linalg.inv(hess)
-            Vh = (inv + inv.T)[model.nth :, model.nth :]
-            ok = np.all(np.isfinite(Vh)) and np.linalg.eigvalsh(Vh).min() > 0
-        except np.linalg.LinAlgError:
-            ok = False
-        if ok:
-            V, method = Vh, "hessian"
-        else:
-            msg = (
-                "the finite-difference Hessian of the deviance is not positive definite; the "
-                "fixed-effect covariance falls back to the RX-based one (as glmer's vcov)"
-            )
-            warnings.warn(msg + ".", HessianWarning, stacklevel=3)
-            notes.append(msg)
-    Ts = model._T(theta)
-    modes = model.term_modes(s.u, Ts)
-    terms = tuple(
-        RandomTermInfo(t.name, t.group, tuple(t.levels.tolist()), t.columns, b, cv, t.spec)
-        for t, b, cv in zip(d.terms, modes, condvars)
-    )
+def varcorr_table(
+    terms: tuple[Any, ...], Ts: list[np.ndarray], sigma: float | None = None
+) -> pd.DataFrame:
+    """glmer's VarCorr as a table (group, var1, var2, vcov, sdcor) from the relative
+    covariance factors ``Ts`` of the ``terms``; ``sigma`` (scaled families: Gamma, inverse
+    Gaussian) scales the variances and adds the residual row."""
     rows: list[dict[str, Any]] = []
-    for t, T in zip(d.terms, Ts):
+    for t, T in zip(terms, Ts):
         cov = T @ T.T
         sd = np.sqrt(np.diag(cov))
         for i, c in enumerate(t.columns):
@@ -439,74 +429,11 @@ def build_result(
                         "sdcor": cov[i, j] / den if den > 0 else math.nan,
                     }
                 )
-    sigma = 1.0
-    if model.family.name in ("gamma", "inverse_gaussian"):
-        # glmer's sigma for a scaled family: sqrt((Pearson chi-square + ||u||^2) / n)
-        wrss = float(np.sum(model.wt * (model.y - s.mu) ** 2 / model.family.variance(s.mu)))
-        sigma = math.sqrt((wrss + model._usq(s.u)) / model.n)
+    if sigma is not None:
         for r in rows:
             r["vcov"] *= sigma**2
             r["sdcor"] *= sigma if r["var2"] is None else 1.0  # correlations unchanged
         rows.append(
             {"group": "Residual", "var1": None, "var2": None, "vcov": sigma**2, "sdcor": sigma}
         )
-    varcorr = pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])
-    singular = model.singular(theta)
-    if singular:
-        notes.append("boundary (singular) fit: a random-effect variance is (nearly) zero")
-    if not opt.converged:
-        notes.append(f"optimizer status {opt.status}")
-    if getattr(model, "_separated", False) or np.any(np.abs(beta) > 15):
-        big = [n for n, b in zip(names, beta) if abs(b) > 10]
-        if big:
-            notes.append(
-                f"very large fixed effects {big}: (quasi-)complete separation; the estimates "
-                "are where the optimizer stopped, not finite maximum-likelihood values"
-            )
-    from lmmkit.design.model import lme4_name
-
-    all_names = [lme4_name(c) for c in d.fixed_spec.column_names]
-    kept = tuple(all_names.index(n) for n in d.fixef_names)
-    deviance = model._devres_sum(s.mu)
-    return GLMMResult(
-        formula=model.formula,
-        family=model.family.name,
-        link=model.family.link.name,
-        nagq=nagq,
-        nobs=model.n,
-        n_dropped=d.n_dropped,
-        dropped_columns=d.dropped_columns,
-        fixef=pd.Series(beta, index=names, name="fixef"),
-        vcov=pd.DataFrame(V, index=names, columns=names),
-        vcov_method=method,
-        theta=np.asarray(theta, float),
-        varcorr=varcorr,
-        terms=terms,
-        loglik=-0.5 * opt.fmin,
-        objective=float(opt.fmin),
-        deviance=deviance,
-        npar=model.nth
-        + model.p
-        + (1 if model.family.name in ("negbin", "gamma", "inverse_gaussian") else 0),
-        linear_predictor=s.eta.copy(),
-        fitted=s.mu.copy(),
-        response=model.y.copy(),
-        trials=model.ntrials.copy(),
-        prior_weights=model.wt.copy(),
-        optimization=opt,
-        stages=tuple(stages),
-        is_singular=singular,
-        hessian=hess,
-        offsets=model.parsed.offsets,
-        offset_name=model.offset_name,
-        fixed_spec=d.fixed_spec,
-        fixed_kept=kept,
-        fixed_part=model.off + model.X @ beta,
-        term_index=tuple(t.index for t in d.terms),
-        term_Zx=tuple(t.Zx for t in d.terms),
-        warnings=tuple(notes),
-        nb_theta=float(model.family.theta),
-        array_offset=model.array_offset,
-        sigma=sigma,
-        kernels=dict(model.kernel_info),
-    )
+    return pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])

@@ -197,18 +197,22 @@ def _check_isotropic(case: Case, settings: RadiomicsSettings, spacing: tuple[flo
 
 
 def _ccc(x: np.ndarray, y: np.ndarray) -> float:
-    """Lin's concordance correlation coefficient (population moments, Lin 1989)."""
+    """Lin's CCC (:func:`lmmkit.concordance_correlation`) of the finite pairs; NaN where it is
+    undefined for one feature (fewer than 3 pairs, a constant version), 1.0 when both versions
+    are the same constant."""
+    from lmmkit.errors import DataError
+    from lmmkit.validation.agreement import concordance_correlation
+
     x, y = np.asarray(x, float), np.asarray(y, float)
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
-    if len(x) < 2:
+    if len(x) >= 1 and np.ptp(x) == 0 and np.ptp(y) == 0 and np.allclose(x, y):
+        return 1.0
+    try:
+        with np.errstate(divide="ignore", invalid="ignore"):  # the SE is not used here
+            return concordance_correlation(x, y).ccc
+    except DataError:
         return float("nan")
-    mx, my = x.mean(), y.mean()
-    sxy = np.mean((x - mx) * (y - my))
-    denom = x.var() + y.var() + (mx - my) ** 2
-    if denom == 0:
-        return 1.0 if np.allclose(x, y) else float("nan")
-    return float(2 * sxy / denom)
 
 
 def robustness(perturbed: pd.DataFrame, *, level: float = 0.95) -> pd.DataFrame:

@@ -19,8 +19,11 @@ import pandas as pd
 from lmmkit.errors import ModelError
 from lmmkit.linalg.blocked import factor
 from lmmkit.linalg.solve import fixed_effects
+from lmmkit.results.source import model_for
 
 __all__ = [
+    "is_lmm_result",
+    "is_model",
     "resolve",
     "varpar_deviance",
     "covbeta_at",
@@ -31,26 +34,41 @@ __all__ = [
 _ZERO_TOL = math.sqrt(np.finfo(float).eps / 7e-7)  # numDeriv's zero.tol
 
 
+def is_model(obj: Any) -> bool:
+    """A linear mixed model bound to its data (a LinearMixedModel), told by what the tests use:
+    its cross-products, design and layout. (Duck-typed so that the result types, which call
+    the tests, and the tests do not import each other.)"""
+    return all(hasattr(obj, a) for a in ("cp", "design", "layout", "fit", "set_response"))
+
+
+def is_lmm_result(obj: Any) -> bool:
+    """A fitted LMMResult (or subclass): variance parameters, fixed effects, random terms."""
+    return all(hasattr(obj, a) for a in ("theta", "fixed_spec", "terms", "reml", "optimization"))
+
+
 def resolve(model: Any, result: Any = None, *, reml: bool | None = None) -> tuple[Any, Any]:
-    """(model, result) from a LinearMixedModel (fitted here when ``result`` is None).
+    """(model, result) for a test that needs the model.
 
-    An ``LMMResult`` alone is not enough: the variance-parameter derivatives need the model's
-    cross-products, which the frozen result does not keep.
+    ``model`` is a LinearMixedModel (fitted here when ``result`` is None) or an LMMResult from
+    :func:`~lmmkit.lmm` / ``fit()``, whose model is rebuilt from the data it references
+    (:mod:`lmmkit.results.source`). With ``reml`` given, a fit by the other criterion is
+    refitted.
     """
-    from lmmkit.models.lmm import LinearMixedModel
-    from lmmkit.results.lmm_result import LMMResult
-
-    if isinstance(model, LMMResult):
+    if is_lmm_result(model) and not is_model(model):
+        if result is not None:
+            raise ModelError(
+                "Pass either a result alone, or a model and its result; got two results."
+            )
+        result = model
+        model = model_for(result, "This test")
+    elif not is_model(model):
         raise ModelError(
-            "This test needs the LinearMixedModel, not only its LMMResult (the result keeps no "
-            "cross-products to differentiate). Pass the model, e.g. coef_table(model) or "
-            "coef_table(model, result)."
+            f"Expected a LinearMixedModel or the LMMResult of lmmkit.lmm(); got "
+            f"{type(model).__name__}."
         )
-    if not isinstance(model, LinearMixedModel):
-        raise ModelError(f"Expected a LinearMixedModel; got {type(model).__name__}.")
     if result is None:
         result = model.fit(reml=True if reml is None else reml)
-    elif not isinstance(result, LMMResult):
+    elif not is_lmm_result(result):
         raise ModelError(f"result must be an LMMResult; got {type(result).__name__}.")
     elif reml is not None and result.reml != reml:
         result = model.fit(reml=reml)

@@ -23,6 +23,7 @@ import pandas as pd
 
 from lmmkit._io import write_bytes_atomic, write_text_atomic
 from lmmkit.errors import DataError
+from lmmkit.inference._common import is_lmm_result, is_model, resolve
 
 __all__ = ["BootstrapResult", "parametric_bootstrap"]
 
@@ -116,13 +117,16 @@ def parametric_bootstrap(
     progress: bool = False,
 ) -> BootstrapResult:
     """Parametric bootstrap of ``model`` (a :class:`~lmmkit.LinearMixedModel`) around ``result``
-    (its fit; fitted here if not given, by REML)."""
+    (its fit; fitted here if not given, by REML), or of the result of :func:`~lmmkit.lmm`
+    alone (its model rebuilt from the data it references)."""
     from lmmkit.parallel.executor import SerialExecutor
 
     if not (isinstance(nsim, int) and nsim > 0):
         raise DataError(f"nsim must be a positive integer; got {nsim!r}.")
     if not (isinstance(batch_size, int) and batch_size > 0):
         raise DataError(f"batch_size must be a positive integer; got {batch_size!r}.")
+    if is_lmm_result(model) and not is_model(model):  # a result of lmm(): its model rebuilt
+        model, result = resolve(model, result)
     if result is None:
         result = model.fit()
     estimate = _statistics(result)

@@ -48,7 +48,7 @@ import scipy.sparse as sp
 from scipy.linalg.lapack import dtrtri
 
 from lmmkit.errors import ModelError
-from lmmkit.inference._common import resolve
+from lmmkit.inference._common import is_lmm_result, is_model, resolve
 from lmmkit.linalg.blocked import theta_to_T
 
 __all__ = ["ConditionalAIC", "caic", "MAX_RANDOM_EFFECTS", "ZERO_OBJECTIVE_TOL"]
@@ -126,8 +126,9 @@ def caic(
 ) -> ConditionalAIC:
     """Conditional AIC (Greven & Kneib 2010) of a Gaussian LMM, as ``cAIC4::cAIC(fit)``.
 
-    ``model`` is the :class:`~lmmkit.LinearMixedModel`; ``result`` its fit (a REML fit is
-    made when omitted).
+    ``model`` is the result of :func:`~lmmkit.lmm` (its model rebuilt from the data it
+    references), or the :class:`~lmmkit.LinearMixedModel` with ``result`` its fit (a REML fit
+    is made when omitted).
 
     Zero variance components: cAIC4 removes the random-effect columns whose relative
     standard deviation (a diagonal element of the relative covariance factor, lme4's theta)
@@ -146,6 +147,8 @@ def caic(
     >>> lmmkit.caic(m).caic  # doctest: +SKIP
     1711.6177...
     """
+    if is_lmm_result(model) and not is_model(model):  # a result of lmm(): its model rebuilt
+        model, result = resolve(model, result)
     _check_supported(model, result)
     if zero_tol is not None and not (
         isinstance(zero_tol, int | float) and math.isfinite(zero_tol) and zero_tol >= 0
@@ -244,7 +247,6 @@ def _check_supported(model: Any, result: Any) -> None:
     from lmmkit.glmm.model import GeneralizedLinearMixedModel
     from lmmkit.glmm.result import GLMMResult
     from lmmkit.models.lmm import LinearMixedModel
-    from lmmkit.results.lmm_result import LMMResult
 
     for obj in (model, result):
         if isinstance(obj, GeneralizedLinearMixedModel | GLMMResult):
@@ -253,11 +255,6 @@ def _check_supported(model: Any, result: Any) -> None:
                 "Gaussian linear mixed models (LinearMixedModel / lmm) only; cAIC4's Poisson "
                 "and Bernoulli bias corrections for GLMMs are not available here."
             )
-    if isinstance(model, LMMResult):
-        raise ModelError(
-            "caic needs the LinearMixedModel, not only its LMMResult (the result keeps no "
-            "design matrices). Call caic(model) or caic(model, result)."
-        )
     if not isinstance(model, LinearMixedModel):
         raise ModelError(
             f"caic: expected a LinearMixedModel (Gaussian linear mixed model); got "

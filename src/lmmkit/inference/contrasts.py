@@ -1,5 +1,23 @@
-"""Type III hypothesis matrices for fixed-effect terms (a port of lmerTest's
-``get_contrasts_type3`` / ``extract_contrasts_type3`` for treatment-coded models).
+"""Type III and type II hypothesis matrices for fixed-effect terms (lmerTest's
+``get_contrasts_type3`` / ``extract_contrasts_type3`` for treatment-coded models, and
+``get_contrasts_type2_unfolded``).
+
+**What type III means here.** With treatment coding (formulaic's and R's default) the
+coefficient of a main effect in a model with its interaction is a *simple* effect (the effect
+at the reference level of the other factor, or at 0 of a covariate); testing those columns is
+not a main-effect test. lmerTest's type III hypotheses -- and these, which reproduce them --
+are SAS's: each term is tested averaged over the levels of the factors it interacts with
+(equal weights), i.e. the tests one would get from sum-to-zero coding, whatever coding the
+fit used. Covariates are taken at 0, so a factor's type III test in a factor x covariate model
+is its effect at covariate 0 (lmerTest's and SAS's convention; centre the covariate to test
+at its mean).
+
+**Type II**: each term is tested adjusted for every term that does not contain it, and not
+for the terms that contain it (its interactions): for a term contained in none, the joint test
+of its own columns; otherwise lmerTest's construction, rows of the Doolittle factor of X'X with
+the term and the terms containing it ordered last. Containment follows lmerTest's
+``term_contain``: A is contained in B when B has all of A's variables and more, with the same
+numeric variables.
 
 lmerTest's construction: rdX is the "rank-deficient" design with an intercept and every term
 coded with *all* its levels (``model.matrix(~ 0 + term)``); L = zapsmall(t(ginv(X) rdX)).
@@ -23,7 +41,16 @@ import numpy as np
 
 from lmmkit.design.model import lme4_name
 
-__all__ = ["term_columns", "term_orders", "type3_contrasts", "zapsmall"]
+__all__ = [
+    "containment",
+    "term_variables",
+    "doolittle_lower",
+    "term_columns",
+    "term_orders",
+    "type2_contrasts",
+    "type3_contrasts",
+    "zapsmall",
+]
 
 
 def term_columns(model: Any) -> dict[str, list[int]]:
@@ -181,4 +208,79 @@ def type3_contrasts(model: Any) -> dict[str, np.ndarray]:
             continue
         Lt = Lsq[:, cols[t]].T
         out[t] = Lt[np.abs(Lt).sum(axis=1) > 1e-8]
+    return out
+
+
+def term_variables(model: Any) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """Each fixed-effect term's variables and, among them, the numeric ones (formulaic's
+    encoder kind; lmerTest reads R's data classes)."""
+    spec = model.design.fixed_spec
+    state = spec.encoder_state
+    vars_of: dict[str, set[str]] = {}
+    nums_of: dict[str, set[str]] = {}
+    for term in spec.term_indices:
+        label = str(term)
+        if label == "1":
+            continue
+        exprs = {f.expr for f in term.factors}
+        vars_of[label] = exprs
+        nums_of[label] = {
+            e for e in exprs if getattr(state.get(e, (None,))[0], "value", "") != "categorical"
+        }
+    return vars_of, nums_of
+
+
+def containment(model: Any) -> dict[str, list[str]]:
+    """Term label -> the terms that contain it (lmerTest's ``containment``)."""
+    vars_of, nums_of = term_variables(model)
+    return {
+        a: [
+            b
+            for b in vars_of
+            if vars_of[a] <= vars_of[b] and vars_of[b] - vars_of[a] and nums_of[a] == nums_of[b]
+        ]
+        for a in vars_of
+    }
+
+
+def doolittle_lower(A: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """The unit lower-triangular factor of lmerTest's ``doolittle`` (LU without pivoting,
+    A = L U): a multiplier whose pivot is below ``eps`` in absolute value is 0, and entries
+    below ``eps`` are zeroed at the end, as there."""
+    n = A.shape[0]
+    L = np.eye(n)
+    U = np.zeros((n, n))
+    for i in range(n):
+        U[i, :] = A[i, :] - L[i, :i] @ U[:i, :]
+        if i + 1 < n:
+            col = A[i + 1 :, i] - L[i + 1 :, :i] @ U[:i, i]
+            L[i + 1 :, i] = 0.0 if abs(U[i, i]) < eps else col / U[i, i]
+    L[np.abs(L) < eps] = 0.0
+    return L
+
+
+def type2_contrasts(model: Any) -> dict[str, np.ndarray]:
+    """Type II hypothesis matrix (rows x p) of each fixed-effect term (lmerTest's
+    ``get_contrasts_type2_unfolded``)."""
+    cols = term_columns(model)
+    if not cols:
+        return {}
+    X = model.design.X
+    p = X.shape[1]
+    contained_in = containment(model)
+    if p <= 1 or len(cols) <= 1:  # lmerTest's type I shortcut; equal to the marginal test
+        return {t: np.eye(p)[c] for t, c in cols.items()}
+    out: dict[str, np.ndarray] = {}
+    for term, own in cols.items():
+        bigger = [c for b in contained_in.get(term, []) if b in cols for c in cols[b]]
+        if not bigger:
+            out[term] = np.eye(p)[own]
+            continue
+        last = own + bigger
+        order = [j for j in range(p) if j not in set(last)] + last
+        Lc = doolittle_lower(X[:, order].T @ X[:, order]).T  # rows in the new column order
+        rows = [order.index(j) for j in own]
+        L = np.zeros((len(own), p))
+        L[:, order] = Lc[rows, :]
+        out[term] = L
     return out

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from lmmkit.errors import DataError
+from lmmkit.results.source import model_for, source_of
 
 if TYPE_CHECKING:
     from lmmkit.models.lmm import LinearMixedModel
@@ -81,6 +82,8 @@ def _model_for(
 ) -> LinearMixedModel:
     """The model (design) behind ``result``: given, or rebuilt from ``data``; checked to be
     the one that was fitted (same observations, same response)."""
+    if model is None and data is None and source_of(result) is not None:
+        return model_for(result, "These diagnostics")  # rebuilt from the data it references
     if model is None:
         if data is None:
             raise DataError(

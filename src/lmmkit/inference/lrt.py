@@ -23,27 +23,31 @@ import pandas as pd
 from scipy import stats
 
 from lmmkit.errors import ModelError
+from lmmkit.inference._common import is_lmm_result, is_model
+from lmmkit.results.source import model_for
 
-__all__ = ["anova", "lrt"]
+__all__ = ["anova", "check_nested", "in_span", "lrt", "n_variance_components"]
 
 
 def _unpack(item: Any) -> tuple[Any, Any]:
-    from lmmkit.models.lmm import LinearMixedModel
-
+    """(model, result) from a LinearMixedModel, a (model, result) pair or an LMMResult (whose
+    model is rebuilt from the data it references)."""
     if isinstance(item, tuple) and len(item) == 2:
         model, result = item
     else:
         model, result = item, None
-    if not isinstance(model, LinearMixedModel):
+    if is_lmm_result(model) and not is_model(model) and result is None:
+        return model_for(model, "anova() of several fits (to refit them by ML)"), model
+    if not is_model(model):
         raise ModelError(
-            "anova() compares LinearMixedModel objects (or (model, result) pairs); got "
-            f"{type(model).__name__}. The models are needed to refit them by ML."
+            "anova() compares the results of lmmkit.lmm(), LinearMixedModel objects or "
+            f"(model, result) pairs; got {type(model).__name__}."
         )
     return model, result
 
 
-def _in_span(A: np.ndarray, B: np.ndarray, tol: float = 1e-7) -> bool:
-    """Are the columns of A in the column space of B?"""
+def in_span(A: np.ndarray, B: np.ndarray, tol: float = 1e-7) -> bool:
+    """Whether the columns of A lie in the column space of B."""
     if A.shape[1] == 0:
         return True
     coef, *_ = np.linalg.lstsq(B, A, rcond=None)
@@ -51,7 +55,9 @@ def _in_span(A: np.ndarray, B: np.ndarray, tol: float = 1e-7) -> bool:
     return bool(np.all(np.linalg.norm(resid, axis=0) <= tol * (1 + np.linalg.norm(A, axis=0))))
 
 
-def _check_pair(small: Any, big: Any, names: tuple[str, str]) -> None:
+def check_nested(small: Any, big: Any, names: tuple[str, str]) -> None:
+    """ModelError unless ``small`` is nested in ``big`` (same observations and response,
+    fixed effects in the span of big's, random-effect groups among big's)."""
     if small.n != big.n:
         raise ModelError(
             f"Models {names[0]} and {names[1]} were fitted to different numbers of "
@@ -63,7 +69,7 @@ def _check_pair(small: Any, big: Any, names: tuple[str, str]) -> None:
             f"Models {names[0]} and {names[1]} have different responses "
             f"({small.design.response!r} vs {big.design.response!r}); they are not nested."
         )
-    if not _in_span(small.design.X, big.design.X):
+    if not in_span(small.design.X, big.design.X):
         raise ModelError(
             f"The fixed effects of {names[0]} ({small.formula!r}) are not contained in those of "
             f"{names[1]} ({big.formula!r}); the models are not nested."
@@ -77,7 +83,8 @@ def _check_pair(small: Any, big: Any, names: tuple[str, str]) -> None:
         )
 
 
-def _n_sd(model: Any) -> int:
+def n_variance_components(model: Any) -> int:
+    """Number of random-effect standard deviations (theta entries bounded below by 0)."""
     return int(np.sum(model.layout.lower == 0))
 
 
@@ -113,9 +120,9 @@ def anova(*models: Any, refit: bool = True, names: list[str] | None = None) -> p
                 f"the same number of parameters ({r0.npar}) but different formulas; they are "
                 "not nested, so a likelihood-ratio test does not apply (compare AIC instead)."
             )
-        _check_pair(m0, m1, (names[a], names[a + 1]))
+        check_nested(m0, m1, (names[a], names[a + 1]))
         if r0.reml and not (
-            m0.design.X.shape == m1.design.X.shape and _in_span(m1.design.X, m0.design.X)
+            m0.design.X.shape == m1.design.X.shape and in_span(m1.design.X, m0.design.X)
         ):
             raise ModelError(
                 "REML criteria of models with different fixed effects are not comparable; "
@@ -141,8 +148,8 @@ def anova(*models: Any, refit: bool = True, names: list[str] | None = None) -> p
             df = r.npar - r0.npar
             row["Chisq"], row["Df"] = chisq, df
             row["Pr(>Chisq)"] = float(stats.chi2.sf(chisq, df)) if df > 0 else np.nan
-            same_fixed = m0.design.X.shape == m.design.X.shape and _in_span(m.design.X, m0.design.X)
-            if df > 0 and same_fixed and _n_sd(m) - _n_sd(m0) == 1:
+            same_fixed = m0.design.X.shape == m.design.X.shape and in_span(m.design.X, m0.design.X)
+            if df > 0 and same_fixed and n_variance_components(m) - n_variance_components(m0) == 1:
                 upper = float(stats.chi2.sf(chisq, df))
                 lower = float(stats.chi2.sf(chisq, df - 1)) if df > 1 else 0.0
                 row["Pr(>Chisq) mixture"] = 0.5 * upper + 0.5 * lower

@@ -33,7 +33,7 @@ from lmmkit.inference._common import (
     t_table,
     varpar_deviance,
 )
-from lmmkit.inference.contrasts import type3_contrasts
+from lmmkit.inference.contrasts import type2_contrasts, type3_contrasts
 
 __all__ = [
     "SatterthwaiteInfo",
@@ -198,15 +198,46 @@ def coef_table(model: Any, result: Any = None, *, ddf: str = "Satterthwaite") ->
 def anova(
     model: Any, result: Any = None, *, ddf: str = "Satterthwaite", type: int = 3
 ) -> pd.DataFrame:
-    """lmerTest's ``anova(m)``: type III F tests of each fixed-effect term.
+    """lmerTest's ``anova(m, type, ddf)``: F tests of each fixed-effect term.
 
-    Columns Sum Sq, Mean Sq, NumDF, DenDF, F value, Pr(>F); one row per term (none for an
-    intercept-only model). ``ddf`` is "Satterthwaite" or "Kenward-Roger".
+    Parameters
+    ----------
+    model : LMMResult or LinearMixedModel
+        The fit (a result of :func:`~lmmkit.lmm`), or a model (fitted by REML when
+        ``result`` is None).
+    result : LMMResult, optional
+        The model's fit.
+    ddf : {"Satterthwaite", "Kenward-Roger"}
+        Denominator degrees of freedom (Kenward-Roger: REML fits; an ML fit is refitted).
+    type : {3, 2}
+        Type III (lmerTest's default; see :mod:`lmmkit.inference.contrasts` for what it means
+        under treatment coding) or type II hypotheses.
+
+    Returns
+    -------
+    DataFrame
+        Sum Sq, Mean Sq, NumDF, DenDF, F value, Pr(>F); one row per term (none for an
+        intercept-only model).
+
+    Raises
+    ------
+    ModelError
+        An unknown ``ddf`` or ``type``.
+
+    Examples
+    --------
+    >>> import lmmkit
+    >>> from lmmkit.datasets import load_dataset
+    >>> ss = load_dataset("sleepstudy")
+    >>> ss["early"] = ss["Days"] < 3
+    >>> res = lmmkit.lmm("Reaction ~ Days * early + (1 | Subject)", ss)
+    >>> list(anova(res, type=2).index)
+    ['Days', 'early', 'Days:early']
     """
-    if type != 3:
-        raise NotImplementedError("Only type III tests (lmerTest's default) are implemented.")
+    if type not in (2, 3, "2", "3", "II", "III"):
+        raise ModelError(f"type must be 3 (type III) or 2 (type II); got {type!r}.")
     model, result = resolve(model, result)
-    Ls = type3_contrasts(model)
+    Ls = type3_contrasts(model) if str(type) in ("3", "III") else type2_contrasts(model)
     kr = ddf.lower().startswith("k")
     if kr:
         from lmmkit.inference.kenward_roger import kr_info, kr_test

@@ -17,7 +17,9 @@ import types
 from typing import Any
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from lmmkit._jit import cached_njit
 
 __all__ = [
     "schur_update_lower",
@@ -124,7 +126,7 @@ def _selected_quadratic_forms(
     return out
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def first_block_small(
     T1: np.ndarray, D1: np.ndarray, B1: np.ndarray, full: bool
 ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
@@ -178,7 +180,7 @@ def first_block_small(
     return logdet, Minv, H, BHB
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def dense_scalar_parts(
     Arr: np.ndarray, theta: np.ndarray, row_term: np.ndarray, Rz: int, p: int
 ) -> tuple[bool, float, float, float]:
@@ -254,9 +256,9 @@ def _renamed(f: Any, suffix: str) -> Any:
     return g
 
 
-_serial = {f.__name__: njit(cache=True, nogil=True)(f) for f in _KERNELS}
+_serial = {f.__name__: cached_njit(nogil=True)(f) for f in _KERNELS}
 _parallel = {
-    f.__name__: njit(parallel=True, cache=True, nogil=True)(_renamed(f, "_parallel"))
+    f.__name__: cached_njit(parallel=True, nogil=True)(_renamed(f, "_parallel"))
     for f in _KERNELS
 }
 
@@ -298,7 +300,7 @@ def scaled_pattern(
     return _pick("_scaled_pattern", 4.0 * V.size)(V, H, level, rows, lam)
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _symmetrize_lower(A: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
     n = A.shape[0]
     for j in range(n):

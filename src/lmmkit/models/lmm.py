@@ -47,6 +47,7 @@ from lmmkit.results.lmm_result import (
     scaled_quantiles,
     vcov_frame,
 )
+from lmmkit.results.source import ModelSource, attach_source
 
 __all__ = ["LinearMixedModel", "lmm", "SINGULAR_TOL"]
 
@@ -120,6 +121,15 @@ class LinearMixedModel:
         from lmmkit.design.kernels import prepare_kernel
 
         self.formula = formula
+        # what rebuilding this model (and refitting reduced formulas) needs: a reference to
+        # the data frame, not a copy (see lmmkit.results.source)
+        self.data = data
+        self.options: dict[str, Any] = {
+            "weights": weights,
+            "offset": offset,
+            "na_action": na_action,
+            "kernels": kernels,
+        }
         self.parsed = parse_formula(formula)
         groups = {t.group_name for t in self.parsed.random}
         for name in kernels or {}:
@@ -156,6 +166,7 @@ class LinearMixedModel:
                 "observations than fixed effects."
             )
         self._y = d.y.copy()
+        self._refit_response = False  # set_response() replaced the data's response
         self._response_range: float | None = None  # checked when fitted (response_range())
         cp = build_cross_products(
             blocks, Xw, self._working_y(self._y), dense=True if self.kernels else None
@@ -269,6 +280,7 @@ class LinearMixedModel:
                 f"refit: the new response has {int((~np.isfinite(y)).sum())} non-finite values."
             )
         self._y = y
+        self._refit_response = True
         self._response_range = None
         update_response(self.cp, self._working_y(y))
 
@@ -344,7 +356,7 @@ class LinearMixedModel:
         checks = checks + extra_checks
         notes += [c.name for c in checks]
         kept = _kept_columns(d)
-        return LMMResult(
+        result = LMMResult(
             formula=self.formula,
             reml=reml,
             nobs=n,
@@ -370,6 +382,44 @@ class LinearMixedModel:
             warnings=tuple(notes),
             checks=checks,
         )
+        response = self._y if self._refit_response else None  # refit(y): keep that response
+        return attach_source(
+            result, ModelSource(_rebuild, self.formula, self.data, self.options, response)
+        )
+
+    def update(self, formula: str) -> LinearMixedModel:
+        """The same data, rows and options with another formula (lme4's ``update``), for
+        comparing reduced models: the rows this model used (after dropping missing values)
+        are the rows of the new one, so that their likelihoods are comparable; kernels of
+        grouping factors the new formula does not have are left out."""
+        d = self.design
+        n_data = len(self.data)
+        rows = d.rows_used if d.n_dropped else None
+        options = dict(self.options)
+        for key in ("weights", "offset"):
+            value = options[key]
+            if rows is not None and value is not None and not isinstance(value, str):
+                arr = np.asarray(value)
+                if arr.ndim == 1 and arr.shape[0] == n_data:
+                    options[key] = arr[rows]
+        groups = {t.group_name for t in parse_formula(formula).random}
+        if options["kernels"]:
+            options["kernels"] = {k: v for k, v in options["kernels"].items() if k in groups}
+        data = self.data if rows is None else self.data.iloc[rows]
+        model = LinearMixedModel(formula, data, **options)
+        if self._refit_response:  # this model's response came from refit(y)
+            model.set_response(self._y)
+        return model
+
+
+def _rebuild(
+    formula: str, data: pd.DataFrame, *, response: np.ndarray | None = None, **options: Any
+) -> LinearMixedModel:
+    """The model of a fit from its source (:class:`~lmmkit.results.source.ModelSource`)."""
+    model = LinearMixedModel(formula, data, **options)
+    if response is not None:
+        model.set_response(response)
+    return model
 
 
 def fit_notes(

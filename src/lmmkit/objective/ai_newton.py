@@ -42,11 +42,11 @@ import functools
 import math
 import time
 
-import numba
 import numpy as np
 import scipy.linalg as sla
 from scipy.linalg.lapack import dpotri
 
+from lmmkit._jit import cached_njit
 from lmmkit.linalg.blocked import CrossProducts, Factor, _lower_indices, factor
 from lmmkit.linalg.kernels import selected_quadratic_forms, symmetrize_lower
 from lmmkit.linalg.solve import _lambda_rest, term_condvars
@@ -68,7 +68,7 @@ def supports_ai_newton(cp: CrossProducts) -> bool:
     return len(cp.terms) >= 2 and not cp.kernels and not cp.structured
 
 
-@numba.njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _zt_cols(index, Zx, W, nlev):  # pragma: no cover - compiled
     """Z_k'W per level: out[l, a, j] = sum over rows i of level l of Zx[i, a] W[i, j]."""
     n, m = W.shape
@@ -83,7 +83,7 @@ def _zt_cols(index, Zx, W, nlev):  # pragma: no cover - compiled
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _add_z(out, index, Zx, U, sign):  # pragma: no cover - compiled
     """out += sign * Z_k U in place, U (levels, p, m) per level."""
     n, m = out.shape

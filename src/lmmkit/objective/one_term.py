@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
+from lmmkit._jit import cached_njit
 from lmmkit.linalg.blocked import CrossProducts, _lower_indices, theta_to_T
 from lmmkit.objective.profiled import deviance_from_parts
 
@@ -52,7 +52,7 @@ def supports_polish(cp: CrossProducts) -> bool:
     )
 
 
-@numba.njit(cache=True, inline="always")
+@cached_njit(inline="always")
 def _t_d(T, D, k, TD):  # pragma: no cover - compiled
     """TD <- T'D_k (p1 x p1), shared by the deviance and gradient passes."""
     p1 = T.shape[0]
@@ -64,7 +64,7 @@ def _t_d(T, D, k, TD):  # pragma: no cover - compiled
             TD[a, c] = acc
 
 
-@numba.njit(cache=True)
+@cached_njit()
 def _one_term_parts(D, B, Arr, T):  # pragma: no cover - compiled
     """(ok, log|L|^2, log|R_X|^2, r^2) of the penalized system for one grouping term.
 
@@ -141,7 +141,7 @@ def one_term_deviance(
     return deviance_from_parts(ok, ld, ldx, r2, n, p, reml, log_weights)
 
 
-@numba.njit(cache=True)
+@cached_njit()
 def _level_sums(D, B, Arr, T):  # pragma: no cover - compiled
     """sum_k G_k, H_k for every level, and M = W'V0^-1 W (see the module docstring).
 
@@ -220,7 +220,7 @@ def _level_sums(D, B, Arr, T):  # pragma: no cover - compiled
     return G, H, M
 
 
-@numba.njit(cache=True)
+@cached_njit()
 def _gradient_C(D, B, Arr, T, reml, n):  # pragma: no cover - compiled
     """C with d(deviance) = tr(C dSigma) (module docstring)."""
     G, H, M = _level_sums(D, B, Arr, T)

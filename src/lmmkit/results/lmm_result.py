@@ -20,9 +20,11 @@ import pandas as pd
 from lmmkit.errors import DataError
 from lmmkit.optim.bobyqa import OptSummary
 from lmmkit.results.common import FitCheck, FixedEffectsSummary, RandomEffectsSummary
+from lmmkit.results.prediction import fixed_part, prediction_table, random_part
+from lmmkit.results.source import drop_source, model_for
 from lmmkit.results.summary import format_summary
 
-__all__ = ["Deferred", "LMMResult", "RandomTermInfo"]
+__all__ = ["Deferred", "LMMResult", "RandomTermInfo", "fixed_part", "random_part"]
 
 
 class Deferred:
@@ -107,8 +109,29 @@ class RandomTermInfo:
         return len(self.columns)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class LMMResult(FixedEffectsSummary, RandomEffectsSummary):
+    """The frozen result of :func:`~lmmkit.lmm` (lme4's ``merMod``): estimates, fitted values,
+    conditional modes and the fit's checks, as plain arrays and small tables.
+
+    A result made by :func:`~lmmkit.lmm` or :meth:`~lmmkit.LinearMixedModel.fit` also carries
+    the recipe of its model (a reference to the data, not a copy; see
+    :mod:`lmmkit.results.source`), so the tests that need the model work on the result alone:
+    ``lmmkit.coef_table(res)``, ``lmmkit.anova(res)``, ``lmmkit.anova(r1, r2)``,
+    ``res.summary(ddf="Satterthwaite")``, ``lmmkit.ranova(res)``, ``lmmkit.emmeans(res, ...)``.
+    Pickled or JSON copies keep the plain values only.
+
+    Examples
+    --------
+    >>> import lmmkit
+    >>> from lmmkit.datasets import load_dataset
+    >>> res = lmmkit.lmm("Reaction ~ Days + (Days | Subject)", load_dataset("sleepstudy"))
+    >>> res
+    LMMResult(Reaction ~ Days + (Days | Subject); REML; nobs=180; REML criterion=1743.63; 2 fixed effects; groups: Subject 18)
+    >>> res.coef_table(ddf="Satterthwaite")["df"].round(1).tolist()
+    [17.0, 17.0]
+    """
+
     formula: str
     reml: bool
     nobs: int
@@ -140,6 +163,42 @@ class LMMResult(FixedEffectsSummary, RandomEffectsSummary):
     def df_residual(self) -> int:
         return self.nobs - self.npar
 
+    def __repr__(self) -> str:
+        crit = f"REML criterion={self.objective:.2f}" if self.reml else f"logLik={self.loglik:.2f}"
+        groups = ", ".join(f"{k} {v}" for k, v in self.ngroups.items())
+        return (
+            f"{type(self).__name__}({self.formula}; {'REML' if self.reml else 'ML'}; "
+            f"nobs={self.nobs}; {crit}; {len(self.fixed_kept)} fixed effects; groups: {groups})"
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return drop_source(self.__dict__)  # pickles keep the plain values only
+
+    def rebuild_model(self) -> Any:
+        """The :class:`~lmmkit.LinearMixedModel` of this fit, rebuilt from the data frame it was
+        fitted to and checked to reproduce the fit.
+
+        Returns
+        -------
+        LinearMixedModel
+            A new model (nothing is cached; each call builds the design again).
+
+        Raises
+        ------
+        ModelError
+            The result carries no model (unpickled or loaded results, residual-structure
+            fits), or the data frame changed after the fit.
+
+        Examples
+        --------
+        >>> import lmmkit
+        >>> from lmmkit.datasets import load_dataset
+        >>> res = lmmkit.lmm("Reaction ~ Days + (1 | Subject)", load_dataset("sleepstudy"))
+        >>> res.rebuild_model().n
+        180
+        """
+        return model_for(self, "rebuild_model()")
+
     # ----------------------------------------------------------------- prediction
     def predict(
         self,
@@ -147,15 +206,84 @@ class LMMResult(FixedEffectsSummary, RandomEffectsSummary):
         *,
         allow_new_levels: bool = False,
         include_random: bool = True,
-    ) -> np.ndarray:
-        """Predictions for new data. New levels of a grouping factor get the population-level
-        prediction when ``allow_new_levels``; otherwise they are an error."""
-        if newdata is None:
-            return self.fitted.copy()
-        pred = fixed_part(self.fixed_spec, self.fixed_kept, self.fixef, self.offsets, newdata)
-        if not include_random:
-            return pred
-        return pred + random_part(self.terms, newdata, allow_new_levels)
+        se_fit: bool = False,
+        interval: str | None = None,
+        level: float = 0.95,
+    ) -> np.ndarray | pd.DataFrame:
+        """Predictions, with standard errors and intervals on request.
+
+        Parameters
+        ----------
+        newdata : DataFrame, optional
+            Rows to predict; None: the fitted rows.
+        allow_new_levels : bool
+            Levels of a grouping factor not seen in the fit get the population-level
+            prediction (random effect 0); otherwise they are an error.
+        include_random : bool
+            Conditional predictions (X beta + Z b, the default) or the fixed part X beta.
+        se_fit : bool
+            Return a table with the standard error of each prediction.
+        interval : {"confidence", "prediction"}, optional
+            Add ``lower`` and ``upper``: a confidence interval of the predicted mean, or a
+            prediction interval for a new observation (residual variance added).
+        level : float
+            Coverage of the interval.
+
+        Returns
+        -------
+        ndarray or DataFrame
+            The predictions; with ``se_fit`` or ``interval``, a table with columns ``fit``,
+            ``se`` (and ``lower``, ``upper``), indexed like ``newdata``.
+
+        Notes
+        -----
+        Standard errors are by the delta method, conditional on the variance parameters:
+        the fixed part's variance is x' V x (V = ``vcov``), as emmeans/predict give for the
+        fixed part; a conditional prediction adds, per random term, z' C z with C the
+        conditional covariance of the level's modes (lme4's ``condVar``), and a level not seen
+        in the fit adds the term's covariance matrix instead (its effect is unknown). The
+        covariance between the fixed effects and the modes, and between terms, is left out,
+        as in merTools' ``predictInterval`` (which simulates from the same pieces; lme4's
+        ``bootMer`` is the simulation alternative, not available here). Intervals use normal
+        quantiles; prediction intervals add sigma^2 (prior weight 1).
+
+        Raises
+        ------
+        DataError
+            Unseen levels (fixed factor always; grouping factor unless allowed), missing
+            columns, a bad ``interval`` or ``level``.
+
+        Examples
+        --------
+        >>> import lmmkit, pandas as pd
+        >>> from lmmkit.datasets import load_dataset
+        >>> res = lmmkit.lmm("Reaction ~ Days + (Days | Subject)", load_dataset("sleepstudy"))
+        >>> new = pd.DataFrame({"Days": [0, 9], "Subject": ["308", "308"]})
+        >>> tab = res.predict(new, interval="confidence")
+        >>> list(tab.columns)
+        ['fit', 'se', 'lower', 'upper']
+        """
+        if interval not in (None, "confidence", "prediction"):
+            raise DataError(
+                f"interval must be 'confidence', 'prediction' or None; got {interval!r}."
+            )
+        if not (isinstance(level, float | int) and 0 < level < 1):
+            raise DataError(f"level must be a number between 0 and 1; got {level!r}.")
+        if not se_fit and interval is None:
+            if newdata is None:
+                return self.fitted.copy() if include_random else self._fixed_fitted()
+            pred = fixed_part(self.fixed_spec, self.fixed_kept, self.fixef, self.offsets, newdata)
+            if not include_random:
+                return pred
+            return pred + random_part(self.terms, newdata, allow_new_levels)
+        return prediction_table(
+            self, newdata, allow_new_levels, include_random, interval, float(level)
+        )
+
+    def _fixed_fitted(self) -> np.ndarray:
+        d = model_for(self, "predict(include_random=False) on the fitted rows").design
+        out = d.X @ self.fixef.to_numpy()
+        return out + d.offset if d.offset is not None else out
 
     # ----------------------------------------------------------------- reporting
     def to_dict(self) -> dict[str, Any]:
@@ -203,8 +331,52 @@ class LMMResult(FixedEffectsSummary, RandomEffectsSummary):
             write_text_atomic(path, text)
         return text
 
-    def summary(self) -> str:
-        """lme4's ``summary()`` layout as text."""
+    def coef_table(self, ddf: str | None = "Satterthwaite") -> pd.DataFrame:
+        """The fixed-effects table, with denominator degrees of freedom and p-values.
+
+        Parameters
+        ----------
+        ddf : {"Satterthwaite", "Kenward-Roger"} or None
+            Satterthwaite (lmerTest's default) or Kenward-Roger (adjusted standard errors;
+            REML) degrees of freedom and two-sided t p-values; None: lme4's table (Estimate,
+            Std. Error, t value), with no df and no p.
+
+        Returns
+        -------
+        DataFrame
+            Estimate, Std. Error, df, t value, Pr(>|t|) (no df and p with ``ddf=None``).
+
+        Raises
+        ------
+        ModelError
+            ``ddf`` given and the result carries no model (see :meth:`rebuild_model`).
+
+        Examples
+        --------
+        >>> import lmmkit
+        >>> from lmmkit.datasets import load_dataset
+        >>> res = lmmkit.lmm("Reaction ~ Days + (Days | Subject)", load_dataset("sleepstudy"))
+        >>> list(res.coef_table().columns)
+        ['Estimate', 'Std. Error', 'df', 't value', 'Pr(>|t|)']
+        """
+        if ddf is None:
+            return super().coef_table()
+        from lmmkit.inference.satterthwaite import coef_table
+
+        return coef_table(self, ddf=ddf)
+
+    def summary(self, ddf: str | None = None) -> str:
+        """lme4's ``summary()`` layout as text; with ``ddf`` ("Satterthwaite" or
+        "Kenward-Roger"), lmerTest's: the fixed-effects table gains df and p-values.
+
+        Examples
+        --------
+        >>> import lmmkit
+        >>> from lmmkit.datasets import load_dataset
+        >>> res = lmmkit.lmm("Reaction ~ Days + (Days | Subject)", load_dataset("sleepstudy"))
+        >>> "Pr(>|t|)" in res.summary(ddf="Satterthwaite")
+        True
+        """
         return format_summary(
             formula=self.formula,
             reml=self.reml,
@@ -219,72 +391,15 @@ class LMMResult(FixedEffectsSummary, RandomEffectsSummary):
             ngroups=self.ngroups,
             nobs=self.nobs,
             n_dropped=self.n_dropped,
-            coef_table=self.coef_table(),
+            coef_table=self.coef_table(ddf),
             vcov=self.vcov.to_numpy(),
             dropped_columns=self.dropped_columns,
             is_singular=self.is_singular,
             converged=self.optimization.converged,
             status=self.optimization.status,
             checks=[c.detail for c in self.checks],
+            ddf=ddf,
         )
 
     def __str__(self) -> str:
         return self.summary()
-
-
-def fixed_part(
-    spec: Any, kept: tuple[int, ...], fixef: pd.Series, offsets: tuple[str, ...], newdata: Any
-) -> np.ndarray:
-    """X beta (plus formula offsets) for new data, from the stored fixed-effects spec. A level
-    of a fixed factor that the fit did not see is a DataError (column, level, known levels)."""
-    from lmmkit.design.evaluate import model_matrix, new_data_matrix
-
-    X = new_data_matrix(spec, newdata, "fixed-effects")
-    pred = X[:, list(kept)] @ fixef.to_numpy()
-    for expr in offsets:
-        pred = pred + np.asarray(model_matrix(f"0 + {{{expr}}}", newdata), dtype=float)[:, 0]
-    return pred
-
-
-def random_part(
-    terms: tuple[RandomTermInfo, ...], newdata: pd.DataFrame, allow_new_levels: bool
-) -> np.ndarray:
-    """Sum over random-effects terms of Z b for new data. Levels of a grouping factor not seen
-    in the fit get 0 (the population level) when ``allow_new_levels``, and are an error
-    otherwise; an unseen level of a factor among a term's columns, e.g. f in (0 + f | g), is
-    always an error (it has no column)."""
-    from lmmkit.design.evaluate import new_data_matrix
-    from lmmkit.design.terms import group_codes
-
-    out = np.zeros(len(newdata))
-    for t in terms:
-        missing = [g for g in t.group if g not in newdata.columns]
-        if missing:
-            raise DataError(
-                f"newdata lacks grouping column(s) {missing} of random term {t.name!r}; "
-                "add them, or predict with include_random=False."
-            )
-        codes = group_codes(newdata, t.group)
-        idx = _match_levels(codes, t.levels)
-        new = idx < 0
-        if new.any() and not allow_new_levels:
-            bad = pd.unique(codes[new])[:5]
-            raise DataError(
-                f"newdata has {int(new.sum())} row(s) with level(s) {list(bad)} of "
-                f"{':'.join(t.group)!r} not seen in the fit. Pass allow_new_levels=True to "
-                "predict them at the population level (random effect 0)."
-            )
-        Z = new_data_matrix(t.spec, newdata, f"random term {t.name!r}")
-        contrib = np.einsum("ip,ip->i", Z, t.modes[np.where(new, 0, idx)])
-        out += np.where(new, 0.0, contrib)
-    return out
-
-
-def _match_levels(codes: pd.Series, levels: tuple[Any, ...]) -> np.ndarray:
-    index = pd.Index(list(levels))
-    idx = index.get_indexer(pd.Index(codes))
-    if (idx < 0).any():  # tolerate '308' vs 308 between fit data and newdata
-        as_str = pd.Index([str(x) for x in levels])
-        idx2 = as_str.get_indexer(pd.Index(codes.astype(str)))
-        idx = np.where(idx < 0, idx2, idx)
-    return idx

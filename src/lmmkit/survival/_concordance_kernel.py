@@ -9,13 +9,14 @@ by its own weight), so that the infinitesimal-jackknife variance can be formed f
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from lmmkit._jit import cached_njit
 
 __all__ = ["concordance_counts"]
 
 
-@numba.njit(cache=True, inline="always")
+@cached_njit(inline="always")
 def _add(tree, node, r, w):
     node[r] += w
     i = r + 1
@@ -25,7 +26,7 @@ def _add(tree, node, r, w):
         i += i & (-i)
 
 
-@numba.njit(cache=True, inline="always")
+@cached_njit(inline="always")
 def _below(tree, r):
     """Sum of the weights of ranks < r."""
     s = 0.0
@@ -36,14 +37,14 @@ def _below(tree, r):
     return s
 
 
-@numba.njit(cache=True)
+@cached_njit()
 def _query(tree, node, total, r):
     less = _below(tree, r)
     eq = node[r]
     return total - less - eq, less, eq  # greater, smaller, equal
 
 
-@numba.njit(cache=True)
+@cached_njit()
 def concordance_counts(
     stop, start, event, rank, weights, timewt, order_stop, order_start, counting, nrank
 ):

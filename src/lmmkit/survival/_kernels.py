@@ -21,13 +21,14 @@ accumulated lazily, when a group's risk sum changes, so the cost stays O(n p).
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from lmmkit._jit import cached_njit
 
 __all__ = ["cox_pass", "cholesky2", "chsolve2", "chinv2"]
 
 
-@numba.njit(cache=True, inline="always")
+@cached_njit(inline="always")
 def _flush(g, S1g, lastC, lastCV, diag2, cross2, C, CV, p):
     dc = C - lastC[g]
     s = S1g[g]
@@ -38,7 +39,7 @@ def _flush(g, S1g, lastC, lastCV, diag2, cross2, C, CV, p):
     lastC[g] = C
 
 
-@numba.njit(cache=True)
+@cached_njit()
 def cox_pass(
     stop,
     start,
@@ -251,7 +252,7 @@ def cox_pass(
     return loglik, u, h, A[:npieces], wbar[:npieces], gk[:npieces], ub, diag2, cross2
 
 
-@numba.njit(cache=True)
+@cached_njit()
 def cholesky2(matrix, toler):
     """survival's cholesky2: LDL' in place in the lower triangle (D on the diagonal), with
     columns whose pivot is below ``toler`` times the largest diagonal set to zero. Returns
@@ -283,7 +284,7 @@ def cholesky2(matrix, toler):
     return rank * nonneg
 
 
-@numba.njit(cache=True)
+@cached_njit()
 def chsolve2(matrix, y):
     """Solve with cholesky2's factor in place of ``y``; zero pivots give zero components."""
     n = matrix.shape[0]
@@ -302,7 +303,7 @@ def chsolve2(matrix, y):
             y[i] = temp
 
 
-@numba.njit(cache=True)
+@cached_njit()
 def chinv2(matrix):
     """The inverse from cholesky2's factor (rows/columns of zero pivots are zero); returns
     a new full symmetric matrix."""

@@ -1,0 +1,52 @@
+"""``lmmkit pca``: genotype principal components in plink2's ``--pca`` layouts
+(:func:`lmmkit.genetics.pca.genotype_pca`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lmmkit._io import write_text_atomic
+from lmmkit.cli._common import add_common, refuse_existing, say
+
+__all__ = ["add_parser", "run"]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``lmmkit pca`` from parsed arguments; returns the exit code."""
+    from lmmkit.genetics.pca import genotype_pca, write_plink2_pca
+    from lmmkit.genetics.plink import read_plink
+
+    out = Path(args.out)
+    targets = [Path(f"{out}.{ext}") for ext in ("eigenvec", "eigenval", "pca.log")]
+    refuse_existing(targets, args.overwrite)
+    pl = read_plink(args.bfile)
+    log: list[str] = []
+    say(args, f"lmmkit pca: {pl.prefix} ({pl.n_samples} samples, {pl.n_snps} SNPs)", log)
+    pcs = genotype_pca(pl, args.pcs, block_size=args.block_snps, progress=not args.quiet)
+    for reason, count in pcs.excluded.items():
+        if count:
+            say(args, f"  {count} SNPs: {reason}", log)
+    say(args, f"GRM (variance-standardized, plink2's) over {pcs.n_snps} SNPs", log)
+    written = write_plink2_pca(pcs, out)
+    say(args, "eigenvalues: " + " ".join(f"{v:.6g}" for v in pcs.eigenvalues), log)
+    say(args, f"wrote {written[0]} and {written[1]}", log)
+    write_text_atomic(targets[2], "\n".join(log) + "\n")
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    """Add ``pca`` to an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "pca",
+        help="genotype principal components (plink2 --pca)",
+        description="Top principal components of the variance-standardized GRM, as plink2 --pca "
+        "(exact). Writes PREFIX.eigenvec and PREFIX.eigenval in plink2's layouts and "
+        "PREFIX.pca.log.",
+    )
+    p.add_argument("--bfile", required=True, metavar="PREFIX", help="PLINK .bed/.bim/.fam")
+    p.add_argument("--pcs", type=int, default=10, metavar="K", help="components (default 10)")
+    p.add_argument("--out", required=True, metavar="PREFIX", help="output prefix")
+    p.add_argument("--block-snps", type=int, default=2000, help="SNPs read per block")
+    add_common(p)
+    p.set_defaults(func=run)
