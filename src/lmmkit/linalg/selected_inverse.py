@@ -24,7 +24,9 @@ Also here: triangular solves with the compressed-column factor (several right-ha
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from lmmkit._jit import cached_njit
 
 __all__ = [
     "supernodes",
@@ -37,7 +39,7 @@ __all__ = [
 ]
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def supernodes(indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:  # pragma: no cover
     """Start column of each fundamental supernode (plus n at the end): column j + 1 joins
     j's supernode when L[j + 1, j] is structurally nonzero and column j + 1 has exactly one
@@ -64,7 +66,7 @@ def supernodes(indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:  # pragma
     return out[: ns + 1].copy()
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _lower_inverse(Ljj: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     w = Ljj.shape[0]
     inv = np.zeros((w, w))
@@ -78,7 +80,7 @@ def _lower_inverse(Ljj: np.ndarray) -> np.ndarray:  # pragma: no cover - compile
     return inv
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def selected_inverse(
     indptr: np.ndarray, indices: np.ndarray, data: np.ndarray
 ) -> np.ndarray:  # pragma: no cover - compiled
@@ -130,7 +132,7 @@ def selected_inverse(
     return Z
 
 
-@njit(cache=True, nogil=True, inline="always")
+@cached_njit(nogil=True, inline="always")
 def lookup(Z, indptr, indices, a, b):  # pragma: no cover - compiled
     """Z at (a, b) of the permuted matrix (either order); NaN off the pattern."""
     if a < b:
@@ -147,7 +149,7 @@ def lookup(Z, indptr, indices, a, b):  # pragma: no cover - compiled
     return np.nan
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def lower_solve(indptr, indices, data, B):  # pragma: no cover - compiled
     """L^-1 B in place for B (n, k) C-ordered."""
     n, k = B.shape
@@ -164,7 +166,7 @@ def lower_solve(indptr, indices, data, B):  # pragma: no cover - compiled
     return B
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def lower_t_solve(indptr, indices, data, B):  # pragma: no cover - compiled
     """L'^-1 B in place for B (n, k) C-ordered."""
     n, k = B.shape
@@ -184,7 +186,7 @@ def lower_t_solve(indptr, indices, data, B):  # pragma: no cover - compiled
     return B
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@cached_njit(nogil=True, parallel=True)
 def selected_quadratic_forms_sparse(
     Z, indptr, indices, pinv, ptr, rows, G
 ):  # pragma: no cover - compiled
@@ -212,7 +214,7 @@ def selected_quadratic_forms_sparse(
     return out
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def diagonal_blocks(Z, indptr, indices, pinv, offset, nlevels, p):  # pragma: no cover
     """(nlevels, p, p) diagonal blocks of S^-1 for a term occupying rows offset.. of S."""
     out = np.empty((nlevels, p, p))

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit
 
+from lmmkit._jit import cached_njit
 from lmmkit.errors import ModelError
 from lmmkit.linalg.cholmod import CholmodFactor, PatternMatrix, amd_order
 from lmmkit.linalg.kernels import scaled_pattern
@@ -71,7 +71,7 @@ def schur_pairs(ptr: np.ndarray) -> int:
 
 
 # ------------------------------------------------------------------------ compiled kernels
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _find_positions(indptr, indices, rows, cols):  # pragma: no cover - compiled
     """Position of each (row, col) (row >= col) in the compressed-column lower pattern."""
     out = np.empty(rows.shape[0], dtype=np.int64)
@@ -88,7 +88,7 @@ def _find_positions(indptr, indices, rows, cols):  # pragma: no cover - compiled
     return out
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _pair_positions(indptr, indices, ptr, rows):  # pragma: no cover - compiled
     """Positions of the Schur-update pairs, level by level: for level k and j <= i in its
     sorted rows, the entry (rows[i], rows[j]) of the lower pattern."""
@@ -114,7 +114,7 @@ def _pair_positions(indptr, indices, ptr, rows):  # pragma: no cover - compiled
     return out
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _schur_scatter(data, pos, ptr, V, W):  # pragma: no cover - compiled
     """data[pos] -= V_i . W_j for every pair j <= i of every level (same order as
     ``_pair_positions``)."""
@@ -132,7 +132,7 @@ def _schur_scatter(data, pos, ptr, V, W):  # pragma: no cover - compiled
                 t += 1
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _lambda_t_pattern(V, rows, row_term, row_local, psize, Tstack):  # pragma: no cover
     """Rows of Lambda_r' A_r1 on the first term's pattern: entry i (rest row r = rows[i]) is
     sum_a T[a, r_local] V[i - r_local + a] over the p columns of r's level (the pattern

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit
+
+from lmmkit._jit import cached_njit
 
 __all__ = ["SymbolicAnalysis", "analyze", "etree", "postorder", "column_counts", "memory_available"]
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def etree(n: int, rowptr: np.ndarray, colidx: np.ndarray) -> np.ndarray:  # pragma: no cover
     """Elimination tree of a symmetric matrix given by the rows of its lower triangle
     (compressed rows: row k holds columns j <= k). parent[j] = -1 for a root."""
@@ -40,7 +41,7 @@ def etree(n: int, rowptr: np.ndarray, colidx: np.ndarray) -> np.ndarray:  # prag
     return parent
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def postorder(parent: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     """A postorder of the forest given by parent (children in increasing order)."""
     n = parent.shape[0]
@@ -72,7 +73,7 @@ def postorder(parent: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     return post
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def column_counts(
     n: int, colptr: np.ndarray, rowidx: np.ndarray, parent: np.ndarray, post: np.ndarray
 ) -> np.ndarray:  # pragma: no cover - compiled
