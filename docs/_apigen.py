@@ -88,3 +88,30 @@ def write_api_pages(out: Path) -> None:
 def _write(path: Path, text: str) -> None:
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
+
+
+def write_cli_page(out: Path) -> None:
+    """Write ``out/index.rst``: every ``lmmkit`` command's ``--help``, from the parser itself."""
+    import argparse
+
+    from lmmkit.cli.main import build_parser
+
+    import os
+
+    os.environ["COLUMNS"] = "100"  # argparse wraps --help at the terminal width: fix it
+    out.mkdir(parents=True, exist_ok=True)
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {c.dest: c.help for c in sub._choices_actions}
+    lines = ["Command-line reference", "=" * 22, "",
+             "Every ``lmmkit`` command with its ``--help``, generated from the parser when these",
+             "pages are built. Outputs are written atomically; an existing output is refused",
+             "unless ``--overwrite``; input errors print one line and exit with code 2.", "",
+             ".. contents:: Commands", "   :local:", ""]  # fmt: skip
+    for name, cmd in sub.choices.items():
+        title = f"lmmkit {name}"
+        lines += [title, "-" * len(title), "", str(helps.get(name) or "").capitalize() + ".", "",
+                  ".. code-block:: text", ""]  # fmt: skip
+        lines += [f"   {line}".rstrip() for line in cmd.format_help().splitlines()]
+        lines.append("")
+    _write(out / "index.rst", "\n".join(lines) + "\n")

@@ -11,7 +11,7 @@ sys.path.insert(0, str(HERE))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import lmmkit  # noqa: E402
-from _apigen import write_api_pages  # noqa: E402
+from _apigen import write_api_pages, write_cli_page  # noqa: E402
 
 project = "lmmkit"
 author = "the lmmkit developers"
@@ -38,6 +38,7 @@ suppress_warnings = ["myst.header"]
 
 # API reference: one page per area, generated from lmmkit.__all__ so it cannot drift.
 write_api_pages(HERE / "api")
+write_cli_page(HERE / "cli")  # every command's --help, from the parser
 autosummary_generate = True
 autodoc_typehints = "none"
 autodoc_default_options = {"members": False}
