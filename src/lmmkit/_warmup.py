@@ -8,7 +8,8 @@ inputs, and each explicit signature would still compile in every fresh process w
 cache). ``scripts/setup.sh`` runs ``python -m lmmkit._warmup``; it fits small synthetic models
 that walk the same kernels, serial and parallel variants, as real-size fits:
 
-* the LMM engine: one term with slopes, crossed terms at InstEval's size (parallel variants);
+* the LMM engine: one term with slopes, crossed terms at InstEval's size (parallel variants),
+  a sparse rest block;
 * GLMMs: binomial and Poisson Laplace fits;
 * genetics: PLINK decoding, the GRM, the null model and the per-SNP association;
 * survival: Cox partial likelihood and concordance.
@@ -44,6 +45,19 @@ def _engine() -> None:
                          "dept": (d % 14).astype(str), "service": rng.integers(0, 2, n)})  # fmt: skip
     lmmkit.lmm("y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)", data, reml=False)
     lmmkit.lmm("y ~ 1 + service + (1 | d)", data)
+    # crossed factors with locality, 2,500 providers after 3,000 patients: the sparse rest
+    # block (CHOLMOD, selected inverse; linalg/sparse_rest.py)
+    g1 = np.repeat(np.arange(3_000), 3)
+    g2 = (g1 * 5 // 6 + rng.integers(-5, 6, g1.size)) % 2_500
+    x = rng.normal(size=g1.size)
+    y = (
+        rng.normal(size=3_000)[g1]
+        + rng.normal(size=2_500)[g2]
+        + (0.5 + rng.normal(size=3_000)[g1]) * x
+    )
+    data = pd.DataFrame({"y": y + rng.normal(size=g1.size), "x": x,
+                         "g1": g1.astype(str), "g2": g2.astype(str)})  # fmt: skip
+    lmmkit.lmm("y ~ x + (1 + x | g1) + (1 | g2)", data)
 
 
 def _glmm() -> None:

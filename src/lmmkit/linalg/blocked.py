@@ -37,6 +37,14 @@ from lmmkit.linalg.kernels import (
     scaled_pattern,
     schur_update_lower,
 )
+from lmmkit.linalg.sparse_rest import (
+    SPARSE_MIN_RZ,
+    SparseChoice,
+    SparseRest,
+    build_sparse_rest,
+    factor_sparse_rest,
+    update_sparse_response,
+)
 
 __all__ = [
     "TermBlock",
@@ -46,6 +54,7 @@ __all__ = [
     "factor",
     "theta_to_T",
     "term_factors",
+    "describe_rest",
 ]
 
 MAX_DENSE_REST = 25_000  # 25k x 25k doubles = 5 GB; beyond that the dense rest block is unwise
@@ -136,6 +145,11 @@ class CrossProducts:
     # whether any term has a covariance structure (else theta is lme4's throughout); set once
     # here so that the hot path reads one attribute
     structured: bool = False
+    # the sparse rest block (linalg/sparse_rest.py) when chosen; then Arr is empty and the
+    # rest's cross-products live there
+    sparse: SparseRest | None = None
+    # the numbers the dense/sparse choice was made on (None: dense without analysis)
+    rest_choice: SparseChoice | None = None
 
     @property
     def R(self) -> int:
@@ -177,32 +191,64 @@ def build_cross_products(
     X: np.ndarray,
     y: np.ndarray,
     dense: bool | None = False,
+    *,
+    rest: str = "auto",
+    memory_limit: float | None = None,
 ) -> CrossProducts:
     """theta-independent blocks. ``dense=True`` puts every term in the dense block (for
-    several small terms one LAPACK call beats the block bookkeeping); ``None`` chooses."""
+    several small terms one LAPACK call beats the block bookkeeping); ``None`` chooses.
+
+    ``rest``: how the block after the first term is factored: ``"dense"`` (LAPACK),
+    ``"sparse"`` (CHOLMOD, ``linalg/sparse_rest.py``) or ``"auto"``: sparse when the rest has
+    at least ``SPARSE_MIN_RZ`` effects and its sparse factor is much cheaper than the dense
+    one, or when the dense block would exceed ``MAX_DENSE_REST`` rows. ``memory_limit``
+    (bytes; default the available memory) bounds the sparse factor's estimated size."""
+    if rest not in ("auto", "dense", "sparse"):
+        raise ValueError(f"rest must be 'auto', 'dense' or 'sparse'; got {rest!r}.")
     terms = tuple(terms)
     if dense is None:
         dense = len(terms) > 1 and sum(t.q for t in terms) <= DENSE_MAX_Q
     if dense:
         return _build(None, terms, X, y)
-    return _build(terms[0], terms[1:], X, y)
+    return _build(terms[0], terms[1:], X, y, rest, memory_limit)
+
+
+def _dense_refusal(Rz: int, R: int, choice: SparseChoice | None = None) -> ModelError:
+    extra = ""
+    if choice is not None and choice.nnz_factor:
+        extra = (
+            f" Its sparse factor was considered too: {choice.reason} (nnz(L) "
+            f"{choice.nnz_factor:,})."
+        )
+    return ModelError(
+        f"The random-effects terms after the first have {Rz} effects in all; the dense "
+        f"block this engine factors would be {R} x {R} ({R * R * 8 / 1e9:.1f} GB).{extra} "
+        f"Order the terms so that the factor with most levels comes first (it is kept "
+        f"sparse), or reduce the other factors' levels."
+    )
 
 
 def _build(
-    first: TermBlock | None, rest: tuple[TermBlock, ...], X: np.ndarray, y: np.ndarray
+    first: TermBlock | None,
+    rest: tuple[TermBlock, ...],
+    X: np.ndarray,
+    y: np.ndarray,
+    rest_block: str = "dense",
+    memory_limit: float | None = None,
 ) -> CrossProducts:
     p = X.shape[1]
     sizes = np.array([t.q for t in rest], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]) if rest else np.zeros(0, np.int64)
     Rz = int(sizes.sum()) if rest else 0
     R = Rz + p + 1
-    if R > MAX_DENSE_REST:
-        raise ModelError(
-            f"The random-effects terms after the first have {Rz} effects in all; the dense "
-            f"block this engine factors would be {R} x {R} ({R * R * 8 / 1e9:.1f} GB). "
-            f"Order the terms so that the factor with most levels comes first (it is kept "
-            f"sparse), or reduce the other factors' levels."
-        )
+    consider_sparse = (
+        first is not None
+        and Rz > 0
+        and rest_block != "dense"
+        and (rest_block == "sparse" or Rz >= SPARSE_MIN_RZ or R > MAX_DENSE_REST)
+    )
+    if R > MAX_DENSE_REST and not consider_sparse:
+        raise _dense_refusal(Rz, R)
     XY = np.column_stack([X, y])
     if first is None:
         first_index, first_Zx, l1, p1 = np.zeros(len(y), np.int64), np.zeros((len(y), 1)), 0, 1
@@ -236,8 +282,29 @@ def _build(
     V = np.column_stack([A1z.data[comp == a] for a in range(p1)]) if A1z.nnz else np.zeros((0, p1))
     pair_level = np.repeat(np.arange(l1), m)
 
-    Arr = np.zeros((R, R))
-    for a, (ta, oa) in enumerate(zip(rest, offsets)):
+    sparse: SparseRest | None = None
+    choice: SparseChoice | None = None
+    if consider_sparse:
+        built = build_sparse_rest(
+            first,
+            rest,
+            offsets,
+            Rz,
+            XY,
+            ptr,
+            rows_pat,
+            force=rest_block == "sparse",
+            dense_limit=MAX_DENSE_REST,
+            memory_limit=memory_limit,
+        )
+        if isinstance(built, SparseRest):
+            sparse, choice = built, built.choice
+        else:
+            choice = built
+            if R > MAX_DENSE_REST:
+                raise _dense_refusal(Rz, R, choice)
+    Arr = np.zeros((R, R) if sparse is None else (0, 0))
+    for a, (ta, oa) in enumerate(zip(rest, offsets) if sparse is None else ()):
         for tb, ob in list(zip(rest, offsets))[a:]:
             r, c, v = _coo_cross(ta.index, ta.Zx, ta.p, tb.index, tb.Zx, tb.p)
             block = sp.coo_matrix((v, (r, c)), shape=(ta.q, tb.q)).toarray()
@@ -246,7 +313,8 @@ def _build(
         zx = _bincount_cross(ta.index, ta.Zx, XY, ta.nlevels).reshape(ta.q, p + 1)
         Arr[oa : oa + ta.q, Rz:] = zx
         Arr[Rz:, oa : oa + ta.q] = zx.T
-    Arr[Rz:, Rz:] = XY.T @ XY
+    if sparse is None:
+        Arr[Rz:, Rz:] = XY.T @ XY
     return CrossProducts(
         first,
         rest,
@@ -265,6 +333,8 @@ def _build(
         Arr,
         X,
         structured=any(t.structure is not None for t in (*rest, *([first] if first else []))),
+        sparse=sparse,
+        rest_choice=choice,
     )
 
 
@@ -273,6 +343,9 @@ def update_response(cp: CrossProducts, y: np.ndarray) -> None:
     first = cp.first
     if first is not None:
         cp.B1[-1] = _bincount_cross(first.index, y[:, None], first.Zx, first.nlevels)[:, 0, :]
+    if cp.sparse is not None:
+        update_sparse_response(cp.sparse, cp.rest, cp.rest_offsets, cp.X, y)
+        return
     col = np.empty(cp.R)
     for t, off in zip(cp.rest, cp.rest_offsets):
         col[off : off + t.q] = _bincount_cross(t.index, t.Zx, y[:, None], t.nlevels).ravel()
@@ -400,6 +473,17 @@ def _finish(
     return Factor(Ts, M1inv, L, logdet, logdet_RX, float(d[-1] ** 2))
 
 
+def describe_rest(cp: CrossProducts) -> str:
+    """How the block after the first term is factored, for ``result.optimization``."""
+    if cp.sparse is not None:
+        return cp.sparse.choice.describe()
+    if cp.first is None:
+        return f"one dense block ({cp.R} rows: every random-effects term, X and y)"
+    if cp.rest_choice is not None:
+        return cp.rest_choice.describe()
+    return f"dense rest block ({cp.Rz} random effects)"
+
+
 def factor(cp: CrossProducts, theta: np.ndarray, full: bool = False) -> Factor:
     """Factor the penalized system at theta (the hot path of every fit). ``full`` also keeps
     the first block's inverses, needed for the conditional modes and variances."""
@@ -410,6 +494,8 @@ def factor(cp: CrossProducts, theta: np.ndarray, full: bool = False) -> Factor:
     if cp.first is None:
         return _factor_dense(cp, Ts)
     logdet, M1inv, H, BHB = _first_block(Ts[0], cp.D1, cp.B1, full)
+    if cp.sparse is not None:
+        return factor_sparse_rest(cp, Ts, logdet, M1inv, H, BHB)  # type: ignore[return-value]
 
     # Schur complement of the first block, S = Lambda_r'(A_rr - A_r1 H A_1r)Lambda_r + I,
     # built on the lower triangle only (all LAPACK reads).

@@ -12,6 +12,7 @@ from scipy.linalg.lapack import dpotri, dtrtrs
 
 from lmmkit.linalg.blocked import CrossProducts, Factor
 from lmmkit.linalg.kernels import selected_quadratic_forms, symmetrize_lower
+from lmmkit.linalg.sparse_rest import SparseFactor, lambda_t_pattern_rows, lambda_t_rest
 
 __all__ = [
     "fixed_effects",
@@ -61,9 +62,12 @@ def _triangular_solve(L: np.ndarray, b: np.ndarray, trans: int) -> np.ndarray:
     return dtrsm(1.0, A, b, lower=lower, trans_a=tr)
 
 
-def fixed_effects(cp: CrossProducts, f: Factor) -> tuple[np.ndarray, np.ndarray]:
+def fixed_effects(cp: CrossProducts, f: Factor | SparseFactor) -> tuple[np.ndarray, np.ndarray]:
     """beta and the unscaled covariance (R_X' R_X)^{-1}."""
-    _, _, Lxx, _, lyx = _parts(cp, f)
+    if isinstance(f, SparseFactor):
+        Lxx, lyx = f.Lx[: cp.p, : cp.p], f.Lx[cp.p, : cp.p]
+    else:
+        _, _, Lxx, _, lyx = _parts(cp, f)
     beta = _triangular_solve(Lxx, lyx, trans=1)
     Linv = _triangular_solve(Lxx, np.eye(cp.p), trans=0)
     return beta, Linv.T @ Linv
@@ -97,8 +101,11 @@ def conditional_modes(
 
 def term_modes(cp: CrossProducts, f: Factor, beta: np.ndarray) -> list[np.ndarray]:
     """b = Lambda u per term, (l_j, p_j) each, in the engine's term order."""
-    Lzz, Lxz, _, lyz, _ = _parts(cp, f)
-    if cp.Rz:
+    if isinstance(f, SparseFactor):
+        u_rest = f.lt_solve(f.Lxz[:, cp.p] - f.Lxz[:, : cp.p] @ beta)
+        b_rest = lambda_t_rest(f.sr, f.T[1:], u_rest, transpose=False)
+    elif cp.Rz:
+        Lzz, Lxz, _, lyz, _ = _parts(cp, f)
         u_rest = sla.solve_triangular(Lzz, lyz - Lxz.T @ beta, lower=True, trans="T")
         b_rest = _lambda_rest(cp, f, u_rest[:, None], transpose=False)[:, 0]
     else:
@@ -147,7 +154,13 @@ def term_condvars(
         return [sigma2 * np.einsum("ab,lbc,dc->lad", T, V, T) for T, V in zip(f.T, rest)]
     T1 = f.T[0]
     V1 = f.M1inv.copy()
-    if cp.Rz:
+    if isinstance(f, SparseFactor):
+        for t, off in zip(cp.rest, cp.rest_offsets):
+            rest.append(f.sinv_diagonal_blocks(int(off), t.nlevels, t.p))
+        K = np.einsum("ab,lbc->lac", T1, f.M1inv)  # T1 M1inv_k
+        G = np.einsum("ia,iab->ib", cp.V, K[cp.pair_level])
+        V1 += f.sinv_quadratic_forms(cp.ptr, cp.rows, lambda_t_pattern_rows(f.sr, cp, f.T[1:], G))
+    elif cp.Rz:
         Sinv = _rest_inverse(cp, f, sinv_lower)
         for t, off in zip(cp.rest, cp.rest_offsets):
             blk = Sinv[off : off + t.q, off : off + t.q].reshape(t.nlevels, t.p, t.nlevels, t.p)

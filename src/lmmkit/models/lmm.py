@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -25,6 +25,7 @@ from lmmkit.linalg.blocked import (
     TermBlock,
     apply_kernels,
     build_cross_products,
+    describe_rest,
     factor,
     update_response,
 )
@@ -299,6 +300,8 @@ class LinearMixedModel:
         extra_checks: tuple[FitCheck, ...] = (),
     ) -> LMMResult:
         theta = np.array(opt.theta)
+        if not opt.linear_algebra:
+            opt = replace(opt, linear_algebra=describe_rest(self.cp))
         f: Factor = factor(self.cp, theta, full=True) if at_opt is None else at_opt[0]
         d = self.design
         n, p = self.n, self.p

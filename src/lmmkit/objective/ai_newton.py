@@ -50,6 +50,7 @@ from lmmkit._jit import cached_njit
 from lmmkit.linalg.blocked import CrossProducts, Factor, _lower_indices, factor
 from lmmkit.linalg.kernels import selected_quadratic_forms, symmetrize_lower
 from lmmkit.linalg.solve import _lambda_rest, term_condvars
+from lmmkit.linalg.sparse_rest import SparseFactor
 from lmmkit.objective.profiled import profiled_deviance
 
 __all__ = ["supports_ai_newton", "profiled_gradient", "ai_newton", "ai_newton_opt"]
@@ -105,13 +106,20 @@ def _times_T(T: np.ndarray, x: np.ndarray, transpose: bool) -> np.ndarray:
 class _Ops:
     """Products with Z_k, Z_k' and H^-1 at one theta, from the factor at that theta."""
 
-    def __init__(self, cp: CrossProducts, f: Factor):
+    def __init__(self, cp: CrossProducts, f: Factor | SparseFactor):
         self.cp, self.f = cp, f
         self.terms = cp.terms
         self.T = f.T
+        self.sparse = isinstance(f, SparseFactor)
         # one Fortran-ordered copy: LAPACK would otherwise copy the slice at every solve
-        self.Lzz = np.asfortranarray(f.L[: cp.Rz, : cp.Rz])
+        self.Lzz = None if self.sparse else np.asfortranarray(f.L[: cp.Rz, : cp.Rz])
         self.Sinv: np.ndarray | None = None
+
+    def _solve_rest(self, rhs: np.ndarray) -> np.ndarray:
+        """S^-1 rhs for the random-effects part of the rest block."""
+        if self.sparse:
+            return self.f.solve(rhs)
+        return sla.cho_solve((self.Lzz, True), rhs, check_finite=False)
 
     def zt(self, k: int, W: np.ndarray) -> np.ndarray:
         """Z_k'W, (levels, p, m), for W (n, m)."""
@@ -142,7 +150,7 @@ class _Ops:
                 vr = np.vstack([a.reshape(-1, m) for a in v[1:]])
                 y1 = _times_T(self.T[0], hv1, False).reshape(-1, m)
                 rhs = vr - _lambda_rest(cp, f, cp.Az1 @ y1, transpose=True)
-                xr = sla.cho_solve((self.Lzz, True), rhs, check_finite=False)
+                xr = self._solve_rest(rhs)
                 z1 = (cp.A1z @ _lambda_rest(cp, f, xr, transpose=False)).reshape(hv1.shape)
                 x1 = hv1 - np.einsum("lab,lbm->lam", M1inv, _times_T(self.T[0], z1, True))
                 xs = [x1] + [
@@ -157,6 +165,8 @@ class _Ops:
         return out
 
     def _sinv(self) -> np.ndarray | None:
+        if self.sparse:
+            return None  # the sparse factor keeps its selected inverse
         if self.Sinv is None and self.cp.Rz:
             Sinv, info = dpotri(self.Lzz, lower=1)
             if info != 0:
@@ -178,12 +188,18 @@ class _Ops:
                         [np.full(t.q, T[0, 0]) for t, T in zip(cp.rest, self.T[1:])]
                     )
                     G = (cp.V[:, 0] * lam[cp.rows] * h[cp.pair_level])[:, None]
-                    quad = selected_quadratic_forms(
-                        symmetrize_lower(Sinv), cp.ptr, cp.rows, G, cp.schur_work
-                    )
+                    if self.sparse:
+                        quad = self.f.sinv_quadratic_forms(cp.ptr, cp.rows, G)
+                    else:
+                        quad = selected_quadratic_forms(
+                            symmetrize_lower(Sinv), cp.ptr, cp.rows, G, cp.schur_work
+                        )
                     tr += self.T[0][0, 0] ** 2 * float(quad.sum())
                 out.append(np.array([[tr]]))
-            dg = np.diagonal(Sinv) if cp.Rz else np.zeros(0)
+            if self.sparse:
+                dg = self.f.sinv_diagonal()
+            else:
+                dg = np.diagonal(Sinv) if cp.Rz else np.zeros(0)
             for t, o in zip(cp.rest, cp.rest_offsets):
                 out.append(np.array([[float(dg[o : o + t.q].sum())]]))
             return out

@@ -68,6 +68,9 @@ class OptSummary:
     seconds: float
     control: OptControl = field(default_factory=OptControl)
     polish_steps: int = 0  # Newton steps on the analytic gradient after BOBYQA (one-term models)
+    # how the penalized system was factored: the dense or sparse rest block and the numbers
+    # that chose it (linalg/blocked.py ``describe_rest``); set by the model with its fit
+    linear_algebra: str = ""
 
     @property
     def converged(self) -> bool:
