@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from lmmkit._io import write_bytes_atomic
+from lmmkit._jit import cached_njit
 from lmmkit.errors import DataError, FileFormatError
 from lmmkit.genetics.plink import PlinkData, filter_snps
 
@@ -164,7 +165,7 @@ class _Cross:
         return out
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@cached_njit(parallel=True, nogil=True)
 def _add_upper(up, v, mm, out):  # pragma: no cover - compiled
     """out[i, j] += S[i, j] - v[i] - v[j] + mm, S the symmetric matrix whose upper triangle
     is stored in ``up`` (S = 0 when ``up`` is empty); 64 x 64 tiles so the transposed
@@ -186,7 +187,7 @@ def _add_upper(up, v, mm, out):  # pragma: no cover - compiled
                     out[i, j] += a - v[i] - v[j] + mm
 
 
-@numba.njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _add_matvec(x, mu, v):  # pragma: no cover - compiled
     """v += x mu in float64 (x float32, Fortran order: one pass down each column)."""
     n, b = x.shape
@@ -196,7 +197,7 @@ def _add_matvec(x, mu, v):  # pragma: no cover - compiled
             v[i] += x[i, j] * mj
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@cached_njit(parallel=True, nogil=True)
 def _col_stats(g, out):  # pragma: no cover - compiled
     """out[j] = (non-missing count, sum) of column j of g (NaN = missing), sum in float64."""
     for j in numba.prange(g.shape[1]):

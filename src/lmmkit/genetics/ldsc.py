@@ -32,12 +32,12 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numba
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from lmmkit._io import write_bytes_atomic, write_text_atomic
+from lmmkit._jit import cached_njit
 from lmmkit.errors import DataError, LmmkitWarning
 
 __all__ = [
@@ -56,7 +56,7 @@ __all__ = [
 # ----------------------------------------------------------------------------- LD scores
 
 
-@numba.njit(cache=True)
+@cached_njit()
 def _block_left(coords: np.ndarray, max_dist: float) -> np.ndarray:  # pragma: no cover
     """block_left[i] = min{k : |coords[k] - coords[i]| <= max_dist} (coords sorted), by
     LDSC's own test |coords[k] - coords[i]| > max_dist: ``coords[i] - max_dist`` rounds

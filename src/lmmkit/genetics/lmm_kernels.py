@@ -8,8 +8,9 @@ Pure functions over arrays; compiled on first use and cached on disk (``cache=Tr
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from lmmkit._jit import cached_njit
 
 # the compiled search ends with a Taylor step (no further pass) once a Newton step in
 # log(lambda) is below this: the remaining error is O(step^2)
@@ -17,7 +18,7 @@ _TAYLOR_STEP = 1e-5
 _LOG2PI = float(np.log(2.0 * np.pi))
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@cached_njit(nogil=True, error_model="numpy")
 def _grams_kernel(s, z0, x, lam, pa, pb, out, tr):  # pragma: no cover - compiled
     """out[w, p, j] += sum_i weight_w(lam_j, s_i) z_a z_b for the column pairs p = (pa, pb)
     of [W..., x, y] (x at position c = z0.shape[1] - 1); weights 1/h, s/h^2, s^2/h^3 with
@@ -90,7 +91,7 @@ def _grams_kernel(s, z0, x, lam, pa, pb, out, tr):  # pragma: no cover - compile
 # best of the interior maxima and the bounds, all in cache.
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@cached_njit(nogil=True, error_model="numpy")
 def _k_chol(g, na, lo):  # pragma: no cover - compiled
     """Lower Cholesky factor of g[:na, :na] into lo; returns log det (NaN if not SPD)."""
     ld = 0.0
@@ -109,7 +110,7 @@ def _k_chol(g, na, lo):  # pragma: no cover - compiled
     return ld
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@cached_njit(nogil=True, error_model="numpy")
 def _k_solve(lo, na, b, out):  # pragma: no cover - compiled
     """out = (lo lo')^-1 b."""
     for i in range(na):
@@ -124,7 +125,7 @@ def _k_solve(lo, na, b, out):  # pragma: no cover - compiled
         out[i] = acc / lo[i, i]
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@cached_njit(nogil=True, error_model="numpy")
 def _k_derivs(reml, n, na, g1, g2, g3, tr1, tr2, lam, second, lo, wk):  # pragma: no cover
     """d logL/dt (t = log lambda), and d2 logL/dt2 when ``second``, with y'Py and
     log|A'H^-1A| for the design of the first ``na`` columns of the Grams (y = column na).
@@ -194,7 +195,7 @@ def _k_derivs(reml, n, na, g1, g2, g3, tr1, tr2, lam, second, lo, wk):  # pragma
     return f, lam * lam * d2 + lam * d1, ypy, ldm
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@cached_njit(nogil=True, error_model="numpy")
 def _k_logl(reml, n, na, logdet_h, ypy, logdet_m, logdet_aa):  # pragma: no cover
     if reml:
         df = n - na
@@ -207,7 +208,7 @@ def _k_logl(reml, n, na, logdet_h, ypy, logdet_m, logdet_aa):  # pragma: no cove
     return 0.5 * n * (np.log(n) - _LOG2PI - 1.0) - 0.5 * logdet_h - 0.5 * n * np.log(ypy)
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@cached_njit(nogil=True, error_model="numpy")
 def _k_fill(gzz, gzx, gxx, j, col, c, g):  # pragma: no cover - compiled
     """Gram of [W, x_j, y] for weight column ``col`` from the matrix-product pieces."""
     k1 = c + 1
@@ -221,7 +222,7 @@ def _k_fill(gzz, gzx, gxx, j, col, c, g):  # pragma: no cover - compiled
     g[c, c] = gxx[j, col]
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
+@cached_njit(nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
 def _k_pass1(s, zw, zy, zww, zwy, zyy, x, lam, g1, g2, g3):  # pragma: no cover
     """Exact Grams (weights 1/h, s/h^2, s^2/h^3) of [w, x, y] for one covariate (c = 1);
     returns sum s/h and sum (s/h)^2.  Scalar accumulators so the loop vectorizes."""
@@ -268,7 +269,7 @@ def _k_pass1(s, zw, zy, zww, zwy, zyy, x, lam, g1, g2, g3):  # pragma: no cover
     return t1, t2
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@cached_njit(nogil=True, error_model="numpy")
 def _k_set3(g, e0, e1, e2, e3, e4, e5):  # pragma: no cover - compiled
     g[0, 0] = e0
     g[1, 0] = e1
@@ -281,7 +282,7 @@ def _k_set3(g, e0, e1, e2, e3, e4, e5):  # pragma: no cover - compiled
     g[2, 2] = e5
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@cached_njit(nogil=True, error_model="numpy")
 def _k_pass(s, z0, x, lam, g1, g2, g3, acc):  # pragma: no cover - compiled
     """Exact Grams of [W, x, y] for any number of covariates (see :func:`_k_pass1`);
     ``acc`` is scratch of shape (3, k1 + 1, k1 + 1)."""
@@ -324,7 +325,7 @@ def _k_pass(s, z0, x, lam, g1, g2, g3, acc):  # pragma: no cover - compiled
     return t1, t2
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@cached_njit(nogil=True, error_model="numpy")
 def _k_logdet_h(s, lam):  # pragma: no cover - compiled
     """sum_i log(1 + lam s_i), one log per ~1e200 of product."""
     acc = 0.0
@@ -337,7 +338,7 @@ def _k_logdet_h(s, lam):  # pragma: no cover - compiled
     return acc + np.log(p)
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@cached_njit(nogil=True, error_model="numpy")
 def _k_logdet_near(s, lam, ld0):  # pragma: no cover - compiled
     """sum_i log(1 + lam s_i) from its series about lam0 when |lam - lam0| max(s h0) < 0.1
     (ld0 = [log det at lam0, lam0, max(s h0), M_1..M_K] with M_k = sum (s h0)^k, h0 =
@@ -354,7 +355,7 @@ def _k_logdet_near(s, lam, ld0):  # pragma: no cover - compiled
     return ld0[0] + acc
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@cached_njit(nogil=True, error_model="numpy")
 def _k_step(t, f, fp, a, b, tol):  # pragma: no cover - compiled
     """One safeguarded Newton update: new bracket, next t, done, and whether the Newton
     step itself was taken (not bisection)."""
@@ -373,7 +374,7 @@ def _k_step(t, f, fp, a, b, tol):  # pragma: no cover - compiled
     return a, b, tn, done, newton
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@cached_njit(nogil=True, error_model="numpy")
 def _k_snps(
     j0, j1, s, z0, zw, zy, zww, zwy, zyy, xt, gzz, gzx, gxx, tr, t_grid, ldh_grid, lam0, ld0,
     do, tol, max_iter, out_lam, out_logl, out_g1,

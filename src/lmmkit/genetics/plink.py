@@ -21,6 +21,7 @@ import numba
 import numpy as np
 import pandas as pd
 
+from lmmkit._jit import cached_njit
 from lmmkit.errors import DataError, FileFormatError
 from lmmkit.genetics.samples import SampleMatchReport, match_samples
 
@@ -318,7 +319,7 @@ class PlinkData:
 _LUT = np.array([2.0, np.nan, 1.0, 0.0])
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@cached_njit(parallel=True, nogil=True)
 def _decode_bed(raw, snps, samples, lut, out):  # pragma: no cover - compiled
     """out[i, k] = genotype of sample samples[i] at SNP snps[k] (lut of the 2-bit code)."""
     for k in numba.prange(snps.shape[0]):
@@ -328,7 +329,7 @@ def _decode_bed(raw, snps, samples, lut, out):  # pragma: no cover - compiled
             out[i, k] = lut[(row[j >> 2] >> ((j & 3) << 1)) & 3]
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@cached_njit(parallel=True, nogil=True)
 def _count_bed(raw, samples, out):  # pragma: no cover - compiled
     """out[j] = counts of genotypes 0, 1, 2 and missing of SNP j over ``samples``."""
     for v in numba.prange(raw.shape[0]):

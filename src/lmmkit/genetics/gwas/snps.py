@@ -13,12 +13,14 @@ from contextlib import contextmanager
 import numba
 import numpy as np
 
+from lmmkit._jit import cached_njit
+
 __all__ = ["R2_MAX", "as_index", "blas_limit", "filter_block"]
 
 R2_MAX = 0.9999  # GEMMA drops SNPs with r^2 > 0.9999 against the covariates
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@cached_njit(parallel=True, nogil=True)
 def _stats_impute(g, x, st):  # pragma: no cover - compiled
     """Per column of g (NaN = missing): st[j] = (non-missing, sum, #0, #1, #2); x = g with
     missing calls replaced by the column mean (0 when all are missing).  x may be g."""

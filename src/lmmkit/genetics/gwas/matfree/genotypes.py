@@ -10,12 +10,13 @@ from typing import Any
 import numba
 import numpy as np
 
+from lmmkit._jit import cached_njit
 from lmmkit.errors import DataError
 
 __all__ = ["load_genotypes"]
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@cached_njit(parallel=True, nogil=True)
 def _decode(g, j0, j1, center, scale, out):  # pragma: no cover - compiled
     """out[:, k] = (g[:, j0 + k] - center) * scale, missing (code < 0) -> 0 (mean-imputed)."""
     n = g.shape[0]
@@ -28,7 +29,7 @@ def _decode(g, j0, j1, center, scale, out):  # pragma: no cover - compiled
             out[i, k] = (v - c) * s if v >= 0 else 0.0
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@cached_njit(parallel=True, nogil=True)
 def _col_stats(g, keep, out):  # pragma: no cover - compiled
     """Per column of int8 genotypes (negative = missing): non-missing count and sum over
     all rows, and non-missing count, sum and genotype-class counts over ``keep`` rows."""
