@@ -115,3 +115,44 @@ def write_cli_page(out: Path) -> None:
         lines += [f"   {line}".rstrip() for line in cmd.format_help().splitlines()]
         lines.append("")
     _write(out / "index.rst", "\n".join(lines) + "\n")
+
+
+def _plot_functions() -> list[str]:
+    """Every public ``plot_*`` function of lmmkit's modules (extras that are missing skipped)."""
+    import pkgutil
+
+    import lmmkit
+
+    found: dict[str, str] = {}
+    for info in pkgutil.walk_packages(lmmkit.__path__, "lmmkit."):
+        if any(part.startswith("_") for part in info.name.split(".")) or ".cli" in info.name:
+            continue
+        try:
+            module = importlib.import_module(info.name)
+        except Exception:  # noqa: BLE001 -- an extra that is not installed here
+            continue
+        for name in getattr(module, "__all__", []):
+            obj = getattr(module, name, None)
+            plotting = (name.startswith("plot_") and name != "plot_title") or name.endswith(
+                ("_plot", "_figure")
+            )
+            if plotting and callable(obj) and getattr(obj, "__module__", None) == info.name:
+                found.setdefault(f"{obj.__module__}.{name}", name)
+    return sorted(found, key=lambda n: (n.rsplit(".", 1)[1], n))
+
+
+def write_plot_index(out: Path) -> None:
+    """Write ``out/index.rst``: every plotting function, found in the code so it cannot drift."""
+    out.mkdir(parents=True, exist_ok=True)
+    names = _plot_functions()
+    lines = ["Plotting functions", "=" * 18, "",
+             "Every plotting function in lmmkit (``plot_*``, ``*_plot``, ``*_figure``), found in",
+             "the modules when these pages are built.",
+             "Each returns a matplotlib Figure (or draws on ``ax=`` when given), titled and with",
+             "labelled axes. Results with a natural picture also have a ``.plot()`` method.", ""]  # fmt: skip
+    for pkg in dict.fromkeys(n.rsplit(".", 1)[0] for n in names):
+        lines += [f".. currentmodule:: {pkg}", "", ".. autosummary::", "   :toctree: generated",
+                  "   :nosignatures:", ""]  # fmt: skip
+        lines += [f"   {n.rsplit('.', 1)[1]}" for n in names if n.rsplit(".", 1)[0] == pkg]
+        lines.append("")
+    _write(out / "index.rst", "\n".join(lines) + "\n")

@@ -11,7 +11,7 @@ sys.path.insert(0, str(HERE))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import lmmkit  # noqa: E402
-from _apigen import write_api_pages, write_cli_page  # noqa: E402
+from _apigen import write_api_pages, write_cli_page, write_plot_index  # noqa: E402
 from _plangen import write_plan_schema  # noqa: E402
 
 project = "lmmkit"
@@ -40,6 +40,7 @@ suppress_warnings = ["myst.header"]
 # API reference: one page per area, generated from lmmkit.__all__ so it cannot drift.
 write_api_pages(HERE / "api")
 write_cli_page(HERE / "cli")  # every command's --help, from the parser
+write_plot_index(HERE / "plots")  # every plotting function, found in the modules
 # The analysis-plan schema tables, from the validator's own PLAN_SCHEMA.
 write_plan_schema()
 autosummary_generate = True
