@@ -475,7 +475,7 @@ def glmm(
         (warm-started, fully converged PIRLS: the exact Laplace objective, which can differ
         from glmer's by ~1e-6 relative), and ``check_tol`` (default 1e-8): the final check
         accepts the optimum when the Hessian of the objective is positive definite and the
-        Newton decrement g'H^-1 g / 2 is at most check_tol x |deviance|; otherwise Newton
+        Newton decrement g'H^-1 g / 2 is at most ``check_tol x |deviance|``; otherwise Newton
         steps and restarts follow, and ``result.optimization`` records every attempt
         (:class:`~lmmkit.glmm.optimize.GLMMOptSummary`).
     na_action : {'drop', 'raise'}

@@ -153,8 +153,8 @@ def extract_features(
     model : torch.nn.Module
         A trained network with ``features(x)`` or ``pooled(x)`` (every network of
         :mod:`lmmkit.imaging.nets`), or any module with ``layer`` named.
-    images : ndarray (n, C, D, H, W), SyntheticCohort, CohortArrays (:func:`read_cohort
-        <lmmkit.imaging.dataset.read_cohort>`), or a list of ``lmmkit.imaging.io.Image``
+    images : ndarray (n, C, D, H, W), SyntheticCohort, CohortArrays, or a list of Image
+        (``read_cohort`` gives CohortArrays; ``lmmkit.imaging.io.Image``)
     table : DataFrame, optional
         One row per image (same order) with identifier columns; a cohort brings its own.
     layer : str, optional
