@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from lmmkit.errors import DataError, LmmkitWarning
-from lmmkit.genetics.ldsc import _block_left, ld_scores, ldsc_number
+from lmmkit.genetics.ldsc import ld_scores, ldsc_number
+from lmmkit.genetics.ldsc.scores import _block_left
 from lmmkit.genetics.plink import read_plink
 
 from ._genetics_helpers import simulate_genotypes, write_plink, write_window_panel
