@@ -59,8 +59,13 @@ def dask_executor():
 
 
 def test_dask_map_in_order(dask_executor):
-    assert list(dask_executor.map(_square, range(20))) == [i * i for i in range(20)]
-    got = list(dask_executor.map(_affine, range(7), shared={"a": 3, "b": -1}))
+    # lambdas reach the workers pickled by value (cloudpickle); a module-level test function
+    # would be pickled by reference, and a worker cannot always import this module by name
+    # (torchstain, an imaging dependency, installs a top-level `tests` package that shadows it)
+    square = lambda x: x * x  # noqa: E731
+    affine = lambda shared, x: shared["a"] * x + shared["b"]  # noqa: E731
+    assert list(dask_executor.map(square, range(20))) == [i * i for i in range(20)]
+    got = list(dask_executor.map(affine, range(7), shared={"a": 3, "b": -1}))
     assert got == [3 * i - 1 for i in range(7)]
 
 
