@@ -78,7 +78,10 @@ def test_gemma_kinship_file_used_as_given_and_recentred(hs, ref):
     fit = reml_heritability(y[ok], k)
     _null_close(fit.vg, fit.ve, fit.h2, fit.logl_reml, fit.logl_ml, g)
     raw = reml_heritability(y[ok], k, center_kernel=False)
-    assert raw.vg == pytest.approx(fit.vg, rel=1e-9)
+    # Vg is the same maximizer of the same REML likelihood (exact in arithmetic); numerically
+    # the two eigendecompositions differ in rounding (threaded BLAS), and the likelihood is flat
+    # enough there that Vg moves by ~1e-7 relative while logL agrees to 1e-8 (checked below)
+    assert raw.vg == pytest.approx(fit.vg, rel=1e-6)
     assert raw.logl_reml == pytest.approx(fit.logl_reml, abs=1e-8)
     assert abs(raw.h2 - fit.h2) > 5e-5 and abs(raw.logl_ml - fit.logl_ml) > 0.05
     assert "used as given" in raw.summary()
