@@ -1,6 +1,22 @@
-"""lmmkit: linear mixed models for structured biomedical data.
+"""lmmkit: linear mixed models for structured biomedical data, y = X beta + Z u + e.
 
-Public names only, all resolved on first use, so ``import lmmkit`` loads NumPy-free code only.
+lme4's formulas and numbers in Python, and the workflows built on them. Where to start:
+
+* mixed models: ``lmm`` (lme4's ``lmer``), ``glmm`` (``glmer``), ``coef_table``, ``anova``,
+  ``emmeans``, ``confint``; choosing the model: ``ranova``, ``step``, ``compare``;
+* genetics: ``read_plink``, ``compute_grm``, ``reml_heritability``, ``multi_reml``, ``gwas``,
+  ``genotype_pca``, ``ld_score_regression``;
+* omics: ``variance_partition``, ``combat``, ``batch_predictability``, ``pathway_scores``;
+* clinical and imaging biomarkers: ``roc_auc``, ``calibration``, ``decision_curve``, ``icc``,
+  ``bland_altman``, ``cross_validate_sites``, ``lock_plan`` / ``run_plan``, ``coxph``,
+  ``signature``; images and networks in ``lmmkit.imaging`` (the ``imaging`` extra).
+
+``dir(lmmkit)`` lists every public name; each has a docstring with an example. The command
+line is ``lmmkit --help``; the documentation (``bash scripts/docs.sh``) has worked examples and
+pages for users of lme4, lmerTest, GEMMA/GCTA/plink2, variancePartition and sva.
+
+Every public name is resolved on first use, so ``import lmmkit`` itself loads no numerical
+library.
 """
 
 from __future__ import annotations
