@@ -60,6 +60,17 @@ def _slug(title: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-").replace("--", "-")
 
 
+def _autosummary(names: list[str]) -> list[str]:
+    """reST autosummary blocks (one per module, stub pages in ``generated``) for dotted names."""
+    lines: list[str] = []
+    for pkg in dict.fromkeys(n.rsplit(".", 1)[0] for n in names):
+        lines += [f".. currentmodule:: {pkg}", "", ".. autosummary::", "   :toctree: generated",
+                  "   :nosignatures:", ""]  # fmt: skip
+        lines += [f"   {n.rsplit('.', 1)[1]}" for n in names if n.rsplit(".", 1)[0] == pkg]
+        lines.append("")
+    return lines
+
+
 def write_api_pages(out: Path) -> None:
     """Write ``out/index.rst`` and one page per area (only when the text changed)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -76,11 +87,7 @@ def write_api_pages(out: Path) -> None:
         body = [title, "=" * len(title), ""]
         if not names:
             body += ["This area's extra is not installed where these pages were built.", ""]
-        for pkg in dict.fromkeys(n.rsplit(".", 1)[0] for n in names):
-            body += [f".. currentmodule:: {pkg}", "", ".. autosummary::", "   :toctree: generated",
-                     "   :nosignatures:", ""]
-            body += [f"   {n.rsplit('.', 1)[1]}" for n in names if n.rsplit(".", 1)[0] == pkg]
-            body.append("")
+        body += _autosummary(names)
         _write(out / f"{slug}.rst", "\n".join(body) + "\n")
     _write(out / "index.rst", "\n".join(index) + "\n")
 
@@ -93,10 +100,9 @@ def _write(path: Path, text: str) -> None:
 def write_cli_page(out: Path) -> None:
     """Write ``out/index.rst``: every ``lmmkit`` command's ``--help``, from the parser itself."""
     import argparse
+    import os
 
     from lmmkit.cli.main import build_parser
-
-    import os
 
     os.environ["COLUMNS"] = "100"  # argparse wraps --help at the terminal width: fix it
     out.mkdir(parents=True, exist_ok=True)
@@ -150,9 +156,5 @@ def write_plot_index(out: Path) -> None:
              "the modules when these pages are built.",
              "Each returns a matplotlib Figure (or draws on ``ax=`` when given), titled and with",
              "labelled axes. Results with a natural picture also have a ``.plot()`` method.", ""]  # fmt: skip
-    for pkg in dict.fromkeys(n.rsplit(".", 1)[0] for n in names):
-        lines += [f".. currentmodule:: {pkg}", "", ".. autosummary::", "   :toctree: generated",
-                  "   :nosignatures:", ""]  # fmt: skip
-        lines += [f"   {n.rsplit('.', 1)[1]}" for n in names if n.rsplit(".", 1)[0] == pkg]
-        lines.append("")
+    lines += _autosummary(names)
     _write(out / "index.rst", "\n".join(lines) + "\n")

@@ -28,6 +28,23 @@ from pathlib import Path
 __all__ = ["warm_cache"]
 
 
+#: InstEval's model (lme4): students s and lecturers d crossed, departments, a service effect.
+INSTEVAL_FORMULA = "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)"
+
+
+def insteval_like(seed: int):
+    """Simulated data of InstEval's shape: 73,421 ratings, 2,972 students x 1,128 lecturers."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    n, ns, nd = 73_421, 2_972, 1_128
+    s, d = rng.integers(0, ns, n), rng.integers(0, nd, n)
+    y = rng.normal(size=ns)[s] * 0.5 + rng.normal(size=nd)[d] * 0.4 + rng.normal(size=n)
+    return pd.DataFrame({"y": y, "s": s.astype(str), "d": d.astype(str),
+                         "dept": (d % 14).astype(str), "service": rng.integers(0, 2, n)})  # fmt: skip
+
+
 def _engine() -> None:
     import numpy as np
     import pandas as pd
@@ -37,16 +54,12 @@ def _engine() -> None:
 
     lmmkit.lmm("Reaction ~ Days + (Days | Subject)", load_dataset("sleepstudy"))
     lmmkit.lmm("diameter ~ 1 + (1 | plate) + (1 | sample)", load_dataset("Penicillin"))
-    rng = np.random.default_rng(1)
-    n, ns, nd = 73_421, 2_972, 1_128  # InstEval's shape: students x lecturers, 14 departments
-    s, d = rng.integers(0, ns, n), rng.integers(0, nd, n)
-    y = rng.normal(size=ns)[s] * 0.5 + rng.normal(size=nd)[d] * 0.4 + rng.normal(size=n)
-    data = pd.DataFrame({"y": y, "s": s.astype(str), "d": d.astype(str),
-                         "dept": (d % 14).astype(str), "service": rng.integers(0, 2, n)})  # fmt: skip
-    lmmkit.lmm("y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)", data, reml=False)
+    data = insteval_like(seed=1)
+    lmmkit.lmm(INSTEVAL_FORMULA, data, reml=False)
     lmmkit.lmm("y ~ 1 + service + (1 | d)", data)
     # crossed factors with locality, 2,500 providers after 3,000 patients: the sparse rest
     # block (CHOLMOD, selected inverse; linalg/sparse_rest.py)
+    rng = np.random.default_rng(1)
     g1 = np.repeat(np.arange(3_000), 3)
     g2 = (g1 * 5 // 6 + rng.integers(-5, 6, g1.size)) % 2_500
     x = rng.normal(size=g1.size)

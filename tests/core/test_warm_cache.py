@@ -9,17 +9,12 @@ import sys
 
 _FIT_AND_COUNT = r"""
 import json, sys
-import numpy as np, pandas as pd
 import lmmkit
+from lmmkit._warmup import INSTEVAL_FORMULA, insteval_like
 from numba.core.registry import CPUDispatcher
 
-rng = np.random.default_rng(11)
-n, ns, nd = 73_421, 2_972, 1_128
-s, d = rng.integers(0, ns, n), rng.integers(0, nd, n)
-y = rng.normal(size=ns)[s] + rng.normal(size=nd)[d] + rng.normal(size=n)
-data = pd.DataFrame({"y": y, "s": s.astype(str), "d": d.astype(str),
-                     "dept": (d % 14).astype(str), "service": rng.integers(0, 2, n)})
-lmmkit.lmm("y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)", data, reml=False)
+# other data than the warm-up's (seed 11, not 1): the signatures, not the values, must be cached
+lmmkit.lmm(INSTEVAL_FORMULA, insteval_like(seed=11), reml=False)
 
 def dispatchers(mod):
     for obj in list(vars(mod).values()):

@@ -110,17 +110,15 @@ def genotype_pca(plink, k: int = 10, *, block_size: int = 2000, progress: bool =
     positive = pos >= 0
     stats = filter_snps(pl, maf=0.0, max_missing=1.0)
     polymorphic = np.asarray(stats.maf > 0)
-    keep = positive & polymorphic
     excluded = {"negative base-pair position": int((~positive).sum()),
                 "monomorphic (loaded, no variance)": int((positive & ~polymorphic).sum())}  # fmt: skip
-    if not keep.any():
+    if not (positive & polymorphic).any():
         raise DataError(f"{pl.prefix}: no polymorphic SNP with a valid position; nothing to do.")
-    grm = compute_grm(pl, "standardized", snps=np.flatnonzero(keep), gemma_filter=False,
+    # every loaded SNP goes in: a monomorphic one adds zeros to Z Z' and counts in M, as plink2's
+    grm = compute_grm(pl, "standardized", snps=np.flatnonzero(positive), gemma_filter=False,
                       block_size=block_size, progress=progress)  # fmt: skip
     values, vectors = eigh(grm.matrix, subset_by_index=(n - k, n - 1))
     values, vectors = values[::-1], vectors[:, ::-1]
-    scale = keep.sum() / positive.sum()  # plink2's M counts the monomorphic SNPs it loaded
-    values = values * scale
     ids = pl.sample_ids
     columns = [f"PC{i + 1}" for i in range(k)]
     return GenotypePCA(
@@ -129,7 +127,7 @@ def genotype_pca(plink, k: int = 10, *, block_size: int = 2000, progress: bool =
         sample_ids=ids,
         n_snps=int(positive.sum()),
         excluded=excluded,
-        _trace=float(np.trace(grm.matrix)) * scale,
+        _trace=float(np.trace(grm.matrix)),
     )
 
 
