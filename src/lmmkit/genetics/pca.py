@@ -40,6 +40,12 @@ class GenotypePCA:
     ``eigenvectors`` is samples x k (unit norm, columns ``PC1``... indexed like
     ``sample_ids``), ``eigenvalues`` the matching eigenvalues of the standardized GRM.
     ``excluded`` counts the SNPs left out, by reason.
+
+    Examples
+    --------
+    >>> from lmmkit.genetics.pca import genotype_pca
+    >>> pcs = genotype_pca("EUR_subset", k=4)  # doctest: +SKIP
+    >>> pcs.eigenvalues, pcs.variance_explained, pcs.excluded  # doctest: +SKIP
     """
 
     eigenvalues: np.ndarray
