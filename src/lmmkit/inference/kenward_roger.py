@@ -42,6 +42,7 @@ class KRInfo:
     W: np.ndarray  # 2 x inverse expected information of the covariance parameters
     sigma: float
     condi: float  # smallest |eigenvalue| of the information (pbkrtest's "condi")
+    method: str = "dense"  # "dense" (n x n matrices) or "factor" (through the factor)
 
 
 def _derivative_matrices(model: Any, result: Any) -> tuple[list[np.ndarray], list[float]]:
@@ -72,29 +73,9 @@ def _term_T(result: Any, model: Any) -> list[np.ndarray]:
     return term_factors(result.theta, model.design.terms)
 
 
-def kr_info(model: Any, result: Any = None) -> KRInfo:
-    """The Kenward-Roger adjusted covariance of beta and what the F tests need
-    (pbkrtest's ``vcovAdj``)."""
-    from lmmkit.linalg.covstruct import require_unstructured
-
-    require_unstructured(
-        model.design.terms if hasattr(model, "design") else (),
-        "Kenward-Roger",
-        "Its covariance parameters are the unstructured variances and covariances (pbkrtest's "
-        "linear V = sum gamma_i G_i); use Satterthwaite's df (ddf='Satterthwaite'), which is "
-        "invariant to the parametrization.",
-    )
-    model, result = resolve(model, result, reml=True)
-    if model.design.weights is not None:
-        raise ModelError("Kenward-Roger is not implemented for models with prior weights.")
-    if model.n > MAX_KR_NOBS:
-        raise ModelError(
-            f"Kenward-Roger here uses dense n x n matrices; the model has {model.n} "
-            f"observations (limit {MAX_KR_NOBS}). Use Satterthwaite's method "
-            "(lmmkit.inference.satterthwaite) for large data."
-        )
+def _dense_pieces(model: Any, result: Any) -> tuple[list, dict, np.ndarray]:
+    """P_i, Q_ij and tr(V^-1 G_i V^-1 G_j) with dense n x n matrices (pbkrtest's way)."""
     X = model.design.X
-    Phi = result.vcov.to_numpy()
     Gs, gam = _derivative_matrices(model, result)
     Sigma = sum(g * G for g, G in zip(gam, Gs))
     c = sla.cho_factor(Sigma, lower=True)
@@ -106,13 +87,117 @@ def kr_info(model: Any, result: Any = None) -> KRInfo:
     PP = [-(oo.T @ TT) for oo in OO]
     PP = [(P + P.T) / 2 for P in PP]
     QQ = {(r, s): OO[r].T @ Sinv @ OO[s] for r in range(k) for s in range(r, k)}
+    KTR = np.empty((k, k))
+    for i in range(k):
+        for j in range(i, k):
+            KTR[i, j] = KTR[j, i] = float(np.sum(HH[i].T * HH[j]))
+    return PP, QQ, KTR
+
+
+def _factor_pieces(model: Any, result: Any) -> tuple[list, dict, np.ndarray]:
+    """The same through the engine's factor (``_through_factor``): no n x n matrix, no dense
+    q x q matrix; tr(V^-1 G_i V^-1 G_j) exactly from K = Z'V~^-1 Z's columns (q solves).
+
+    With V = sigma^2 V~, G_i = Z D_i Z' (D_i = I (x) E_ab on term j) and G_res = I:
+    tr(V^-1 G_i V^-1 G_j) = tr(D_i K D_j K) / sigma^4 for two covariance elements, and the
+    residual's row follows from V = sum_j gamma_j G_j:
+    sum_j gamma_j tr(V^-1 G_i V^-1 G_j) = tr(V^-1 G_i) = tr(D_i K) / sigma^2 (resp.
+    tr(V^-1) = (n - tr(K Lambda Lambda')) / sigma^2 for the residual itself)."""
+    from lmmkit.inference._through_factor import FactorOps, diag_trace, pair_moments, pair_trace
+
+    s2 = result.sigma**2
+    ops = FactorOps(model, np.asarray(result.theta, float))
+    X = model.cp.X
+    TT = ops.vinv(X) / s2  # V^-1 X
+    ZtTT = ops.Zt @ TT
+    params = []  # (term, E_ab, gamma)
+    for j, (term, T) in enumerate(zip(ops.terms, ops.T)):
+        cov = s2 * T @ T.T
+        for a in range(term.p):
+            for b in range(a, term.p):
+                E = np.zeros((term.p, term.p))
+                E[a, b] = E[b, a] = 1.0
+                params.append((j, E, float(cov[a, b])))
+    m = len(params)
+    OO = []
+    for j, E, _ in params:
+        t, off = ops.terms[j], int(ops.offsets[j])
+        blk = ZtTT[off : off + t.q].reshape(t.nlevels, t.p, -1)
+        DZ = np.zeros_like(ZtTT)
+        DZ[off : off + t.q] = np.einsum("ab,lbr->lar", E, blk).reshape(t.q, -1)
+        OO.append(ops.Z @ DZ)
+    OO.append(TT)  # G_res V^-1 X
+    k = m + 1
+    p = X.shape[1]
+    VO = ops.vinv(np.hstack(OO)) / s2
+    VO = [VO[:, i * p : (i + 1) * p] for i in range(k)]
+    PP = [-(oo.T @ TT) for oo in OO]
+    PP = [(P + P.T) / 2 for P in PP]
+    QQ = {(r, s): OO[r].T @ VO[s] for r in range(k) for s in range(r, k)}
+    pm = pair_moments(ops)
+    KTR = np.empty((k, k))
+    for i, (a, Ea, _) in enumerate(params):
+        for j in range(i, m):
+            b, Eb, _ = params[j]
+            KTR[i, j] = KTR[j, i] = pair_trace(pm, a, Ea, b, Eb) / s2**2
+    gam = np.array([g for _, _, g in params])
+    tdk = np.array([diag_trace(pm, a, Ea) for a, Ea, _ in params]) / s2  # tr(V^-1 G_i)
+    KTR[:m, m] = KTR[m, :m] = (tdk - KTR[:m, :m] @ gam) / s2
+    tr_vinv = (ops.n - float(gam @ tdk)) / s2  # gam @ tdk = tr(K Lambda Lambda')
+    KTR[m, m] = (tr_vinv - float(gam @ KTR[:m, m])) / s2
+    return PP, QQ, KTR
+
+
+def kr_info(model: Any, result: Any = None, *, method: str = "auto") -> KRInfo:
+    """The Kenward-Roger adjusted covariance of beta and what the F tests need
+    (pbkrtest's ``vcovAdj``).
+
+    ``method``: ``"dense"`` (pbkrtest's n x n matrices, at most ``MAX_KR_NOBS``
+    observations), ``"factor"`` (the same quantities exactly through the engine's factor,
+    any n: one solve with the factor per random effect, no n x n matrix) or ``"auto"``
+    (dense up to ``MAX_KR_NOBS`` observations when the rest block is dense, else factor)."""
+    from lmmkit.linalg.covstruct import require_unstructured
+
+    require_unstructured(
+        model.design.terms if hasattr(model, "design") else (),
+        "Kenward-Roger",
+        "Its covariance parameters are the unstructured variances and covariances (pbkrtest's "
+        "linear V = sum gamma_i G_i); use Satterthwaite's df (ddf='Satterthwaite'), which is "
+        "invariant to the parametrization.",
+    )
+    if method not in ("auto", "dense", "factor"):
+        raise ModelError(f"method must be 'auto', 'dense' or 'factor'; got {method!r}.")
+    model, result = resolve(model, result, reml=True)
+    if model.design.weights is not None:
+        raise ModelError("Kenward-Roger is not implemented for models with prior weights.")
+    if getattr(model, "kernels", None):
+        raise ModelError(
+            f"Kenward-Roger is not implemented for known-covariance kernels "
+            f"({sorted(model.kernels)}); use Satterthwaite's df (ddf='Satterthwaite')."
+        )
+    if method == "auto":
+        small = model.n <= MAX_KR_NOBS and model.cp.sparse is None
+        method = "dense" if small else "factor"
+    if method == "dense" and model.n > MAX_KR_NOBS:
+        raise ModelError(
+            f"Kenward-Roger with method='dense' uses n x n matrices; the model has {model.n} "
+            f"observations (limit {MAX_KR_NOBS}). Use method='factor' (or 'auto'), which "
+            "works through the model's factor."
+        )
+    Phi = result.vcov.to_numpy()
+    if method == "dense":
+        PP, QQ, KTR = _dense_pieces(model, result)
+    else:
+        PP, QQ, KTR = _factor_pieces(model, result)
+    k = len(PP)
     IE2 = np.empty((k, k))
     for i in range(k):
         PhiP = Phi @ PP[i]
         for j in range(i, k):
-            ktr = float(np.sum(HH[i].T * HH[j]))
             IE2[i, j] = IE2[j, i] = (
-                ktr - 2 * float(np.sum(Phi * QQ[i, j])) + float(np.sum(PhiP * (PP[j] @ Phi)))
+                KTR[i, j]
+                - 2 * float(np.sum(Phi * QQ[i, j]))
+                + float(np.sum(PhiP * (PP[j] @ Phi)))
             )
     condi = float(np.min(np.abs(np.linalg.eigvalsh(IE2))))
     WW = 2 * (np.linalg.solve(IE2, np.eye(k)) if condi > 1e-10 else np.linalg.pinv(IE2))
@@ -134,6 +219,7 @@ def kr_info(model: Any, result: Any = None) -> KRInfo:
         W=WW,
         sigma=result.sigma,
         condi=condi,
+        method=method,
     )
 
 
