@@ -173,7 +173,7 @@ def pair_moments(
                 F, M = lowrank
                 Kc -= F @ (M @ F[c0:c1].T)
             mb = l1 - l0
-            own = Kc[c0 - 0 : c1].reshape(mb, tb.p, mb, tb.p)
+            own = Kc[c0:c1].reshape(mb, tb.p, mb, tb.p)
             dg[l0:l1] = np.einsum("lalb->lab", own)
             for a in range(b + 1):
                 ta = terms[a]

@@ -123,6 +123,7 @@ def caic(
     *,
     zero_tol: float | None = None,
     max_random_effects: int = MAX_RANDOM_EFFECTS,
+    method: str = "auto",
 ) -> ConditionalAIC:
     """Conditional AIC (Greven & Kneib 2010) of a Gaussian LMM, as ``cAIC4::cAIC(fit)``.
 
@@ -139,9 +140,12 @@ def caic(
     (1e-8): the optimizer cannot tell it from the bound. ``zero_tol=0.0`` is cAIC4's
     literal rule, any other number removes every diagonal theta ``<= zero_tol``.
 
-    The computation uses dense q x q matrices, q the number of random effects; models with
-    more than ``max_random_effects`` are refused (raise the limit if memory allows: about
-    5 * 8 * q^2 bytes).
+    ``method``: ``"dense"`` uses dense q x q matrices, q the number of random effects, and
+    refuses models with more than ``max_random_effects`` (about 5 * 8 * q^2 bytes);
+    ``"factor"`` computes the same quantities exactly through the model's (dense or sparse)
+    factor: solves with it, one per random effect for the traces, memory of the order of
+    n and of q times a batch of columns, never q x q; ``"auto"`` (default) is dense up to
+    ``max_random_effects`` when the model's rest block is dense, else factor.
 
     >>> m = lmmkit.LinearMixedModel("Reaction ~ Days + (Days | Subject)", sleepstudy)
     >>> lmmkit.caic(m).caic  # doctest: +SKIP
@@ -160,14 +164,20 @@ def caic(
             "conditional AIC is implemented for lme4-type random effects only (as cAIC4). "
             "Fit the model without kernels=."
         )
+    if method not in ("auto", "dense", "factor"):
+        raise ModelError(f"caic: method must be 'auto', 'dense' or 'factor'; got {method!r}.")
     q = sum(t.nlevels * t.p for t in model.design.terms)
-    if q > max_random_effects:
+    if method == "auto":
+        small = q <= max_random_effects and model.cp.sparse is None
+        method = "dense" if small else "factor"
+    if method == "dense" and q > max_random_effects:
         raise ModelError(
-            f"caic: the model has q = {q} random effects; the conditional AIC uses dense q x q "
+            f"caic: the model has q = {q} random effects; method='dense' uses dense q x q "
             f"matrices (about {5 * 8 * q * q / 1e9:.1f} GB here) and the limit is "
-            f"max_random_effects={max_random_effects}. Pass a larger max_random_effects if "
-            "the memory is there, or compare models on a subset of the groups."
+            f"max_random_effects={max_random_effects}. Use method='factor' (or 'auto'), which "
+            "works through the model's factor, or pass a larger max_random_effects."
         )
+    through_factor = method == "factor"
     model, result = resolve(model, result)
 
     terms = model.design.terms
@@ -203,7 +213,14 @@ def caic(
 
     if removed and not (free & diag).any():
         # cAIC4: no random effect left -> df = rank of X, log-likelihood of the original fit
-        parts = _gaussian_parts(model, y, np.asarray(result.theta, float), None, result.reml)
+        parts = _gaussian_parts(
+            model,
+            y,
+            np.asarray(result.theta, float),
+            None,
+            result.reml,
+            through_factor=through_factor,
+        )
         cll, hat = parts.cll, parts.hat_trace
         df = float(model.p)
         notes.append(
@@ -214,7 +231,7 @@ def caic(
         reduced_random: str | None = ""
         reduced_theta: tuple[float, ...] | None = ()
     else:
-        parts = _gaussian_parts(model, y, theta, free, result.reml)
+        parts = _gaussian_parts(model, y, theta, free, result.reml, through_factor=through_factor)
         cll, df, hat = parts.cll, parts.df, parts.hat_trace
         reduced_random, reduced_theta = None, None
         if removed:
@@ -380,6 +397,7 @@ def _gaussian_parts(
     reml: bool,
     *,
     exact_score: bool = False,
+    through_factor: bool = False,
 ) -> tuple[float, float, float, float]:
     """Conditional log-likelihood, df, hat trace, sigma and fitted values at theta for the
     response y. ``free`` marks the variance parameters of the (reduced) model; None: skip
@@ -387,7 +405,11 @@ def _gaussian_parts(
 
     ``exact_score=True`` replaces cAIC4's (e'W_s e) / (2 t) in C by (e'W_s e) / t, the exact
     y-derivative of the profiled (RE)ML score; df - 1 is then the trace of d(fitted)/dy
-    with theta re-estimated (checked by finite differences in the tests)."""
+    with theta re-estimated (checked by finite differences in the tests).
+
+    ``through_factor=True``: the solves, tr(S^-1) and the moments of G = Z'MZ come from the
+    model's own factor (``_through_factor``; no q x q matrix), else from dense q x q
+    matrices."""
     d = model.design
     terms = d.terms
     n, p = model.n, model.p
@@ -423,21 +445,33 @@ def _gaussian_parts(
             ).reshape(t.nlevels * t.p, -1)
         return out
 
-    ZW = (Z.multiply(w[:, None])).tocsr()
-    ZWZ = np.asarray((Z.T @ ZW).todense())
-    P = lam(ZWZ, transpose=True)  # Lambda' Z'WZ
-    S = lam(P.T.copy(), transpose=True)  # Lambda' Z'WZ Lambda
-    S[np.diag_indices(q)] += 1.0
-    L = sla.cholesky(S, lower=True, overwrite_a=True, check_finite=False)
-    del S
-    cS = (L, True)
+    if through_factor:
+        from lmmkit.inference._through_factor import FactorOps
 
-    def v0inv(v: np.ndarray) -> np.ndarray:
-        """V0^-1 v, V0 = R + Z Lambda Lambda' Z' (Woodbury through S)."""
-        Wv = v * w.reshape(-1, *([1] * (v.ndim - 1)))
-        inner = lam(np.asarray(Z.T @ Wv).reshape(q, -1), transpose=True)
-        corr = Z @ lam(sla.cho_solve(cS, inner), transpose=False)
-        return Wv - (w[:, None] * corr).reshape(Wv.shape)
+        ops = FactorOps(model, theta)
+        sw = np.sqrt(w)
+
+        def v0inv(v: np.ndarray) -> np.ndarray:
+            """V0^-1 v = W^1/2 V~^-1 W^1/2 v (the factor's operators are the weighted ones)."""
+            shape = (-1,) + (1,) * (v.ndim - 1)
+            return sw.reshape(shape) * ops.vinv(sw.reshape(shape) * v)
+
+    else:
+        ZW = (Z.multiply(w[:, None])).tocsr()
+        ZWZ = np.asarray((Z.T @ ZW).todense())
+        P = lam(ZWZ, transpose=True)  # Lambda' Z'WZ
+        S = lam(P.T.copy(), transpose=True)  # Lambda' Z'WZ Lambda
+        S[np.diag_indices(q)] += 1.0
+        L = sla.cholesky(S, lower=True, overwrite_a=True, check_finite=False)
+        del S
+        cS = (L, True)
+
+        def v0inv(v: np.ndarray) -> np.ndarray:
+            """V0^-1 v, V0 = R + Z Lambda Lambda' Z' (Woodbury through S)."""
+            Wv = v * w.reshape(-1, *([1] * (v.ndim - 1)))
+            inner = lam(np.asarray(Z.T @ Wv).reshape(q, -1), transpose=True)
+            corr = Z @ lam(sla.cho_solve(cS, inner), transpose=False)
+            return Wv - (w[:, None] * corr).reshape(Wv.shape)
 
     U = v0inv(X)  # V0^-1 X
     Mx = X.T @ U  # X' V0^-1 X = R_X' R_X
@@ -454,27 +488,49 @@ def _gaussian_parts(
     cll = float(
         np.sum(-0.5 * math.log(2.0 * math.pi * sigma2) + 0.5 * np.log(w) - 0.5 * w * e * e / sigma2)
     )
-    # tr(R A) = tr(R V0^-1) - tr(M^-1 U' R U),  tr(R V0^-1) = n - q + tr(S^-1),
-    # tr(S^-1) = ||L^-1||_F^2
-    Linv, info = dtrtri(L, lower=1)
-    if info != 0:  # pragma: no cover - S = Lambda'Z'WZ Lambda + I is positive definite
-        raise ModelError("caic: the penalized system is singular at this theta.")
-    tr_Sinv = float(np.einsum("ij,ij->", Linv, Linv))
-    del Linv
+    # tr(R A) = tr(R V0^-1) - tr(M^-1 U' R U),  tr(R V0^-1) = n - q + tr(S^-1)
+    pm = None
+    if through_factor:
+        # tr(S^-1) = q - tr(Lambda' K Lambda), K = Z~'V~^-1 Z~ (diagonal blocks of K); for
+        # the df the moments of G = K (ML) or K - Z~'V~^-1 X~ M^-1 X~'V~^-1 Z~ (REML)
+        from lmmkit.inference._through_factor import pair_moments
+
+        F = None
+        Mi = sla.cho_solve(cM, np.eye(p))  # (X' V0^-1 X)^-1
+        if free is not None and reml:
+            F = ops.Zt @ (U / sw[:, None])  # Z~' V~^-1 X~
+        pm = pair_moments(ops, None if F is None else (F, Mi))
+        if F is None:
+            kd = pm.diag
+        else:  # the diagonal blocks of K itself
+            kd = []
+            for j, t in enumerate(ops.terms):
+                Fj = F[ops.offsets[j] : ops.offsets[j + 1]].reshape(t.nlevels, t.p, p)
+                kd.append(pm.diag[j] + np.einsum("lar,rs,lbs->lab", Fj, Mi, Fj))
+        tr_Sinv = q - sum(
+            float(np.einsum("lab,ba->", kd[j], T @ T.T)) for j, T in enumerate(ops.T)
+        )
+    else:
+        Linv, info = dtrtri(L, lower=1)
+        if info != 0:  # pragma: no cover - S = Lambda'Z'WZ Lambda + I is positive definite
+            raise ModelError("caic: the penalized system is singular at this theta.")
+        tr_Sinv = float(np.einsum("ij,ij->", Linv, Linv))  # ||L^-1||_F^2
+        del Linv
     tr_RA = n - q + tr_Sinv - float(np.trace(sla.cho_solve(cM, U.T @ (U / w[:, None]))))
     hat = n - tr_RA
     if free is None:
         return _Parts(cll, math.nan, hat, sigma, y - e)
 
-    # G = Z' M Z with M = V0^-1 (ML) or A (REML), for the traces tr(W_s M W_u M)
-    LP = sla.solve_triangular(L, P, lower=True, check_finite=False)  # L^-1 Lambda' Z'WZ
-    del P
-    G = ZWZ  # Z' V0^-1 Z = Z'WZ - (L^-1 P)'(L^-1 P), in place
-    G -= LP.T @ LP
-    del LP
-    if reml:
-        ZU = np.asarray(Z.T @ U)
-        G -= ZU @ sla.cho_solve(cM, ZU.T)
+    if not through_factor:
+        # G = Z' M Z with M = V0^-1 (ML) or A (REML), for the traces tr(W_s M W_u M)
+        LP = sla.solve_triangular(L, P, lower=True, check_finite=False)  # L^-1 Lambda' Z'WZ
+        del P
+        G = ZWZ  # Z' V0^-1 Z = Z'WZ - (L^-1 P)'(L^-1 P), in place
+        G -= LP.T @ LP
+        del LP
+        if reml:
+            ZU = np.asarray(Z.T @ U)
+            G -= ZU @ sla.cho_solve(cM, ZU.T)
     pos = [pp for pp, f in zip(_theta_positions(terms), free) if f]
     m = len(pos)
 
@@ -510,7 +566,11 @@ def _gaussian_parts(
         for u in range(s, m):
             ju = pos[u][0]
             if (js, ju) not in H:
-                H[(js, ju)] = _pair_moments(G, offsets, terms, js, ju)
+                H[(js, ju)] = (
+                    pm.H[(js, ju)]
+                    if pm is not None
+                    else _pair_moments(G, offsets, terms, js, ju)
+                )
             tr = float(np.einsum("ax,cz,xcaz->", E[s], E[u], H[(js, ju)]))
             B[s, u] = B[u, s] = (
                 -tye * tr / denom - eWe[s] * eWe[u] / (2.0 * tye) + float(We[u] @ AWe[s])
