@@ -212,10 +212,13 @@ def test_kenward_roger_two_df_f_test(kr_infos):
 
 
 def test_kenward_roger_size_limit(models, monkeypatch):
+    """Past the dense size the n x n path is refused; auto goes through the factor
+    (tests/inference/test_kr_caic_sparse.py holds its numbers)."""
     m, r = models["ss"]
     monkeypatch.setattr(kr, "MAX_KR_NOBS", 100)
-    with pytest.raises(ModelError, match="dense n x n"):
-        kr.kr_info(m, r)
+    with pytest.raises(ModelError, match="uses n x n matrices"):
+        kr.kr_info(m, r, method="dense")
+    assert kr.kr_info(m, r).method == "factor"
 
 
 # ----------------------------------------------------------------- likelihood-ratio tests

@@ -32,8 +32,12 @@ log-likelihood are the reduced model's, repeatedly until no zero is left. When n
 effect is left, df is the number of fixed effects (cAIC4 adds nothing for sigma then) and the
 conditional log-likelihood is the original fit's.
 
-Everything is computed with Z sparse and dense matrices of the size q of the random effects
-(q x q), never n x n, so the size limit is on q: ``MAX_RANDOM_EFFECTS``.
+Two ways to the same numbers, never with n x n matrices: dense q x q matrices (q the number
+of random effects, at most ``MAX_RANDOM_EFFECTS``), or the model's own dense or sparse factor
+(``_through_factor``): solves by Woodbury, tr(S^-1) from the diagonal blocks of
+K = Z'V~^-1 Z, and the moments of G = Z'MZ (K, minus a rank-p term for REML) from K's
+columns a batch at a time, one solve with the factor per random effect. ``caic``'s
+``method`` chooses.
 """
 
 from __future__ import annotations

@@ -7,11 +7,16 @@ contrast). The covariance parameters are the variances and covariances of each r
 and the residual variance, V = sum_i gamma_i G_i with G_i = dV/dgamma_i = Z_j E_ab Z_j'
 (E_ab symmetric unit matrix) or I.
 
-**Size limit.** This works with dense n x n matrices (V, V^-1 and one G_i V^-1 per covariance
-parameter), so memory and time grow as n^2 and n^3; models with more than
-``MAX_KR_NOBS`` (= 4000) observations raise ``ModelError``. Prior weights are not supported
-(pbkrtest ignores them); the fit must be by REML (an ML result is refitted by REML, as
-pbkrtest does).
+**Two ways to the same numbers.** ``method="dense"`` is pbkrtest's computation with dense
+n x n matrices (V, V^-1 and one G_i V^-1 per covariance parameter; memory n^2, time n^3),
+limited to ``MAX_KR_NOBS`` (= 4000) observations. ``method="factor"`` computes the same
+P_i, Q_ij and expected information exactly through the model's own (dense or sparse)
+factor (``_through_factor``): everything with X by solves (Woodbury), and
+tr(V^-1 G_i V^-1 G_j) = tr(D_i K D_j K) / sigma^4 from the columns of K = Z'V~^-1 Z, a batch
+at a time: one solve with the factor per random effect, no n x n matrix, memory of the order
+of n p k and q x batch. ``"auto"`` (default) is the factor path. Prior weights are not
+supported (pbkrtest ignores them); the fit must be by REML (an ML result is refitted by
+REML, as pbkrtest does).
 """
 
 from __future__ import annotations
@@ -154,8 +159,9 @@ def kr_info(model: Any, result: Any = None, *, method: str = "auto") -> KRInfo:
 
     ``method``: ``"dense"`` (pbkrtest's n x n matrices, at most ``MAX_KR_NOBS``
     observations), ``"factor"`` (the same quantities exactly through the engine's factor,
-    any n: one solve with the factor per random effect, no n x n matrix) or ``"auto"``
-    (dense up to ``MAX_KR_NOBS`` observations when the rest block is dense, else factor)."""
+    any n: one solve with the factor per random effect, no n x n matrix; the default,
+    ``"auto"``). Both agree to rounding (1e-13 relative on the df in the tests), the factor
+    path is much faster (3,000 rows: 0.2 s against 45 s)."""
     from lmmkit.linalg.covstruct import require_unstructured
 
     require_unstructured(
@@ -176,8 +182,7 @@ def kr_info(model: Any, result: Any = None, *, method: str = "auto") -> KRInfo:
             f"({sorted(model.kernels)}); use Satterthwaite's df (ddf='Satterthwaite')."
         )
     if method == "auto":
-        small = model.n <= MAX_KR_NOBS and model.cp.sparse is None
-        method = "dense" if small else "factor"
+        method = "factor"
     if method == "dense" and model.n > MAX_KR_NOBS:
         raise ModelError(
             f"Kenward-Roger with method='dense' uses n x n matrices; the model has {model.n} "
@@ -223,9 +228,9 @@ def kr_info(model: Any, result: Any = None, *, method: str = "auto") -> KRInfo:
     )
 
 
-def vcov_adjusted(model: Any, result: Any = None) -> pd.DataFrame:
+def vcov_adjusted(model: Any, result: Any = None, *, method: str = "auto") -> pd.DataFrame:
     """Kenward-Roger adjusted vcov(beta) (pbkrtest's ``vcovAdj``)."""
-    info = kr_info(model, result)
+    info = kr_info(model, result, method=method)
     return pd.DataFrame(info.phi_adj, index=list(info.names), columns=list(info.names))
 
 
