@@ -80,7 +80,6 @@ class FactorOps:
         )
         self.LamT = self.Lam.T.tocsr()
         self.B = (self.ZtZ @ self.Lam).tocsr()  # Z'Z Lambda
-        self.Bt = self.B.T.tocsr()
         if cp.first is not None:
             l1, p1 = cp.first.nlevels, cp.first.p
             self.q1 = l1 * p1
@@ -131,7 +130,7 @@ class FactorOps:
     def k_columns(self, c0: int, c1: int) -> np.ndarray:
         """Columns c0..c1 of K = Z'V~^-1 Z (q x (c1 - c0), dense)."""
         ztz = self.ZtZ[:, c0:c1].toarray()
-        y = self.solve_c(self.Bt[:, c0:c1].toarray())
+        y = self.solve_c(np.ascontiguousarray(self.B[c0:c1].toarray().T))  # Lambda'Z'Z E
         return ztz - self.B @ y
 
 

@@ -511,9 +511,7 @@ def _gaussian_parts(
             for j, t in enumerate(ops.terms):
                 Fj = F[ops.offsets[j] : ops.offsets[j + 1]].reshape(t.nlevels, t.p, p)
                 kd.append(pm.diag[j] + np.einsum("lar,rs,lbs->lab", Fj, Mi, Fj))
-        tr_Sinv = q - sum(
-            float(np.einsum("lab,ba->", kd[j], T @ T.T)) for j, T in enumerate(ops.T)
-        )
+        tr_Sinv = q - sum(float(np.einsum("lab,ba->", kd[j], T @ T.T)) for j, T in enumerate(ops.T))
     else:
         Linv, info = dtrtri(L, lower=1)
         if info != 0:  # pragma: no cover - S = Lambda'Z'WZ Lambda + I is positive definite
@@ -571,9 +569,7 @@ def _gaussian_parts(
             ju = pos[u][0]
             if (js, ju) not in H:
                 H[(js, ju)] = (
-                    pm.H[(js, ju)]
-                    if pm is not None
-                    else _pair_moments(G, offsets, terms, js, ju)
+                    pm.H[(js, ju)] if pm is not None else _pair_moments(G, offsets, terms, js, ju)
                 )
             tr = float(np.einsum("ax,cz,xcaz->", E[s], E[u], H[(js, ju)]))
             B[s, u] = B[u, s] = (

@@ -200,9 +200,7 @@ def kr_info(model: Any, result: Any = None, *, method: str = "auto") -> KRInfo:
         PhiP = Phi @ PP[i]
         for j in range(i, k):
             IE2[i, j] = IE2[j, i] = (
-                KTR[i, j]
-                - 2 * float(np.sum(Phi * QQ[i, j]))
-                + float(np.sum(PhiP * (PP[j] @ Phi)))
+                KTR[i, j] - 2 * float(np.sum(Phi * QQ[i, j])) + float(np.sum(PhiP * (PP[j] @ Phi)))
             )
     condi = float(np.min(np.abs(np.linalg.eigvalsh(IE2))))
     WW = 2 * (np.linalg.solve(IE2, np.eye(k)) if condi > 1e-10 else np.linalg.pinv(IE2))
