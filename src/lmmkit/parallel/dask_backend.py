@@ -28,6 +28,9 @@ address and what to check.
 from __future__ import annotations
 
 import multiprocessing
+import pickle
+import sys
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -36,7 +39,7 @@ from typing import Any
 from lmmkit.errors import DataError
 from lmmkit.parallel.protocol import NO_SHARED
 
-__all__ = ["DaskExecutor"]
+__all__ = ["DaskExecutor", "check_loadable"]
 
 GUARD_HELP = (
     'start it under `if __name__ == "__main__":` -- the cluster\'s worker processes are '
@@ -66,6 +69,90 @@ def _script_not_reimported(processes: bool) -> Iterator[None]:
         main.__file__ = path
 
 
+def _name(fn: Callable[..., Any]) -> str:
+    mod = getattr(fn, "__module__", None) or "?"
+    return f"{mod}.{getattr(fn, '__qualname__', None) or type(fn).__name__}"
+
+
+def _fix(fn: Callable[..., Any], exc: BaseException | None) -> str:
+    """What to do when a Dask process cannot load ``fn``: the module it misses, where this
+    process imports that module from, and the two ways to get it there."""
+    missing = getattr(exc, "name", None) if isinstance(exc, ImportError) else None
+    top = (missing or getattr(fn, "__module__", None) or "lmmkit").split(".")[0]
+    mod = sys.modules.get(top)
+    origin = getattr(mod, "__file__", None)
+    where = ""
+    if origin:
+        from pathlib import Path
+
+        path = Path(origin).parent
+        folder = path.parent if path.name == top else path
+        where = f" or start them with PYTHONPATH={folder} (where this process imports {top} from)"
+    version = getattr(mod, "__version__", None)
+    install = "it" if top != "lmmkit" else f"it (pip install lmmkit=={version})"
+    return (
+        f"the scheduler and every worker must import the same {top} as this process: "
+        f"install {install} in their Python environment{where}, then restart them."
+    )
+
+
+def check_loadable(client: Any, fn: Callable[..., Any], shared: Any, where: str) -> None:
+    """Ask the scheduler and every worker of ``client`` to unpickle ``fn`` (and the type of
+    ``shared``), as they will to run it; raise a :class:`~lmmkit.errors.DataError` naming
+    the function, the processes that cannot and the fix.
+
+    Without this check a worker that cannot load a task (the function's module, e.g.
+    lmmkit, not importable there) fails or dies on it, and the client may wait forever.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        A connected client.
+    fn : callable
+        The task function.
+    shared : object
+        The shared argument of the tasks, or ``NO_SHARED``.
+    where : str
+        The scheduler's address, for the message.
+
+    Raises
+    ------
+    DataError
+        When the scheduler or a worker cannot load the task.
+
+    Examples
+    --------
+    >>> from lmmkit.parallel.dask_backend import check_loadable
+    >>> from lmmkit.parallel.protocol import NO_SHARED
+    >>> check_loadable(client, abs, NO_SHARED, "tcp://127.0.0.1:8786")  # doctest: +SKIP
+    """
+    import cloudpickle
+
+    try:
+        payload = cloudpickle.dumps((fn,) if shared is NO_SHARED else (fn, type(shared)))
+    except Exception as exc:
+        raise DataError(
+            f"the task {_name(fn)} cannot be sent to Dask workers: it cannot be pickled "
+            f"({type(exc).__name__}: {exc}); pass a module-level function."
+        ) from None
+    failed: dict[str, BaseException] = {}
+    try:
+        client.run_on_scheduler(pickle.loads, payload)
+    except Exception as exc:  # raised by unpickling on the scheduler
+        failed[f"scheduler {where}"] = exc
+    for worker, res in client.run(pickle.loads, payload, on_error="return").items():
+        if isinstance(res, BaseException):
+            failed[f"worker {worker}"] = res
+    if failed:
+        first = next(iter(failed.values()))
+        names = ", ".join(list(failed)[:4]) + (" ..." if len(failed) > 4 else "")
+        raise DataError(
+            f"the Dask cluster at {where} cannot load the task {_name(fn)} "
+            f"({type(first).__name__}: {first}) on {len(failed)} process(es): {names}. "
+            + _fix(fn, first)
+        )
+
+
 class DaskExecutor:
     """Run tasks on a Dask cluster; results are yielded in input order.
 
@@ -74,7 +161,17 @@ class DaskExecutor:
     connects to an existing scheduler, which is left running.  At most ``max_in_flight``
     tasks are submitted ahead of the one being collected (default: 2 x worker threads), so
     results never pile up in memory.  ``shared`` is scattered to the workers once per
-    :meth:`map` call.
+    :meth:`map` call.  A cluster without workers for ``worker_timeout`` seconds (none
+    connected when :meth:`map` starts, or all lost during it) is a
+    :class:`~lmmkit.errors.DataError`, as is one whose scheduler or workers cannot load the
+    task (:func:`check_loadable`).
+
+    Examples
+    --------
+    >>> from lmmkit.parallel.dask_backend import DaskExecutor
+    >>> with DaskExecutor(n_workers=1, processes=False) as ex:  # doctest: +SKIP
+    ...     list(ex.map(abs, [-1, -2]))
+    [1, 2]
     """
 
     def __init__(
@@ -86,9 +183,12 @@ class DaskExecutor:
         processes: bool = True,
         max_in_flight: int | None = None,
         connect_timeout: float = 5.0,
+        worker_timeout: float = 60.0,
         **cluster_kwargs: Any,
     ):
         self.address = address
+        self.worker_timeout = float(worker_timeout)
+        self._poll = min(2.0, max(0.1, self.worker_timeout / 10))
         self._cluster = None
         if address is None:
             self.client = self._local(n_workers, threads_per_worker, processes, cluster_kwargs)
@@ -138,13 +238,36 @@ class DaskExecutor:
     def _window(self) -> int:
         if self._max_in_flight:
             return int(self._max_in_flight)
-        info = self.client.scheduler_info()
-        threads = sum(w.get("nthreads", 1) for w in info.get("workers", {}).values())
+        threads = sum(self.client.nthreads().values())
         return max(2, 2 * threads)
+
+    def _wait_for_a_worker(self) -> None:
+        if self.client.nthreads():
+            return
+        try:
+            self.client.wait_for_workers(1, timeout=self.worker_timeout)
+        except (OSError, TimeoutError):
+            raise DataError(
+                f"Dask scheduler {self._where()} has no workers (waited "
+                f"{self.worker_timeout:g} s): start some with `dask worker {self._where()}` "
+                "in the same Python environment as lmmkit."
+            ) from None
 
     def map(
         self, fn: Callable[..., Any], items: Iterable[Any], shared: Any = NO_SHARED
     ) -> Iterator[Any]:
+        """Yield ``fn([shared,] item)`` for each item, in item order.
+
+        Before the first task is sent, the scheduler and every worker are asked to load
+        ``fn`` (and the type of ``shared``) from its pickle: a cluster that cannot (lmmkit or
+        the function's module not importable there, another lmmkit version) is a
+        :class:`~lmmkit.errors.DataError` naming the function and the fix, not a wait for
+        results that never come.  Tasks of a worker lost during the run are recomputed by
+        Dask on the others; if no worker is left for ``worker_timeout`` seconds the run
+        stops with a :class:`~lmmkit.errors.DataError`.
+        """
+        self._wait_for_a_worker()
+        check_loadable(self.client, fn, shared, self._where())
         args: tuple = ()
         if shared is not NO_SHARED:
             args = (self.client.scatter(shared, broadcast=True, hash=False),)
@@ -155,12 +278,51 @@ class DaskExecutor:
             for item in it:
                 pending.append(self.client.submit(fn, *args, item, pure=False))
                 if len(pending) >= window:
-                    yield pending.popleft().result()
+                    yield self._result(pending.popleft(), fn)
             while pending:
-                yield pending.popleft().result()
+                yield self._result(pending.popleft(), fn)
         finally:
             for fut in pending:
                 fut.cancel()
+
+    def _result(self, fut: Any, fn: Callable[..., Any]) -> Any:
+        """``fut.result()``, checking every ``poll`` seconds that the cluster still has
+        workers (Dask itself would wait for one forever)."""
+        from distributed import wait
+
+        no_workers_since = None
+        while not fut.done():
+            try:
+                wait([fut], timeout=self._poll)  # returns on done or error, never raises it
+                continue
+            except TimeoutError:
+                pass
+            if self.client.nthreads():
+                no_workers_since = None
+                continue
+            now = time.monotonic()
+            no_workers_since = no_workers_since or now
+            if now - no_workers_since > self.worker_timeout:
+                raise DataError(
+                    f"every worker of Dask scheduler {self._where()} was lost during the run "
+                    f"and none came back within {self.worker_timeout:g} s (task "
+                    f"{_name(fn)}): check the workers' logs (memory limit, crash), restart "
+                    "them, and run again (a GWAS with --out resumes where it stopped)."
+                )
+        try:
+            return fut.result()
+        except RuntimeError as exc:
+            if "deserialization of the task graph" not in str(exc):
+                raise
+            raise DataError(
+                f"the Dask scheduler {self._where()} could not load the task "
+                f"{_name(fn)}: {_fix(fn, None)}"
+            ) from None
+
+    def _where(self) -> str:
+        if self.address is not None:
+            return self.address
+        return str(getattr(self.client, "scheduler", None) and self.client.scheduler.address)
 
     def close(self) -> None:
         try:
