@@ -71,7 +71,7 @@ class Cluster:
         try:
             self.scheduler = self._spawn(
                 ["scheduler", "--host", "127.0.0.1", "--port", str(self.port),
-                 "--no-dashboard"],
+                 "--no-dashboard", "--idle-timeout", "600"],  # gone if a test run is killed
                 "scheduler", scheduler_pythonpath or str(REPO / "src"),
             )  # fmt: skip
             for _ in range(n_workers):
@@ -102,7 +102,7 @@ class Cluster:
         i = len(self.workers)
         proc = self._spawn(
             ["worker", self.address, "--no-nanny", "--nthreads", "1", "--host", "127.0.0.1",
-             "--no-dashboard", "--name", f"w{i}", "--local-directory",
+             "--no-dashboard", "--death-timeout", "60", "--name", f"w{i}", "--local-directory",
              str(self.logdir / f"w{i}")],
             f"worker{i}", pythonpath or self._worker_pythonpath,
         )  # fmt: skip
