@@ -213,19 +213,28 @@ def test_interrupted_client_resumes_on_the_cluster(cluster, eur, serial_gwas, tm
 
 
 def test_every_worker_lost_is_an_error_not_a_hang(tmp_path):
+    """All workers killed mid-run: an error after ``worker_timeout`` s.  Then the worker
+    holding the tasks' shared data killed while another runs: an error, not a hang."""
     from lmmkit.parallel.dask_backend import DaskExecutor
 
-    def slow(x):
+    def slow(shared, x):
         import time
 
-        time.sleep(3)
-        return x
+        time.sleep(2)
+        return shared + x
 
     with Cluster(tmp_path / "c", 1) as c, DaskExecutor(c.address, worker_timeout=3) as ex:
-        it = ex.map(slow, range(4))
+        it = ex.map(lambda x: slow(0, x), range(4))
         assert next(it) == 0
         c.kill_worker(0)
         t0 = time.monotonic()
         with pytest.raises(DataError, match=r"every worker of Dask scheduler tcp://127\.0\.0\.1"):
             list(it)
         assert time.monotonic() - t0 < 30
+        c.add_worker()  # w1 gets the shared data; w2 joins after it was sent
+        it = ex.map(slow, range(6), shared=100)
+        assert next(it) == 100
+        c.add_worker()
+        c.kill_worker(1)
+        with pytest.raises(DataError, match=r"holding the data the tasks share was lost"):
+            list(it)

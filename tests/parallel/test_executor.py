@@ -106,9 +106,7 @@ def test_thread_executor_in_order_and_gwas_equal(tmp_path):
     assert threaded.equals(serial)
 
 
-def test_dask_task_the_workers_cannot_import_is_a_clear_error(
-    dask_executor, tmp_path, monkeypatch
-):
+def test_dask_task_workers_cannot_import_is_an_error(dask_executor, tmp_path, monkeypatch):
     """A module imported here after the cluster's worker processes started: the scheduler (in
     this process) loads the task, the workers cannot.  Before the fix the workers died on its
     pickle and ``map`` waited on; now it is one DataError naming the module and the fix."""

@@ -33,6 +33,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import CancelledError
 from contextlib import contextmanager
 from typing import Any
 
@@ -311,6 +312,13 @@ class DaskExecutor:
                 )
         try:
             return fut.result()
+        except CancelledError as exc:
+            raise DataError(
+                f"Dask scheduler {self._where()} cancelled task {_name(fn)} ({exc}): this "
+                "happens when every worker holding the data the tasks share was lost; "
+                "check the workers' logs, restart them and run again (a GWAS with --out "
+                "resumes where it stopped)."
+            ) from None
         except RuntimeError as exc:
             if "deserialization of the task graph" not in str(exc):
                 raise
