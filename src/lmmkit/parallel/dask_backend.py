@@ -154,6 +154,39 @@ def check_loadable(client: Any, fn: Callable[..., Any], shared: Any, where: str)
         )
 
 
+def _handshake(address: str, timeout: float) -> None:
+    """Open one connection to ``address`` and complete Dask's handshake, all within
+    ``timeout`` seconds.  ``distributed.Client`` limits the connection but not the handshake
+    after it, so a server that accepts and stays silent would hold it forever."""
+    import asyncio
+    import threading
+
+    from distributed.comm import connect
+
+    async def probe() -> None:
+        comm = await connect(address, timeout=timeout)
+        await comm.close()
+
+    async def limited() -> None:  # 1 s more: a refused connection keeps connect's message
+        await asyncio.wait_for(probe(), timeout + 1)
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(limited())  # in its own thread: works under a running loop too
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="lmmkit-dask-handshake", daemon=True)
+    thread.start()
+    thread.join(timeout + 5)
+    if thread.is_alive() or (errors and type(errors[0]) is TimeoutError and not str(errors[0])):
+        raise TimeoutError("no Dask handshake came back")
+    if errors:
+        raise errors[0]
+
+
 class DaskExecutor:
     """Run tasks on a Dask cluster; results are yielded in input order.
 
@@ -224,16 +257,24 @@ class DaskExecutor:
 
     @staticmethod
     def _connect(address: str, timeout: float) -> Any:
-        from distributed import Client
+        import distributed
 
         try:
-            return Client(address, timeout=timeout)
+            _handshake(address, timeout)
+            return distributed.Client(address, timeout=timeout)
         except (OSError, TimeoutError) as exc:
             reason = " ".join(str(exc).split())[:160] or type(exc).__name__
             raise DataError(
                 f"Dask scheduler {address} did not answer within {timeout:g} s ({reason}): "
                 "check that a scheduler runs there (`dask scheduler`), that the host and port "
                 "are right and reachable from here, or use --scheduler local:N or threads:N."
+            ) from None
+        except Exception as exc:  # e.g. another protocol answering: a frame of 3 EiB
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:120]
+            raise DataError(
+                f"connecting to Dask scheduler {address} failed ({reason}): check that the "
+                "address is a Dask scheduler's (`dask scheduler` prints it; tcp://HOST:PORT) "
+                f"running distributed {distributed.__version__} like this process."
             ) from None
 
     def _window(self) -> int:
