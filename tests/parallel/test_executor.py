@@ -112,7 +112,9 @@ def test_dask_task_workers_cannot_import_is_an_error(dask_executor, tmp_path, mo
     pickle and ``map`` waited on; now it is one DataError naming the module and the fix."""
     from lmmkit.errors import DataError
 
-    (tmp_path / "lmmkit_late_module.py").write_text("def twice(x):\n    return 2 * x\n")
+    (tmp_path / "lmmkit_late_module.py").write_text(
+        "def twice(x):\n    return 2 * x\n\nclass Box:\n    pass\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     import lmmkit_late_module as mod
 
@@ -121,7 +123,10 @@ def test_dask_task_workers_cannot_import_is_an_error(dask_executor, tmp_path, mo
     msg = str(err.value)
     assert "lmmkit_late_module.twice" in msg and "No module named 'lmmkit_late_module'" in msg
     assert f"PYTHONPATH={tmp_path}" in msg and "2 process(es): worker tcp://" in msg
+    with pytest.raises(DataError, match="No module named 'lmmkit_late_module'"):
+        list(dask_executor.map(lambda b: 1, [mod.Box()]))  # the items are checked too
     assert list(dask_executor.map(lambda x: -x, [1, 2])) == [-1, -2]  # workers still there
+    assert list(dask_executor.map(lambda x: -x, [])) == []
 
 
 def test_dask_scheduler_without_workers_is_an_error():

@@ -27,6 +27,7 @@ address and what to check.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import pickle
 import sys
@@ -42,6 +43,7 @@ from lmmkit.parallel.protocol import NO_SHARED
 
 __all__ = ["DaskExecutor", "check_loadable"]
 
+_NONE = object()  # no item
 GUARD_HELP = (
     'start it under `if __name__ == "__main__":` -- the cluster\'s worker processes are '
     "started with the 'spawn' method and re-import the script, so without the guard every "
@@ -56,8 +58,6 @@ def _script_not_reimported(processes: bool) -> Iterator[None]:
     tasks reach them pickled by value: cloudpickle sends ``__main__`` functions whole, as
     from a notebook).  A script without the ``if __name__ == "__main__":`` guard then works;
     with it nothing changes."""
-    import sys
-
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
     if not processes or main is None or path is None or getattr(main, "__spec__", None):
@@ -90,17 +90,20 @@ def _fix(fn: Callable[..., Any], exc: BaseException | None) -> str:
         folder = path.parent if path.name == top else path
         where = f" or start them with PYTHONPATH={folder} (where this process imports {top} from)"
     version = getattr(mod, "__version__", None)
-    install = "it" if top != "lmmkit" else f"it (pip install lmmkit=={version})"
+    install = f"it (lmmkit {version})" if top == "lmmkit" and version else "it"
     return (
         f"the scheduler and every worker must import the same {top} as this process: "
         f"install {install} in their Python environment{where}, then restart them."
     )
 
 
-def check_loadable(client: Any, fn: Callable[..., Any], shared: Any, where: str) -> None:
-    """Ask the scheduler and every worker of ``client`` to unpickle ``fn`` (and the type of
-    ``shared``), as they will to run it; raise a :class:`~lmmkit.errors.DataError` naming
-    the function, the processes that cannot and the fix.
+def check_loadable(
+    client: Any, fn: Callable[..., Any], shared: Any, where: str, item: Any = NO_SHARED
+) -> None:
+    """Ask the scheduler and every worker of ``client`` to unpickle ``fn`` (with the type of
+    ``shared`` and a sample ``item``), as they will to run it; raise a
+    :class:`~lmmkit.errors.DataError` naming the function, the processes that cannot and
+    the fix.
 
     Without this check a worker that cannot load a task (the function's module, e.g.
     lmmkit, not importable there) fails or dies on it, and the client may wait forever.
@@ -115,6 +118,8 @@ def check_loadable(client: Any, fn: Callable[..., Any], shared: Any, where: str)
         The shared argument of the tasks, or ``NO_SHARED``.
     where : str
         The scheduler's address, for the message.
+    item : object, optional
+        One of the task inputs (e.g. the first), sent whole.
 
     Raises
     ------
@@ -130,7 +135,8 @@ def check_loadable(client: Any, fn: Callable[..., Any], shared: Any, where: str)
     import cloudpickle
 
     try:
-        payload = cloudpickle.dumps((fn,) if shared is NO_SHARED else (fn, type(shared)))
+        sample = (fn, None if shared is NO_SHARED else type(shared), item)
+        payload = cloudpickle.dumps(sample)
     except Exception as exc:
         raise DataError(
             f"the task {_name(fn)} cannot be sent to Dask workers: it cannot be pickled "
@@ -149,7 +155,7 @@ def check_loadable(client: Any, fn: Callable[..., Any], shared: Any, where: str)
         names = ", ".join(list(failed)[:4]) + (" ..." if len(failed) > 4 else "")
         raise DataError(
             f"the Dask cluster at {where} cannot load the task {_name(fn)} "
-            f"({type(first).__name__}: {first}) on {len(failed)} process(es): {names}. "
+            f"({type(first).__name__}: {first}) on {len(failed)} process(es): {names}; "
             + _fix(fn, first)
         )
 
@@ -308,14 +314,18 @@ class DaskExecutor:
         Dask on the others; if no worker is left for ``worker_timeout`` seconds the run
         stops with a :class:`~lmmkit.errors.DataError`.
         """
+        it = iter(items)
+        first = next(it, _NONE)
+        if first is _NONE:
+            return
         self._wait_for_a_worker()
-        check_loadable(self.client, fn, shared, self._where())
+        check_loadable(self.client, fn, shared, self._where(), item=first)
+        it = itertools.chain([first], it)
         args: tuple = ()
         if shared is not NO_SHARED:
             args = (self.client.scatter(shared, broadcast=True, hash=False),)
         window = self._window()
         pending: deque = deque()
-        it = iter(items)
         try:
             for item in it:
                 pending.append(self.client.submit(fn, *args, item, pure=False))
