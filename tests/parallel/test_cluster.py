@@ -4,8 +4,10 @@ started here on 127.0.0.1 (:mod:`tests.parallel._cluster`); ``lmmkit varpart`` a
 byte for byte, also when a worker is killed mid-run or the client is interrupted and rerun;
 a cluster that cannot load the task is an error naming the fix, not a hang.
 
-Starting the processes takes 10-20 s on a loaded 2-core machine, so these are in the slow tier;
-the quick checks of the same code paths are in test_cluster_quick.py."""
+The module takes about 6 minutes on a loaded 2-core machine (starting each process 10-20 s),
+so it is in the slow tier; quick checks of the same code paths are in the default level
+(test_executor.py: a task the workers cannot import, a scheduler without workers;
+test_dask_edges.py: an address that does not answer, is silent or speaks another protocol)."""
 
 from __future__ import annotations
 
