@@ -112,7 +112,8 @@ def gwas(
         1/2 coding a 0 is missing, as in PLINK), -9/NA missing
         (:func:`lmmkit.genetics.spa.binary_phenotype`).  The null model is the logistic
         mixed model fitted by PQL / AI-REML (:func:`lmmkit.genetics.spa.fit_null_binary`,
-        kinship used as given, dense: n up to a few thousand), and each SNP gets the score
+        kinship used as given, dense: n up to a few thousand; matrix-free beyond, see
+        ``method``), and each SNP gets the score
         test with exact variance and saddlepoint p-value (:func:`lmmkit.genetics.spa.score_tests`).
     spa_cutoff
         With ``binary``: the saddlepoint approximation replaces the normal p-value when
@@ -140,7 +141,11 @@ def gwas(
         Wald test only) or ``"auto"``: exact up to
         :data:`~lmmkit.genetics.gwas.method.EXACT_MAX_SAMPLES` samples when its memory fits,
         matrix-free beyond (:func:`lmmkit.genetics.gwas.method.select_method`; the choice and
-        its reason are in the log). Binary traits always take the exact (dense PQL) path.
+        its reason are in the log). Binary traits: ``"matrix-free"`` (or ``"auto"`` beyond
+        :data:`~lmmkit.genetics.gwas.method.EXACT_MAX_SAMPLES` samples) fits the logistic
+        null model without n x n matrices and tests with SAIGE's variance ratio
+        (:func:`lmmkit.genetics.gwas.matfree.binary_path.gwas_binary_matrix_free`; full
+        kinship, ``loco=False``).
 
     Returns
     -------
@@ -162,12 +167,28 @@ def gwas(
             f"output_format={output_format!r} is for quantitative traits; binary-trait "
             "results (score test, saddlepoint p-values) are written in lmmkit's layout."
         )
-    if binary and method == "matrix-free":
-        raise DataError(
-            "binary traits have no matrix-free path (the logistic null model is fitted "
-            "densely by PQL); use method='exact' or 'auto'."
-        )
-    chosen, why = ("exact", "binary trait") if binary else ("exact", "requested")
+    chosen, why = ("exact", "requested")
+    if binary and method != "exact":
+        pl0 = open_genotypes(plink)
+        chosen, why = select_method(pl0.n_samples, block_snps=block_snps, method=method)
+        if chosen == "matrix-free":
+            from lmmkit.genetics.gwas.matfree.binary_path import gwas_binary_matrix_free
+
+            if loco:
+                raise DataError(
+                    "loco=True: the matrix-free binary path fits one null model with the "
+                    "full kinship (SAIGE step 1 without LOCO); pass loco=False, or "
+                    "method='exact' for per-chromosome dense models."
+                )
+            res = gwas_binary_matrix_free(
+                pl0, pheno, covariates=covariates, kinship=kinship, tests=tests,
+                block_snps=block_snps, executor=executor, out=out, overwrite=overwrite,
+                progress=progress, maf=maf, max_missing=max_missing, snps=snps, plots=plots,
+                blas_threads=blas_threads, spa_cutoff=spa_cutoff,
+                kinship_samples=kinship_samples,
+            )  # fmt: skip
+            res.log.insert(0, f"path: matrix-free binary ({why})")
+            return res
     if not binary and method != "exact":
         pl0 = open_genotypes(plink)
         n_chrom = int(pl0.bim["chrom"].nunique()) if "chrom" in pl0.bim else 1
@@ -279,22 +300,11 @@ def gwas(
     table, skipped, n_skipped = merge_blocks(pl, results, len(blocks), columns)
     say(snp_counts(table, n_skipped))
     if binary:
+        from lmmkit.genetics.gwas.matfree.binary_path import spa_lines
+
         pcol = "p_spa"
-        spa_used = table["spa"].to_numpy()
-        say(
-            f"saddlepoint p-values: {int((spa_used == 1).sum())} SNPs (|score|/sd > "
-            f"{spa_cutoff:g})"
-            + (
-                f"; {int((spa_used == -1).sum())} SNPs beyond the range of the saddlepoint "
-                "equation kept the normal p-value (spa = -1)"
-                if (spa_used == -1).any()
-                else ""
-            )
-        )
-        say(
-            f"genomic control lambda (p_score_normal): "
-            f"{genomic_control(table['p_score_normal'].to_numpy()):.4f}"
-        )
+        for line in spa_lines(table, spa_cutoff):
+            say(line)
     else:
         pcol = next(f"p_{t}" for t in ("wald", "lrt", "score") if t in tests)
     gc = genomic_control(table[pcol].to_numpy())
