@@ -15,7 +15,9 @@ each warm-started from the previous PQL iteration's solution.  Per iteration:
   (to the CG tolerance);
 * tr(P K) by Hutchinson's estimator over ``n_probes`` fixed Rademacher vectors u
   (u' P K u; the same probes every iteration, so the fixed point is deterministic); the
-  Monte-Carlo SE of the trace gives that of tau (``tau_mc_se`` = 0.5 SE(trace) / AI);
+  Monte-Carlo SE of the trace gives that of tau (``tau_mc_se`` = 0.5 SE(trace) / AI /
+  (1 - rho), rho the PQL map's contraction rate at the fixed point, read from the last
+  tau steps: eta moves with tau, so the fixed point moves more than one AI step);
 * the AI information 0.5 (K P Y)' P (K P Y) uses the previous iteration's K P Y (one solve
   fewer per iteration; the Newton step's fixed point, score = 0, is unchanged).
 
@@ -141,6 +143,16 @@ class _Solver:
         return x, worst
 
 
+def _contraction(taus: np.ndarray) -> float:
+    """The PQL map's contraction rate at its fixed point, from the last tau steps (the
+    median ratio of successive AI steps, in [0, 0.9]): the fixed point moves by the
+    one-step shift / (1 - rate) when the trace estimate moves."""
+    d = np.abs(np.diff(taus[1:]))  # AI steps (the first step is EM)
+    big = d[:-1] > 1e-5 * (abs(taus[-1]) + 1e-12)
+    ratios = (d[1:] / np.where(d[:-1] > 0, d[:-1], 1.0))[big][-4:]
+    return float(np.clip(np.median(ratios), 0.0, 0.9)) if len(ratios) else 0.0
+
+
 def _pieces(sx: np.ndarray, x: np.ndarray, yw: np.ndarray, sy: np.ndarray):
     """(X'S X)^-1, GLS alpha and P Y from S X and S Y (S = Sigma^-1)."""
     a_inv = linalg.inv(x.T @ sx)
@@ -178,8 +190,9 @@ def fit_null_binary_matfree(
         Rademacher probes of the trace estimator and their seed.
     tol
         PQL convergence as the dense fit's (relative change of alpha and tau, with
-        ``sqrt(tol)`` on the linear predictor); looser than the dense default because tau
-        carries a Monte-Carlo error far above it anyway.
+        ``sqrt(tol)`` on the linear predictor), a coefficient's change taken relative to
+        |alpha| + |alpha_old| + its SE; looser than the dense default because tau carries
+        a Monte-Carlo error far above it anyway.
     cg_tol, max_cg_iter
         Relative residual of the CG solves and the cap on their iterations.
     max_iter
@@ -230,6 +243,7 @@ def fit_null_binary_matfree(
     it = 0
     cg_max = 0
     tau_mc_se = trace_rel = float("nan")
+    taus = [tau]
     for it in range(1, max_iter + 1):
         w = np.maximum(mu * (1.0 - mu), 1e-12)
         yw = eta + (y - mu) / w
@@ -268,7 +282,10 @@ def fit_null_binary_matfree(
                 tau_new = 0.0
         kpy_prev = kpy
         eta_new = np.clip(yw - py / w, -spa._ETA_MAX, spa._ETA_MAX)
-        d_alpha = np.max(np.abs(alpha_new - alpha) / (np.abs(alpha_new) + np.abs(alpha) + tol))
+        # relative change, on the scale of the SE for a coefficient near 0 (the CG solves'
+        # noise would otherwise keep its relative change above tol)
+        se = np.sqrt(np.diag(a_inv))
+        d_alpha = np.max(np.abs(alpha_new - alpha) / (np.abs(alpha_new) + np.abs(alpha) + se))
         d_tau = abs(tau_new - tau) / (tau_new + tau + tol)
         d_eta = float(np.max(np.abs(eta_new - eta)))
         say(
@@ -276,10 +293,12 @@ def fit_null_binary_matfree(
             f"relative change alpha {d_alpha:.2g} tau {d_tau:.2g}"
         )
         alpha, tau, eta = alpha_new, tau_new, eta_new
+        taus.append(tau)
         mu = spa._expit(eta)
         if it > 1 and 2.0 * max(d_alpha, d_tau) < tol and d_eta < np.sqrt(tol):
             converged = True
             break
+    tau_mc_se /= 1.0 - _contraction(np.asarray(taus))
     # the working model at the final (tau, eta), batched with the calibration SNPs
     w = np.maximum(mu * (1.0 - mu), 1e-12)
     yw = eta + (y - mu) / w
