@@ -14,7 +14,8 @@ each warm-started from the previous PQL iteration's solution.  Per iteration:
 * P Y = Sigma^-1 Y - Sigma^-1 X (X'Sigma^-1 X)^-1 X'Sigma^-1 Y and the GLS alpha exactly
   (to the CG tolerance);
 * tr(P K) by Hutchinson's estimator over ``n_probes`` fixed Rademacher vectors u
-  (u' P K u; the same probes every iteration, so the fixed point is deterministic); the
+  (u' P K u; the same probes every iteration, so the fixed point is deterministic), with
+  u' K u (mean tr(K), known exactly) as a control variate; the
   Monte-Carlo SE of the trace gives that of tau (``tau_mc_se`` = 0.5 SE(trace) / AI /
   (1 - rho), rho the PQL map's contraction rate at the fixed point, read from the last
   tau steps: eta moves with tau, so the fixed point moves more than one AI step);
@@ -237,6 +238,8 @@ def fit_null_binary_matfree(
     tau = 0.5 / float(dk.mean())
     u = np.random.default_rng(seed).choice([-1.0, 1.0], size=(n, n_probes))
     ku = op.apply(u)
+    cv = np.einsum("ir,ir->r", u, ku) - dk.sum()  # control variate: u'Ku has mean tr(K)
+    cvc = cv - cv.mean()
     kpy_prev: np.ndarray | None = None
     sol: np.ndarray | None = None
     converged = False
@@ -262,6 +265,7 @@ def fit_null_binary_matfree(
         kpy = op.apply(py[:, None])[:, 0]
         pku = sku - sx @ (a_inv @ (sx.T @ ku))
         samples = np.einsum("ij,ij->j", u, pku)
+        samples = samples - float(cvc @ (samples - samples.mean()) / (cvc @ cvc)) * cv
         trace = float(samples.mean())
         trace_se = float(samples.std(ddof=1)) / np.sqrt(n_probes)
         trace_rel = trace_se / abs(trace) if trace else float("nan")
