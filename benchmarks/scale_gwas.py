@@ -28,6 +28,13 @@ lambda GC of p_spa and p_score_normal, tau and its Monte-Carlo SE, the variance 
 with ``--exact-samples N`` both paths on a random N-sample subset (agreement of tau and
 -log10 p, SPA flags) written to ``binary_agreement.json``.
 
+Multi-kernel REML (issue 17): ``multi`` fits two kernels (odd / even chromosomes, BOLT-LMM's
+normalization) to the quantitative phenotype matrix-free on every sample, and with
+``--exact-samples N`` dense and matrix-free on a random N-sample subset (``multi_reml.json``):
+
+    OPENBLAS_NUM_THREADS=2 .venv/bin/python benchmarks/scale_gwas.py multi --n 50000 \
+        --exact-samples 5000
+
 Simulation (msprime): ``--chroms`` independent chromosome segments of ``--chrom-mb`` Mb with
 human-like rates (recombination 1e-8 per bp per generation, mutation 1.25e-8, binary
 mutations).  Demography: an ancestral population of Ne = 10,000 splits 400 generations ago
@@ -420,6 +427,62 @@ def run_binary(args) -> int:
     return 0
 
 
+def run_multi(args) -> int:
+    """Multi-kernel REML (one kernel per chromosome group: odd / even chromosomes) of the
+    quantitative phenotype: matrix-free on every sample; with ``--exact-samples N`` both
+    dense and matrix-free on a random N-sample subset (agreement in units of the SE)."""
+    from lmmkit.genetics.multi_reml import multi_reml_from_plink
+    from lmmkit.genetics.plink import read_plink
+
+    d = _dir(args)
+
+    def fit(prefix: Path, method: str):
+        pl = read_plink(prefix)
+        groups = np.where(pl.bim["chrom"].astype(int).to_numpy() % 2 == 1, "odd", "even")
+        t0, c0 = time.perf_counter(), time.process_time()
+        kw = {"n_probes": args.probes_multi} if method == "matrix-free" else {}
+        res = multi_reml_from_plink(
+            pl, 1, groups, normalization="empirical", method=method, **kw
+        )
+        secs = (round(time.perf_counter() - t0, 1), round(time.process_time() - c0, 1))
+        print(method, pl.n_samples, "samples:", res.sigma2, "wall/CPU s", secs, flush=True)
+        return res, secs
+
+    out: dict = {}
+    if args.exact_samples:
+        sub = d / f"sub{args.exact_samples}"
+        if not Path(f"{sub / 'cohort'}.bed").exists():
+            rng = np.random.default_rng(args.seed + 7)
+            samples = np.sort(rng.choice(args.n, args.exact_samples, replace=False))
+            _subset_plink(d / "cohort", sub / "cohort", samples)
+        dense, t_d = fit(sub / "cohort", "dense")
+        mf, t_m = fit(sub / "cohort", "matrix-free")
+        out["subset"] = {
+            "samples": args.exact_samples,
+            "sigma2_dense": dense.sigma2.tolist(),
+            "se_dense": dense.sigma2_se.tolist(),
+            "sigma2_matfree": mf.sigma2.tolist(),
+            "mc_se_matfree": mf.sigma2_mc_se.tolist(),
+            "diff_over_se": ((mf.sigma2 - dense.sigma2) / dense.sigma2_se).tolist(),
+            "seconds_dense_wall_cpu": t_d,
+            "seconds_matfree_wall_cpu": t_m,
+        }
+    if not args.subset_only:
+        mf, t_m = fit(d / "cohort", "matrix-free")
+        out["full"] = {
+            "samples": args.n,
+            "sigma2": mf.sigma2.tolist(),
+            "se": mf.sigma2_se.tolist(),
+            "mc_se": mf.sigma2_mc_se.tolist(),
+            "passes": mf.passes,
+            "seconds_wall_cpu": t_m,
+            "peak_rss_gib": round(_peak_rss_gib(), 2),
+        }
+    (d / "multi_reml.json").write_text(json.dumps(out, indent=1))
+    print(json.dumps(out, indent=1))
+    return 0
+
+
 def _lambda(p: np.ndarray) -> float:
     from scipy import stats
 
@@ -432,7 +495,9 @@ def _lambda(p: np.ndarray) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("step", choices=["simulate", "matfree", "exact", "compare", "binary"])
+    ap.add_argument(
+        "step", choices=["simulate", "matfree", "exact", "compare", "binary", "multi"]
+    )
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--snps", type=int, default=100_000)
     ap.add_argument("--chroms", type=int, default=10)
@@ -449,9 +514,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--exact-samples", type=int, default=0, help="0 = every sample")
     ap.add_argument("--binary-h2", type=float, default=0.3, help="binary: liability h2")
     ap.add_argument("--prevalence", type=float, default=0.1, help="binary: case fraction")
+    ap.add_argument("--probes-multi", type=int, default=100, help="multi: trace probes")
+    ap.add_argument("--subset-only", action="store_true", help="multi: skip the full run")
     args = ap.parse_args(argv)
     steps = {"simulate": simulate, "matfree": run_matfree, "exact": run_exact,
-             "compare": lambda a: compare(a), "binary": run_binary}  # fmt: skip
+             "compare": lambda a: compare(a), "binary": run_binary,
+             "multi": run_multi}  # fmt: skip
     return steps[args.step](args)
 
 
