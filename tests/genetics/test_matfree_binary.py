@@ -127,6 +127,36 @@ def test_gwas_binary_matrix_free_end_to_end(cohort, tmp_path):
     assert any("variance ratio" in line for line in res.log)
 
 
+def test_resume_reads_saved_null_model(cohort, tmp_path):
+    """An interrupted run keeps its null model in OUT.parts; the rerun reads it and gives
+    the same table as an uninterrupted run."""
+    from lmmkit.genetics.gwas.matfree.binary_path import NULL_FILE, gwas_binary_matrix_free
+
+    pl, _, _, _, y, _ = cohort
+    kw = dict(kinship="standardized", progress=False, plots=False, block_snps=600)
+    full = gwas_binary_matrix_free(pl, y, out=tmp_path / "a.tsv", **kw)
+
+    class Boom:
+        n = 0
+
+        def map(self, fn, items, shared=None):
+            for it in items:
+                self.n += 1
+                if self.n == 2:
+                    raise KeyboardInterrupt
+                yield fn(shared, it)
+
+    out = tmp_path / "b.tsv"
+    with pytest.raises(KeyboardInterrupt):
+        gwas_binary_matrix_free(pl, y, out=out, executor=Boom(), **kw)
+    assert (tmp_path / "b.tsv.parts" / NULL_FILE).exists()
+    again = gwas_binary_matrix_free(pl, y, out=out, **kw)
+    assert again.resumed_blocks == 1
+    assert any("null model read from" in m for m in again.log)
+    np.testing.assert_array_equal(again.table["p_spa"], full.table["p_spa"])
+    assert again.null["all"]["tau"] == full.null["all"]["tau"]
+
+
 def test_bad_input(cohort):
     pl, op, _, _, y, x = cohort
     few = np.zeros_like(y)
