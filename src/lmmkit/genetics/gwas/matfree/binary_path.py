@@ -19,7 +19,7 @@ from lmmkit.genetics.gwas.exact import BlockTask, run_block
 from lmmkit.genetics.gwas.matfree.binary import fit_null_binary_matfree
 from lmmkit.genetics.gwas.matfree.genotypes import _Operator, load_genotypes
 from lmmkit.genetics.gwas.matfree.null import load_null, save_null
-from lmmkit.genetics.gwas.matfree.path import KINSHIP_STATS, KINSHIPS
+from lmmkit.genetics.gwas.matfree.path import KINSHIP_STATS, check_kinship
 from lmmkit.genetics.gwas.output import (
     check_output,
     logger,
@@ -172,17 +172,7 @@ def gwas_binary_matrix_free(
     from lmmkit.parallel.executor import SerialExecutor
 
     tests = check_tests(tests, True)
-    if not (isinstance(kinship, str) and kinship in KINSHIPS):
-        raise DataError(
-            f"kinship={kinship!r}: the matrix-free path builds its kinship from the genotypes "
-            f"({' or '.join(map(repr, KINSHIPS))}); a given n x n matrix needs "
-            "method='exact'."
-        )
-    if not (isinstance(kinship_samples, str) and kinship_samples == "analyzed"):
-        raise DataError(
-            f"kinship_samples={kinship_samples!r}: the matrix-free path computes its kinship "
-            "over the analysed samples only ('analyzed'); use method='exact'."
-        )
+    check_kinship(kinship, kinship_samples)
     for name, v, lo in (
         ("n_probes", n_probes, 2),
         ("n_calibration", n_calibration, 2),
