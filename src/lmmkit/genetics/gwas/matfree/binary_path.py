@@ -91,6 +91,12 @@ def _calibration_snps(pl, keep, testable, n_calibration, seed, maf, max_missing)
         total += len(take)
         if total >= n_calibration:
             break
+    if total < 2:
+        raise DataError(
+            f"only {total} SNPs pass the filters with a minor-allele count >= 20 among the "
+            f"{len(keep)} analysed samples; the variance ratio needs at least 2 (SAIGE's "
+            "calibration SNPs): use method='exact' for so small a data set."
+        )
     return np.hstack(picked)
 
 
