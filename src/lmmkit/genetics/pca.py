@@ -116,7 +116,7 @@ def genotype_pca(
         randomized beyond.
     n_power_iter, n_oversamples, seed
         Randomized path: QR-normalized power iterations (each costs two passes over the
-        .bed), extra columns of the random sketch (default ``max(k, 10)``) and the seed of
+        .bed), extra columns of the random sketch (default ``max(2k, 20)``) and the seed of
         the sketch.
 
     Returns
@@ -166,7 +166,7 @@ def genotype_pca(
         raise DataError(f"{pl.prefix}: no polymorphic SNP with a valid position; nothing to do.")
     snps = np.flatnonzero(positive)
     if method == "randomized" or (method == "auto" and n > EXACT_MAX_SAMPLES):
-        extra = max(k, 10) if n_oversamples is None else int(n_oversamples)
+        extra = max(2 * k, 20) if n_oversamples is None else int(n_oversamples)
         values, vectors, trace = _randomized(pl, snps, k, block_size, n_power_iter, extra, seed)
         chosen = "randomized"
     else:

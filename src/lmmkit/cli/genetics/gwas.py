@@ -11,7 +11,7 @@ from lmmkit.cli._common import add_list_option
 from lmmkit.cli.genetics._options import add_kinship_options, kinship_arguments, open_plink
 from lmmkit.errors import DataError
 
-__all__ = ["add_parser", "run", "run_gwas_cli"]
+__all__ = ["add_parser", "add_pc_options", "pc_argument", "run", "run_gwas_cli"]
 
 
 def add_parser(subparsers) -> Any:
@@ -43,6 +43,13 @@ def _fill_parser(p) -> None:
     add_list_option(p, "--covar-cols", metavar="COL", help="covariate columns to use")
     add_kinship_options(p, grm_help="GCTA binary GRM (PREFIX.grm.bin/.id) or GEMMA .cXX.txt")
     p.add_argument("--loco", action="store_true", help="leave-one-chromosome-out kinship")
+    add_pc_options(p)
+    p.add_argument(
+        "--no-kinship",
+        action="store_true",
+        help="no kinship: least squares per SNP with the covariates and the PCs (plink2 "
+        "--glm); needs --pcs or --pcs-file (--pcs 0 for none)",
+    )
     p.add_argument(
         "--binary",
         action="store_true",
@@ -83,6 +90,39 @@ def _fill_parser(p) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
 
 
+def add_pc_options(p) -> None:
+    """``--pcs K`` and ``--pcs-file FILE`` (shared by ``gwas`` and ``gwas-compare``)."""
+    p.add_argument(
+        "--pcs",
+        type=int,
+        metavar="K",
+        help="add K genotype principal components (plink2 --pca, computed from --bfile) to "
+        "the covariates; with --pcs-file: its first K PCs",
+    )
+    p.add_argument(
+        "--pcs-file",
+        metavar="FILE",
+        help="PCs from a plink2 .eigenvec file ('#FID IID PC1 ...'); every .fam sample "
+        "must be in it",
+    )
+
+
+def pc_argument(args) -> Any:
+    """What ``gwas(pcs=...)`` gets from ``--pcs``/``--pcs-file`` (None: no PCs)."""
+    if args.pcs is not None and args.pcs < 0:
+        raise DataError(f"--pcs must be >= 0, got {args.pcs}.")
+    if args.pcs_file is None:
+        return args.pcs
+    from lmmkit.genetics.pca import read_pcs
+
+    tab = read_pcs(args.pcs_file)
+    if args.pcs is not None:
+        if args.pcs > tab.shape[1]:
+            raise DataError(f"--pcs {args.pcs}: {args.pcs_file} has {tab.shape[1]} PCs.")
+        tab = tab.iloc[:, : args.pcs]
+    return tab
+
+
 def run(args) -> int:
     """Run ``lmmkit gwas`` from parsed arguments; returns the exit code."""
     from lmmkit.genetics.gwas import TESTS, gwas
@@ -103,6 +143,13 @@ def run(args) -> int:
     if args.covar:
         covar = read_pheno_file(args.covar, args.covar_cols or None)
     kinship, kinship_samples = kinship_arguments(args)
+    pcs = pc_argument(args)
+    if args.no_kinship:
+        if pcs is None:
+            raise DataError("--no-kinship needs --pcs K or --pcs-file FILE (--pcs 0: none).")
+        if args.grm or args.kinship or args.loco:
+            raise DataError("--no-kinship goes without --kinship, --grm and --loco.")
+        kinship = None
     tests = TESTS if args.test == "all" else (args.test,)
     geno = open_plink(args)
     executor = get_executor(args.scheduler)
@@ -127,6 +174,7 @@ def run(args) -> int:
             kinship_samples=kinship_samples,
             recenter_kinship=not args.no_recenter,
             output_format=args.output_format,
+            pcs=pcs,
         )
     finally:
         executor.close()
