@@ -5,7 +5,7 @@ lme4's formulas and numbers in Python, and the workflows built on them. Where to
 * mixed models: ``lmm`` (lme4's ``lmer``), ``glmm`` (``glmer``), ``coef_table``, ``anova``,
   ``emmeans``, ``confint``; choosing the model: ``ranova``, ``step``, ``compare``;
 * genetics: ``read_plink``, ``compute_grm``, ``reml_heritability``, ``multi_reml``, ``gwas``,
-  ``genotype_pca``, ``ld_score_regression``;
+  ``genotype_pca``, ``compare_pc_lmm``, ``ld_score_regression``;
 * omics: ``variance_partition``, ``combat``, ``batch_predictability``, ``pathway_scores``;
 * clinical and imaging biomarkers: ``roc_auc``, ``calibration``, ``decision_curve``, ``icc``,
   ``bland_altman``, ``cross_validate_sites``, ``lock_plan`` / ``run_plan``, ``coxph``,
@@ -122,6 +122,8 @@ _LAZY = {
     "inbreeding": "lmmkit.genetics.pedigree",
     "gwas": "lmmkit.genetics.gwas",
     "genotype_pca": "lmmkit.genetics.pca",
+    "read_pcs": "lmmkit.genetics.pca",
+    "compare_pc_lmm": "lmmkit.genetics.pc_compare",
     "genomic_control": "lmmkit.genetics.gwas",
     "get_executor": "lmmkit.parallel.executor",
     # clinical validation

@@ -119,14 +119,14 @@ class PcLmmComparison:
         n = len(self.pvalues)
         expected = -np.log10((np.arange(1, n + 1) - 0.5) / n)
         colours = {"PC-only": "tab:orange", "LMM": "tab:blue", "LMM+PCs": "tab:green"}
-        top = 0.0
+        marks = {"PC-only": "o", "LMM": "s", "LMM+PCs": "^"}
         for _, row in self.summary.iterrows():
             obs = -np.log10(np.sort(self.pvalues[row["scan"]].to_numpy()))
-            top = max(top, float(np.nanmax(obs)))
-            ax.scatter(expected, obs, s=6, color=colours[row["scan"]], alpha=0.7, lw=0,
+            ax.scatter(expected, obs, s=9, color=colours[row["scan"]], alpha=0.6, lw=0,
+                       marker=marks[row["scan"]],
                        label=(f"{row['scan']}: \u03bb {row['lambda_gc']:.3f} "
                               f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]"))  # fmt: skip
-        lim = max(float(expected[0]), top) * 1.05
+        lim = float(expected[0])
         ax.plot([0, lim], [0, lim], color="grey", lw=1, label="expected under the null")
         ax.axhline(-np.log10(GENOME_WIDE), color="red", ls="--", lw=0.8, label="p = 5e-8")
         ax.axhline(-np.log10(0.05 / n), color="purple", ls=":", lw=0.8,
@@ -223,8 +223,9 @@ def compare_pc_lmm(
     results = {
         "PC-only": gwas(pl, pheno, kinship=None, pcs=pcs, **common),
         "LMM": gwas(pl, pheno, kinship=kinship, method="exact", tests=("wald",), **common),
-        "LMM+PCs": gwas(pl, pheno, kinship=kinship, pcs=pcs, method="exact", tests=("wald",),
-                        **common),  # fmt: skip
+        "LMM+PCs": gwas(
+            pl, pheno, kinship=kinship, pcs=pcs, method="exact", tests=("wald",), **common
+        ),  # fmt: skip
     }
     tabs = [r.table.set_index("snp")["p_wald"].rename(name) for name, r in results.items()]
     pv = pd.concat(tabs, axis=1, join="inner").dropna()

@@ -23,7 +23,10 @@ def run(args: argparse.Namespace) -> int:
     pl = read_plink(args.bfile)
     log: list[str] = []
     say(args, f"lmmkit pca: {pl.prefix} ({pl.n_samples} samples, {pl.n_snps} SNPs)", log)
-    pcs = genotype_pca(pl, args.pcs, block_size=args.block_snps, progress=not args.quiet)
+    pcs = genotype_pca(pl, args.pcs, block_size=args.block_snps, progress=not args.quiet,
+                       method=args.method, n_power_iter=args.power_iter,
+                       n_oversamples=args.oversamples, seed=args.seed)  # fmt: skip
+    say(args, f"method: {pcs.method}", log)
     for reason, count in pcs.excluded.items():
         if count:
             say(args, f"  {count} SNPs: {reason}", log)
@@ -41,12 +44,28 @@ def add_parser(subparsers) -> None:
         "pca",
         help="genotype principal components (plink2 --pca)",
         description="Top principal components of the variance-standardized GRM, as plink2 --pca "
-        "(exact). Writes PREFIX.eigenvec and PREFIX.eigenval in plink2's layouts and "
+        "(exact, or randomized for large n). Writes PREFIX.eigenvec and PREFIX.eigenval in plink2's layouts and "
         "PREFIX.pca.log.",
     )
     p.add_argument("--bfile", required=True, metavar="PREFIX", help="PLINK .bed/.bim/.fam")
     p.add_argument("--pcs", type=int, default=10, metavar="K", help="components (default 10)")
     p.add_argument("--out", required=True, metavar="PREFIX", help="output prefix")
     p.add_argument("--block-snps", type=int, default=2000, help="SNPs read per block")
+    p.add_argument(
+        "--method",
+        choices=["auto", "exact", "randomized"],
+        default="auto",
+        help="exact (GRM + eigendecomposition, plink2 --pca) or randomized (Dask's randomized "
+        "SVD of the streamed genotypes, no n x n matrix; plink2 --pca approx); auto: exact up "
+        "to 20,000 samples",
+    )
+    p.add_argument("--power-iter", type=int, default=10, help="randomized: power iterations")
+    p.add_argument(
+        "--oversamples",
+        type=int,
+        default=None,
+        help="randomized: extra sketch columns (default max(2K, 20))",
+    )
+    p.add_argument("--seed", type=int, default=0, help="randomized: seed of the sketch")
     add_common(p)
     p.set_defaults(func=run)
