@@ -134,7 +134,7 @@ class PcLmmComparison:
         ax.set_xlabel("expected -log10(p)")
         ax.set_ylabel("observed -log10(p)")
         ax.set_title(title or f"QQ: PCs against kinship, {self.settings.get('data', '')}")
-        ax.legend(loc="upper left", fontsize=8)
+        ax.legend(loc="lower right", fontsize=8)
         fig.tight_layout()
         return fig
 

@@ -11,7 +11,14 @@ from lmmkit.cli._common import add_list_option
 from lmmkit.cli.genetics._options import add_kinship_options, kinship_arguments, open_plink
 from lmmkit.errors import DataError
 
-__all__ = ["add_parser", "add_pc_options", "pc_argument", "run", "run_gwas_cli"]
+__all__ = [
+    "add_parser",
+    "add_pc_options",
+    "pc_argument",
+    "pheno_covar_arguments",
+    "run",
+    "run_gwas_cli",
+]
 
 
 def add_parser(subparsers) -> Any:
@@ -107,6 +114,27 @@ def add_pc_options(p) -> None:
     )
 
 
+def pheno_covar_arguments(args) -> tuple[Any, Any]:
+    """The phenotype (``--pheno``/``--pheno-col`` or ``--pheno-fam``) and the covariates
+    (``--covar``/``--covar-cols``) as ``gwas`` takes them."""
+    from lmmkit.genetics.plink import read_pheno_file
+
+    if args.pheno is not None:
+        if not args.pheno_col:
+            raise DataError("--pheno needs --pheno-col NAME.")
+        pheno = read_pheno_file(args.pheno, [args.pheno_col])[args.pheno_col]
+    else:
+        if args.pheno_col:
+            raise DataError("--pheno-col goes with --pheno, not --pheno-fam.")
+        pheno = args.pheno_fam
+    covar = None
+    if args.covar_cols and not args.covar:
+        raise DataError("--covar-cols needs --covar FILE.")
+    if args.covar:
+        covar = read_pheno_file(args.covar, args.covar_cols or None)
+    return pheno, covar
+
+
 def pc_argument(args) -> Any:
     """What ``gwas(pcs=...)`` gets from ``--pcs``/``--pcs-file`` (None: no PCs)."""
     if args.pcs is not None and args.pcs < 0:
@@ -126,22 +154,9 @@ def pc_argument(args) -> Any:
 def run(args) -> int:
     """Run ``lmmkit gwas`` from parsed arguments; returns the exit code."""
     from lmmkit.genetics.gwas import TESTS, gwas
-    from lmmkit.genetics.plink import read_pheno_file
     from lmmkit.parallel.executor import get_executor
 
-    if args.pheno is not None:
-        if not args.pheno_col:
-            raise DataError("--pheno needs --pheno-col NAME.")
-        pheno = read_pheno_file(args.pheno, [args.pheno_col])[args.pheno_col]
-    else:
-        if args.pheno_col:
-            raise DataError("--pheno-col goes with --pheno, not --pheno-fam.")
-        pheno = args.pheno_fam
-    covar = None
-    if args.covar_cols and not args.covar:
-        raise DataError("--covar-cols needs --covar FILE.")
-    if args.covar:
-        covar = read_pheno_file(args.covar, args.covar_cols or None)
+    pheno, covar = pheno_covar_arguments(args)
     kinship, kinship_samples = kinship_arguments(args)
     pcs = pc_argument(args)
     if args.no_kinship:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from lmmkit._io import write_text_atomic
 from lmmkit.cli._common import add_common, add_list_option, refuse_existing, say
-from lmmkit.errors import DataError
 
 __all__ = ["add_parser", "run"]
 
@@ -16,22 +15,13 @@ __all__ = ["add_parser", "run"]
 def run(args: argparse.Namespace) -> int:
     """Run ``lmmkit gwas-compare`` from parsed arguments; returns the exit code."""
     from lmmkit.cli.genetics._options import kinship_arguments, open_plink
-    from lmmkit.cli.genetics.gwas import pc_argument
+    from lmmkit.cli.genetics.gwas import pc_argument, pheno_covar_arguments
     from lmmkit.genetics.pc_compare import compare_pc_lmm
-    from lmmkit.genetics.plink import read_pheno_file
 
     out = Path(args.out)
     targets = [Path(f"{out}.{ext}") for ext in ("summary.tsv", "agreement.tsv", "qq.png", "md")]
     refuse_existing(targets, args.overwrite)
-    if args.pheno is not None:
-        if not args.pheno_col:
-            raise DataError("--pheno needs --pheno-col NAME.")
-        pheno = read_pheno_file(args.pheno, [args.pheno_col])[args.pheno_col]
-    else:
-        pheno = args.pheno_fam
-    if args.covar_cols and not args.covar:
-        raise DataError("--covar-cols needs --covar FILE.")
-    covar = read_pheno_file(args.covar, args.covar_cols or None) if args.covar else None
+    pheno, covar = pheno_covar_arguments(args)
     kinship, _ = kinship_arguments(args)
     pcs = pc_argument(args)
     res = compare_pc_lmm(
