@@ -132,6 +132,8 @@ def test_bad_pcs_are_clear_errors(sim, tmp_path):
     g2.to_csv(f, sep="\t", index=False)
     with pytest.raises(DataError, match="IID='I3' .* has no PCs"):
         gwas(pl, 1, kinship=None, pcs=f, progress=False)
+    with pytest.raises(DataError, match="goes without binary, loco"):
+        gwas(pl, 1, kinship=None, pcs=pcs, loco=True, progress=False)
     # too many columns for the samples: no residual degree of freedom
     many = np.random.default_rng(1).normal(size=(n, n - 2))
     with pytest.raises(DataError, match="no residual degree of freedom"):

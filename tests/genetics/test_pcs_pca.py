@@ -83,3 +83,15 @@ def test_randomized_hs1940_against_exact_and_plink2_approx():
     ang_plink2 = np.degrees(subspace_angles(exact.eigenvectors.to_numpy(), want)).max()
     print(f"largest angle to plink2 approx: ours {ang:.2e}, exact {ang_plink2:.2e} deg")
     assert ang < 0.1
+
+
+def test_pca_command_randomized(structured, tmp_path):
+    from lmmkit.cli.main import main
+
+    out = tmp_path / "r"
+    argv = ["pca", "--bfile", str(structured.prefix), "--pcs", "2", "--method", "randomized",
+            "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    assert "method: randomized" in (tmp_path / "r.pca.log").read_text()
+    exact = genotype_pca(structured, 2, method="exact")
+    np.testing.assert_allclose(np.loadtxt(f"{out}.eigenval"), exact.eigenvalues, rtol=1e-6)

@@ -186,8 +186,11 @@ def gwas(
         if kinship is None:
             from lmmkit.genetics.gwas.glm import run_glm
 
-            if binary:
-                raise DataError("binary traits need a kinship (logistic mixed model).")
+            if binary or loco or method == "matrix-free":
+                raise DataError(
+                    "kinship=None (least squares with PCs) goes without binary, loco and "
+                    f"method='matrix-free' (got binary={binary}, loco={loco}, method={method!r})."
+                )
             return run_glm(
                 plink, pheno, covariates, snps=snps, block_snps=block_snps, executor=executor,
                 out=out, overwrite=overwrite, progress=progress, maf=maf,
