@@ -86,6 +86,12 @@ def test_pcs_join_the_lmm_covariates(small, tmp_path):
     pd.testing.assert_frame_equal(read_pcs(f).reset_index(drop=True), pcs)
     c = gwas(pl, 1, pcs=f, tests=("wald",), progress=False)
     np.testing.assert_allclose(c.table["p_wald"], a.table["p_wald"], rtol=1e-10)
+    # plink2's layout without FIDs ('#IID PC1 ...'): matched on IID
+    g = tmp_path / "noid.eigenvec"
+    pd.concat([ids[["IID"]].rename(columns={"IID": "#IID"}), pcs], axis=1).to_csv(
+        g, sep="\t", index=False, float_format="%.17g")  # fmt: skip
+    d = gwas(pl, 1, pcs=g, tests=("wald",), progress=False)
+    np.testing.assert_allclose(d.table["p_wald"], a.table["p_wald"], rtol=1e-10)
 
 
 def test_cli_pcs_options(small, tmp_path):

@@ -280,7 +280,8 @@ def read_pcs(path: str | Path) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        The PC columns (float), indexed by (fid, iid) as strings.
+        The PC columns (float), indexed by (fid, iid) as strings; fid is ``""`` in a file
+        without FIDs (``#IID`` header), which :func:`pc_covariates` matches on IID alone.
 
     Raises
     ------
@@ -301,10 +302,14 @@ def read_pcs(path: str | Path) -> pd.DataFrame:
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise FileFormatError(f"{path}: cannot read a PC table ({exc}).") from None
     cols = list(tab.columns)
+    if len(cols) >= 2 and cols[0].upper() == "#IID":  # plink2 without FIDs: matched on IID
+        tab = tab.rename(columns={cols[0]: "IID"})
+        tab.insert(0, "FID", "")
+        cols = list(tab.columns)
     if len(cols) < 3 or cols[0].lstrip("#").upper() != "FID" or cols[1].upper() != "IID":
         raise FileFormatError(
-            f"{path}, line 1: expected a '#FID IID PC1 ...' header (plink2 .eigenvec), "
-            f"found {' '.join(cols[:3])!r}."
+            f"{path}, line 1: expected a '#FID IID PC1 ...' or '#IID PC1 ...' header (plink2 "
+            f".eigenvec), found {' '.join(cols[:3])!r}."
         )
     out = tab.iloc[:, 2:].apply(pd.to_numeric, errors="coerce")
     bad = out.isna() & tab.iloc[:, 2:].notna()
@@ -397,6 +402,12 @@ def pc_covariates(source, pcs, covariates=None, *, block_size: int = 2000):
             f"PC{j + 1}" for j in range(arr.shape[1])]  # fmt: skip
         tab = pd.DataFrame(arr, index=keys, columns=[str(c) for c in cols])
         note = f"PCs: {tab.shape[1]} given"
+    fids = tab.index.get_level_values(0)
+    if len(fids) and (fids == "").all():  # no FIDs in the file: match on IID
+        by_iid = dict(zip(keys.get_level_values(1), keys.get_level_values(0), strict=True))
+        tab.index = pd.MultiIndex.from_arrays(
+            [[by_iid.get(i, "") for i in tab.index.get_level_values(1)],
+             tab.index.get_level_values(1)], names=["fid", "iid"])  # fmt: skip
     k = tab.shape[1]
     if k < 1 or k >= len(keys):
         raise DataError(f"{where}: {k} PCs for {len(keys)} samples; use 1 to n - 1 PCs.")
