@@ -50,7 +50,9 @@ def need_file(path: Path, role: str, hint: str = "") -> Path:
 
 
 def sample_frame(
-    fid: Sequence[str], iid: Sequence[str], sex: Sequence[Any] | None = None,
+    fid: Sequence[str],
+    iid: Sequence[str],
+    sex: Sequence[Any] | None = None,
     phenotypes: Sequence[np.ndarray] = (),
 ) -> pd.DataFrame:
     """A .fam-shaped sample table: fid, iid, father, mother, sex, pheno1, pheno2, ..."""

@@ -314,7 +314,9 @@ def read_bgen(
         fam = sample_frame(*split_ids(stored, id_delim, path))
     snp = table["rsid"].where(table["rsid"].str.len() > 0, table["id"])
     refuse_multiallelic(
-        table["nalleles"].to_numpy(), list(snp), path,
+        table["nalleles"].to_numpy(),
+        list(snp),
+        path,
         "Keep biallelic variants (plink2 --bgen ... --max-alleles 2 --export bgen-1.2), or "
         "split them (bcftools norm -m -any) before converting.",
     )

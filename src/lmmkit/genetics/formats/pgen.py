@@ -193,7 +193,11 @@ class PgenData(GenotypeFile):
     format_name = "PGEN"
 
     def __init__(
-        self, prefix: Path, fam: pd.DataFrame, bim: pd.DataFrame, paths: dict[str, Path],
+        self,
+        prefix: Path,
+        fam: pd.DataFrame,
+        bim: pd.DataFrame,
+        paths: dict[str, Path],
         hard_call_threshold: float,
     ) -> None:
         self.prefix = prefix
@@ -275,7 +279,8 @@ def read_pgen(prefix: str | Path, *, hard_call_threshold: float = 0.1) -> PgenDa
     bim = read_pvar(paths["pvar"])
     refuse_multiallelic(
         2 + bim["a1"].str.count(",").to_numpy(),  # ALT "." (none) still reads as biallelic
-        list(bim["snp"]), paths["pvar"],
+        list(bim["snp"]),
+        paths["pvar"],
         f"Keep the biallelic ones (plink2 --pfile {p} --max-alleles 2 --make-pgen --out NEW) "
         "or split them before converting (bcftools norm -m -any).",
     )

@@ -71,7 +71,11 @@ class VcfData(GenotypeFile):
     format_name = "VCF"
 
     def __init__(
-        self, path: Path, fam: pd.DataFrame, bim: pd.DataFrame, field: str,
+        self,
+        path: Path,
+        fam: pd.DataFrame,
+        bim: pd.DataFrame,
+        field: str,
         hard_call_threshold: float,
     ) -> None:
         self.prefix = path
@@ -130,9 +134,7 @@ class VcfData(GenotypeFile):
 
 
 def _declared(vcf: Any, key: str) -> bool:
-    return any(
-        h.type == "FORMAT" and h.info().get("ID") == key for h in vcf.header_iter()
-    )
+    return any(h.type == "FORMAT" and h.info().get("ID") == key for h in vcf.header_iter())
 
 
 def read_vcf(
@@ -206,14 +208,14 @@ def read_vcf(
         for rec in vcf:
             rows.append((rec.CHROM, rec.ID, rec.POS, rec.REF, rec.ALT))
     except Exception as exc:  # htslib parse errors surface as various types
-        raise FileFormatError(
-            f"{path}: unreadable after record {len(rows)} ({exc})."
-        ) from None
+        raise FileFormatError(f"{path}: unreadable after record {len(rows)} ({exc}).") from None
     finally:
         vcf.close()
     ids = [r[1] or f"{r[0]}:{r[2]}:{r[3]}:{','.join(r[4]) or '.'}" for r in rows]
     refuse_multiallelic(
-        np.array([1 + max(len(r[4]), 1) for r in rows], dtype=np.int64), ids, path,
+        np.array([1 + max(len(r[4]), 1) for r in rows], dtype=np.int64),
+        ids,
+        path,
         "Split them (bcftools norm -m -any) or keep the biallelic ones (bcftools view -m2 -M2).",
     )
     bim = pd.DataFrame(
