@@ -471,7 +471,12 @@ def snp_stats(
     plink: PlinkData, samples: np.ndarray | None = None, block_size: int = 2000
 ) -> dict[str, np.ndarray]:
     """Per-SNP A1 frequency, missing rate and genotype-class counts over ``samples``
-    (counted straight from the packed .bed bytes; ``block_size`` is unused)."""
+    (counted straight from the packed .bed bytes; ``block_size`` is unused).  Other
+    genotype sources (BGEN, PGEN, VCF): :func:`lmmkit.genetics.formats._common.dosage_stats`."""
+    if not isinstance(plink, PlinkData):
+        from lmmkit.genetics.formats._common import dosage_stats
+
+        return dosage_stats(plink, samples, block_size)
     s = PlinkData._positions(samples, plink.n_samples, "sample")
     cnt = np.zeros((plink.n_snps, 4), dtype=np.int64)
     _count_bed(plink._raw(), s, cnt)
