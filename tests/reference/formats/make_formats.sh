@@ -51,5 +51,14 @@ p2 --bgen "$here/dos.b8.bgen" ref-last --sample "$here/dos.b8.sample" --export A
    --out "$tmp/dos.b8"                                             # plink2 reading the BGEN
 gzip -c "$tmp/dos.raw" > "$here/dos.plink2.raw.gz"
 gzip -c "$tmp/dos.b8.raw" > "$here/dos.b8.plink2.raw.gz"
+
+# 4. Bad input: a PGEN with a multiallelic variant (plink2 keeps it as one record).
+printf '%s\n' '##fileformat=VCFv4.2' '##contig=<ID=1>' \
+  '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">' \
+  "$(printf '#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\ts1\ts2\ts3')" \
+  "$(printf '1\t100\trs1\tA\tG\t.\t.\t.\tGT\t0/1\t0/0\t1/1')" \
+  "$(printf '1\t200\trs2\tC\tT,G\t.\t.\t.\tGT\t0/2\t0/1\t1/1')" \
+  "$(printf '1\t300\trs3\tG\tA\t.\t.\t.\tGT\t0/0\t0/1\t0/1')" > "$here/multi.vcf"
+p2 --vcf "$here/multi.vcf" --make-pgen --out "$here/multi"
 rm -f "$here"/*.log "$here"/*.nosex
 ls -l "$here"

@@ -20,6 +20,7 @@ Without a .sample file the stored IDs are used, as FID and IID (or split at ``id
 
 from __future__ import annotations
 
+import struct
 import tempfile
 from pathlib import Path
 
@@ -203,6 +204,60 @@ def _dosage(gt, count_first: bool) -> np.ndarray:
     return d
 
 
+def _check_structure(path: Path) -> None:
+    """Walk the variant blocks' headers (lengths only) to the end of the file: a truncated or
+    garbled .bgen is refused here, before the C reader (which does not check it) sees it.
+
+    BGEN spec: 4-byte offset of the first variant block, header block (length, M variants,
+    N samples, magic, flags), then per variant the ID, rsID and chromosome (2-byte lengths),
+    position, alleles (layout 2: a 2-byte count; 4-byte lengths) and the genotype block
+    (layout 2, or compressed layout 1: a 4-byte length; uncompressed layout 1: 6 N bytes).
+    """
+    size = path.stat().st_size
+
+    def bad(what: str) -> FileFormatError:
+        return FileFormatError(
+            f"{path}: not a complete BGEN file ({what}); a truncated download or another "
+            "format."
+        )
+
+    with open(path, "rb") as fh:
+        head = fh.read(24)
+        if len(head) < 24:
+            raise bad(f"{size} bytes, shorter than a BGEN header")
+        offset, _hlen, m, n, magic = struct.unpack("<IIII4s", head[:20])
+        if magic not in (b"bgen", b"\0\0\0\0"):
+            raise bad(f"magic number {magic!r}, expected b'bgen'")
+        fh.seek(4 + 4 + (_hlen - 4) - 4)
+        (flags,) = struct.unpack("<I", fh.read(4))
+        compressed, layout = flags & 3, (flags >> 2) & 15
+        if layout not in (1, 2):
+            raise bad(f"layout {layout}")
+        pos = offset + 4
+        for i in range(m):
+            fh.seek(pos)
+            try:
+                if layout == 1:
+                    fh.read(4)
+                for _ in range(3):  # variant id, rsid, chromosome
+                    (k,) = struct.unpack("<H", fh.read(2))
+                    fh.seek(k, 1)
+                fh.seek(4, 1)  # position
+                n_alleles = struct.unpack("<H", fh.read(2))[0] if layout == 2 else 2
+                for _ in range(n_alleles):
+                    (k,) = struct.unpack("<I", fh.read(4))
+                    fh.seek(k, 1)
+                if layout == 1 and not compressed:
+                    length = 6 * n
+                else:
+                    (length,) = struct.unpack("<I", fh.read(4))
+                pos = fh.tell() + length
+            except struct.error:
+                raise bad(f"variant {i + 1} of {m} is cut short") from None
+            if pos > size:
+                raise bad(f"variant {i + 1} of {m} ends at byte {pos}, past the end ({size})")
+
+
 def _variants(cbgen, path: Path) -> pd.DataFrame:
     """The variant table and byte offsets, through a metafile (``<file>.metafile`` beside
     the .bgen when it exists and is newer, else a temporary one)."""
@@ -284,6 +339,7 @@ def read_bgen(
     if count_allele not in ("first", "second"):
         raise DataError(f"count_allele must be 'first' or 'second', got {count_allele!r}.")
     path = need_file(Path(path), ".bgen file")
+    _check_structure(path)
     try:
         with cbgen.bgen_file(path) as bf:
             n = bf.nsamples
