@@ -217,8 +217,7 @@ def _check_structure(path: Path) -> None:
 
     def bad(what: str) -> FileFormatError:
         return FileFormatError(
-            f"{path}: not a complete BGEN file ({what}); a truncated download or another "
-            "format."
+            f"{path}: not a complete BGEN file ({what}); a truncated download or another format."
         )
 
     with open(path, "rb") as fh:

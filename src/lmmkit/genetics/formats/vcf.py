@@ -16,6 +16,7 @@ VCF, convert it once (``plink2 --vcf X.vcf.gz dosage=DS --make-pgen``) and read 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,15 @@ class VcfData(GenotypeFile):
         self._paths = {"vcf": path}
         self.hard_call_threshold = hard_call_threshold
         self._cursor: tuple[Any, int] | None = None  # (open iterator, next variant index)
+        self._lock = threading.Lock()  # one cursor: blocks read from threads take turns
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()  # an open htslib iterator and a lock do not pickle
+        state.update(_cursor=None, _lock=None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
 
     def _open(self):
         cyvcf2 = require("VCF")
@@ -123,14 +133,15 @@ class VcfData(GenotypeFile):
         return d
 
     def _dosages(self, snps: np.ndarray, samples: np.ndarray) -> np.ndarray:
-        if self._cursor is None or self._cursor[1] > snps[0]:
-            self._cursor = (self._open(), 0)
-        out = np.empty((len(samples), len(snps)), order="F")
-        for k, v in enumerate(snps):
-            while self._cursor is not None and self._cursor[1] < v:
-                self._next()
-            out[:, k] = self._value(self._next())[samples]
-        return out
+        with self._lock:
+            if self._cursor is None or self._cursor[1] > snps[0]:
+                self._cursor = (self._open(), 0)
+            out = np.empty((len(samples), len(snps)), order="F")
+            for k, v in enumerate(snps):
+                while self._cursor is not None and self._cursor[1] < v:
+                    self._next()
+                out[:, k] = self._value(self._next())[samples]
+            return out
 
 
 def _declared(vcf: Any, key: str) -> bool:
