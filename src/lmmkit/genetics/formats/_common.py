@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from lmmkit.errors import DataError, FileFormatError, LmmkitError
+from lmmkit.genetics.plink import PlinkData
 
 __all__ = ["GenotypeReaderError", "GenotypeFile", "dosage_stats", "hard_calls"]
 
@@ -102,15 +103,8 @@ def refuse_multiallelic(n_alleles: np.ndarray, ids: Sequence[str], path: Path, f
         )
 
 
-def positions(index: Any, size: int, what: str) -> np.ndarray:
-    """Integer positions selected by ``index`` (None, slice, integers or booleans)."""
-    pos = np.arange(size)
-    if index is None:
-        return pos
-    try:
-        return np.ascontiguousarray(pos[index], dtype=np.int64)
-    except IndexError as exc:
-        raise DataError(f"{what} index out of range ({size} {what}s): {exc}") from None
+#: integer positions selected by an index (None, slice, integers or booleans)
+positions = PlinkData._positions
 
 
 def hard_calls(dosage: np.ndarray, threshold: float = 0.1) -> np.ndarray:
@@ -218,22 +212,8 @@ class GenotypeFile:
             v = np.arange(start, min(start + block_size, self.n_snps))
             yield start, hard_calls(self._dosages(v, s), self.hard_call_threshold)
 
-    def iter_blocks(
-        self,
-        block_size: int = 2000,
-        snps: np.ndarray | None = None,
-        samples: np.ndarray | None = None,
-        dtype: str | type = "float64",
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """``(variant_indices, dosages)`` for consecutive blocks of at most ``block_size``."""
-        if block_size < 1:
-            raise DataError(f"block_size must be >= 1, got {block_size}.")
-        idx = np.arange(self.n_snps) if snps is None else np.asarray(snps)
-        if idx.dtype == bool:
-            idx = np.flatnonzero(idx)
-        for start in range(0, len(idx), block_size):
-            sel = idx[start : start + block_size]
-            yield sel, self.read(snps=sel, samples=samples, dtype=dtype)
+    #: ``(variant_indices, dosages)`` for consecutive blocks of at most ``block_size``
+    iter_blocks = PlinkData.iter_blocks
 
 
 def dosage_stats(

@@ -36,6 +36,7 @@ from lmmkit.genetics.formats._common import (
     sample_frame,
     split_ids,
 )
+from lmmkit.genetics.plink import _to_float
 
 __all__ = ["BgenData", "read_bgen", "read_oxford_sample"]
 
@@ -96,15 +97,7 @@ def read_oxford_sample(path: str | Path) -> pd.DataFrame:
         if j >= 3 and name.lower() == "sex":
             sex = ["0" if v in ("NA", "-9") else v for v in cols[j]]
         elif j >= 3 and t.upper() in ("P", "B"):
-            s = pd.Series(cols[j], dtype=object).replace(["NA", "-9", "nan"], np.nan)
-            y = pd.to_numeric(s, errors="coerce")
-            bad = y.isna() & s.notna()
-            if bad.any():
-                i = int(np.flatnonzero(bad.to_numpy())[0])
-                raise FileFormatError(
-                    f"{path}, line {i + 3}: column {name!r} has non-numeric value "
-                    f"{s.iloc[i]!r} (missing values must be NA)."
-                )
+            y = _to_float(pd.Series(cols[j], dtype=object), path, name, offset=3)
             phenos.append(y.to_numpy(dtype=float))
     return sample_frame(cols[0], cols[1], sex, phenos)
 
