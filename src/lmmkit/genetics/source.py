@@ -23,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-__all__ = ["GenotypeSource", "open_genotypes"]
+__all__ = ["GenotypeSource", "open_genotypes", "sample_table_path"]
 
 
 @runtime_checkable
@@ -138,3 +138,23 @@ def open_genotypes(source: Any, **options: Any) -> GenotypeSource:
     from lmmkit.genetics.plink import read_plink
 
     return read_plink(source, **options)
+
+
+def sample_table_path(source: Any) -> str:
+    """The file that lists a source's samples, for messages: the .fam, .psam or .sample,
+    else the genotype file itself (a VCF, a BGEN storing its IDs).
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> class Src:
+    ...     prefix = Path("x.bgen")
+    ...     files = {"bgen": Path("x.bgen"), "sample": Path("x.sample")}
+    >>> sample_table_path(Src())
+    'x.sample'
+    """
+    files = getattr(source, "files", {})
+    for role in ("fam", "psam", "sample"):
+        if role in files:
+            return str(files[role])
+    return str(source.prefix)
