@@ -472,11 +472,9 @@ def snp_stats(
 ) -> dict[str, np.ndarray]:
     """Per-SNP A1 frequency, missing rate and genotype-class counts over ``samples``
     (counted straight from the packed .bed bytes; ``block_size`` is unused).  Other
-    genotype sources (BGEN, PGEN, VCF): :func:`lmmkit.genetics.formats._common.dosage_stats`."""
+    genotype sources count their own (BGEN, PGEN, VCF: from dosages, ``snp_stats()``)."""
     if not isinstance(plink, PlinkData):
-        from lmmkit.genetics.formats._common import dosage_stats
-
-        return dosage_stats(plink, samples, block_size)
+        return plink.snp_stats(samples, block_size)
     s = PlinkData._positions(samples, plink.n_samples, "sample")
     cnt = np.zeros((plink.n_snps, 4), dtype=np.int64)
     _count_bed(plink._raw(), s, cnt)

@@ -61,12 +61,14 @@ class GenotypeSource(Protocol):
         samples: slice | Sequence[int] | np.ndarray | None = None,
         dtype: str | type = "float64",
     ) -> np.ndarray:
-        """Allele counts (samples x variants, Fortran order), NaN for missing calls."""
+        """Allele counts (samples x variants, Fortran order), NaN for missing calls; dosage
+        files (BGEN probabilities, VCF ``DS``) give their non-integer expected counts."""
         ...
 
     def iter_codes(self, block_size: int) -> Iterator[tuple[int, np.ndarray]]:
         """``(start, codes)`` for consecutive blocks of variants: int8 allele counts of every
-        sample (samples x variants, Fortran order), negative = missing."""
+        sample (samples x variants, Fortran order), negative = missing; dosages become hard
+        calls within 0.1 of 0, 1, 2 (plink2's ``--hard-call-threshold``), else missing."""
         ...
 
 

@@ -215,6 +215,13 @@ class GenotypeFile:
     #: ``(variant_indices, dosages)`` for consecutive blocks of at most ``block_size``
     iter_blocks = PlinkData.iter_blocks
 
+    def snp_stats(
+        self, samples: np.ndarray | None = None, block_size: int = 2000
+    ) -> dict[str, np.ndarray]:
+        """Per-variant frequency, missing rate and genotype classes (:func:`dosage_stats`),
+        what :func:`lmmkit.genetics.plink.filter_snps` filters on."""
+        return dosage_stats(self, samples, block_size)
+
 
 def dosage_stats(
     source: Any, samples: np.ndarray | None = None, block_size: int = 2000
