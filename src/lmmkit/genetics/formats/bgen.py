@@ -166,11 +166,12 @@ class BgenData(GenotypeFile):
                         f"{self.prefix}: variant {v + 1} ({self.bim['snp'].iat[v]!r}) cannot "
                         f"be read ({exc}); the file is truncated or corrupt."
                     ) from None
-                out[:, k] = _dosage(gt, self._count_first)[samples]
+                where = f"{self.prefix}, variant {v + 1} ({self.bim['snp'].iat[v]!r})"
+                out[:, k] = _dosage(gt, self._count_first, where)[samples]
         return out
 
 
-def _dosage(gt, count_first: bool) -> np.ndarray:
+def _dosage(gt, count_first: bool, where: str) -> np.ndarray:
     """Expected count of the counted allele from one variant's probabilities."""
     p = gt.probability
     ploidy = gt.ploidy
@@ -189,7 +190,8 @@ def _dosage(gt, count_first: bool) -> np.ndarray:
     bad = (ploidy > 2) & ~gt.missing
     if bad.any():
         raise FileFormatError(
-            f"sample {int(np.flatnonzero(bad)[0]) + 1} has ploidy {int(ploidy[bad][0])}; "
+            f"{where}: sample {int(np.flatnonzero(bad)[0]) + 1} has ploidy "
+            f"{int(ploidy[bad][0])}; "
             "lmmkit reads haploid and diploid BGEN calls."
         )
     d = d.astype(float)
