@@ -138,9 +138,10 @@ def genotype_pca(
     >>> pcs.eigenvectors.iloc[:2]  # doctest: +SKIP
     >>> approx = genotype_pca("EUR_subset", k=4, method="randomized")  # doctest: +SKIP
     """
-    from lmmkit.genetics.plink import PlinkData, filter_snps, read_plink
+    from lmmkit.genetics.plink import PlinkData, filter_snps
+    from lmmkit.genetics.source import open_genotypes
 
-    pl = plink if isinstance(plink, PlinkData) else read_plink(plink)
+    pl = plink if isinstance(plink, PlinkData) else open_genotypes(plink)
     n = pl.n_samples
     if method not in PCA_METHODS:
         raise DataError(f"genotype_pca: method must be one of {PCA_METHODS}; got {method!r}.")

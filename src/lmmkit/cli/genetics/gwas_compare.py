@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers) -> None:
     """Add ``gwas-compare`` to an argparse subparsers object."""
-    from lmmkit.cli.genetics._options import add_kinship_options
+    from lmmkit.cli.genetics._options import add_genotype_options, add_kinship_options
     from lmmkit.cli.genetics.gwas import add_pc_options
 
     p = subparsers.add_parser(
@@ -55,7 +55,7 @@ def add_parser(subparsers) -> None:
         "a block-bootstrap CI, hits at 5e-8 and Bonferroni), PREFIX.agreement.tsv (top-k "
         "overlap, rank correlation), PREFIX.qq.png and PREFIX.md.",
     )
-    p.add_argument("--bfile", required=True, metavar="PREFIX", help="PLINK .bed/.bim/.fam")
+    add_genotype_options(p)
     ph = p.add_mutually_exclusive_group(required=True)
     ph.add_argument("--pheno", metavar="FILE", help="phenotype file with a 'FID IID ...' header")
     ph.add_argument("--pheno-fam", type=int, metavar="N", help=".fam phenotype N (1 = column 6)")
