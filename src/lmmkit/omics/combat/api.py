@@ -36,7 +36,7 @@ def combat(
         or an AnnData (samples × features: samples in ``obs``, features in ``var``), in
         memory or as the path of an ``.h5ad`` file (read with anndata: ``lmmkit[anndata]``).
         A sparse ``X`` is densified (refused, with the numbers, when the dense copy would
-        not fit; see :mod:`lmmkit.omics.combat.anndata_adapter`); ``obs_names`` and
+        not fit; see ``lmmkit.omics.combat.anndata_adapter``); ``obs_names`` and
         ``var_names`` must be unique.
     batch
         Batch label of every sample: a Series indexed by sample (aligned to
@@ -70,7 +70,7 @@ def combat(
         ``adata.layers[key_added]`` (``X`` unchanged) and the unadjusted features in
         ``adata.uns[key_added]["zero_variance"]``.  For an ``.h5ad`` path: the AnnData read
         from it, so modified (the file is not rewritten; save it with
-        :func:`lmmkit.omics.combat.anndata_adapter.write_h5ad` or ``lmmkit combat --out``).
+        ``lmmkit.omics.combat.anndata_adapter.write_h5ad`` or ``lmmkit harmonize --out``).
 
     Raises
     ------
