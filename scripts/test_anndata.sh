@@ -8,10 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
-VENV=.venv-anndata
+VENV="${LMMKIT_ANNDATA_VENV:-.venv-anndata}"  # point it at a kept venv to skip the build
 start=$(date +%s)
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q -e ".[anndata]" "pytest>=8" 2>&1 \
+"$VENV/bin/python" -m pip install -q --no-compile -e ".[anndata]" "pytest>=8" 2>&1 \
   | grep -v "^WARNING: Location" || true
 "$VENV/bin/python" - <<'PY'
 from importlib.metadata import version

@@ -35,8 +35,7 @@ from lmmkit.models.fit_many import RESPONSE_PLACEHOLDER, _check_inputs, _rhs, fi
 from lmmkit.models.lmm import LinearMixedModel
 from lmmkit.omics.combat.anndata_adapter import (
     as_anndata,
-    check_names,
-    dense_values,
+    features_by_samples,
     write_var_columns,
 )
 
@@ -238,12 +237,7 @@ def _from_anndata(adata: Any, samples: Any, layer: str | None) -> tuple[pd.DataF
             "with an AnnData the sample table is adata.obs; do not pass samples= too "
             "(add the columns to adata.obs instead)."
         )
-    check_names(adata)
-    values, _ = dense_values(adata, layer)
-    expr = pd.DataFrame(
-        values.T, index=pd.Index(adata.var_names), columns=pd.Index(adata.obs_names)
-    )
-    return expr, pd.DataFrame(adata.obs)
+    return features_by_samples(adata, layer), pd.DataFrame(adata.obs)
 
 
 def _fraction_columns(fractions: pd.DataFrame) -> list[str]:

@@ -30,6 +30,7 @@ __all__ = [
     "as_anndata",
     "check_names",
     "dense_values",
+    "features_by_samples",
     "is_anndata",
     "obs_columns",
     "read_h5ad",
@@ -146,6 +147,15 @@ def dense_values(adata, layer: str | None) -> tuple[np.ndarray, str]:
     return values, source
 
 
+def features_by_samples(adata, layer: str | None) -> pd.DataFrame:
+    """The features x samples frame of ``adata.X`` (or ``layer``), after :func:`check_names`."""
+    check_names(adata)
+    values, _ = dense_values(adata, layer)
+    return pd.DataFrame(
+        values.T, index=pd.Index(adata.var_names), columns=pd.Index(adata.obs_names)
+    )
+
+
 def obs_columns(adata, names, what: str) -> pd.DataFrame:
     """The columns ``names`` of ``adata.obs``; a missing one is named with the available."""
     obs = adata.obs
@@ -164,11 +174,7 @@ def unpack(adata, batch, covariates, layer: str | None) -> tuple[pd.DataFrame, A
     ``batch`` may name a column of ``adata.obs`` (or be a Series/array as for a DataFrame);
     ``covariates`` may name one or several columns of ``adata.obs`` (or be a DataFrame).
     """
-    check_names(adata)
-    values, _ = dense_values(adata, layer)
-    expr = pd.DataFrame(
-        values.T, index=pd.Index(adata.var_names), columns=pd.Index(adata.obs_names)
-    )
+    expr = features_by_samples(adata, layer)
     if isinstance(batch, str):
         batch = obs_columns(adata, [batch], "batch").iloc[:, 0]
     if isinstance(covariates, str):
