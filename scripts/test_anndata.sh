@@ -3,16 +3,25 @@
 # anndata (0.12, the latest release) declares pandas < 3 while the main .venv runs pandas 3,
 # so pip resolves pandas 2.x here: this run is also lmmkit-on-pandas-2. The tests that need the
 # real anndata skip in the main venv; LMMKIT_REQUIRE_ANNDATA=1 turns those skips into failures.
-# Pass pytest arguments through (default: the AnnData tests), e.g.
+# A fresh venv downloads lmmkit's dependencies again (about 2 CPU-minutes, more on a slow
+# network); an existing one is only brought up to date (about a minute), so CI keeps it in
+# ~/.cache through LMMKIT_ANNDATA_VENV. Pass pytest arguments through (default: the AnnData
+# tests), e.g.
 #   bash scripts/test_anndata.sh tests/omics        # every omics test under pandas 2.x
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 VENV="${LMMKIT_ANNDATA_VENV:-.venv-anndata}"  # point it at a kept venv to skip the build
 start=$(date +%s)
-[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --no-compile -e ".[anndata]" "pytest>=8" 2>&1 \
-  | grep -v "^WARNING: Location" || true
+"$VENV/bin/python" -c "" 2>/dev/null || { rm -rf "$VENV"; "$PY" -m venv "$VENV"; }
+log=$(mktemp)
+if ! "$VENV/bin/python" -m pip install -q --no-compile -e ".[anndata]" "pytest>=8" >"$log" 2>&1; then
+  grep -v "^WARNING: Location" "$log" >&2
+  rm -f "$log"
+  echo "test_anndata.sh: pip could not install lmmkit[anndata] into $VENV" >&2
+  exit 1
+fi
+rm -f "$log"
 "$VENV/bin/python" - <<'PY'
 from importlib.metadata import version
 print("anndata venv:", ", ".join(f"{p} {version(p)}" for p in ("anndata", "pandas", "numpy")))
