@@ -16,7 +16,6 @@ fits are dense anyway; the dense size is estimated first and refused above
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -221,23 +220,10 @@ def write_var_columns(adata, fractions: pd.DataFrame, key_added: str) -> list[st
 
 def write_h5ad(adata, path: str | os.PathLike[str]) -> None:
     """``adata.write_h5ad(path)`` atomically: a temporary file in the same folder, renamed."""
-    from lmmkit._io import _usual_mode
+    from lmmkit._io import write_with
 
     if not hasattr(adata, "write_h5ad"):
         raise DataError(
             f"cannot write {os.fspath(path)!r}: {type(adata).__name__} has no write_h5ad."
         )
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".h5ad")
-    os.close(fd)
-    try:
-        adata.write_h5ad(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        _usual_mode(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_with(path, adata.write_h5ad, suffix=".h5ad")
