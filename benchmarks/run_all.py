@@ -33,7 +33,7 @@ BEGIN, END = "<!-- run_all:begin -->", "<!-- run_all:end -->"
 
 
 def _block(rows: list[dict], args: argparse.Namespace) -> str:
-    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()[0]
     size = "quick sizes" if args.quick else "full sizes"
     lines = [
