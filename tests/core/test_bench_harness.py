@@ -14,7 +14,6 @@ import run_all  # noqa: E402
 
 
 def test_three_timings_and_an_empty_cache_for_fresh(tmp_path) -> None:
-    seen: list[str] = []
     task = _timing.Task(
         "records",
         setup="import os, shutil",
