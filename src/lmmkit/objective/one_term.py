@@ -49,7 +49,7 @@ __all__ = [
 #: From there the polish (chord Newton: one Hessian, linear convergence, up to 20 steps) lands
 #: on the same optimum (theta within ~1e-13 of the fully converged BOBYQA start on sleepstudy
 #: and Penicillin, REML and ML) with about a third of BOBYQA's evaluations; when it does not
-#: converge, BOBYQA resumes at the requested tolerance from where it stopped.
+#: converge, BOBYQA runs again from the start at the requested tolerance.
 POLISH_START_FTOL = 1e-6
 
 
@@ -403,9 +403,10 @@ def polish_opt(
 
 def bobyqa_polished(cp: CrossProducts, deviance, theta0, lower, control, reml: bool, n: int):
     """BOBYQA, then the Newton polish (``control.polish``); for one-term models BOBYQA
-    first runs only to ``POLISH_START_FTOL``, and resumes at ``control``'s tolerance from
-    where it stopped when the polish does not end on a converged Newton step (a parameter on
-    its bound, an indefinite Hessian, a step that raises the deviance)."""
+    first runs only to ``POLISH_START_FTOL``; when the polish does not end on a converged
+    Newton step (a parameter on its bound, an indefinite Hessian, a step that raises the
+    deviance) BOBYQA runs again from ``theta0`` at ``control``'s tolerance, as without the
+    loose start."""
     import dataclasses
 
     from lmmkit.optim.bobyqa import minimize_bobyqa
@@ -424,9 +425,9 @@ def bobyqa_polished(cp: CrossProducts, deviance, theta0, lower, control, reml: b
     polished = polish_opt(cp, first, deviance, reml, n, converged=ok, max_iter=20)
     if ok and ok[0] and polished.fmin <= first.fmin:
         return dataclasses.replace(polished, control=control)
-    rest = minimize_bobyqa(deviance, np.array(first.theta), lower, control)
-    rest = dataclasses.replace(
-        rest, theta0=first.theta0, evaluations=first.evaluations + rest.evaluations,
-        seconds=first.seconds + rest.seconds,
-    )  # fmt: skip
+    # from lme4's start again, not from where the loose run stopped: near a singular fit the
+    # surface is flat and a restart there can stop short of the full run's optimum
+    rest = minimize_bobyqa(deviance, theta0, lower, control)
+    rest = dataclasses.replace(rest, evaluations=first.evaluations + rest.evaluations,
+                               seconds=first.seconds + rest.seconds)  # fmt: skip
     return polish_opt(cp, rest, deviance, reml, n)
