@@ -14,6 +14,7 @@ from tests.conftest import REFERENCE, shared_path
 def _prefix(name: str):
     return shared_path("data", "genetics", f"{name}.bed").with_suffix("")
 
+
 REF = REFERENCE / "pca"
 # plink2 prints 6 significant digits: eigenvalues to half a unit in the 6th digit (relative
 # 5e-6 plus one part in 1e-6 for the last digit's rounding), eigenvectors to 1e-6 absolute.

@@ -100,9 +100,10 @@ def genotype_pca(plink, k: int = 10, *, block_size: int = 2000, progress: bool =
     from scipy.linalg import eigh
 
     from lmmkit.genetics.grm import compute_grm
-    from lmmkit.genetics.plink import PlinkData, filter_snps, read_plink
+    from lmmkit.genetics.plink import PlinkData, filter_snps
+    from lmmkit.genetics.source import open_genotypes
 
-    pl = plink if isinstance(plink, PlinkData) else read_plink(plink)
+    pl = plink if isinstance(plink, PlinkData) else open_genotypes(plink)
     n = pl.n_samples
     if not isinstance(k, int | np.integer) or not 1 <= k < n:
         raise DataError(f"genotype_pca: k must be an integer from 1 to n - 1 = {n - 1}; got {k!r}.")

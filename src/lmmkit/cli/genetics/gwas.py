@@ -8,7 +8,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from lmmkit.cli._common import add_list_option
-from lmmkit.cli.genetics._options import add_kinship_options, kinship_arguments, open_plink
+from lmmkit.cli.genetics._options import (
+    add_genotype_options,
+    add_kinship_options,
+    kinship_arguments,
+    open_plink,
+)
 from lmmkit.errors import DataError
 
 __all__ = ["add_parser", "run", "run_gwas_cli"]
@@ -32,7 +37,7 @@ def add_parser(subparsers) -> Any:
 
 
 def _fill_parser(p) -> None:
-    p.add_argument("--bfile", required=True, metavar="PREFIX", help="PLINK .bed/.bim/.fam")
+    add_genotype_options(p)
     ph = p.add_mutually_exclusive_group(required=True)
     ph.add_argument("--pheno", metavar="FILE", help="phenotype file with a 'FID IID ...' header")
     ph.add_argument(
