@@ -619,12 +619,12 @@ def multi_reml_from_plink(
         match_samples,
         phenotype_table,
     )
-    from lmmkit.genetics.source import open_genotypes
+    from lmmkit.genetics.source import open_genotypes, sample_table_path
 
     pl = open_genotypes(prefix)
     ptab, pname = phenotype_table(pl, pheno)
     ctab = covariate_table(pl, covariates)
-    keep, _report = match_samples(pl.fam, ptab, ctab, fam_path=f"{pl.prefix}.fam")
+    keep, _report = match_samples(pl.fam, ptab, ctab, fam_path=sample_table_path(pl))
     keys = pd.MultiIndex.from_frame(pl.fam[["fid", "iid"]].astype(str)).take(keep)
     y = ptab.reindex(keys)[pname].to_numpy(dtype=float)
     w, wnames = design_matrix(ctab, keys)

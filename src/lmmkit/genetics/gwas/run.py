@@ -62,6 +62,7 @@ def gwas(
     kinship_samples: Any = "analyzed",
     recenter_kinship: bool = True,
     output_format: str = "lmmkit",
+    pcs: Any = None,
 ) -> GwasResult:
     """Exact LMM association of every SNP (GEMMA ``-lmm 1/2/3/4``), or with ``binary`` the
     logistic mixed-model score test with saddlepoint p-values (SAIGE).
@@ -82,8 +83,9 @@ def gwas(
         ``"centered"`` (GEMMA ``-gk 1``), ``"standardized"`` (GCTA / plink2:
         1/sqrt(2p(1-p))), ``"empirical"`` (BOLT-LMM: the SD over the analysed samples),
         ``"vanraden"``, a :class:`~lmmkit.genetics.grm.GRM`, a GCTA GRM prefix, a GEMMA
-        ``.cXX.txt``/``.sXX.txt`` file (rows in .fam order), or an n x n array.  None is
-        refused (see plink2 ``--glm`` for association without a kinship), and so is a
+        ``.cXX.txt``/``.sXX.txt`` file (rows in .fam order), or an n x n array.  None with
+        ``pcs``: linear regression without a kinship (plink2 ``--glm``,
+        :mod:`~lmmkit.genetics.gwas.glm`); None without ``pcs`` is refused, and so is a
         kinship proportional to the identity (Vg and Ve are then not identifiable).
     loco
         Leave-one-chromosome-out kinship with variance components re-fitted per chromosome.
@@ -134,6 +136,14 @@ def gwas(
         ``.assoc.txt``), ``"plink2"`` (``--glm``'s ``.glm.linear``) or ``"regenie"``
         (step 2's ``.regenie``); see :mod:`~lmmkit.genetics.gwas.layouts`.
         ``GwasResult.table`` is always lmmkit's.
+    pcs
+        Principal components added to the covariates
+        (:func:`lmmkit.genetics.pca.pc_covariates`): an int ``k`` (the top ``k`` PCs of these
+        genotypes, plink2 ``--pca``; 0 = none), a plink2 ``.eigenvec`` path, a
+        :class:`~lmmkit.genetics.pca.GenotypePCA`, or a table / array.  With ``kinship=None``
+        the scan is ordinary least squares per SNP (plink2 ``--glm``; table columns
+        :data:`~lmmkit.genetics.gwas.glm.GLM_COLUMNS`), otherwise the LMM with the PCs as
+        fixed covariates (GEMMA ``-lmm`` with the PCs in ``-c``).
     method
         ``"exact"`` (this function's GEMMA-exact path: one eigendecomposition per kinship),
         ``"matrix-free"`` (:func:`lmmkit.genetics.gwas.matfree.gwas_matrix_free`, BOLT-LMM's
@@ -167,6 +177,26 @@ def gwas(
             f"output_format={output_format!r} is for quantitative traits; binary-trait "
             "results (score test, saddlepoint p-values) are written in lmmkit's layout."
         )
+    pc_note = ""
+    if pcs is not None:  # PCs join the covariates; without a kinship the scan is OLS
+        from lmmkit.genetics.pca import pc_covariates
+
+        plink = open_genotypes(plink)
+        covariates, pc_note = pc_covariates(plink, pcs, covariates, block_size=block_snps)
+        if kinship is None:
+            from lmmkit.genetics.gwas.glm import run_glm
+
+            if binary or loco or method == "matrix-free":
+                raise DataError(
+                    "kinship=None (least squares with PCs) goes without binary, loco and "
+                    f"method='matrix-free' (got binary={binary}, loco={loco}, method={method!r})."
+                )
+            return run_glm(
+                plink, pheno, covariates, snps=snps, block_snps=block_snps, executor=executor,
+                out=out, overwrite=overwrite, progress=progress, maf=maf,
+                max_missing=max_missing, plots=plots, blas_threads=blas_threads,
+                output_format=output_format, pc_note=pc_note,
+            )  # fmt: skip
     chosen, why = ("exact", "requested")
     if binary and method != "exact":
         pl0 = open_genotypes(plink)
@@ -188,6 +218,8 @@ def gwas(
                 kinship_samples=kinship_samples,
             )  # fmt: skip
             res.log.insert(0, f"path: matrix-free binary ({why})")
+            if pc_note:
+                res.log.insert(1, pc_note)
             return res
     if not binary and method != "exact":
         pl0 = open_genotypes(plink)
@@ -220,6 +252,8 @@ def gwas(
     pl = open_genotypes(plink)
     say(f"lmmkit gwas: {pl.prefix} ({pl.n_samples} samples, {pl.n_snps} SNPs)")
     say(f"path: exact, GEMMA's algorithm ({why})")
+    if pc_note:
+        say(pc_note)
     matched = match(pl, pheno, covariates, binary=binary, say=say)
     keep = matched.keep
     chunk = min(1024, block_snps)
