@@ -186,67 +186,71 @@ def _rate(label: str, n_snps: int, wc: tuple[float, float]) -> None:
     print(f"  {label:<44s} {w:7.3f} s wall {c:7.3f} s CPU   {n_snps / w:>11,.0f} SNP/s")
 
 
-def floors(prefix: Path, n: int, block: int = 8192) -> None:
-    """This machine's rates for the kernels the stages are made of (best of 3)."""
-    from scipy.linalg.blas import dgemm, dsyrk, ssyrk
+def floors(prefix: Path, m_kin: int, m_assoc: int) -> tuple[float, float]:
+    """This machine's floor for the two stages, timed on the same shapes with the same
+    BLAS threads: the kinship's float32 SYRK of m_kin SNPs (blocks of 16,384, as
+    :mod:`lmmkit.genetics.grm`) and the association's float64 rotation X'U of m_assoc SNPs
+    (blocks of 2,000, as ``gwas``); plus the .bed decode rate.  Returns the two wall times."""
+    from scipy.linalg.blas import ssyrk
 
     from lmmkit.genetics.plink import read_plink
 
-    rng = np.random.default_rng(0)
-    x32 = np.asfortranarray(rng.integers(0, 3, (n, block)).astype(np.float32))
-    x64 = np.asfortranarray(x32, dtype=np.float64)
-    u = np.asfortranarray(rng.normal(size=(n, n)))
-
-    def best(f, reps=3):
-        ts = []
-        for _ in range(reps):
-            t = time.perf_counter()
-            f()
-            ts.append(time.perf_counter() - t)
-        return min(ts)
-
-    print(f"hardware floor (n = {n}, blocks of {block} SNPs, best of 3):")
-    t = best(lambda: ssyrk(1.0, x32))
-    print(f"  SSYRK float32 X X'       {block / t:>12,.0f} SNP/s  ({n * n * block / t / 1e9:.1f} "
-          "GFLOP/s counting n^2 b)")  # fmt: skip
-    t = best(lambda: dsyrk(1.0, x64))
-    print(f"  DSYRK float64 X X'       {block / t:>12,.0f} SNP/s  ({n * n * block / t / 1e9:.1f} "
-          "GFLOP/s)")  # fmt: skip
-    t = best(lambda: dgemm(1.0, x64, u, trans_a=1))
-    print(f"  DGEMM float64 X'U        {block / t:>12,.0f} SNP/s  "
-          f"({2 * n * n * block / t / 1e9:.1f} GFLOP/s)")  # fmt: skip
     pl = read_plink(prefix)
-    m = min(pl.n_snps, 100_000)
-    t = best(lambda: pl.read(snps=slice(0, m), dtype="float32"))
-    print(f"  .bed decode to float32   {m / t:>12,.0f} SNP/s")
-    t = best(lambda: pl._raw()[:m].sum())
-    print(f"  .bed bytes (page cache)  {m / t:>12,.0f} SNP/s (sum of the bytes)")
+    n = pl.n_samples
+    rng = np.random.default_rng(0)
+    x32 = np.asfortranarray(rng.integers(0, 3, (n, 16384)).astype(np.float32))
+    x64 = np.asfortranarray(rng.integers(0, 3, (n, 2000)).astype(np.float64))
+    u = np.linalg.qr(rng.normal(size=(n, n)))[0]
+    print(f"hardware floor ({n} samples, this process, same BLAS threads):")
+    t = _clock()
+    c = None
+    for _ in range(-(-m_kin // 16384)):
+        c = ssyrk(1.0, x32) if c is None else ssyrk(1.0, x32, beta=1.0, c=c, overwrite_c=1)
+    kin = _since(t)
+    _rate(f"SSYRK float32, {m_kin} SNPs (kinship floor)", m_kin, kin)
+    t = _clock()
+    for _ in range(-(-m_assoc // 2000)):
+        x64.T @ u
+    rot = _since(t)
+    _rate(f"DGEMM float64 X'U, {m_assoc} SNPs (rotation floor)", m_assoc, rot)
+    t = _clock()
+    for start in range(0, pl.n_snps, 16384):
+        pl.read_zeroed(snps=slice(start, start + 16384))
+    _rate(".bed decode to float32 (+ counts)", pl.n_snps, _since(t))
+    return kin[0], rot[0]
 
 
 def stages(prefix: Path, tmp: Path) -> None:
-    """The pipeline's stages in-process, with the kernels warm (second run of each)."""
+    """The pipeline's stages in-process, with the kernels compiled, against the floors."""
     from lmmkit.genetics.grm import compute_grm
     from lmmkit.genetics.gwas import gwas
+    from lmmkit.genetics.gwas.output import to_tsv
     from lmmkit.genetics.plink import read_plink
 
+    t = _clock()
     pl = read_plink(prefix)
+    _rate("read .bim/.fam", pl.n_snps, _since(t))
     keep = np.flatnonzero(np.isfinite(pl.phenotype(1)))
-    compute_grm(pl, "centered", snps=np.arange(2000), filter_samples=keep)  # warm
+    compute_grm(pl, "centered", snps=np.arange(2000), filter_samples=keep)  # compiled
     gwas(pl, 1, kinship=np.eye(pl.n_samples) + 0.01, snps=np.arange(2000), progress=False,
          plots=False)  # fmt: skip
-    print(f"stages in-process ({pl.n_samples} samples, {pl.n_snps} SNPs, kernels warm):")
+    print(f"stages in-process ({pl.n_samples} samples, {pl.n_snps} SNPs):")
     t = _clock()
     grm = compute_grm(pl, "centered", filter_samples=keep)
-    _rate(f"kinship (centered, {grm.n_snps} SNPs)", grm.n_snps, _since(t))
+    kin = _since(t)
+    _rate(f"kinship (centered, filters incl., {grm.n_snps} SNPs)", grm.n_snps, kin)
     t = _clock()
     res = gwas(pl, 1, kinship=grm, out=tmp / "stage.tsv", overwrite=True, progress=False,
                plots=False)  # fmt: skip
-    _rate(f"association + TSV ({res.n_tested} SNPs, given kinship)", pl.n_snps, _since(t))
+    assoc = _since(t)
+    _rate(f"association + TSV ({res.n_tested} tested)", pl.n_snps, assoc)
     t = _clock()
-    from lmmkit.genetics.gwas.output import to_tsv
-
     to_tsv(res.table)
-    _rate("  of which the TSV text", pl.n_snps, _since(t))
+    tsv = _since(t)
+    _rate("  of which the TSV text (to_tsv)", pl.n_snps, tsv)
+    fk, fr = floors(prefix, grm.n_snps, pl.n_snps)
+    print(f"  kinship / its floor: {kin[0] / fk:.2f}x; association without the TSV / "
+          f"rotation floor: {(assoc[0] - tsv[0]) / fr:.2f}x")  # fmt: skip
 
 
 def main() -> None:
@@ -263,7 +267,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if args.stages:
-            floors(prefix, N_SAMPLES)
             stages(prefix, tmp)
         runs = [run_lmmkit(prefix, tmp) for _ in range(args.repeats)]
         lk = min(runs, key=lambda r: r["wall"])

@@ -390,16 +390,17 @@ def _k_snps(
     q = c + 2
     na = c + 1
     kk = t_grid.shape[0]
+    # scratch, allocated once per call (every entry read is written first for each SNP)
+    g1 = np.empty((q, q))
+    g2 = np.empty((q, q))
+    g3 = np.empty((q, q))
+    gb = np.empty((q, q))
+    gbest = np.empty((q, q))
+    lo = np.empty((na, na))
+    wk = np.empty((4 + 2 * na, na + 1))
+    acc = np.empty((3, k1 + 1, k1 + 1))
+    dg = np.empty(kk)
     for j in range(j0, j1):
-        g1 = np.empty((q, q))
-        g2 = np.empty((q, q))
-        g3 = np.empty((q, q))
-        gb = np.empty((q, q))
-        gbest = np.empty((q, q))
-        lo = np.empty((na, na))
-        wk = np.empty((4 + 2 * na, na + 1))
-        acc = np.empty((3, k1 + 1, k1 + 1))
-        dg = np.empty(kk)
         x = xt[j]
         _k_fill(gzz, gzx, gxx, j, 0, c, g1)
         ldaa = _k_chol(g1, na, lo)
