@@ -231,9 +231,8 @@ def stages(prefix: Path, tmp: Path) -> None:
     pl = read_plink(prefix)
     _rate("read .bim/.fam", pl.n_snps, _since(t))
     keep = np.flatnonzero(np.isfinite(pl.phenotype(1)))
-    compute_grm(pl, "centered", snps=np.arange(2000), filter_samples=keep)  # compiled
-    gwas(pl, 1, kinship=np.eye(pl.n_samples) + 0.01, snps=np.arange(2000), progress=False,
-         plots=False)  # fmt: skip
+    warm = compute_grm(pl, "centered", snps=np.arange(20000), filter_samples=keep)  # compiled
+    gwas(pl, 1, kinship=warm, snps=np.arange(2000), progress=False, plots=False)
     print(f"stages in-process ({pl.n_samples} samples, {pl.n_snps} SNPs):")
     t = _clock()
     grm = compute_grm(pl, "centered", filter_samples=keep)

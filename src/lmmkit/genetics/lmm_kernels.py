@@ -196,6 +196,44 @@ def _k_derivs(reml, n, na, g1, g2, g3, tr1, tr2, lam, second, lo, wk):  # pragma
 
 
 @cached_njit(nogil=True, error_model="numpy")
+def _k_grid_derivs(reml, n, na, g1, g2, tr1, lam, lo, wk):  # pragma: no cover - compiled
+    """:func:`_k_derivs` without the second derivative, for REML (when ``reml``; else NaN)
+    and ML at once: d logL/dt of both, y'Py and log|A'H^-1A|, with the same arithmetic."""
+    ldm = _k_chol(g1, na, lo)
+    beta = wk[0]
+    rho = wk[1]
+    v = wk[3]
+    cm1 = wk[4 : 4 + na]
+    for a in range(na):
+        v[a] = g1[a, na]
+    _k_solve(lo, na, v, beta)
+    ypy = g1[na, na]
+    for a in range(na):
+        ypy -= v[a] * beta[a]
+        rho[a] = -beta[a]
+    rho[na] = 1.0
+    ypkpy = 0.0
+    for a in range(na + 1):
+        acc = 0.0
+        for b in range(na + 1):
+            acc += g2[a, b] * rho[b]
+        ypkpy += rho[a] * acc
+    qq = ypkpy / ypy
+    f_reml = np.nan
+    if reml:
+        trm1 = 0.0
+        for b in range(na):
+            for a in range(na):
+                v[a] = g2[a, b]
+            _k_solve(lo, na, v, cm1[b])
+            trm1 += cm1[b, b]
+        df = n - na
+        f_reml = lam * (-0.5 * (tr1 - trm1) + 0.5 * df * qq)
+    f_ml = lam * (-0.5 * tr1 + 0.5 * n * qq)
+    return f_reml, f_ml, ypy, ldm
+
+
+@cached_njit(nogil=True, error_model="numpy")
 def _k_logl(reml, n, na, logdet_h, ypy, logdet_m, logdet_aa):  # pragma: no cover
     if reml:
         df = n - na
@@ -399,29 +437,33 @@ def _k_snps(
     lo = np.empty((na, na))
     wk = np.empty((4 + 2 * na, na + 1))
     acc = np.empty((3, k1 + 1, k1 + 1))
-    dg = np.empty(kk)
+    dg_all = np.empty((2, kk))
+    ends = np.empty((2, 2))  # logL at the lower and the upper bound, REML and ML
     for j in range(j0, j1):
         x = xt[j]
         _k_fill(gzz, gzx, gxx, j, 0, c, g1)
         ldaa = _k_chol(g1, na, lo)
+        # the grid: REML's and ML's derivatives share the Grams and their factorization
+        for k in range(kk):
+            _k_fill(gzz, gzx, gxx, j, 1 + k, c, g1)
+            _k_fill(gzz, gzx, gxx, j, 1 + kk + k, c, g2)
+            lam = np.exp(t_grid[k])
+            f_r, f_m, ypy, ldm = _k_grid_derivs(do[0], n, na, g1, g2, tr[0, 1 + k], lam, lo, wk)
+            dg_all[0, k] = f_r
+            dg_all[1, k] = f_m
+            if k == 0 or k == kk - 1:
+                for r in range(2):
+                    if do[r]:
+                        ends[r, 0 if k == 0 else 1] = _k_logl(
+                            r == 0, n, na, ldh_grid[k], ypy, ldm, ldaa
+                        )
         for r in range(2):
             if not do[r]:
                 continue
             reml = r == 0
-            l_lo = 0.0
-            l_hi = 0.0
-            for k in range(kk):
-                _k_fill(gzz, gzx, gxx, j, 1 + k, c, g1)
-                _k_fill(gzz, gzx, gxx, j, 1 + kk + k, c, g2)
-                lam = np.exp(t_grid[k])
-                f, _, ypy, ldm = _k_derivs(
-                    reml, n, na, g1, g2, g2, tr[0, 1 + k], 0.0, lam, False, lo, wk
-                )
-                dg[k] = f
-                if k == 0:
-                    l_lo = _k_logl(reml, n, na, ldh_grid[k], ypy, ldm, ldaa)
-                elif k == kk - 1:
-                    l_hi = _k_logl(reml, n, na, ldh_grid[k], ypy, ldm, ldaa)
+            dg = dg_all[r]
+            l_lo = ends[r, 0]
+            l_hi = ends[r, 1]
             if l_lo >= l_hi:
                 best_l = l_lo
                 best_t = t_grid[0]
