@@ -88,3 +88,50 @@ def test_varpart_cli_closes_its_executor(tmp_path, monkeypatch):
     assert main(argv) == 0 and _Recording.closed == 1
     bad = [*argv[:1], "~ (1 | nope)", *argv[2:]]
     assert main(bad) == 2 and _Recording.closed == 2  # closed on the error path too
+
+
+def _server(reply: bytes):
+    """A TCP server on 127.0.0.1 that accepts connections and sends ``reply`` (b"": nothing)."""
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    conns = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            conns.append(conn)
+            if reply:
+                conn.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv, conns
+
+
+@pytest.mark.parametrize(
+    ("reply", "expect"),
+    [(b"", r"did not answer within 1 s \(no Dask handshake came back\): check"),
+     (b"HTTP/1.1 400 Bad Request\r\n\r\n" * 4, r"failed \(.*\): check that the address")],
+)  # fmt: skip
+def test_server_that_is_not_a_scheduler_fails_fast(reply, expect):
+    """Something accepts the connection but stays silent (distributed alone waited for its
+    handshake forever) or speaks another protocol: one DataError within seconds."""
+    from lmmkit.parallel.dask_backend import DaskExecutor
+
+    srv, conns = _server(reply)
+    address = f"tcp://127.0.0.1:{srv.getsockname()[1]}"
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(DataError, match=f"Dask scheduler {address} {expect}"):
+            DaskExecutor(address, connect_timeout=1)
+    finally:
+        srv.close()
+        for c in conns:
+            c.close()
+    assert time.perf_counter() - t0 < 20

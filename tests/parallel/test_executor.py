@@ -104,3 +104,39 @@ def test_thread_executor_in_order_and_gwas_equal(tmp_path):
     serial = gwas(sim, 1, block_snps=30, progress=False).table
     threaded = gwas(sim, 1, block_snps=30, executor=ex, progress=False).table
     assert threaded.equals(serial)
+
+
+def test_dask_task_workers_cannot_import_is_an_error(dask_executor, tmp_path, monkeypatch):
+    """A module imported here after the cluster's worker processes started: the scheduler (in
+    this process) loads the task, the workers cannot.  Before the fix the workers died on its
+    pickle and ``map`` waited on; now it is one DataError naming the module and the fix."""
+    from lmmkit.errors import DataError
+
+    (tmp_path / "lmmkit_late_module.py").write_text(
+        "def twice(x):\n    return 2 * x\n\nclass Box:\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import lmmkit_late_module as mod
+
+    with pytest.raises(DataError) as err:
+        list(dask_executor.map(mod.twice, [1, 2]))
+    msg = str(err.value)
+    assert "lmmkit_late_module.twice" in msg and "No module named 'lmmkit_late_module'" in msg
+    assert f"PYTHONPATH={tmp_path}" in msg and "2 process(es): worker tcp://" in msg
+    with pytest.raises(DataError, match="No module named 'lmmkit_late_module'"):
+        list(dask_executor.map(lambda b: 1, [mod.Box()]))  # the items are checked too
+    assert list(dask_executor.map(lambda x: -x, [1, 2])) == [-1, -2]  # workers still there
+    assert list(dask_executor.map(lambda x: -x, [])) == []
+
+
+def test_dask_scheduler_without_workers_is_an_error():
+    pytest.importorskip("distributed")
+    from distributed import LocalCluster
+
+    from lmmkit.errors import DataError
+    from lmmkit.parallel.dask_backend import DaskExecutor
+
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cl:
+        with DaskExecutor(cl.scheduler_address, worker_timeout=1) as ex:
+            with pytest.raises(DataError, match=r"has no workers \(waited 1 s\).*dask worker"):
+                list(ex.map(abs, [1]))

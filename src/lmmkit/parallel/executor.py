@@ -100,8 +100,10 @@ def get_executor(scheduler: str | None = None, **kwargs: Any) -> Executor:
     ``distributed.LocalCluster`` (N single-threaded worker processes; in a script, under
     ``if __name__ == "__main__":``, see :mod:`lmmkit.parallel.dask_backend`).  Anything else
     is the address of a running Dask scheduler (``tcp://host:8786``, ``host:8786``); one
-    that does not answer within 5 s is a :class:`~lmmkit.errors.DataError`.  Close the
-    executor when done (``with get_executor(...) as ex:``).
+    that does not answer within 5 s is a :class:`~lmmkit.errors.DataError`, and so are a
+    cluster without workers for 60 s and one whose scheduler or workers cannot import the
+    task (lmmkit must be importable there: see ``docs/parallel.md``).  Close the executor
+    when done (``with get_executor(...) as ex:``).
 
     Examples
     --------
