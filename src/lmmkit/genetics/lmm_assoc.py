@@ -142,17 +142,21 @@ def _assoc_rotated_numpy(
 # ----------------------------------------------------------------------------- compiled path
 
 
-_POOL: dict[int, Any] = {}  # thread count -> the persistent pool of _run_snps
+_POOL: dict[tuple[int, int], Any] = {}  # (process id, thread count) -> the pool
 
 
 def _pool(nth: int):
-    """One thread pool per process (per thread count), started on first use: no thread
-    start-up per block."""
-    pool = _POOL.get(nth)
+    """One thread pool per process and thread count, started on first use: no thread
+    start-up per block.  Keyed by the process id: a forked child (whose copy of the
+    parent's pool has no threads) starts its own."""
+    import os
+
+    key = (os.getpid(), nth)
+    pool = _POOL.get(key)
     if pool is None:
         from concurrent.futures import ThreadPoolExecutor
 
-        pool = _POOL[nth] = ThreadPoolExecutor(max_workers=nth, thread_name_prefix="lmmkit-snps")
+        pool = _POOL[key] = ThreadPoolExecutor(max_workers=nth, thread_name_prefix="lmmkit-snps")
     return pool
 
 
