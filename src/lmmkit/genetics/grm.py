@@ -563,7 +563,9 @@ def compute_grm(
         with a non-missing phenotype the centered GRM equals GEMMA ``-gk 1``'s cXX matrix.
     block_size, dtype, progress
         SNPs per block (memory: one n x n float64 accumulator plus one n x block_size
-        block), accumulation type, progress bar.
+        block; ``"centered"`` and ``"vanraden"`` read blocks of up to 16,384 SNPs or 64 MiB
+        of float32 genotypes when that is more, for the SYRK's sake), accumulation type,
+        progress bar.
     missing
         ``"impute"`` (mean-imputation, every pair divided by the same SNP count) or
         ``"pairwise"`` (GCTA's and plink2's default: per pair, the SNPs called in both;
