@@ -126,17 +126,15 @@ def _k_solve(lo, na, b, out):  # pragma: no cover - compiled
 
 
 @cached_njit(nogil=True, error_model="numpy")
-def _k_derivs(reml, n, na, g1, g2, g3, tr1, tr2, lam, second, lo, wk):  # pragma: no cover
-    """d logL/dt (t = log lambda), and d2 logL/dt2 when ``second``, with y'Py and
-    log|A'H^-1A| for the design of the first ``na`` columns of the Grams (y = column na).
-    ``wk`` is scratch of shape (4 + 2 na, na + 1)."""
+def _k_first(na, g1, g2, lo, wk):  # pragma: no cover - compiled
+    """The pieces of the first derivative shared by REML and ML: log|A'H^-1A| (Cholesky of
+    g1's first ``na`` columns into lo), y'Py and y'PKPy / y'Py; wk[0] = beta, wk[1] = rho
+    (the residual maker's coefficients), wk[2] = the design's rows of g2 rho."""
     ldm = _k_chol(g1, na, lo)
     beta = wk[0]
     rho = wk[1]
     u = wk[2]
     v = wk[3]
-    cm1 = wk[4 : 4 + na]
-    cm2 = wk[4 + na : 4 + 2 * na]
     for a in range(na):
         v[a] = g1[a, na]
     _k_solve(lo, na, v, beta)
@@ -153,17 +151,37 @@ def _k_derivs(reml, n, na, g1, g2, g3, tr1, tr2, lam, second, lo, wk):  # pragma
         ypkpy += rho[a] * acc
         if a < na:
             u[a] = acc
-    qq = ypkpy / ypy
+    return ldm, ypy, ypkpy / ypy
+
+
+@cached_njit(nogil=True, error_model="numpy")
+def _k_trm1(na, g2, lo, wk):  # pragma: no cover - compiled
+    """tr(M^-1 B1), REML's extra term; wk[4:4+na] = M^-1 B1 (rows = columns of the solve)."""
+    v = wk[3]
+    cm1 = wk[4 : 4 + na]
     trm1 = 0.0
+    for b in range(na):
+        for a in range(na):
+            v[a] = g2[a, b]
+        _k_solve(lo, na, v, cm1[b])
+        trm1 += cm1[b, b]
+    return trm1
+
+
+@cached_njit(nogil=True, error_model="numpy")
+def _k_derivs(reml, n, na, g1, g2, g3, tr1, tr2, lam, second, lo, wk):  # pragma: no cover
+    """d logL/dt (t = log lambda), and d2 logL/dt2 when ``second``, with y'Py and
+    log|A'H^-1A| for the design of the first ``na`` columns of the Grams (y = column na).
+    ``wk`` is scratch of shape (4 + 2 na, na + 1)."""
+    ldm, ypy, qq = _k_first(na, g1, g2, lo, wk)
+    rho = wk[1]
+    u = wk[2]
+    v = wk[3]
+    cm1 = wk[4 : 4 + na]
+    cm2 = wk[4 + na : 4 + 2 * na]
     if reml:
-        # cm1 = M^-1 B1 (rows = columns of the solve)
-        for b in range(na):
-            for a in range(na):
-                v[a] = g2[a, b]
-            _k_solve(lo, na, v, cm1[b])
-            trm1 += cm1[b, b]
         df = n - na
-        d1 = -0.5 * (tr1 - trm1) + 0.5 * df * qq
+        d1 = -0.5 * (tr1 - _k_trm1(na, g2, lo, wk)) + 0.5 * df * qq
     else:
         d1 = -0.5 * tr1 + 0.5 * n * qq
     f = lam * d1
@@ -199,36 +217,11 @@ def _k_derivs(reml, n, na, g1, g2, g3, tr1, tr2, lam, second, lo, wk):  # pragma
 def _k_grid_derivs(reml, n, na, g1, g2, tr1, lam, lo, wk):  # pragma: no cover - compiled
     """:func:`_k_derivs` without the second derivative, for REML (when ``reml``; else NaN)
     and ML at once: d logL/dt of both, y'Py and log|A'H^-1A|, with the same arithmetic."""
-    ldm = _k_chol(g1, na, lo)
-    beta = wk[0]
-    rho = wk[1]
-    v = wk[3]
-    cm1 = wk[4 : 4 + na]
-    for a in range(na):
-        v[a] = g1[a, na]
-    _k_solve(lo, na, v, beta)
-    ypy = g1[na, na]
-    for a in range(na):
-        ypy -= v[a] * beta[a]
-        rho[a] = -beta[a]
-    rho[na] = 1.0
-    ypkpy = 0.0
-    for a in range(na + 1):
-        acc = 0.0
-        for b in range(na + 1):
-            acc += g2[a, b] * rho[b]
-        ypkpy += rho[a] * acc
-    qq = ypkpy / ypy
+    ldm, ypy, qq = _k_first(na, g1, g2, lo, wk)
     f_reml = np.nan
     if reml:
-        trm1 = 0.0
-        for b in range(na):
-            for a in range(na):
-                v[a] = g2[a, b]
-            _k_solve(lo, na, v, cm1[b])
-            trm1 += cm1[b, b]
         df = n - na
-        f_reml = lam * (-0.5 * (tr1 - trm1) + 0.5 * df * qq)
+        f_reml = lam * (-0.5 * (tr1 - _k_trm1(na, g2, lo, wk)) + 0.5 * df * qq)
     f_ml = lam * (-0.5 * tr1 + 0.5 * n * qq)
     return f_reml, f_ml, ypy, ldm
 
