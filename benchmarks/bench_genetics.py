@@ -100,5 +100,40 @@ def main() -> None:
     )
 
 
+def user_tasks(quick: bool) -> list:
+    """What a user times (#14): read the PLINK files, GRM, REML h2, write; GEMMA ``-gk 1``
+    then ``-lmm 4`` on one SNP, process start to output written."""
+    from _timing import Task
+
+    def prepare(tmp: Path) -> list[str]:
+        first = next(iter(Path(f"{HS}.bim").open())).split()[1]
+        (tmp / "one_snp.txt").write_text(first + "\n")
+        return [str(HS), str(tmp / "one_snp.txt")]
+
+    gemma = ("gemma -bfile {arg0} -gk 1 -n 1 -o hs && gemma -bfile {arg0} -n 1 -lmm 4 "
+             "-k output/hs.cXX.txt -snps {arg1} -o one")  # fmt: skip
+    return [Task(
+        "HS1940 GRM + REML h² (1,940 mice)",
+        setup="import numpy as np\nfrom lmmkit.genetics.grm import compute_grm\n"
+        "from lmmkit.genetics.heritability import reml_heritability\n"
+        "from lmmkit.genetics.plink import read_plink",
+        body="""
+        pl = read_plink(ARGS[0])
+        y = pl.phenotype(1)
+        ok = np.flatnonzero(np.isfinite(y))
+        grm = compute_grm(pl, "centered", filter_samples=ok)
+        res = reml_heritability(y[ok], grm.subset(ok))
+        open(OUT, "w").write(f"{res.h2} {res.h2_se}\\n")
+        """,
+        prepare=prepare, anchor_cmd=("sh", "-c", gemma), anchor="GEMMA", repeats=3,
+    )]  # fmt: skip
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _timing
+
+    if not _timing.cli(user_tasks):
+        main()

@@ -145,7 +145,26 @@ def time_glmer(name: str, repeats: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def user_tasks(quick: bool) -> list:
+    """What a user times (#14): read, fit, write; glmer the same way."""
+    from _timing import frame_task
+
+    tasks = []
+    for name in ["binomial_crossed"] if quick else sorted(MODELS):
+        spec = MODELS[name]
+        f, fam = spec["formula"], spec["family"]
+        tasks.append(frame_task(f"glmm {name}", data_path(name), spec["factors"],
+                                f"lmmkit.glmm({f!r}, d, family={fam!r}).fixef",
+                                f"fixef(glmer({f}, d, family = {fam}))", repeats=3))  # fmt: skip
+    return tasks
+
+
 def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(HERE))
+    import _timing
+
+    if _timing.cli(user_tasks, argv):
+        return 0
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", nargs="*", choices=sorted(MODELS), default=sorted(MODELS))

@@ -430,7 +430,31 @@ def print_table(rows: list[dict]) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+def user_tasks(quick: bool) -> list:
+    """What a user times (#14): read, fit, write; warm / cold / fresh, lme4 the same way."""
+    from _timing import lmm_task
+
+    tasks = []
+    for name, goal in [("sleepstudy", "≥ 10× lme4 warm"),
+                       ("insteval_ml", "≥ 10× cold, ≥ 5× fresh")]:  # fmt: skip
+        spec = MODELS[name]
+        tasks.append(lmm_task(spec["label"], data_path(name), spec["formula"], spec["factors"],
+                              reml=spec["reml"], goal=goal,
+                              repeats=15 if spec["size"] == "small" else 3))  # fmt: skip
+    if not quick:
+        spec = MODELS["sim_1m"]
+        tasks.append(lmm_task(spec["label"], data_path("sim_1m"), spec["formula"],
+                              spec["factors"], reml=True, repeats=1,
+                              goal="≥ 10× lme4, peak < 2 GB"))  # fmt: skip
+    return tasks
+
+
 def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(HERE))
+    import _timing
+
+    if _timing.cli(user_tasks, argv):
+        return 0
     p = argparse.ArgumentParser(description="lmmkit vs lme4 vs statsmodels benchmark")
     p.add_argument("--large", action="store_true", help="include the 1,000,000-row design (slow)")
     p.add_argument("--only", default="", help="comma-separated model keys: " + ",".join(MODELS))

@@ -131,7 +131,41 @@ def bench_pipeline(n_sites: int, per_site: int, p: int) -> None:
           f"median {res.folds['n_selected'].median():.0f} features selected")
 
 
+def user_tasks(quick: bool) -> list:
+    """What a user times (#14): read the features, the LASSO-Cox path, write the coefficients;
+    R glmnet the same way."""
+    from _timing import Task
+
+    n, p = (200, 1_000) if quick else (500, 20_000)
+
+    def prepare(tmp: Path) -> list[str]:
+        X, y = simulate_cox(n, p)
+        X.T.astype(float).tofile(tmp / "X.bin")  # column-major, as R reads it
+        y.to_csv(tmp / "y.csv", index=False)
+        return [str(tmp / "X.bin"), str(n), str(p), str(tmp / "y.csv")]
+
+    return [Task(
+        f"LASSO-Cox path, {n} x {p:,}, 100 lambdas",
+        setup="import numpy as np, pandas as pd\nfrom lmmkit.signatures import penalized_path\n"
+        "n, p = int(ARGS[1]), int(ARGS[2])\nX = np.fromfile(ARGS[0]).reshape(p, n).T\n"
+        "y = pd.read_csv(ARGS[3])",
+        body='np.savetxt(OUT, penalized_path(X, (y.time.to_numpy(), y.status.to_numpy()), '
+        'family="cox").coef)',
+        prepare=prepare,
+        r_setup="suppressMessages({library(glmnet); library(survival)})\n"
+        "n <- as.integer(ARGS[2]); p <- as.integer(ARGS[3])\n"
+        "X <- matrix(readBin(ARGS[1], 'double', n * p), n, p)\ny <- read.csv(ARGS[4])",
+        r_body="write.csv(as.matrix(glmnet(X, Surv(y$time, y$status), family = 'cox')$beta), OUT)",
+        anchor="glmnet", repeats=1,
+    )]  # fmt: skip
+
+
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _timing
+
+    if _timing.cli(user_tasks):
+        return
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=500)

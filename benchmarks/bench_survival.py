@@ -178,5 +178,28 @@ def main() -> None:
             print(f"max |coef - R| frailty: {df:.2e}; theta {th:.6f} vs R {r['theta']:.6f}")
 
 
+def user_tasks(quick: bool) -> list:
+    """What a user times (#14): read, coxph (Efron), write; R survival the same way."""
+    from _timing import frame_task
+
+    n, p = (20_000, 20) if quick else (100_000, 20)
+
+    def prepare(tmp: Path) -> list[str]:
+        simulate(n, p, 500).to_csv(tmp / "surv.csv", index=False)
+        return [str(tmp / "surv.csv")]
+
+    rhs = " + ".join(f"x{i + 1}" for i in range(p))
+    return [frame_task(f"coxph Efron, {n:,} rows x {p}", prepare, ["site"],
+                       f'lmmkit.coxph("Surv(time, status) ~ {rhs}", d).coef',
+                       f"coef(coxph(Surv(time, status) ~ {rhs}, d))",
+                       r_library="survival", repeats=3)]  # fmt: skip
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _timing
+
+    if not _timing.cli(user_tasks):
+        main()

@@ -129,6 +129,46 @@ def time_statsmodels(expr: pd.DataFrame, samples: pd.DataFrame) -> float | None:
     return (time.perf_counter() - start) / len(expr)
 
 
+def user_tasks(quick: bool) -> list:
+    """What a user times (#14): read expression and samples, fit every gene, write the
+    fractions; an lmer loop over the same genes in R (the same model per gene)."""
+    from _timing import Task
+
+    genes = 200 if quick else 2_000
+
+    def prepare(tmp) -> list[str]:
+        expr, samples = simulate(genes)
+        expr.to_csv(tmp / "e.csv")
+        samples.to_csv(tmp / "s.csv")
+        return [str(tmp / "e.csv"), str(tmp / "s.csv")]
+
+    return [Task(
+        f"variance partition, {genes:,} genes x 100 samples, 4 random terms",
+        setup="import pandas as pd, lmmkit\n"
+        "expr = pd.read_csv(ARGS[0], index_col=0)\nsamples = pd.read_csv(ARGS[1], index_col=0)",
+        body=f"lmmkit.variance_partition({FORMULA!r}, expr, samples, progress=False).to_csv(OUT)",
+        prepare=prepare,
+        r_setup="""
+        suppressMessages(library(lme4))
+        expr <- as.matrix(read.csv(ARGS[1], row.names = 1, check.names = FALSE))
+        s <- read.csv(ARGS[2], row.names = 1)
+        for (v in names(s)) s[[v]] <- factor(s[[v]])
+        s <- s[colnames(expr), ]
+        """,
+        r_body="""
+        fr <- t(sapply(seq_len(nrow(expr)), function(i) {
+          d <- s; d$y <- expr[i, ]
+          vc <- as.data.frame(VarCorr(lmer(y ~ (1|patient) + (1|kit) + (1|day) + (1|operator),
+                                           d, REML = FALSE)))
+          v <- setNames(vc$vcov, vc$grp)
+          v[c("patient", "kit", "day", "operator", "Residual")] / sum(v)
+        }))
+        write.csv(fr, OUT)
+        """,
+        anchor="lme4 loop", repeats=1,
+    )]  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--genes", type=int, default=20_000)
@@ -173,4 +213,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import _timing
+
+    if not _timing.cli(user_tasks):
+        sys.exit(main())

@@ -12,6 +12,29 @@
     .venv/bin/python benchmarks/scale_gwas.py compare --exact-samples 5000
 Small development scale: add ``--n 2000 --snps 10000`` to every step.
 
+Binary trait (issue 17): the 50,000 x 100,000 case, matrix-free logistic mixed model (SAIGE-like)
+on a null case/control phenotype, then the dense path on a random subset for agreement:
+
+    OPENBLAS_NUM_THREADS=2 .venv/bin/python benchmarks/scale_gwas.py simulate --n 50000
+    OPENBLAS_NUM_THREADS=2 .venv/bin/python benchmarks/scale_gwas.py binary --n 50000 \
+        --exact-samples 3000
+
+``binary`` draws (seeded) a null phenotype with no SNP of large effect: liability
+sqrt(h2) g + sqrt(1 - h2) e with g = Z b / sqrt(M) over every SNP (b ~ N(0, 1): the
+infinitesimal background the kinship models, as benchmarks/gwas_binary_calibration.py) and
+``--binary-h2`` (0.3), the top ``--prevalence`` (0.1) are the cases; runs
+``gwas(binary=True, method="matrix-free", kinship="standardized")`` on every SNP (time, peak RSS,
+lambda GC of p_spa and p_score_normal, tau and its Monte-Carlo SE, the variance ratio), and
+with ``--exact-samples N`` both paths on a random N-sample subset (agreement of tau and
+-log10 p, SPA flags) written to ``binary_agreement.json``.
+
+Multi-kernel REML (issue 17): ``multi`` fits two kernels (odd / even chromosomes, BOLT-LMM's
+normalization) to the quantitative phenotype matrix-free on every sample, and with
+``--exact-samples N`` dense and matrix-free on a random N-sample subset (``multi_reml.json``):
+
+    OPENBLAS_NUM_THREADS=2 .venv/bin/python benchmarks/scale_gwas.py multi --n 50000 \
+        --exact-samples 5000
+
 Simulation (msprime): ``--chroms`` independent chromosome segments of ``--chrom-mb`` Mb with
 human-like rates (recombination 1e-8 per bp per generation, mutation 1.25e-8, binary
 mutations).  Demography: an ancestral population of Ne = 10,000 splits 400 generations ago
@@ -324,12 +347,157 @@ def compare(args, sub: Path | None = None) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- binary
+
+
+def _null_binary(prefix: Path, h2: float, prevalence: float, seed: int) -> np.ndarray:
+    """Null case/control phenotype over the .fam samples (see the module docstring)."""
+    from lmmkit.genetics.plink import read_plink
+
+    pl = read_plink(prefix)
+    rng = np.random.default_rng(seed + 101)
+    g = np.zeros(pl.n_samples)
+    for _idx, x in pl.iter_blocks(4000, dtype="float32"):
+        mean = np.nanmean(x, 0)
+        x = np.where(np.isnan(x), mean, x) - mean
+        sd = x.std(0)
+        x = x[:, sd > 0] / sd[sd > 0]
+        g += x @ rng.standard_normal(x.shape[1]).astype(np.float32)
+    g = (g - g.mean()) / g.std()
+    liab = np.sqrt(h2) * g + np.sqrt(1.0 - h2) * rng.standard_normal(pl.n_samples)
+    return (liab > np.quantile(liab, 1.0 - prevalence)).astype(float)
+
+
+def run_binary(args) -> int:
+    """Matrix-free binary GWAS at full scale, then (``--exact-samples``) both paths on a
+    random subset of the samples."""
+    from lmmkit.genetics.gwas import gwas
+
+    d = _dir(args)
+    prefix = d / "cohort"
+    y = _null_binary(prefix, args.binary_h2, args.prevalence, args.seed)
+    kw = dict(binary=True, kinship="standardized", plots=False, overwrite=True)
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = gwas(prefix, y, method="matrix-free", out=d / "binary.tsv", progress=True, **kw)
+    extra = {
+        "cpu_seconds": round(time.process_time() - c0, 1),
+        "cases": int(y.sum()),
+        "gc_lambda_normal": _lambda(res.table["p_score_normal"].to_numpy()),
+        "log": res.log,
+    }
+    rec = _record(d / "binary.json", res, time.perf_counter() - t0, extra)
+    print(json.dumps({k: v for k, v in rec.items() if k != "log"}, indent=1, default=float))
+    if not args.exact_samples:
+        return 0
+    sub = d / f"sub{args.exact_samples}"
+    rng = np.random.default_rng(args.seed + 7)
+    samples = np.sort(rng.choice(args.n, min(args.exact_samples, args.n), replace=False))
+    if not Path(f"{sub / 'cohort'}.bed").exists():
+        _subset_plink(prefix, sub / "cohort", samples)
+    ys = y[samples]
+    out = {}
+    for name in ("exact", "matrix-free"):
+        t0, c0 = time.perf_counter(), time.process_time()
+        out[name] = gwas(sub / "cohort", ys, method=name, progress=False, **kw)
+        print(name, f"{time.perf_counter() - t0:.1f} s wall, {time.process_time() - c0:.1f} s CPU")
+    a = out["exact"].table.set_index("snp")
+    b = out["matrix-free"].table.set_index("snp").loc[a.index]
+    la, lb = -np.log10(a["p_spa"].to_numpy()), -np.log10(b["p_spa"].to_numpy())
+    info = out["matrix-free"].null["all"]
+    agree = {
+        "samples": len(samples),
+        "cases": int(ys.sum()),
+        "snps": len(a),
+        "tau_exact": out["exact"].null["all"]["tau"],
+        "tau_matfree": info["tau"],
+        "tau_mc_se": info["tau_mc_se"],
+        "tau_z": (info["tau"] - out["exact"].null["all"]["tau"]) / info["tau_mc_se"],
+        "var_ratio": info["var_ratio"],
+        "var_ratio_sd": info["var_ratio_sd"],
+        "max_abs_diff_mlog10p": float(np.max(np.abs(la - lb))),
+        "median_abs_diff_mlog10p": float(np.median(np.abs(la - lb))),
+        "corr_mlog10p": float(np.corrcoef(la, lb)[0, 1]),
+        "max_mlog10p_exact": float(la.max()),
+        "spa_flags_equal": float(np.mean(a["spa"].to_numpy() == b["spa"].to_numpy())),
+        "gc_lambda_exact": out["exact"].gc_lambda,
+        "gc_lambda_matfree": out["matrix-free"].gc_lambda,
+    }
+    (sub / "binary_agreement.json").write_text(json.dumps(agree, indent=1))
+    print(json.dumps(agree, indent=1))
+    return 0
+
+
+def run_multi(args) -> int:
+    """Multi-kernel REML (one kernel per chromosome group: odd / even chromosomes) of the
+    quantitative phenotype: matrix-free on every sample; with ``--exact-samples N`` both
+    dense and matrix-free on a random N-sample subset (agreement in units of the SE)."""
+    from lmmkit.genetics.multi_reml import multi_reml_from_plink
+    from lmmkit.genetics.plink import read_plink
+
+    d = _dir(args)
+
+    def fit(prefix: Path, method: str):
+        pl = read_plink(prefix)
+        groups = np.where(pl.bim["chrom"].astype(int).to_numpy() % 2 == 1, "odd", "even")
+        t0, c0 = time.perf_counter(), time.process_time()
+        kw = {"n_probes": args.probes_multi} if method == "matrix-free" else {}
+        res = multi_reml_from_plink(
+            pl, 1, groups, normalization="empirical", method=method, **kw
+        )
+        secs = (round(time.perf_counter() - t0, 1), round(time.process_time() - c0, 1))
+        print(method, pl.n_samples, "samples:", res.sigma2, "wall/CPU s", secs, flush=True)
+        return res, secs
+
+    out: dict = {}
+    if args.exact_samples:
+        sub = d / f"sub{args.exact_samples}"
+        if not Path(f"{sub / 'cohort'}.bed").exists():
+            rng = np.random.default_rng(args.seed + 7)
+            samples = np.sort(rng.choice(args.n, args.exact_samples, replace=False))
+            _subset_plink(d / "cohort", sub / "cohort", samples)
+        dense, t_d = fit(sub / "cohort", "dense")
+        mf, t_m = fit(sub / "cohort", "matrix-free")
+        out["subset"] = {
+            "samples": args.exact_samples,
+            "sigma2_dense": dense.sigma2.tolist(),
+            "se_dense": dense.sigma2_se.tolist(),
+            "sigma2_matfree": mf.sigma2.tolist(),
+            "mc_se_matfree": mf.sigma2_mc_se.tolist(),
+            "diff_over_se": ((mf.sigma2 - dense.sigma2) / dense.sigma2_se).tolist(),
+            "seconds_dense_wall_cpu": t_d,
+            "seconds_matfree_wall_cpu": t_m,
+        }
+    if not args.subset_only:
+        mf, t_m = fit(d / "cohort", "matrix-free")
+        out["full"] = {
+            "samples": args.n,
+            "sigma2": mf.sigma2.tolist(),
+            "se": mf.sigma2_se.tolist(),
+            "mc_se": mf.sigma2_mc_se.tolist(),
+            "passes": mf.passes,
+            "seconds_wall_cpu": t_m,
+            "peak_rss_gib": round(_peak_rss_gib(), 2),
+        }
+    (d / "multi_reml.json").write_text(json.dumps(out, indent=1))
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+def _lambda(p: np.ndarray) -> float:
+    from scipy import stats
+
+    p = p[np.isfinite(p)]
+    return float(np.median(stats.chi2.isf(p, 1)) / stats.chi2.ppf(0.5, 1))
+
+
 # ----------------------------------------------------------------------------- main
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("step", choices=["simulate", "matfree", "exact", "compare"])
+    ap.add_argument(
+        "step", choices=["simulate", "matfree", "exact", "compare", "binary", "multi"]
+    )
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--snps", type=int, default=100_000)
     ap.add_argument("--chroms", type=int, default=10)
@@ -344,9 +512,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--exact-snps", type=int, default=5000)
     ap.add_argument("--exact-chroms", default="1,2")
     ap.add_argument("--exact-samples", type=int, default=0, help="0 = every sample")
+    ap.add_argument("--binary-h2", type=float, default=0.3, help="binary: liability h2")
+    ap.add_argument("--prevalence", type=float, default=0.1, help="binary: case fraction")
+    ap.add_argument("--probes-multi", type=int, default=100, help="multi: trace probes")
+    ap.add_argument("--subset-only", action="store_true", help="multi: skip the full run")
     args = ap.parse_args(argv)
     steps = {"simulate": simulate, "matfree": run_matfree, "exact": run_exact,
-             "compare": lambda a: compare(a)}  # fmt: skip
+             "compare": lambda a: compare(a), "binary": run_binary,
+             "multi": run_multi}  # fmt: skip
     return steps[args.step](args)
 
 

@@ -106,5 +106,31 @@ def fit_report(df: pd.DataFrame) -> dict:
     }
 
 
+def user_tasks(quick: bool) -> list:
+    """What a user times (#14): read the CSV, fit, write; lme4 the same way."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _timing import lmm_task
+
+    n, levels = (60_000, 15_000) if quick else (200_000, 50_000)
+
+    def prepare(tmp: Path) -> list[str]:
+        path = tmp / "crossed.csv"
+        simulate(n, levels, max(levels // 50, 1)).to_csv(path, index=False)
+        return [str(path)]
+
+    label = f"sparse second block, {n:,} rows, {levels:,} x {levels:,} crossed + slope"
+    return [lmm_task(label, prepare, FORMULA, ["g1", "g2"], reml=True, repeats=1,
+                     goal="≥ 5× lme4 (#17)")]  # fmt: skip
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
+    import _timing
+
+    if not _timing.cli(user_tasks):
+        main()

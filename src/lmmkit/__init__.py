@@ -4,8 +4,9 @@ lme4's formulas and numbers in Python, and the workflows built on them. Where to
 
 * mixed models: ``lmm`` (lme4's ``lmer``), ``glmm`` (``glmer``), ``coef_table``, ``anova``,
   ``emmeans``, ``confint``; choosing the model: ``ranova``, ``step``, ``compare``;
-* genetics: ``read_plink``, ``compute_grm``, ``reml_heritability``, ``multi_reml``, ``gwas``,
-  ``genotype_pca``, ``ld_score_regression``;
+* genetics: ``read_plink`` (BGEN, PGEN, VCF: ``read_bgen``, ``read_pgen``, ``read_vcf``),
+  ``compute_grm``, ``reml_heritability``, ``multi_reml``, ``gwas``, ``genotype_pca``,
+  ``compare_pc_lmm``, ``ld_score_regression``;
 * omics: ``variance_partition``, ``combat``, ``batch_predictability``, ``pathway_scores``;
 * clinical and imaging biomarkers: ``roc_auc``, ``calibration``, ``decision_curve``, ``icc``,
   ``bland_altman``, ``cross_validate_sites``, ``lock_plan`` / ``run_plan``, ``coxph``,
@@ -96,6 +97,10 @@ _LAZY = {
     "PathwayScores": "lmmkit.omics.gene_sets",
     # genetics
     "read_plink": "lmmkit.genetics.plink",
+    "open_genotypes": "lmmkit.genetics.source",
+    "read_bgen": "lmmkit.genetics.formats",
+    "read_pgen": "lmmkit.genetics.formats",
+    "read_vcf": "lmmkit.genetics.formats",
     "read_pheno_file": "lmmkit.genetics.plink",
     "match_samples": "lmmkit.genetics.samples",
     "filter_snps": "lmmkit.genetics.plink",
@@ -122,6 +127,8 @@ _LAZY = {
     "inbreeding": "lmmkit.genetics.pedigree",
     "gwas": "lmmkit.genetics.gwas",
     "genotype_pca": "lmmkit.genetics.pca",
+    "read_pcs": "lmmkit.genetics.pca",
+    "compare_pc_lmm": "lmmkit.genetics.pc_compare",
     "genomic_control": "lmmkit.genetics.gwas",
     "get_executor": "lmmkit.parallel.executor",
     # clinical validation

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,56 @@ def _usual_mode(path: str) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
+def write_with(
+    path: str | os.PathLike[str],
+    writer: Callable[[str], None],
+    *,
+    suffix: str | None = None,
+    fsync: bool = True,
+) -> None:
+    """Write ``path`` atomically through ``writer(tmp)``: a temporary file in the same folder
+    (with ``suffix``, default the target's, so writers that go by the suffix pick the
+    format), flushed to disk, given the umask's permissions, then renamed into place; the
+    temporary file is removed if ``writer`` fails.
+
+    Parameters
+    ----------
+    path
+        The target (its folder is created if needed).
+    writer
+        Called with the temporary file's path; writes the whole output there.
+    suffix
+        The temporary file's suffix (default: the target's, ``.nii.gz`` kept whole).
+    fsync
+        Flush the file to disk before the rename.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "x.txt")
+    >>> write_with(p, lambda tmp: open(tmp, "w").write("hi"))
+    >>> open(p).read()
+    'hi'
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if suffix is None:
+        suffix = ".nii.gz" if target.name.endswith(".nii.gz") else target.suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    os.close(fd)
+    try:
+        writer(tmp)
+        if fsync:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        _usual_mode(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: a temporary file in the same folder, flushed
     to disk, given the umask's permissions, then renamed into place.
@@ -53,20 +104,12 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     >>> open(p, "rb").read()
     b'abc'
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+
+    def _write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        _usual_mode(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    write_with(path, _write, suffix=".tmp")
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
@@ -100,18 +143,7 @@ def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int = 110) -> No
     >>> os.path.exists(p)
     True
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi)
-        _usual_mode(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_with(path, lambda tmp: fig.savefig(tmp, dpi=dpi), fsync=False)
 
 
 def read_table(path: str | os.PathLike[str], factors: list[str] | None = None) -> pd.DataFrame:

@@ -83,7 +83,12 @@ def test_frozen_table_is_current(table: pd.DataFrame, harness) -> None:
     assert list(frozen["model"]) == list(table["model"])
     assert list(frozen["quantity"]) == list(table["quantity"])
     assert [str(h) == "True" for h in frozen["holds"]] == list(table["holds"])
-    for a, b in zip(pd.to_numeric(frozen["reference"], errors="coerce"), table["reference"]):
+    # A "(max of k)" row shows the reference entry where our difference is largest; when
+    # every entry agrees to rounding, which one that is depends on the last bits of the fit
+    # (BLAS threads, optimizer path), so only single quantities pin their reference value.
+    single = ~table["quantity"].str.contains(r"\(max of ", regex=True)
+    frozen_ref = pd.to_numeric(frozen["reference"], errors="coerce")
+    for a, b in zip(frozen_ref[single], table["reference"][single]):
         assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-12)
     doc = (ROOT / "docs" / "crosscheck.md").read_text()
     assert f"{len(table)} comparisons" in doc

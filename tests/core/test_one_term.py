@@ -107,3 +107,25 @@ def test_fused_deviance_equals_blocked_factor(lme4_data, formula, weights):
             a = profiled_deviance(factor(m.cp, th), m.n, m.p, reml, m._log_w)
             b = one_term_deviance(m.cp, th, m.n, m.p, reml, m._log_w)
             assert b == pytest.approx(a, rel=1e-12)
+
+
+@pytest.mark.parametrize("formula,weights", CASES)
+@pytest.mark.parametrize("reml", [True, False])
+def test_loose_bobyqa_start_reaches_the_tight_optimum(lme4_data, formula, weights, reml):
+    """#14: BOBYQA stops at POLISH_START_FTOL and the Newton polish finishes. The optimum is the
+    one a fully converged BOBYQA (ftol_rel 1e-15) plus the polish reaches, with fewer
+    deviance evaluations."""
+    from lmmkit.objective.one_term import polish_opt
+    from lmmkit.optim.bobyqa import minimize_bobyqa
+
+    d = _data(lme4_data, weights)
+    w = d[weights] if weights else None
+    m = LinearMixedModel(formula, d, weights=w)
+    fit = m.fit(reml=reml)
+    m2 = LinearMixedModel(formula, d, weights=w)
+    dev = lambda th: m2.objective(th, reml)  # noqa: E731
+    tight = minimize_bobyqa(dev, m2.layout.theta0, m2.layout.lower)
+    tight = polish_opt(m2.cp, tight, dev, reml, m2.n)
+    np.testing.assert_allclose(fit.theta, tight.theta, rtol=0, atol=1e-9)
+    assert fit.objective == pytest.approx(tight.fmin, rel=1e-12, abs=1e-10)
+    assert fit.optimization.evaluations < tight.evaluations

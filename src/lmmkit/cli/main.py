@@ -21,7 +21,7 @@ __all__ = ["AREAS", "build_parser", "main"]
 AREAS: tuple[str, ...] = (
     "lmmkit.cli.core",  # fit, demo
     "lmmkit.cli.omics",  # varpart, harmonize
-    "lmmkit.cli.genetics",  # gwas, grm, h2, ldsc
+    "lmmkit.cli.genetics",  # gwas, gwas-compare, grm, pca, h2, ldsc
     "lmmkit.cli.multisite",  # site-summary, multisite-fit
     "lmmkit.cli.plan",  # plan lock, plan run
     "lmmkit.cli.signatures",  # signature

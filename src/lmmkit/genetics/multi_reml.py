@@ -562,6 +562,9 @@ def multi_reml_from_plink(
     maf: float = 0.0,
     max_missing: float = 0.1,
     block_size: int = 2000,
+    method: str = "dense",
+    n_probes: int = 100,
+    seed: int = 0,
     **kwargs,
 ) -> MultiRemlResult:
     """Partitioned SNP heritability from a PLINK fileset in one call.
@@ -583,14 +586,26 @@ def multi_reml_from_plink(
         ``"empirical"`` (BOLT-LMM's, for comparisons with BOLT-REML).
     maf, max_missing, block_size
         SNP QC and block size (:func:`snp_set_grms`).
+    method
+        ``"dense"`` (one n x n GRM per set, :func:`multi_reml`) or ``"matrix-free"``
+        (:func:`lmmkit.genetics.gwas.matfree.multi.multi_reml_matrix_free`: the genotypes
+        held as int8, V^-1 by conjugate gradients, traces by ``n_probes`` random probes,
+        no n x n matrix; ``normalization`` ``"empirical"`` only, the same kernels as the
+        dense path's).
+    n_probes, seed
+        With ``"matrix-free"``: trace probes (Monte-Carlo SE about SE/sqrt(n_probes)) and
+        their seed.
     **kwargs
-        Passed to :func:`multi_reml` (``init``, ``max_iter``, ``tol``, ...).
+        Passed to :func:`multi_reml` (``init``, ``max_iter``, ``tol``, ...) or to the
+        matrix-free fit (``tol``, ``cg_tol``, ``max_cg_iter``, ``max_iter``).
 
     Returns
     -------
     MultiRemlResult
         A component at its boundary (e.g. the residual at 0 for h2 near 1) is said in
-        ``boundary``, the summary and a warning.
+        ``boundary``, the summary and a warning.  With ``"matrix-free"`` a
+        :class:`~lmmkit.genetics.gwas.matfree.multi.MatrixFreeMultiReml` (components, SEs
+        from the AI matrix, Monte-Carlo SEs, h2).
 
     Examples
     --------
@@ -604,15 +619,22 @@ def multi_reml_from_plink(
         match_samples,
         phenotype_table,
     )
-    from lmmkit.genetics.source import open_genotypes
+    from lmmkit.genetics.source import open_genotypes, sample_table_path
 
     pl = open_genotypes(prefix)
     ptab, pname = phenotype_table(pl, pheno)
     ctab = covariate_table(pl, covariates)
-    keep, _report = match_samples(pl.fam, ptab, ctab, fam_path=f"{pl.prefix}.fam")
+    keep, _report = match_samples(pl.fam, ptab, ctab, fam_path=sample_table_path(pl))
     keys = pd.MultiIndex.from_frame(pl.fam[["fid", "iid"]].astype(str)).take(keep)
     y = ptab.reindex(keys)[pname].to_numpy(dtype=float)
     w, wnames = design_matrix(ctab, keys)
+    if method == "matrix-free":
+        return _matrix_free(
+            pl, keep, y, w, groups, normalization, maf, max_missing, block_size, n_probes, seed,
+            kwargs,
+        )  # fmt: skip
+    if method != "dense":
+        raise DataError(f"method must be 'dense' or 'matrix-free', got {method!r}.")
     grms = snp_set_grms(
         pl,
         groups,
@@ -631,3 +653,46 @@ def multi_reml_from_plink(
         sample_ids=pl.sample_ids.iloc[keep].reset_index(drop=True),
         **kwargs,
     )
+
+
+def _matrix_free(pl, keep, y, w, groups, normalization, maf, max_missing, block, probes, seed,
+                 kwargs):  # fmt: skip
+    """multi_reml_from_plink(method="matrix-free"): the same SNP sets and QC as
+    :func:`snp_set_grms`, the kinship blocks coded by set for the matrix-free operator."""
+    from lmmkit.genetics.gwas.matfree.genotypes import _Operator, load_genotypes
+    from lmmkit.genetics.gwas.matfree.multi import multi_reml_matrix_free
+    from lmmkit.genetics.plink import filter_snps
+
+    if normalization != "empirical":
+        raise DataError(
+            f"normalization={normalization!r}: the matrix-free multi-kernel REML standardizes "
+            "each SNP over the analysed samples ('empirical', BOLT-LMM's); use "
+            "method='dense' for other normalizations."
+        )
+    ok = np.isfinite(y) & np.all(np.isfinite(w), axis=1)
+    if not ok.all():
+        keep, y, w = keep[ok], y[ok], w[ok]
+    m = pl.n_snps
+    if isinstance(groups, Mapping):
+        labels = np.full(m, "", dtype=object)
+        for name, sel in groups.items():
+            sel = np.asarray(sel)
+            labels[np.flatnonzero(sel) if sel.dtype == bool else sel.astype(int)] = str(name)
+    else:
+        lab = pd.Series(list(groups), dtype=object)
+        if len(lab) != m:
+            raise DataError(f"groups has {len(lab)} labels but the .bim has {m} SNPs.")
+        labels = np.where(lab.isna().to_numpy(), "", lab.astype(str).to_numpy()).astype(object)
+    qc = filter_snps(pl, maf=maf, max_missing=max_missing, samples=keep, block_size=block)
+    names = [str(v) for v in pd.unique(labels[qc.mask & (labels != "")])]
+    if not names:
+        raise DataError("no SNP set has a SNP passing the QC.")
+    index = {nm: i for i, nm in enumerate(names)}
+    codes = np.array([index.get(lb, len(names)) for lb in labels])
+    codes[~qc.mask] = len(names)
+    q0 = np.zeros((len(keep), 0))
+    geno, _ = load_genotypes(
+        pl, keep, "empirical", q0, 0.0, 1.0, block, 1024, codes, len(names) + 1, False
+    )
+    op = _Operator(geno, q0, 1024)
+    return multi_reml_matrix_free(op, y, w, names, n_probes=probes, seed=seed, **kwargs)

@@ -704,7 +704,10 @@ def snp_stats(
     plink: PlinkData, samples: np.ndarray | None = None, block_size: int = 2000
 ) -> dict[str, np.ndarray]:
     """Per-SNP A1 frequency, missing rate and genotype-class counts over ``samples``
-    (counted straight from the packed .bed bytes; ``block_size`` is unused)."""
+    (counted straight from the packed .bed bytes; ``block_size`` is unused).  Other
+    genotype sources count their own (BGEN, PGEN, VCF: from dosages, ``snp_stats()``)."""
+    if not isinstance(plink, PlinkData):
+        return plink.snp_stats(samples, block_size)
     s = PlinkData._positions(samples, plink.n_samples, "sample")
     cnt = np.zeros((plink.n_snps, 4), dtype=np.int64)
     if _all_samples(s, plink.n_samples):

@@ -14,8 +14,9 @@ Null model
     the working REML score for tau is zero.  Everything is dense (one n x n Cholesky
     factorization and inverse per iteration, O(n^3) time and ~5 n^2 doubles of memory):
     meant for n up to a few thousand samples (n = 1,940: 0.6 s per iteration on one core,
-    15-40 iterations; n = 5,000: ~1 GB); biobank sizes need a
-    matrix-free solver and SAIGE's variance ratio, which this module does not do.
+    15-40 iterations; n = 5,000: ~1 GB); biobank sizes take the matrix-free fit with
+    SAIGE's variance ratio (:mod:`lmmkit.genetics.gwas.matfree.binary`), whose models this
+    module's score tests accept too.
 
 Score test per SNP (vectorized over a block)
     T = g~'(y - mu) with g~ = g - X (X'WX)^-1 X'W g the covariate-adjusted genotype;
@@ -143,7 +144,7 @@ class BinaryNullModel:
     x: np.ndarray = field(repr=False)  # covariates (n, c)
     mu: np.ndarray = field(repr=False)  # fitted probabilities (n,)
     eta: np.ndarray = field(repr=False)  # x alpha + b
-    proj: np.ndarray = field(repr=False)  # P (n, n)
+    proj: np.ndarray | None = field(repr=False)  # P (n, n); None: matrix-free (var_ratio)
     adjust: np.ndarray = field(repr=False)  # (X'WX)^-1 X'W (c, n)
     tau: float
     alpha: np.ndarray = field(repr=False)
@@ -151,6 +152,8 @@ class BinaryNullModel:
     n_iter: int
     converged: bool
     logl_reml: float  # REML log-likelihood of the final working linear model
+    #: SAIGE's variance ratio g~'Pg~ / g~'Wg~ (matrix-free fit, ``proj`` None); None = exact
+    var_ratio: float | None = None
 
     @property
     def n(self) -> int:
@@ -503,7 +506,8 @@ def score_tests(
 ) -> dict[str, np.ndarray]:
     """Score tests for a block of (mean-imputed, complete) genotypes ``g`` (n, m).
 
-    Returns arrays of length m: ``score`` T = g~'(y - mu), ``var`` = g~'Pg~ (exact),
+    Returns arrays of length m: ``score`` T = g~'(y - mu), ``var`` = g~'Pg~ (exact; with a
+    matrix-free model, ``proj`` None, SAIGE's ``var_ratio`` times g~'Wg~),
     ``beta`` = T / var (one-step log odds ratio), ``se`` (SAIGE's: |beta| over the normal
     quantile of ``p_spa``; 1/sqrt(var) where that is undefined), ``p_score_normal``,
     ``p_spa`` (saddlepoint p where |T|/sd > ``cutoff``, else the normal p) and ``spa``
@@ -515,10 +519,13 @@ def score_tests(
     x, mu, y = model.x, model.mu, model.y
     gt = g - x @ (model.adjust @ g)
     score = gt.T @ (y - mu)
-    var1 = np.einsum("ij,ij->j", gt, model.proj @ gt)
-    var1 = np.maximum(var1, 0.0)
     w = mu * (1.0 - mu)
     var2 = np.einsum("ij,i,ij->j", gt, w, gt)
+    if model.proj is None:  # matrix-free null model: SAIGE's variance ratio
+        var1 = float(model.var_ratio) * var2
+    else:
+        var1 = np.einsum("ij,ij->j", gt, model.proj @ gt)
+    var1 = np.maximum(var1, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = score / np.sqrt(var1)
     p_norm = 2.0 * special.ndtr(-np.abs(z))

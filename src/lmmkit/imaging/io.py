@@ -163,24 +163,14 @@ def write_image(image: Image, path: str | os.PathLike[str]) -> None:
     >>> read_image(f).spacing
     (2.0, 1.0, 1.0)
     """
-    import tempfile
-
     import SimpleITK as sitk
+
+    from lmmkit._io import write_with
 
     target = Path(path)
     if not _is_itk_file(target):
         raise ImagingError(f"write_image writes {', '.join(_ITK_SUFFIXES)}; got {str(target)!r}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(target.suffixes[-2:]) if target.name.endswith(".nii.gz") else target.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
-    os.close(fd)
-    try:
-        sitk.WriteImage(_to_sitk(image), tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_with(target, lambda tmp: sitk.WriteImage(_to_sitk(image), tmp), fsync=False)
 
 
 def read_mask(

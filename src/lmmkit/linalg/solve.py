@@ -157,8 +157,8 @@ def term_condvars(
     if isinstance(f, SparseFactor):
         for t, off in zip(cp.rest, cp.rest_offsets):
             rest.append(f.sinv_diagonal_blocks(int(off), t.nlevels, t.p))
-        K = np.einsum("ab,lbc->lac", T1, f.M1inv)  # T1 M1inv_k
-        G = np.einsum("ia,iab->ib", cp.V, K[cp.pair_level])
+        K = T1 @ f.M1inv  # T1 M1inv_k
+        G = (cp.V[:, None, :] @ K[cp.pair_level])[:, 0, :]
         V1 += f.sinv_quadratic_forms(cp.ptr, cp.rows, lambda_t_pattern_rows(f.sr, cp, f.T[1:], G))
     elif cp.Rz:
         Sinv = _rest_inverse(cp, f, sinv_lower)
@@ -168,11 +168,11 @@ def term_condvars(
         # Lambda_r S^-1 Lambda_r' (rows, then columns)
         LS = _lambda_rest(cp, f, Sinv, transpose=False)
         LSL = _lambda_rest(cp, f, np.ascontiguousarray(LS.T), transpose=False)
-        K = np.einsum("ab,lbc->lac", T1, f.M1inv)  # T1 M1inv_k
-        G = np.ascontiguousarray(np.einsum("ia,iab->ib", cp.V, K[cp.pair_level]))
+        K = T1 @ f.M1inv  # T1 M1inv_k
+        G = np.ascontiguousarray((cp.V[:, None, :] @ K[cp.pair_level])[:, 0, :])
         V1 += selected_quadratic_forms(LSL, cp.ptr, cp.rows, G, 2.0 * cp.schur_work * cp.first.p)
-    cv1 = sigma2 * np.einsum("ab,lbc,dc->lad", T1, V1, T1)
-    cvr = [sigma2 * np.einsum("ab,lbc,dc->lad", T, Vr, T) for T, Vr in zip(f.T[1:], rest)]
+    cv1 = sigma2 * (T1 @ V1 @ T1.T)
+    cvr = [sigma2 * (T @ Vr @ T.T) for T, Vr in zip(f.T[1:], rest)]
     return [cv1, *cvr]
 
 

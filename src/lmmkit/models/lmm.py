@@ -33,9 +33,9 @@ from lmmkit.linalg.kernels import dense_scalar_parts
 from lmmkit.linalg.solve import fixed_effects, term_condvars, term_modes
 from lmmkit.models.response_checks import SIGMA_RATIO, check_response, sigma_checks
 from lmmkit.objective.ai_newton import ai_newton_opt, supports_ai_newton
-from lmmkit.objective.one_term import one_term_deviance, polish_opt, supports_polish
+from lmmkit.objective.one_term import bobyqa_polished, one_term_deviance, supports_polish
 from lmmkit.objective.profiled import deviance_from_parts, profiled_deviance
-from lmmkit.optim.bobyqa import OptControl, OptSummary, minimize_bobyqa
+from lmmkit.optim.bobyqa import OptControl, OptSummary
 from lmmkit.optim.starts import best_of_starts
 from lmmkit.results.common import FitCheck
 from lmmkit.results.lmm_result import (
@@ -242,13 +242,10 @@ class LinearMixedModel:
                 ctrl,
             )
             return self._result(summary, reml, extra_checks=checks)
-        summary = minimize_bobyqa(
-            lambda th: self.objective(th, reml), self.layout.theta0, self.layout.lower, ctrl
-        )
-        if ctrl.polish:
-            summary = polish_opt(
-                self.cp, summary, lambda th: self.objective(th, reml), reml, self.n
-            )
+        summary = bobyqa_polished(
+            self.cp, lambda th: self.objective(th, reml), self.layout.theta0,
+            self.layout.lower, ctrl, reml, self.n,
+        )  # fmt: skip
         return self._result(summary, reml)
 
     def _correlated_start(self) -> np.ndarray:

@@ -595,15 +595,17 @@ def lmm_residual(
             warnings.simplefilter("ignore")
             plain = model.fit(reml=reml, control=ctrl)
         starts.append(("lmm", np.concatenate([plain.theta, structure.z0])))
-    opt, runs, checks = best_of_starts(objective, starts, lower, ctrl)
+    if structure.npar == 0 and ctrl.polish:  # plain LMM: the same optimizer path as lmm()
+        from lmmkit.objective.one_term import bobyqa_polished
+
+        cp, _ = wh.cross_products(x0[nt:])
+        opt = bobyqa_polished(cp, objective, x0, lower, ctrl, reml, n)
+        runs, checks = (StartRun("default", opt.theta0, opt.fmin, opt.evaluations, opt.status),), ()
+    else:
+        opt, runs, checks = best_of_starts(objective, starts, lower, ctrl)
     x = np.array(opt.theta)
     z = x[nt:]
     cp, _ = wh.cross_products(z)
-    if structure.npar == 0 and ctrl.polish:  # plain LMM: the same Newton finish as lmm()
-        from lmmkit.objective.one_term import polish_opt
-
-        opt = polish_opt(cp, opt, objective, reml, n)
-        x = np.array(opt.theta)
     model.use_cross_products(cp)
     inner = replace(opt, theta=tuple(x[:nt]), theta0=tuple(x0[:nt]), lower=tuple(lower[:nt]))
     base = model._result(inner, reml)

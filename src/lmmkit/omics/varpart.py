@@ -33,6 +33,11 @@ import pandas as pd
 from lmmkit.errors import DataError, ModelError
 from lmmkit.models.fit_many import RESPONSE_PLACEHOLDER, _check_inputs, _rhs, fit_many
 from lmmkit.models.lmm import LinearMixedModel
+from lmmkit.omics.combat.anndata_adapter import (
+    as_anndata,
+    features_by_samples,
+    write_var_columns,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -84,13 +89,15 @@ def _fixed_contributions(
 
 def variance_partition(
     formula: str,
-    expr: pd.DataFrame,
-    samples: pd.DataFrame,
+    expr: Any,
+    samples: pd.DataFrame | None = None,
     *,
     reml: bool = False,
     ratios: dict[str, tuple[str, str]] | None = None,
     executor: Any = None,
     progress: bool = True,
+    layer: str | None = None,
+    key_added: str = "varpart",
 ) -> pd.DataFrame:
     """Fraction of variance per term for every feature (rows), residual last.
 
@@ -102,9 +109,14 @@ def variance_partition(
     formula
         Right-hand side with random intercepts, e.g. ``"~ age + (1 | batch) + (1 | tissue)"``.
     expr
-        Features x samples DataFrame.
+        Features x samples DataFrame; or an AnnData (samples x features, the sample table
+        in ``adata.obs``), in memory or as the path of an ``.h5ad`` file (read with
+        anndata: ``lmmkit[anndata]``).  A sparse ``X`` is densified (refused, with the
+        numbers, when the dense copy would not fit); ``obs_names`` and ``var_names`` must
+        be unique.
     samples
-        Sample table indexed by sample ID (``expr``'s columns).
+        Sample table indexed by sample ID (``expr``'s columns).  Not given with an AnnData:
+        the formula's variables are columns of ``adata.obs``.
     reml
         REML instead of ML (variancePartition's default is ML).
     ratios
@@ -112,19 +124,31 @@ def variance_partition(
         sigma^2_batch / sigma^2_cancer.
     executor, progress
         Parallel executor (see :func:`lmmkit.fit_many`) and a progress bar.
+    layer, key_added
+        AnnData only: use ``adata.layers[layer]`` instead of ``adata.X``; the result's
+        columns are added to ``adata.var`` as ``{key_added}_{column}`` (``/`` in a ratio's
+        name becomes ``_over_``), and ``adata.uns[key_added]`` records the formula, the
+        definition and the number of failed features.
 
     Returns
     -------
     DataFrame
         One row per feature: a fraction per term and ``Residuals`` (summing to 1), the
         ratios, and ``reason`` (empty, or why the feature failed: its fractions are NaN).
+        The same table for an AnnData input (whose ``.var`` columns are added in place;
+        for an ``.h5ad`` path the file is not rewritten: ``lmmkit varpart --out x.h5ad``
+        writes the AnnData with its new columns).
 
     Raises
     ------
     ModelError
         Random slopes, or no random-effects term.
     DataError
-        Samples missing from ``samples``, or a ratio naming an unknown term.
+        Samples missing from ``samples``, or a ratio naming an unknown term; for an
+        AnnData: ``samples`` given too, repeated ``obs_names``/``var_names``, a sparse
+        matrix too large to densify, or no ``anndata`` package for an ``.h5ad`` path.
+    FormulaError
+        A variable of the formula that is not a column of ``samples`` (``adata.obs``).
 
     Examples
     --------
@@ -139,6 +163,9 @@ def variance_partition(
     >>> list(vp.columns)
     ['age', 'batch', 'Residuals', 'reason']
     """
+    adata = as_anndata(expr)
+    if adata is not None:
+        expr, samples = _from_anndata(adata, samples, layer)
     samples = _check_inputs(expr, samples)
     rhs = _rhs(formula)
     values = expr.to_numpy(dtype=float)
@@ -197,7 +224,20 @@ def variance_partition(
     fractions.attrs.update(
         formula=formula, reml=reml, n_failed=int((~ok).sum()), definition=DEFINITION
     )
+    if adata is not None:
+        columns = write_var_columns(adata, fractions, key_added)
+        adata.uns[key_added] = dict(fractions.attrs, columns=columns)
     return fractions
+
+
+def _from_anndata(adata: Any, samples: Any, layer: str | None) -> tuple[pd.DataFrame, Any]:
+    """The features x samples frame and the sample table (``adata.obs``) of an AnnData."""
+    if samples is not None:
+        raise DataError(
+            "with an AnnData the sample table is adata.obs; do not pass samples= too "
+            "(add the columns to adata.obs instead)."
+        )
+    return features_by_samples(adata, layer), pd.DataFrame(adata.obs)
 
 
 def _fraction_columns(fractions: pd.DataFrame) -> list[str]:

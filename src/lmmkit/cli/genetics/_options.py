@@ -6,6 +6,7 @@ import argparse
 
 __all__ = [
     "KINSHIPS",
+    "add_genotype_options",
     "add_kinship_options",
     "add_snp_filters",
     "kinship_arguments",
@@ -105,8 +106,78 @@ def kinship_arguments(args: argparse.Namespace) -> tuple[str, str]:
     return args.kinship or "centered", args.kinship_samples
 
 
+class _Genotypes(argparse.Action):
+    """Store any genotype input in ``args.bfile`` (the commands test it for "genotypes
+    given") and its format in ``args.genotype_format``."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.bfile = values
+        namespace.genotype_format = self.const
+
+
+def add_genotype_options(p, *, required: bool = True) -> None:
+    """The genotype input, one of ``--bfile``/``--bgen``/``--pfile``/``--vcf``, and the
+    options of the biobank formats (``--sample``, ``--bgen-count-allele``, ``--vcf-field``,
+    ``--id-delim``); ``p`` is a parser or an argument group."""
+    g = p.add_mutually_exclusive_group(required=required)
+    for flag, kind, metavar, text in (
+        ("--bfile", "bfile", "PREFIX", "PLINK 1 .bed/.bim/.fam"),
+        ("--bgen", "bgen", "FILE", "BGEN 1.2/1.3 (with --sample FILE, or FILE's .sample)"),
+        ("--pfile", "pfile", "PREFIX", "PLINK 2 .pgen/.pvar/.psam (biallelic)"),
+        ("--vcf", "vcf", "FILE", "VCF or BCF (.vcf, .vcf.gz, .bcf): DS dosages, else GT"),
+    ):
+        g.add_argument(
+            flag, dest="bfile", action=_Genotypes, const=kind, metavar=metavar, help=text
+        )
+    p.set_defaults(genotype_format="bfile")
+    p.add_argument("--sample", metavar="FILE", help="--bgen: its Oxford .sample file")
+    p.add_argument(
+        "--bgen-count-allele",
+        choices=["first", "second"],
+        default="first",
+        help="--bgen: the allele counted (first: plink2's default export, BOLT-LMM; "
+        "second: files written REF first, e.g. UK Biobank imputation)",
+    )
+    p.add_argument(
+        "--vcf-field",
+        choices=["auto", "DS", "GT"],
+        default="auto",
+        help="--vcf: DS (dosages) or GT (hard calls); auto = DS when declared",
+    )
+    p.add_argument(
+        "--id-delim",
+        metavar="CHAR",
+        default=None,
+        help="--vcf, and --bgen without .sample: split sample IDs into FID and IID at CHAR "
+        "(default: FID = IID = the ID)",
+    )
+
+
 def open_plink(args: argparse.Namespace):
-    """The --bfile fileset (with --allow-duplicate-ids: duplicated .fam IDs renamed)."""
+    """The genotypes of ``--bfile``/``--bgen``/``--pfile``/``--vcf`` (with
+    --allow-duplicate-ids: duplicated .fam IDs renamed)."""
+    from lmmkit.errors import DataError
+
+    kind = getattr(args, "genotype_format", "bfile")
+    if getattr(args, "sample", None) and kind != "bgen":
+        raise DataError("--sample goes with --bgen (the BGEN's Oxford .sample file).")
+    if kind == "bgen":
+        from lmmkit.genetics.formats.bgen import read_bgen
+
+        return read_bgen(
+            args.bfile,
+            sample=args.sample,
+            count_allele=args.bgen_count_allele,
+            id_delim=args.id_delim,
+        )
+    if kind == "pfile":
+        from lmmkit.genetics.formats.pgen import read_pgen
+
+        return read_pgen(args.bfile)
+    if kind == "vcf":
+        from lmmkit.genetics.formats.vcf import read_vcf
+
+        return read_vcf(args.bfile, field=args.vcf_field, id_delim=args.id_delim)
     from lmmkit.genetics.plink import read_plink
 
     return read_plink(

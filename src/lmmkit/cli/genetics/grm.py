@@ -8,7 +8,12 @@ from pathlib import Path
 
 from lmmkit._io import write_text_atomic
 from lmmkit.cli._common import add_common, refuse_existing, say
-from lmmkit.cli.genetics._options import add_snp_filters, open_plink, snp_filter_settings
+from lmmkit.cli.genetics._options import (
+    add_genotype_options,
+    add_snp_filters,
+    open_plink,
+    snp_filter_settings,
+)
 from lmmkit.errors import DataError, FileFormatError
 
 __all__ = ["add_parser", "run"]
@@ -153,7 +158,7 @@ def add_parser(subparsers) -> None:
         description="Build a GRM from a PLINK fileset and write PREFIX.grm.bin/.grm.N.bin/"
         ".grm.id (with --loco: PREFIX.chrC.grm.* per chromosome C, each leaving C out).",
     )
-    g.add_argument("--bfile", required=True, metavar="PREFIX", help="PLINK .bed/.bim/.fam")
+    add_genotype_options(g)
     g.add_argument("--out", required=True, metavar="PREFIX", help="output prefix")
     g.add_argument(
         "--kinship",

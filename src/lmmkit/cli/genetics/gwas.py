@@ -8,10 +8,22 @@ from collections.abc import Sequence
 from typing import Any
 
 from lmmkit.cli._common import add_list_option
-from lmmkit.cli.genetics._options import add_kinship_options, kinship_arguments, open_plink
+from lmmkit.cli.genetics._options import (
+    add_genotype_options,
+    add_kinship_options,
+    kinship_arguments,
+    open_plink,
+)
 from lmmkit.errors import DataError
 
-__all__ = ["add_parser", "run", "run_gwas_cli"]
+__all__ = [
+    "add_parser",
+    "add_pc_options",
+    "pc_argument",
+    "pheno_covar_arguments",
+    "run",
+    "run_gwas_cli",
+]
 
 
 def add_parser(subparsers) -> Any:
@@ -32,7 +44,7 @@ def add_parser(subparsers) -> Any:
 
 
 def _fill_parser(p) -> None:
-    p.add_argument("--bfile", required=True, metavar="PREFIX", help="PLINK .bed/.bim/.fam")
+    add_genotype_options(p)
     ph = p.add_mutually_exclusive_group(required=True)
     ph.add_argument("--pheno", metavar="FILE", help="phenotype file with a 'FID IID ...' header")
     ph.add_argument(
@@ -43,6 +55,13 @@ def _fill_parser(p) -> None:
     add_list_option(p, "--covar-cols", metavar="COL", help="covariate columns to use")
     add_kinship_options(p, grm_help="GCTA binary GRM (PREFIX.grm.bin/.id) or GEMMA .cXX.txt")
     p.add_argument("--loco", action="store_true", help="leave-one-chromosome-out kinship")
+    add_pc_options(p)
+    p.add_argument(
+        "--no-kinship",
+        action="store_true",
+        help="no kinship: least squares per SNP with the covariates and the PCs (plink2 "
+        "--glm); needs --pcs or --pcs-file (--pcs 0 for none)",
+    )
     p.add_argument(
         "--binary",
         action="store_true",
@@ -83,11 +102,27 @@ def _fill_parser(p) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
 
 
-def run(args) -> int:
-    """Run ``lmmkit gwas`` from parsed arguments; returns the exit code."""
-    from lmmkit.genetics.gwas import TESTS, gwas
+def add_pc_options(p) -> None:
+    """``--pcs K`` and ``--pcs-file FILE`` (shared by ``gwas`` and ``gwas-compare``)."""
+    p.add_argument(
+        "--pcs",
+        type=int,
+        metavar="K",
+        help="add K genotype principal components (plink2 --pca, computed from --bfile) to "
+        "the covariates; with --pcs-file: its first K PCs",
+    )
+    p.add_argument(
+        "--pcs-file",
+        metavar="FILE",
+        help="PCs from a plink2 .eigenvec file ('#FID IID PC1 ...'); every .fam sample "
+        "must be in it",
+    )
+
+
+def pheno_covar_arguments(args) -> tuple[Any, Any]:
+    """The phenotype (``--pheno``/``--pheno-col`` or ``--pheno-fam``) and the covariates
+    (``--covar``/``--covar-cols``) as ``gwas`` takes them."""
     from lmmkit.genetics.plink import read_pheno_file
-    from lmmkit.parallel.executor import get_executor
 
     if args.pheno is not None:
         if not args.pheno_col:
@@ -102,7 +137,39 @@ def run(args) -> int:
         raise DataError("--covar-cols needs --covar FILE.")
     if args.covar:
         covar = read_pheno_file(args.covar, args.covar_cols or None)
+    return pheno, covar
+
+
+def pc_argument(args) -> Any:
+    """What ``gwas(pcs=...)`` gets from ``--pcs``/``--pcs-file`` (None: no PCs)."""
+    if args.pcs is not None and args.pcs < 0:
+        raise DataError(f"--pcs must be >= 0, got {args.pcs}.")
+    if args.pcs_file is None:
+        return args.pcs
+    from lmmkit.genetics.pca import read_pcs
+
+    tab = read_pcs(args.pcs_file)
+    if args.pcs is not None:
+        if args.pcs > tab.shape[1]:
+            raise DataError(f"--pcs {args.pcs}: {args.pcs_file} has {tab.shape[1]} PCs.")
+        tab = tab.iloc[:, : args.pcs]
+    return tab
+
+
+def run(args) -> int:
+    """Run ``lmmkit gwas`` from parsed arguments; returns the exit code."""
+    from lmmkit.genetics.gwas import TESTS, gwas
+    from lmmkit.parallel.executor import get_executor
+
+    pheno, covar = pheno_covar_arguments(args)
     kinship, kinship_samples = kinship_arguments(args)
+    pcs = pc_argument(args)
+    if args.no_kinship:
+        if pcs is None:
+            raise DataError("--no-kinship needs --pcs K or --pcs-file FILE (--pcs 0: none).")
+        if args.grm or args.kinship or args.loco:
+            raise DataError("--no-kinship goes without --kinship, --grm and --loco.")
+        kinship = None
     tests = TESTS if args.test == "all" else (args.test,)
     geno = open_plink(args)
     executor = get_executor(args.scheduler)
@@ -127,6 +194,7 @@ def run(args) -> int:
             kinship_samples=kinship_samples,
             recenter_kinship=not args.no_recenter,
             output_format=args.output_format,
+            pcs=pcs,
         )
     finally:
         executor.close()

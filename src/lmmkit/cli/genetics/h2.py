@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from lmmkit.cli._common import add_common, add_list_option, refuse_existing, say, write_json
 from lmmkit.cli.genetics._options import (
+    add_genotype_options,
     add_kinship_options,
     add_snp_filters,
     open_plink,
@@ -198,7 +199,7 @@ def add_parser(subparsers) -> None:
         description="REML heritability from a PLINK fileset (kernel computed with --kinship) "
         "or from GCTA GRMs (--grm, repeatable: several give a multi-component AI-REML fit).",
     )
-    h.add_argument("--bfile", metavar="PREFIX", help="PLINK .bed/.bim/.fam")
+    add_genotype_options(h, required=False)
     ph = h.add_mutually_exclusive_group(required=True)
     ph.add_argument("--pheno", metavar="FILE", help="phenotype file with a 'FID IID ...' header")
     ph.add_argument(

@@ -19,6 +19,7 @@ from lmmkit.genetics.samples import (
     phenotype_table,
     renamed_note,
 )
+from lmmkit.genetics.source import sample_table_path
 
 __all__ = ["Blocks", "Matched", "Samples", "match", "model_inputs", "plan_blocks"]
 
@@ -77,7 +78,7 @@ def match(
         ptab = coded.to_frame(pname)
         say(f"binary phenotype {pname!r}: coding {coding}")
     ctab = covariate_table(source, covariates)
-    keep, report = match_samples(source.fam, ptab, ctab, fam_path=f"{source.prefix}.fam")
+    keep, report = match_samples(source.fam, ptab, ctab, fam_path=sample_table_path(source))
     dropped = report.counts()
     if binary and n_zero and "missing phenotype value" in dropped:
         dropped["missing phenotype value (incl. 0 in 1/2 coding)"] = dropped.pop(

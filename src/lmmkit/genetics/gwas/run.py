@@ -62,6 +62,7 @@ def gwas(
     kinship_samples: Any = "analyzed",
     recenter_kinship: bool = True,
     output_format: str = "lmmkit",
+    pcs: Any = None,
 ) -> GwasResult:
     """Exact LMM association of every SNP (GEMMA ``-lmm 1/2/3/4``), or with ``binary`` the
     logistic mixed-model score test with saddlepoint p-values (SAIGE).
@@ -82,8 +83,9 @@ def gwas(
         ``"centered"`` (GEMMA ``-gk 1``), ``"standardized"`` (GCTA / plink2:
         1/sqrt(2p(1-p))), ``"empirical"`` (BOLT-LMM: the SD over the analysed samples),
         ``"vanraden"``, a :class:`~lmmkit.genetics.grm.GRM`, a GCTA GRM prefix, a GEMMA
-        ``.cXX.txt``/``.sXX.txt`` file (rows in .fam order), or an n x n array.  None is
-        refused (see plink2 ``--glm`` for association without a kinship), and so is a
+        ``.cXX.txt``/``.sXX.txt`` file (rows in .fam order), or an n x n array.  None with
+        ``pcs``: linear regression without a kinship (plink2 ``--glm``,
+        :mod:`~lmmkit.genetics.gwas.glm`); None without ``pcs`` is refused, and so is a
         kinship proportional to the identity (Vg and Ve are then not identifiable).
     loco
         Leave-one-chromosome-out kinship with variance components re-fitted per chromosome.
@@ -112,7 +114,8 @@ def gwas(
         1/2 coding a 0 is missing, as in PLINK), -9/NA missing
         (:func:`lmmkit.genetics.spa.binary_phenotype`).  The null model is the logistic
         mixed model fitted by PQL / AI-REML (:func:`lmmkit.genetics.spa.fit_null_binary`,
-        kinship used as given, dense: n up to a few thousand), and each SNP gets the score
+        kinship used as given, dense: n up to a few thousand; matrix-free beyond, see
+        ``method``), and each SNP gets the score
         test with exact variance and saddlepoint p-value (:func:`lmmkit.genetics.spa.score_tests`).
     spa_cutoff
         With ``binary``: the saddlepoint approximation replaces the normal p-value when
@@ -133,6 +136,14 @@ def gwas(
         ``.assoc.txt``), ``"plink2"`` (``--glm``'s ``.glm.linear``) or ``"regenie"``
         (step 2's ``.regenie``); see :mod:`~lmmkit.genetics.gwas.layouts`.
         ``GwasResult.table`` is always lmmkit's.
+    pcs
+        Principal components added to the covariates
+        (:func:`lmmkit.genetics.pca.pc_covariates`): an int ``k`` (the top ``k`` PCs of these
+        genotypes, plink2 ``--pca``; 0 = none), a plink2 ``.eigenvec`` path, a
+        :class:`~lmmkit.genetics.pca.GenotypePCA`, or a table / array.  With ``kinship=None``
+        the scan is ordinary least squares per SNP (plink2 ``--glm``; table columns
+        :data:`~lmmkit.genetics.gwas.glm.GLM_COLUMNS`), otherwise the LMM with the PCs as
+        fixed covariates (GEMMA ``-lmm`` with the PCs in ``-c``).
     method
         ``"exact"`` (this function's GEMMA-exact path: one eigendecomposition per kinship),
         ``"matrix-free"`` (:func:`lmmkit.genetics.gwas.matfree.gwas_matrix_free`, BOLT-LMM's
@@ -140,7 +151,11 @@ def gwas(
         Wald test only) or ``"auto"``: exact up to
         :data:`~lmmkit.genetics.gwas.method.EXACT_MAX_SAMPLES` samples when its memory fits,
         matrix-free beyond (:func:`lmmkit.genetics.gwas.method.select_method`; the choice and
-        its reason are in the log). Binary traits always take the exact (dense PQL) path.
+        its reason are in the log). Binary traits: ``"matrix-free"`` (or ``"auto"`` beyond
+        :data:`~lmmkit.genetics.gwas.method.EXACT_MAX_SAMPLES` samples) fits the logistic
+        null model without n x n matrices and tests with SAIGE's variance ratio
+        (:func:`lmmkit.genetics.gwas.matfree.binary_path.gwas_binary_matrix_free`; full
+        kinship, ``loco=False``).
 
     Returns
     -------
@@ -162,12 +177,50 @@ def gwas(
             f"output_format={output_format!r} is for quantitative traits; binary-trait "
             "results (score test, saddlepoint p-values) are written in lmmkit's layout."
         )
-    if binary and method == "matrix-free":
-        raise DataError(
-            "binary traits have no matrix-free path (the logistic null model is fitted "
-            "densely by PQL); use method='exact' or 'auto'."
-        )
-    chosen, why = ("exact", "binary trait") if binary else ("exact", "requested")
+    pc_note = ""
+    if pcs is not None:  # PCs join the covariates; without a kinship the scan is OLS
+        from lmmkit.genetics.pca import pc_covariates
+
+        plink = open_genotypes(plink)
+        covariates, pc_note = pc_covariates(plink, pcs, covariates, block_size=block_snps)
+        if kinship is None:
+            from lmmkit.genetics.gwas.glm import run_glm
+
+            if binary or loco or method == "matrix-free":
+                raise DataError(
+                    "kinship=None (least squares with PCs) goes without binary, loco and "
+                    f"method='matrix-free' (got binary={binary}, loco={loco}, method={method!r})."
+                )
+            return run_glm(
+                plink, pheno, covariates, snps=snps, block_snps=block_snps, executor=executor,
+                out=out, overwrite=overwrite, progress=progress, maf=maf,
+                max_missing=max_missing, plots=plots, blas_threads=blas_threads,
+                output_format=output_format, pc_note=pc_note,
+            )  # fmt: skip
+    chosen, why = ("exact", "requested")
+    if binary and method != "exact":
+        pl0 = open_genotypes(plink)
+        chosen, why = select_method(pl0.n_samples, block_snps=block_snps, method=method)
+        if chosen == "matrix-free":
+            from lmmkit.genetics.gwas.matfree.binary_path import gwas_binary_matrix_free
+
+            if loco:
+                raise DataError(
+                    "loco=True: the matrix-free binary path fits one null model with the "
+                    "full kinship (SAIGE step 1 without LOCO); pass loco=False, or "
+                    "method='exact' for per-chromosome dense models."
+                )
+            res = gwas_binary_matrix_free(
+                pl0, pheno, covariates=covariates, kinship=kinship, tests=tests,
+                block_snps=block_snps, executor=executor, out=out, overwrite=overwrite,
+                progress=progress, maf=maf, max_missing=max_missing, snps=snps, plots=plots,
+                blas_threads=blas_threads, spa_cutoff=spa_cutoff,
+                kinship_samples=kinship_samples,
+            )  # fmt: skip
+            res.log.insert(0, f"path: matrix-free binary ({why})")
+            if pc_note:
+                res.log.insert(1, pc_note)
+            return res
     if not binary and method != "exact":
         pl0 = open_genotypes(plink)
         n_chrom = int(pl0.bim["chrom"].nunique()) if "chrom" in pl0.bim else 1
@@ -199,6 +252,8 @@ def gwas(
     pl = open_genotypes(plink)
     say(f"lmmkit gwas: {pl.prefix} ({pl.n_samples} samples, {pl.n_snps} SNPs)")
     say(f"path: exact, GEMMA's algorithm ({why})")
+    if pc_note:
+        say(pc_note)
     matched = match(pl, pheno, covariates, binary=binary, say=say)
     keep = matched.keep
     chunk = min(1024, block_snps)
@@ -279,22 +334,11 @@ def gwas(
     table, skipped, n_skipped = merge_blocks(pl, results, len(blocks), columns)
     say(snp_counts(table, n_skipped))
     if binary:
+        from lmmkit.genetics.gwas.matfree.binary_path import spa_lines
+
         pcol = "p_spa"
-        spa_used = table["spa"].to_numpy()
-        say(
-            f"saddlepoint p-values: {int((spa_used == 1).sum())} SNPs (|score|/sd > "
-            f"{spa_cutoff:g})"
-            + (
-                f"; {int((spa_used == -1).sum())} SNPs beyond the range of the saddlepoint "
-                "equation kept the normal p-value (spa = -1)"
-                if (spa_used == -1).any()
-                else ""
-            )
-        )
-        say(
-            f"genomic control lambda (p_score_normal): "
-            f"{genomic_control(table['p_score_normal'].to_numpy()):.4f}"
-        )
+        for line in spa_lines(table, spa_cutoff):
+            say(line)
     else:
         pcol = next(f"p_{t}" for t in ("wald", "lrt", "score") if t in tests)
     gc = genomic_control(table[pcol].to_numpy())

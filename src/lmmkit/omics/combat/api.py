@@ -7,7 +7,7 @@ from collections.abc import Hashable
 import pandas as pd
 
 from lmmkit.errors import DataError
-from lmmkit.omics.combat.anndata_adapter import is_anndata, unpack, write_layer
+from lmmkit.omics.combat.anndata_adapter import as_anndata, unpack, write_layer
 from lmmkit.omics.combat.apply import apply_model
 from lmmkit.omics.combat.estimate import fit
 from lmmkit.omics.combat.inputs import match_features, prepare
@@ -25,7 +25,7 @@ def combat(
     parametric: bool = True,
     mean_only: bool = False,
     layer: str | None = None,
-    key_added: str = "combat",
+    key_added: str | None = "combat",
 ):
     """Remove batch effects with empirical-Bayes ComBat (R ``sva::ComBat``).
 
@@ -33,7 +33,11 @@ def combat(
     ----------
     expr
         Features × samples DataFrame (or 2-D array) of normalized, e.g. log-scale, values;
-        or an AnnData (samples × features: samples in ``obs``, features in ``var``).
+        or an AnnData (samples × features: samples in ``obs``, features in ``var``), in
+        memory or as the path of an ``.h5ad`` file (read with anndata: ``lmmkit[anndata]``).
+        A sparse ``X`` is densified (refused, with the numbers, when the dense copy would
+        not fit; see ``lmmkit.omics.combat.anndata_adapter``); ``obs_names`` and
+        ``var_names`` must be unique.
     batch
         Batch label of every sample: a Series indexed by sample (aligned to
         ``expr.columns`` by label), or an array in the column order of ``expr``.  A Series
@@ -53,7 +57,8 @@ def combat(
         Adjust only the batch means, not the scales.
     layer, key_added
         AnnData only: harmonize ``adata.layers[layer]`` instead of ``adata.X``, and write
-        the result to ``adata.layers[key_added]``.
+        the result to ``adata.layers[key_added]``; ``key_added=None`` replaces ``adata.X``
+        (as scanpy's ``pp.combat`` does) instead of adding a layer.
 
     Returns
     -------
@@ -63,12 +68,17 @@ def combat(
     AnnData
         For an AnnData input: the same object, with the harmonized values added as
         ``adata.layers[key_added]`` (``X`` unchanged) and the unadjusted features in
-        ``adata.uns[key_added]["zero_variance"]``.
+        ``adata.uns[key_added]["zero_variance"]``.  For an ``.h5ad`` path: the AnnData read
+        from it, so modified (the file is not rewritten; save it with
+        ``lmmkit.omics.combat.anndata_adapter.write_h5ad`` or ``lmmkit harmonize --out``).
 
     Raises
     ------
     DataError
-        Missing values, a sample without a batch, a batch of one sample, misaligned inputs.
+        Missing values, a sample without a batch, a batch of one sample, misaligned inputs;
+        for an AnnData: a batch or covariate name that is not a column of ``adata.obs``
+        (the columns are listed), repeated ``obs_names``/``var_names``, a sparse matrix too
+        large to densify, or a missing ``anndata`` package for an ``.h5ad`` path.
     ModelError
         A covariate that cannot be preserved (its columns are combinations of the batches).
 
@@ -82,7 +92,7 @@ def combat(
     >>> harmonized.shape
     (30, 12)
     """
-    adata = expr if is_anndata(expr) else None
+    adata = as_anndata(expr)
     if adata is not None:
         expr, batch, covariates = unpack(adata, batch, covariates, layer)
     data, batch_s, cov_df = prepare(expr, batch, covariates)
@@ -117,8 +127,9 @@ def fit_combat(
     >>> model.batch_levels
     ('a', 'b')
     """
-    if is_anndata(expr):
-        expr, batch, covariates = unpack(expr, batch, covariates, layer)
+    adata = as_anndata(expr)
+    if adata is not None:
+        expr, batch, covariates = unpack(adata, batch, covariates, layer)
     data, batch_s, cov_df = prepare(expr, batch, covariates)
     return fit(data, batch_s, cov_df, ref_batch, parametric, mean_only)
 
@@ -130,7 +141,7 @@ def apply_combat(
     covariates=None,
     *,
     layer: str | None = None,
-    key_added: str = "combat",
+    key_added: str | None = "combat",
 ):
     """Harmonize (possibly new) samples from known batches with a fitted model.
 
@@ -156,7 +167,7 @@ def apply_combat(
     """
     if not isinstance(model, ComBatModel):
         raise TypeError(f"model must be a ComBatModel from fit_combat, got {type(model).__name__}")
-    adata = expr if is_anndata(expr) else None
+    adata = as_anndata(expr)
     if adata is not None:
         expr, batch, covariates = unpack(adata, batch, covariates, layer)
     data, batch_s, cov_df = prepare(expr, batch, covariates, min_samples=1)

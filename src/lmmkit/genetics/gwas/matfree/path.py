@@ -123,6 +123,21 @@ def run_block(ctx: BlockTask, item: tuple[int, str, np.ndarray]) -> dict[str, An
         return {"block": block_id, "snps": np.asarray(snps), "reason": reason, **res}
 
 
+def check_kinship(kinship: Any, kinship_samples: Any) -> None:
+    """Refuse a kinship the matrix-free paths cannot build from the genotypes."""
+    if not (isinstance(kinship, str) and kinship in KINSHIPS):
+        raise DataError(
+            f"kinship={kinship!r}: the matrix-free path builds its kinship from the genotypes "
+            f"({' or '.join(map(repr, KINSHIPS))}); a given n x n matrix needs "
+            "method='exact'."
+        )
+    if not (isinstance(kinship_samples, str) and kinship_samples == "analyzed"):
+        raise DataError(
+            f"kinship_samples={kinship_samples!r}: the matrix-free path computes its kinship "
+            "over the analysed samples only ('analyzed'); use method='exact'."
+        )
+
+
 def matfree_memory(n: int, m: int, block: int, n_lanczos: int, n_iter: int, n_cols: int):
     """Peak bytes: int8 genotypes, one decoded float32 block, the Lanczos bases (full
     re-orthogonalization), the CG vectors, one block of the association pass, the runtime."""
@@ -208,17 +223,7 @@ def gwas_matrix_free(
     from lmmkit.parallel.executor import SerialExecutor
 
     tests = check_tests(tests)
-    if not (isinstance(kinship, str) and kinship in KINSHIPS):
-        raise DataError(
-            f"kinship={kinship!r}: the matrix-free path builds its kinship from the genotypes "
-            f"({' or '.join(map(repr, KINSHIPS))}); a given n x n matrix needs "
-            "method='exact'."
-        )
-    if not (isinstance(kinship_samples, str) and kinship_samples == "analyzed"):
-        raise DataError(
-            f"kinship_samples={kinship_samples!r}: the matrix-free path computes its kinship "
-            "over the analysed samples only ('analyzed'); use method='exact'."
-        )
+    check_kinship(kinship, kinship_samples)
     if not loco:
         raise DataError(
             "loco=False: the matrix-free path tests each SNP against a leave-one-chromosome-"
