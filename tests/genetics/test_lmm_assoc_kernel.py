@@ -112,3 +112,34 @@ def test_compiled_search_is_the_global_maximum(c):
             t_best, l_best = max(cands, key=lambda tl: tl[1])
             assert logl[r, j] >= l_best - 1e-8
             assert np.log(lam[r, j]) == pytest.approx(t_best, abs=1e-5)
+
+
+def _child_p_wald(queue, model, utx):  # pragma: no cover - runs in the forked child
+    queue.put(la.assoc_rotated(model, utx)["p_wald"])
+
+
+@pytest.mark.skipif(
+    "fork" not in __import__("multiprocessing").get_all_start_methods(), reason="no fork"
+)
+def test_thread_pool_survives_fork(monkeypatch):
+    """The per-SNP search's persistent thread pool is per process: a child forked after the
+    parent used it (process executors, Dask's forked workers) starts its own instead of
+    waiting forever on the parent's threads, and gets the parent's answer."""
+    import multiprocessing as mp
+
+    monkeypatch.setattr(la.numba, "get_num_threads", lambda: 2)
+    k, y, w, x = _data(3, 120, 200, 1)
+    model = la.fit_null(k, y, w)
+    utx = model.u.T @ x
+    expected = la.assoc_rotated(model, utx)["p_wald"]  # the parent's pool is started
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child_p_wald, args=(queue, model, utx))
+    child.start()
+    try:
+        got = queue.get(timeout=60)
+    finally:
+        child.join(5)
+        if child.is_alive():
+            child.kill()
+    np.testing.assert_array_equal(got, expected)

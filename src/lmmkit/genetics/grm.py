@@ -121,6 +121,7 @@ class _Cross:
         self.n_xx = 0
         self.v = np.zeros(n)
         self.mm = 0.0
+        self.at: np.ndarray | None = None  # A' + B / 2 of the missing calls (add_exact)
 
     def add_dense(self, z: np.ndarray) -> None:
         if z.shape[1] == 0:
@@ -130,8 +131,20 @@ class _Cross:
         z = np.asarray(z, dtype=self.dtype)
         self.dense += (z @ z.T).astype(np.float64, copy=False)
 
-    def add_exact(self, x: np.ndarray, mu: np.ndarray) -> None:
-        """x: (n, b) complete 0/1/2 genotypes (float32), mu: their centers (float64)."""
+    def add_exact(
+        self,
+        x: np.ndarray,
+        mu: np.ndarray,
+        miss_ptr: np.ndarray | None = None,
+        miss_rows: np.ndarray | None = None,
+    ) -> None:
+        """x: (n, b) 0/1/2 genotypes (float32), mu: their centers (float64).  With
+        ``miss_ptr``/``miss_rows`` (SNP j's missing calls at rows
+        ``miss_rows[miss_ptr[j]:miss_ptr[j + 1]]``, read as 0 in x) the missing calls
+        contribute 0 after centering, as mean-imputed calls do:
+        Z Z' = X X' - (v + r) 1' - 1 (v + r)' + (mu'mu) 1 1' + A + A' + B, with
+        A[:, k] = sum over the SNPs s missing in k of mu_s x_s, r_k = sum mu_s^2 and
+        B[k, l] = the sum of mu_s^2 over the SNPs missing in both k and l."""
         from scipy.linalg.blas import ssyrk
 
         b = x.shape[1]
@@ -145,8 +158,13 @@ class _Cross:
         else:
             self.xx = ssyrk(1.0, x, beta=1.0, c=self.xx, overwrite_c=1)
         self.n_xx += b
-        _add_matvec(x, np.ascontiguousarray(mu, dtype=np.float64), self.v)
+        mu = np.ascontiguousarray(mu, dtype=np.float64)
+        _add_matvec(x, mu, self.v)
         self.mm += float(mu @ mu)
+        if miss_ptr is not None and miss_ptr[-1] > miss_ptr[0]:
+            if self.at is None:
+                self.at = np.zeros((self.n, self.n))
+            _add_missing(x, mu, miss_ptr, miss_rows, self.at, self.v)
 
     def _flush(self, v: np.ndarray | None = None, mm: float = 0.0) -> None:
         if self.xx is None and v is None:
@@ -160,6 +178,10 @@ class _Cross:
 
     def result(self) -> np.ndarray:
         self._flush(self.v, self.mm)
+        if self.at is not None:
+            self.dense += self.at
+            self.dense += self.at.T
+            self.at = None
         out = self.dense
         self.dense = None
         return out
@@ -195,6 +217,28 @@ def _add_matvec(x, mu, v):  # pragma: no cover - compiled
         mj = mu[j]
         for i in range(n):
             v[i] += x[i, j] * mj
+
+
+@cached_njit(nogil=True)
+def _add_missing(x, mu, ptr, rows, at, r):  # pragma: no cover - compiled
+    """The missing calls' terms of :meth:`_Cross.add_exact`: at[k, :] += mu_s x_s and
+    r[k] += mu_s^2 for each call (k, s) missing, at[k, l] += mu_s^2 / 2 for each pair of
+    calls (k, s), (l, s) missing."""
+    n = x.shape[0]
+    for s in range(x.shape[1]):
+        p0 = ptr[s]
+        p1 = ptr[s + 1]
+        if p1 == p0:
+            continue
+        m = mu[s]
+        half = 0.5 * m * m
+        for p in range(p0, p1):
+            k = rows[p]
+            r[k] += m * m
+            for i in range(n):
+                at[k, i] += m * x[i, s]
+            for q in range(p0, p1):
+                at[k, rows[q]] += half
 
 
 @cached_njit(parallel=True, nogil=True)
@@ -252,18 +296,19 @@ def _accumulate(
     crosses: dict[str, _Cross] = {}
     counts: dict[str, list] = {}
     pair_sums: dict[str, np.ndarray] = {}
+    zeroed = normalization in ("centered", "vanraden") and not pairwise
+    if zeroed:  # one float32 SYRK per block: the larger the block, the closer to peak
+        block_size = max(block_size, min(_SYRK_MAX_SNPS, _SYRK_BYTES // (4 * max(n, 1))))
     with _progress(len(snp_index), progress, f"GRM ({normalization})") as bar:
-        for idx, g in plink.iter_blocks(
-            block_size, snps=snp_index, samples=samples, dtype="float32"
-        ):
-            st = np.empty((g.shape[1], 2))
-            _col_stats(g, st)
+        for idx, g, st, miss in _blocks(plink, snp_index, samples, block_size, zeroed):
             n_obs = st[:, 0].astype(np.int64)
             with np.errstate(invalid="ignore", divide="ignore"):
                 mean = np.where(n_obs > 0, st[:, 1] / st[:, 0], 0.0)
             p = mean / 2.0
             var2 = 2.0 * p * (1.0 - p)
-            exact = n_obs == n
+            # integer genotypes go the exact route: all of them once the missing calls
+            # read as 0 (``zeroed``), else those without missing calls
+            exact = st[:, 2] > 0 if zeroed else n_obs == n
             used = np.ones(len(idx), dtype=bool)  # SNPs counted in the denominator
             if normalization == "standardized":
                 with np.errstate(invalid="ignore", divide="ignore"):
@@ -287,12 +332,17 @@ def _accumulate(
                 cr = crosses[c]
                 ex = sel & exact
                 if ex.all():
-                    cr.add_exact(g, mean)
+                    cr.add_exact(g, mean, *miss)
                 elif ex.any():
-                    cr.add_exact(g[:, ex], mean[ex])
+                    cols = np.flatnonzero(ex)
+                    cr.add_exact(g[:, cols], mean[cols], *_take_missing(miss, cols))
                 rest = np.flatnonzero(sel & ~exact)
                 if len(rest):
                     z = g[:, rest].astype(np.float64) - mean[rest]
+                    if zeroed:  # missing calls are 0 in g: 0 after centering too
+                        ptr, rows = _take_missing(miss, rest)
+                        for j in range(len(rest)):
+                            z[rows[ptr[j] : ptr[j + 1]], j] = 0.0
                     z[np.isnan(z)] = 0.0
                     if normalization in ("standardized", "empirical"):
                         z *= scale[rest]
@@ -326,6 +376,52 @@ def _accumulate(
             pairs += cnt
     per = {c: (parts[c], counts[c][0], counts[c][1]) for c in parts}
     return _Sums(total, denom, per, pairs, pair_sums)
+
+
+# the exact route reads blocks of up to this many SNPs (and bytes of float32 genotypes)
+_SYRK_MAX_SNPS = 16384
+_SYRK_BYTES = 64 * 2**20
+
+
+def _blocks(plink: Any, snp_index: np.ndarray, samples, block_size: int, zeroed: bool):
+    """``(snps, g, stats, missing)`` per block: float32 genotypes, ``stats`` per SNP
+    (non-missing count, sum, whether every call is 0, 1 or 2).  ``zeroed``: missing calls
+    read as 0 and ``missing`` = (ptr, rows) locates them (:func:`read_zeroed`); else NaN
+    and ``missing`` = (None, None)."""
+    from lmmkit.genetics.plink import read_zeroed
+
+    for start in range(0, len(snp_index), block_size):
+        sel = snp_index[start : start + block_size]
+        st = np.empty((len(sel), 3))
+        if not zeroed:
+            g = plink.read(snps=sel, samples=samples, dtype="float32")
+            _col_stats(g, st)
+            st[:, 2] = 0.0
+            yield sel, g, st, (None, None)
+            continue
+        g, cnt, ptr, rows = read_zeroed(plink, snps=sel, samples=samples, dtype="float32")
+        n_obs = g.shape[0] - cnt[:, 3]
+        integer = cnt[:, :3].sum(1) == n_obs  # 0/1/2 calls only (not dosages)
+        st[:, 0] = n_obs
+        st[:, 1] = cnt[:, 1] + 2.0 * cnt[:, 2]
+        if not integer.all():
+            st[~integer, 1] = g[:, ~integer].sum(0, dtype=np.float64)
+        st[:, 2] = integer
+        yield sel, g, st, (ptr, rows)
+
+
+def _take_missing(miss: tuple, cols: np.ndarray) -> tuple:
+    """The (ptr, rows) missing-call index of the block's columns ``cols``."""
+    ptr, rows = miss
+    if ptr is None:
+        return None, None
+    lens = ptr[cols + 1] - ptr[cols]
+    new = np.zeros(len(cols) + 1, dtype=np.int64)
+    np.cumsum(lens, out=new[1:])
+    if new[-1] == 0:
+        return new, rows[:0]
+    take = np.concatenate([rows[ptr[c] : ptr[c + 1]] for c in cols[lens > 0]])
+    return new, take
 
 
 def _called_pairs(called: np.ndarray) -> np.ndarray:
@@ -467,7 +563,9 @@ def compute_grm(
         with a non-missing phenotype the centered GRM equals GEMMA ``-gk 1``'s cXX matrix.
     block_size, dtype, progress
         SNPs per block (memory: one n x n float64 accumulator plus one n x block_size
-        block), accumulation type, progress bar.
+        block; ``"centered"`` and ``"vanraden"`` read blocks of up to 16,384 SNPs or 64 MiB
+        of float32 genotypes when that is more, for the SYRK's sake), accumulation type,
+        progress bar.
     missing
         ``"impute"`` (mean-imputation, every pair divided by the same SNP count) or
         ``"pairwise"`` (GCTA's and plink2's default: per pair, the SNPs called in both;

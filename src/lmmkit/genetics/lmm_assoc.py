@@ -28,6 +28,7 @@ vectorized in NumPy; the tests hold the two to 1e-8.  The kernels are in
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numba
 import numpy as np
@@ -141,19 +142,35 @@ def _assoc_rotated_numpy(
 # ----------------------------------------------------------------------------- compiled path
 
 
+_POOL: dict[tuple[int, int], Any] = {}  # (process id, thread count) -> the pool
+
+
+def _pool(nth: int):
+    """One thread pool per process and thread count, started on first use: no thread
+    start-up per block.  Keyed by the process id: a forked child (whose copy of the
+    parent's pool has no threads) starts its own."""
+    import os
+
+    key = (os.getpid(), nth)
+    pool = _POOL.get(key)
+    if pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = _POOL[key] = ThreadPoolExecutor(max_workers=nth, thread_name_prefix="lmmkit-snps")
+    return pool
+
+
 def _run_snps(m: int, args: tuple) -> None:
     """:func:`_k_snps` over SNPs 0..m: on the main thread split in 4 ranges per thread over
-    ``numba.get_num_threads()`` Python threads (the kernel releases the GIL); called from a
-    worker thread (a parallel executor already uses the cores), in the calling thread."""
+    ``numba.get_num_threads()`` threads of a persistent pool (the kernel releases the GIL);
+    called from a worker thread (a parallel executor already uses the cores), in the
+    calling thread."""
     nth = min(numba.get_num_threads(), m // 32)
     if nth <= 1 or threading.current_thread() is not threading.main_thread():
         _k_snps(0, m, *args)
         return
-    from concurrent.futures import ThreadPoolExecutor
-
     edges = np.linspace(0, m, 4 * nth + 1).astype(np.int64)
-    with ThreadPoolExecutor(max_workers=nth, thread_name_prefix="lmmkit-snps") as pool:
-        list(pool.map(lambda k: _k_snps(edges[k], edges[k + 1], *args), range(4 * nth)))
+    list(_pool(nth).map(lambda k: _k_snps(edges[k], edges[k + 1], *args), range(4 * nth)))
 
 
 def _logdet_series(s: np.ndarray, lam0: np.ndarray, n_terms: int = 24) -> np.ndarray:
@@ -181,6 +198,49 @@ def _weight_columns(s: np.ndarray, t_grid: np.ndarray, lam0: tuple[float, float]
     return np.ascontiguousarray(np.concatenate(cols, axis=1))
 
 
+_SETUPS: dict[int, tuple[NullModel, dict[str, Any]]] = {}
+
+
+def _setup(model: NullModel) -> dict[str, Any]:
+    """What :func:`_optimize_compiled` needs of the null model alone (weights, the [W, y]
+    Grams, traces, log-determinants), computed once per model, not per block."""
+    hit = _SETUPS.get(id(model))
+    if hit is not None and hit[0] is model:
+        return hit[1]
+    n, c = model.n, model.c
+    s = model.s
+    z0 = np.ascontiguousarray(np.column_stack([model.utw, model.uty]))
+    k1 = c + 1
+    t_grid = np.linspace(np.log(LAMBDA_BOUNDS[0]), np.log(LAMBDA_BOUNDS[1]), N_REGION + 1)
+    wts = _weight_columns(s, t_grid, (model.lam_remle, model.lam_mle))
+    nw = wts.shape[1]
+    zw = np.ascontiguousarray((wts[:, :, None] * z0[:, None, :]).reshape(n, nw * k1))
+    gzz = np.ascontiguousarray(wts.T @ _z0_outer(z0))  # (nw, k1^2)
+    tr = np.ascontiguousarray(np.stack([s @ wts, (s * s) @ (wts * wts)]))
+    ldh_grid = np.log1p(np.multiply.outer(s, np.exp(t_grid))).sum(axis=0)
+    lam0 = np.array([model.lam_remle, model.lam_mle])
+    out = {
+        "wts": wts,
+        "zw": zw,
+        "gzz": gzz,
+        "K": len(t_grid),
+        "args_head": (
+            s,
+            z0,
+            z0[:, 0].copy(),
+            z0[:, c].copy(),
+            z0[:, 0] * z0[:, 0],
+            z0[:, 0] * z0[:, c],
+            z0[:, c] * z0[:, c],
+        ),  # fmt: skip
+        "args_mid": (tr, t_grid, ldh_grid, lam0, _logdet_series(s, lam0)),
+    }
+    if len(_SETUPS) >= 8:  # LOCO: one model per chromosome, used in turn
+        _SETUPS.pop(next(iter(_SETUPS)))
+    _SETUPS[id(model)] = (model, out)
+    return out
+
+
 def _optimize_compiled(
     model: NullModel, xt: np.ndarray, do_reml: bool = True, do_ml: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -188,32 +248,22 @@ def _optimize_compiled(
     logL (2, m) (row 0 REML, row 1 ML; NaN when not asked), REML's (1/h)-weighted Gram of
     [W, x, y] at its optimum (m, q, q), and the matrix-product pieces (``gzz``, ``gzx``,
     ``gxx`` per weight column of :func:`_weight_columns`, ``K`` the grid size)."""
-    n, c = model.n, model.c
+    c = model.c
     m = xt.shape[0]
-    s = model.s
-    z0 = np.ascontiguousarray(np.column_stack([model.utw, model.uty]))
-    k1 = c + 1
-    t_grid = np.linspace(np.log(LAMBDA_BOUNDS[0]), np.log(LAMBDA_BOUNDS[1]), N_REGION + 1)
-    wts = _weight_columns(s, t_grid, (model.lam_remle, model.lam_mle))
-    nw = wts.shape[1]
-    gxx = np.ascontiguousarray((xt * xt) @ wts)  # (m, nw)
-    zw = (wts[:, :, None] * z0[:, None, :]).reshape(n, nw * k1)
-    gzx = np.ascontiguousarray((xt @ zw).reshape(m, nw, k1))
-    gzz = np.ascontiguousarray(wts.T @ _z0_outer(z0))  # (nw, k1^2)
-    pieces = {"gzz": gzz, "gzx": gzx, "gxx": gxx, "K": np.array(len(t_grid))}
+    st = _setup(model)
+    wts, zw, kk = st["wts"], st["zw"], st["K"]
+    gxx = np.ascontiguousarray(np.square(xt) @ wts)  # (m, nw)
+    gzx = np.ascontiguousarray((xt @ zw).reshape(m, wts.shape[1], c + 1))
+    pieces = {"gzz": st["gzz"], "gzx": gzx, "gxx": gxx, "K": np.array(kk)}
     q = c + 2
     lam_o = np.full((2, m), np.nan)
     logl_o = np.full((2, m), np.nan)
     g1_o = np.zeros((m, q, q))
     do = np.array([do_reml, do_ml])
     if do.any() and m:
-        tr = np.ascontiguousarray(np.stack([s @ wts, (s * s) @ (wts * wts)]))
-        ldh_grid = np.log1p(np.multiply.outer(s, np.exp(t_grid))).sum(axis=0)
-        lam0 = np.array([model.lam_remle, model.lam_mle])
         args = (
-            s, z0, z0[:, 0].copy(), z0[:, c].copy(), z0[:, 0] * z0[:, 0], z0[:, 0] * z0[:, c],
-            z0[:, c] * z0[:, c], xt, gzz, gzx, gxx, tr, t_grid, ldh_grid,
-            lam0, _logdet_series(s, lam0), do, 1e-10, 100, lam_o, logl_o, g1_o,
+            *st["args_head"], xt, st["gzz"], gzx, gxx, *st["args_mid"], do, 1e-10, 100,
+            lam_o, logl_o, g1_o,
         )  # fmt: skip
         _run_snps(m, args)
     return lam_o, logl_o, g1_o, pieces

@@ -126,17 +126,15 @@ def _k_solve(lo, na, b, out):  # pragma: no cover - compiled
 
 
 @cached_njit(nogil=True, error_model="numpy")
-def _k_derivs(reml, n, na, g1, g2, g3, tr1, tr2, lam, second, lo, wk):  # pragma: no cover
-    """d logL/dt (t = log lambda), and d2 logL/dt2 when ``second``, with y'Py and
-    log|A'H^-1A| for the design of the first ``na`` columns of the Grams (y = column na).
-    ``wk`` is scratch of shape (4 + 2 na, na + 1)."""
+def _k_first(na, g1, g2, lo, wk):  # pragma: no cover - compiled
+    """The pieces of the first derivative shared by REML and ML: log|A'H^-1A| (Cholesky of
+    g1's first ``na`` columns into lo), y'Py and y'PKPy / y'Py; wk[0] = beta, wk[1] = rho
+    (the residual maker's coefficients), wk[2] = the design's rows of g2 rho."""
     ldm = _k_chol(g1, na, lo)
     beta = wk[0]
     rho = wk[1]
     u = wk[2]
     v = wk[3]
-    cm1 = wk[4 : 4 + na]
-    cm2 = wk[4 + na : 4 + 2 * na]
     for a in range(na):
         v[a] = g1[a, na]
     _k_solve(lo, na, v, beta)
@@ -153,17 +151,37 @@ def _k_derivs(reml, n, na, g1, g2, g3, tr1, tr2, lam, second, lo, wk):  # pragma
         ypkpy += rho[a] * acc
         if a < na:
             u[a] = acc
-    qq = ypkpy / ypy
+    return ldm, ypy, ypkpy / ypy
+
+
+@cached_njit(nogil=True, error_model="numpy")
+def _k_trm1(na, g2, lo, wk):  # pragma: no cover - compiled
+    """tr(M^-1 B1), REML's extra term; wk[4:4+na] = M^-1 B1 (rows = columns of the solve)."""
+    v = wk[3]
+    cm1 = wk[4 : 4 + na]
     trm1 = 0.0
+    for b in range(na):
+        for a in range(na):
+            v[a] = g2[a, b]
+        _k_solve(lo, na, v, cm1[b])
+        trm1 += cm1[b, b]
+    return trm1
+
+
+@cached_njit(nogil=True, error_model="numpy")
+def _k_derivs(reml, n, na, g1, g2, g3, tr1, tr2, lam, second, lo, wk):  # pragma: no cover
+    """d logL/dt (t = log lambda), and d2 logL/dt2 when ``second``, with y'Py and
+    log|A'H^-1A| for the design of the first ``na`` columns of the Grams (y = column na).
+    ``wk`` is scratch of shape (4 + 2 na, na + 1)."""
+    ldm, ypy, qq = _k_first(na, g1, g2, lo, wk)
+    rho = wk[1]
+    u = wk[2]
+    v = wk[3]
+    cm1 = wk[4 : 4 + na]
+    cm2 = wk[4 + na : 4 + 2 * na]
     if reml:
-        # cm1 = M^-1 B1 (rows = columns of the solve)
-        for b in range(na):
-            for a in range(na):
-                v[a] = g2[a, b]
-            _k_solve(lo, na, v, cm1[b])
-            trm1 += cm1[b, b]
         df = n - na
-        d1 = -0.5 * (tr1 - trm1) + 0.5 * df * qq
+        d1 = -0.5 * (tr1 - _k_trm1(na, g2, lo, wk)) + 0.5 * df * qq
     else:
         d1 = -0.5 * tr1 + 0.5 * n * qq
     f = lam * d1
@@ -193,6 +211,19 @@ def _k_derivs(reml, n, na, g1, g2, g3, tr1, tr2, lam, second, lo, wk):  # pragma
     else:
         d2 = 0.5 * tr2 - n * ypkpkpy / ypy + 0.5 * n * qq * qq
     return f, lam * lam * d2 + lam * d1, ypy, ldm
+
+
+@cached_njit(nogil=True, error_model="numpy")
+def _k_grid_derivs(reml, n, na, g1, g2, tr1, lam, lo, wk):  # pragma: no cover - compiled
+    """:func:`_k_derivs` without the second derivative, for REML (when ``reml``; else NaN)
+    and ML at once: d logL/dt of both, y'Py and log|A'H^-1A|, with the same arithmetic."""
+    ldm, ypy, qq = _k_first(na, g1, g2, lo, wk)
+    f_reml = np.nan
+    if reml:
+        df = n - na
+        f_reml = lam * (-0.5 * (tr1 - _k_trm1(na, g2, lo, wk)) + 0.5 * df * qq)
+    f_ml = lam * (-0.5 * tr1 + 0.5 * n * qq)
+    return f_reml, f_ml, ypy, ldm
 
 
 @cached_njit(nogil=True, error_model="numpy")
@@ -390,37 +421,42 @@ def _k_snps(
     q = c + 2
     na = c + 1
     kk = t_grid.shape[0]
+    # scratch, allocated once per call (every entry read is written first for each SNP)
+    g1 = np.empty((q, q))
+    g2 = np.empty((q, q))
+    g3 = np.empty((q, q))
+    gb = np.empty((q, q))
+    gbest = np.empty((q, q))
+    lo = np.empty((na, na))
+    wk = np.empty((4 + 2 * na, na + 1))
+    acc = np.empty((3, k1 + 1, k1 + 1))
+    dg_all = np.empty((2, kk))
+    ends = np.empty((2, 2))  # logL at the lower and the upper bound, REML and ML
     for j in range(j0, j1):
-        g1 = np.empty((q, q))
-        g2 = np.empty((q, q))
-        g3 = np.empty((q, q))
-        gb = np.empty((q, q))
-        gbest = np.empty((q, q))
-        lo = np.empty((na, na))
-        wk = np.empty((4 + 2 * na, na + 1))
-        acc = np.empty((3, k1 + 1, k1 + 1))
-        dg = np.empty(kk)
         x = xt[j]
         _k_fill(gzz, gzx, gxx, j, 0, c, g1)
         ldaa = _k_chol(g1, na, lo)
+        # the grid: REML's and ML's derivatives share the Grams and their factorization
+        for k in range(kk):
+            _k_fill(gzz, gzx, gxx, j, 1 + k, c, g1)
+            _k_fill(gzz, gzx, gxx, j, 1 + kk + k, c, g2)
+            lam = np.exp(t_grid[k])
+            f_r, f_m, ypy, ldm = _k_grid_derivs(do[0], n, na, g1, g2, tr[0, 1 + k], lam, lo, wk)
+            dg_all[0, k] = f_r
+            dg_all[1, k] = f_m
+            if k == 0 or k == kk - 1:
+                for r in range(2):
+                    if do[r]:
+                        ends[r, 0 if k == 0 else 1] = _k_logl(
+                            r == 0, n, na, ldh_grid[k], ypy, ldm, ldaa
+                        )
         for r in range(2):
             if not do[r]:
                 continue
             reml = r == 0
-            l_lo = 0.0
-            l_hi = 0.0
-            for k in range(kk):
-                _k_fill(gzz, gzx, gxx, j, 1 + k, c, g1)
-                _k_fill(gzz, gzx, gxx, j, 1 + kk + k, c, g2)
-                lam = np.exp(t_grid[k])
-                f, _, ypy, ldm = _k_derivs(
-                    reml, n, na, g1, g2, g2, tr[0, 1 + k], 0.0, lam, False, lo, wk
-                )
-                dg[k] = f
-                if k == 0:
-                    l_lo = _k_logl(reml, n, na, ldh_grid[k], ypy, ldm, ldaa)
-                elif k == kk - 1:
-                    l_hi = _k_logl(reml, n, na, ldh_grid[k], ypy, ldm, ldaa)
+            dg = dg_all[r]
+            l_lo = ends[r, 0]
+            l_hi = ends[r, 1]
             if l_lo >= l_hi:
                 best_l = l_lo
                 best_t = t_grid[0]

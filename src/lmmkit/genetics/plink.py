@@ -35,6 +35,7 @@ __all__ = [
     "read_bim",
     "read_pheno_file",
     "read_plink",
+    "read_zeroed",
 ]
 
 FAM_COLUMNS = ["fid", "iid", "father", "mother", "sex"]
@@ -185,6 +186,9 @@ def _check_duplicates(df: pd.DataFrame, path: Path, offset: int, hint: bool = Fa
 def read_bim(path: str | Path) -> pd.DataFrame:
     """Read a .bim file: chrom, snp, cm, pos, a1 (counted allele), a2."""
     path = Path(path)
+    fast = _read_bim_fast(path)
+    if fast is not None:
+        return fast
     rows = _split_lines(path)
     for i, r in enumerate(rows, start=1):
         if len(r) != 6:
@@ -195,6 +199,23 @@ def read_bim(path: str | Path) -> pd.DataFrame:
         df["pos"] = df["pos"].astype(np.int64)
     except ValueError as exc:
         raise FileFormatError(f"{path}: non-numeric cM or base-pair position ({exc}).") from None
+    return df
+
+
+def _read_bim_fast(path: Path) -> pd.DataFrame | None:
+    """:func:`read_bim` by pandas' C parser (a 358,000-line .bim in 0.2 s instead of 1.2 s);
+    None when the file is anything but six clean columns per line, so the line-by-line
+    reader names the offending line."""
+    try:
+        df = pd.read_csv(
+            path, sep=r"\s+", header=None, names=BIM_COLUMNS, na_filter=False,
+            dtype={"chrom": str, "snp": str, "cm": float, "pos": np.int64, "a1": str, "a2": str},
+            skip_blank_lines=True, engine="c",
+        )  # fmt: skip
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OverflowError, OSError):
+        return None
+    if len(df) == 0 or (df["a2"] == "").any():
+        return None
     return df
 
 
@@ -297,6 +318,39 @@ class PlinkData:
         _decode_bed(self._raw(), v, s, _LUT.astype(dtype), out)
         return out
 
+    def read_zeroed(
+        self,
+        snps: slice | Sequence[int] | np.ndarray | None = None,
+        samples: slice | Sequence[int] | np.ndarray | None = None,
+        dtype: str | type = "float32",
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Genotypes with missing calls as 0, and what the zeros hide, in one pass over the
+        packed bytes (the fast path of :func:`read_zeroed`).
+
+        Returns ``(g, counts, miss_ptr, miss_rows)``: ``g`` (samples x SNPs, Fortran
+        order), ``counts`` (SNPs x 4: genotypes 0, 1, 2 and missing), and the missing
+        calls of SNP k at rows ``miss_rows[miss_ptr[k]:miss_ptr[k + 1]]`` of ``g``."""
+        if np.dtype(dtype) not in (np.dtype("float64"), np.dtype("float32")):
+            raise DataError(f"dtype must be float64 or float32, got {dtype!r}.")
+        v = self._positions(snps, self.n_snps, "SNP")
+        s = self._positions(samples, self.n_samples, "sample")
+        out = np.empty((len(s), len(v)), dtype=dtype, order="F")
+        counts = np.empty((len(v), 4), dtype=np.int64)
+        raw = self._raw()
+        every = _all_samples(s, self.n_samples)
+        if every:
+            _decode_bytes(raw, v, len(s), _LUT4.astype(dtype), _CNT4, out, counts)
+        else:
+            _decode_zero(raw, v, s, _LUT0.astype(dtype), out, counts)
+        ptr = np.zeros(len(v) + 1, dtype=np.int64)
+        np.cumsum(counts[:, 3], out=ptr[1:])
+        rows = np.empty(ptr[-1], dtype=np.int64)
+        if len(rows) and every:
+            _missing_rows_bytes(raw, v, len(s), _CNT4, ptr, rows)
+        elif len(rows):
+            _missing_rows(raw, v, s, ptr, rows)
+        return out, counts, ptr, rows
+
     def iter_blocks(
         self,
         block_size: int = 2000,
@@ -329,6 +383,141 @@ def _decode_bed(raw, snps, samples, lut, out):  # pragma: no cover - compiled
             out[i, k] = lut[(row[j >> 2] >> ((j & 3) << 1)) & 3]
 
 
+def _all_samples(s: np.ndarray, n: int) -> bool:
+    """``s`` is every sample in .fam order (the packed bytes can be read 4 at a time)."""
+    return len(s) == n and (n == 0 or bool((s == np.arange(n)).all()))
+
+
+# count_A1 values with a missing call read as 0, per 2-bit code and per byte of 4 codes
+_LUT0 = np.array([2.0, 0.0, 1.0, 0.0])
+_LUT4 = np.array([[_LUT0[(b >> (2 * k)) & 3] for k in range(4)] for b in range(256)])
+# per byte: number of genotypes 0, 1, 2 and missing among its 4 codes
+_CNT4 = np.array(
+    [[sum(((b >> (2 * k)) & 3) == c for k in range(4)) for c in (3, 2, 0, 1)] for b in range(256)],
+    dtype=np.int64,
+)
+
+
+@cached_njit(parallel=True, nogil=True)
+def _decode_bytes(raw, snps, n, lut4, cnt4, out, counts):  # pragma: no cover - compiled
+    """All samples in .fam order: 4 genotypes per byte by table (missing = 0), and the
+    counts of 0, 1, 2 and missing of each SNP."""
+    full = n >> 2
+    for k in numba.prange(snps.shape[0]):
+        row = raw[snps[k]]
+        c0 = 0
+        c1 = 0
+        c2 = 0
+        cm = 0
+        for b in range(full):
+            code = row[b]
+            i = b << 2
+            out[i, k] = lut4[code, 0]
+            out[i + 1, k] = lut4[code, 1]
+            out[i + 2, k] = lut4[code, 2]
+            out[i + 3, k] = lut4[code, 3]
+            c0 += cnt4[code, 0]
+            c1 += cnt4[code, 1]
+            c2 += cnt4[code, 2]
+            cm += cnt4[code, 3]
+        for i in range(full << 2, n):
+            code = (row[i >> 2] >> ((i & 3) << 1)) & 3
+            out[i, k] = lut4[code, 0]
+            c0 += code == 3
+            c1 += code == 2
+            c2 += code == 0
+            cm += code == 1
+        counts[k, 0] = c0
+        counts[k, 1] = c1
+        counts[k, 2] = c2
+        counts[k, 3] = cm
+
+
+@cached_njit(parallel=True, nogil=True)
+def _decode_zero(raw, snps, samples, lut, out, counts):  # pragma: no cover - compiled
+    """:func:`_decode_bytes` for a subset of the samples, one 2-bit code at a time."""
+    for k in numba.prange(snps.shape[0]):
+        row = raw[snps[k]]
+        c0 = 0
+        c1 = 0
+        c2 = 0
+        cm = 0
+        for i in range(samples.shape[0]):
+            j = samples[i]
+            code = (row[j >> 2] >> ((j & 3) << 1)) & 3
+            out[i, k] = lut[code]
+            c0 += code == 3
+            c1 += code == 2
+            c2 += code == 0
+            cm += code == 1
+        counts[k, 0] = c0
+        counts[k, 1] = c1
+        counts[k, 2] = c2
+        counts[k, 3] = cm
+
+
+@cached_njit(parallel=True, nogil=True)
+def _missing_rows(raw, snps, samples, ptr, rows):  # pragma: no cover - compiled
+    """rows[ptr[k]:ptr[k + 1]] = the positions in ``samples`` of SNP k's missing calls."""
+    for k in numba.prange(snps.shape[0]):
+        if ptr[k + 1] == ptr[k]:
+            continue
+        row = raw[snps[k]]
+        p = ptr[k]
+        for i in range(samples.shape[0]):
+            j = samples[i]
+            if ((row[j >> 2] >> ((j & 3) << 1)) & 3) == 1:
+                rows[p] = i
+                p += 1
+
+
+@cached_njit(parallel=True, nogil=True)
+def _missing_rows_bytes(raw, snps, n, cnt4, ptr, rows):  # pragma: no cover - compiled
+    """:func:`_missing_rows` for all samples in .fam order, skipping the bytes without a
+    missing call by table."""
+    for k in numba.prange(snps.shape[0]):
+        if ptr[k + 1] == ptr[k]:
+            continue
+        row = raw[snps[k]]
+        p = ptr[k]
+        for b in range((n + 3) >> 2):
+            code = row[b]
+            if cnt4[code, 3] == 0:
+                continue
+            for i in range(b << 2, min(n, (b << 2) + 4)):
+                if ((code >> ((i & 3) << 1)) & 3) == 1:
+                    rows[p] = i
+                    p += 1
+
+
+@cached_njit(parallel=True, nogil=True)
+def _count_bytes(raw, n, cnt4, out):  # pragma: no cover - compiled
+    """:func:`_count_bed` over all samples: 4 codes per byte by table."""
+    full = n >> 2
+    for v in numba.prange(raw.shape[0]):
+        row = raw[v]
+        c0 = 0
+        c1 = 0
+        c2 = 0
+        cm = 0
+        for b in range(full):
+            code = row[b]
+            c0 += cnt4[code, 0]
+            c1 += cnt4[code, 1]
+            c2 += cnt4[code, 2]
+            cm += cnt4[code, 3]
+        for i in range(full << 2, n):
+            code = (row[i >> 2] >> ((i & 3) << 1)) & 3
+            c0 += code == 3
+            c1 += code == 2
+            c2 += code == 0
+            cm += code == 1
+        out[v, 0] = c0
+        out[v, 1] = c1
+        out[v, 2] = c2
+        out[v, 3] = cm
+
+
 @cached_njit(parallel=True, nogil=True)
 def _count_bed(raw, samples, out):  # pragma: no cover - compiled
     """out[j] = counts of genotypes 0, 1, 2 and missing of SNP j over ``samples``."""
@@ -349,6 +538,50 @@ def _count_bed(raw, samples, out):  # pragma: no cover - compiled
         out[v, 1] = c1
         out[v, 2] = c2
         out[v, 3] = cm
+
+
+def read_zeroed(
+    source, snps=None, samples=None, dtype: str | type = "float32"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Genotypes with missing calls set to 0, the per-SNP genotype counts, and where the
+    missing calls are (see :meth:`PlinkData.read_zeroed`); any other genotype source goes
+    through its ``read``.
+
+    Parameters
+    ----------
+    source
+        A genotype source (:class:`~lmmkit.genetics.source.GenotypeSource`).
+    snps, samples
+        SNP and sample positions (as ``read``).
+    dtype
+        ``"float32"`` or ``"float64"``.
+
+    Returns
+    -------
+    g, counts, miss_ptr, miss_rows
+        ``g`` samples x SNPs (Fortran order, missing = 0); ``counts`` SNPs x 4 (genotypes
+        0, 1, 2, missing); SNP k's missing calls at rows ``miss_rows[miss_ptr[k]:miss_ptr[k
+        + 1]]``.
+
+    Examples
+    --------
+    >>> import lmmkit
+    >>> pl = lmmkit.read_plink("mouse_hs1940")  # doctest: +SKIP
+    >>> g, counts, ptr, rows = read_zeroed(pl, snps=slice(0, 100))  # doctest: +SKIP
+    """
+    fast = getattr(source, "read_zeroed", None)
+    if fast is not None:
+        return fast(snps=snps, samples=samples, dtype=dtype)
+    g = np.asarray(source.read(snps=snps, samples=samples, dtype=dtype), order="F")
+    miss = np.isnan(g)
+    counts = np.stack(
+        [(g == 0).sum(0), (g == 1).sum(0), (g == 2).sum(0), miss.sum(0)], axis=1
+    ).astype(np.int64)
+    ptr = np.zeros(g.shape[1] + 1, dtype=np.int64)
+    np.cumsum(counts[:, 3], out=ptr[1:])
+    rows = np.nonzero(miss.T)[1].astype(np.int64)  # column by column
+    g[miss] = 0.0
+    return g, counts, ptr, rows
 
 
 def read_plink(prefix: str | Path, *, duplicate_ids: str = "error") -> PlinkData:
@@ -477,7 +710,10 @@ def snp_stats(
         return plink.snp_stats(samples, block_size)
     s = PlinkData._positions(samples, plink.n_samples, "sample")
     cnt = np.zeros((plink.n_snps, 4), dtype=np.int64)
-    _count_bed(plink._raw(), s, cnt)
+    if _all_samples(s, plink.n_samples):
+        _count_bytes(plink._raw(), len(s), _CNT4, cnt)
+    else:
+        _count_bed(plink._raw(), s, cnt)
     n0, n1, n2, nm = (cnt[:, k].astype(float) for k in range(4))
     n_obs = n0 + n1 + n2
     with np.errstate(invalid="ignore", divide="ignore"):
