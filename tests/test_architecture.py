@@ -119,3 +119,16 @@ def test_no_import_cycles():
     assert not unexpected, "import circles: " + "; ".join(
         " <-> ".join(sorted(c)) for c in unexpected
     )
+
+
+def test_only_the_dask_backend_imports_dask():
+    """One module imports Dask (docs/architecture.md): every other module asks it."""
+    import re
+
+    pattern = re.compile(r"^\s*(import|from)\s+(dask|distributed)\b", re.M)
+    offenders = [
+        str(p.relative_to(SRC))
+        for p in sorted(SRC.rglob("*.py"))
+        if pattern.search(p.read_text()) and p.name != "dask_backend.py"
+    ]
+    assert not offenders, f"modules importing dask directly: {offenders}"

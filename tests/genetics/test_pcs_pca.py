@@ -63,6 +63,25 @@ def test_auto_takes_randomized_above_the_exact_limit(structured, monkeypatch):
         genotype_pca(structured, 2, method="lanczos")
 
 
+def test_randomized_reports_its_eigen_residuals(structured):
+    """The residuals equal ||G u - lambda u|| / lambda from the exact GRM; a flat spectrum
+    (PCs beyond the populations' two) sketched without power iterations is flagged."""
+    from lmmkit.errors import LmmkitWarning
+    from lmmkit.genetics.grm import compute_grm
+
+    good = genotype_pca(structured, 2, method="randomized")
+    assert genotype_pca(structured, 2, method="exact").residuals is None
+    assert good.residuals.shape == (2,) and good.residuals.max() < 1e-3
+    with pytest.warns(LmmkitWarning, match=r"PC\d+'s relative residual .* n_power_iter \(now 0\)"):
+        rough = genotype_pca(structured, 8, method="randomized", n_power_iter=0)
+    snps = np.flatnonzero(np.asarray(structured.bim["pos"]) >= 0)
+    grm = compute_grm(structured, "standardized", snps=snps, gemma_filter=False).matrix
+    u, lam = rough.eigenvectors.to_numpy(), rough.eigenvalues
+    expected = np.linalg.norm(grm @ u - u * lam, axis=0) / lam
+    np.testing.assert_allclose(rough.residuals, expected, rtol=1e-8)
+    assert rough.residuals.max() > 1e-3
+
+
 @pytest.mark.slow
 def test_randomized_hs1940_against_exact_and_plink2_approx():
     """HS1940 (1,940 mice x 10,300 SNPs), 10 PCs: the default randomized path against the

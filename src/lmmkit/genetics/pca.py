@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from lmmkit._io import write_text_atomic
-from lmmkit.errors import DataError
+from lmmkit.errors import DataError, LmmkitWarning
 
 __all__ = [
     "EXACT_MAX_SAMPLES",
@@ -50,6 +50,8 @@ __all__ = [
 #: ``method="auto"`` takes the randomized SVD beyond it.
 EXACT_MAX_SAMPLES = 20_000
 PCA_METHODS = ("auto", "exact", "randomized")
+#: the randomized path warns when a PC's relative eigen-residual exceeds this
+RESIDUAL_WARN = 1e-3
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,9 @@ class GenotypePCA:
     n_snps: int
     excluded: dict[str, int]
     method: str = "exact"
+    #: ``||G u_j - lambda_j u_j|| / lambda_j`` per PC (G the standardized GRM): the randomized
+    #: path's accuracy check, measured in one more pass (None for the exact path)
+    residuals: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def variance_explained(self) -> np.ndarray:
@@ -170,9 +175,24 @@ def genotype_pca(
         extra = max(2 * k, 20) if n_oversamples is None else int(n_oversamples)
         values, vectors, trace = _randomized(pl, snps, k, block_size, n_power_iter, extra, seed)
         chosen = "randomized"
+        residuals = _eigen_residuals(pl, snps, values, vectors, block_size)
+        worst = int(np.argmax(residuals))
+        if residuals[worst] > RESIDUAL_WARN:
+            import warnings
+
+            warnings.warn(
+                f"genotype_pca: the randomized eigenpairs are approximate: PC{worst + 1}'s "
+                f"relative residual ||G u - lambda u|| / lambda is {residuals[worst]:.2g} "
+                f"(> {RESIDUAL_WARN:g}); a flat spectrum (unrelated samples) converges "
+                f"slowly: raise n_power_iter (now {n_power_iter}) or use method='exact' "
+                f"up to {EXACT_MAX_SAMPLES} samples.",
+                LmmkitWarning,
+                stacklevel=2,
+            )
     else:
         values, vectors, trace = _exact(pl, snps, k, block_size, progress)
         chosen = "exact"
+        residuals = None
     columns = [f"PC{i + 1}" for i in range(k)]
     return GenotypePCA(
         eigenvalues=values.copy(),
@@ -181,6 +201,7 @@ def genotype_pca(
         n_snps=len(snps),
         excluded=excluded,
         method=chosen,
+        residuals=residuals,
         _trace=trace,
     )
 
@@ -211,31 +232,29 @@ def _standardized_block(pl, snps: np.ndarray, scale: float) -> np.ndarray:
     return z * scale
 
 
+def _eigen_residuals(pl, snps, values, vectors, block_size: int) -> np.ndarray:
+    """``||G u_j - lambda_j u_j|| / lambda_j`` with G = Z Z' / M, in one streamed pass."""
+    scale = 1.0 / np.sqrt(len(snps))
+    gu = np.zeros_like(vectors)
+    for i in range(0, len(snps), block_size):
+        z = _standardized_block(pl, snps[i : i + block_size], scale)
+        gu += z @ (z.T @ vectors)
+    return np.linalg.norm(gu - vectors * values, axis=0) / values
+
+
 def _randomized(pl, snps, k, block_size, n_power_iter, n_oversamples, seed):
     """Top-k eigenpairs of Z Z' / M by Dask's randomized SVD of Z / sqrt(M), streamed."""
-    import warnings
-
-    import dask
-    import dask.array as da
+    from lmmkit.parallel.dask_backend import randomized_svd_of_blocks
 
     n, m = pl.n_samples, len(snps)
     scale = 1.0 / np.sqrt(m)
-    parts = [
-        da.from_delayed(
-            dask.delayed(_standardized_block)(pl, snps[i : i + block_size], scale),
-            shape=(n, len(snps[i : i + block_size])), dtype=np.float64,
-        )
-        for i in range(0, m, block_size)
-    ]  # fmt: skip
-    z = da.concatenate(parts, axis=1)
-    with dask.config.set(scheduler="synchronous"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", da.PerformanceWarning)
-        u, s, _ = da.linalg.svd_compressed(
-            z, k, iterator="QR", n_power_iter=n_power_iter, n_oversamples=n_oversamples,
-            seed=seed, compute=True,
-        )  # fmt: skip
-        u, s, trace = dask.compute(u, s, (z * z).sum())
-    return np.asarray(s) ** 2, np.asarray(u), float(trace)
+    starts = list(range(0, m, block_size))
+    s, u, trace = randomized_svd_of_blocks(
+        lambda i: _standardized_block(pl, snps[starts[i] : starts[i] + block_size], scale),
+        n, [len(snps[i : i + block_size]) for i in starts], k,
+        n_power_iter=n_power_iter, n_oversamples=n_oversamples, seed=seed,
+    )  # fmt: skip
+    return s**2, u, trace
 
 
 def write_plink2_pca(pca: GenotypePCA, out: str | Path) -> list[Path]:

@@ -38,6 +38,8 @@ from concurrent.futures import CancelledError
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
+
 from lmmkit.errors import DataError
 from lmmkit.parallel.protocol import NO_SHARED
 
@@ -399,3 +401,51 @@ class DaskExecutor:
     def __repr__(self) -> str:
         where = self.address or "LocalCluster"
         return f"DaskExecutor({where!r})"
+
+
+def randomized_svd_of_blocks(
+    block: Callable[[int], Any],
+    n_rows: int,
+    widths: list[int],
+    k: int,
+    *,
+    n_power_iter: int,
+    n_oversamples: int,
+    seed: int,
+) -> tuple[Any, Any, float]:
+    """Top-``k`` singular values and left vectors of a matrix given as column blocks.
+
+    The matrix is ``[block(0), block(1), ...]`` (``n_rows`` x ``widths[i]`` each), read
+    lazily and again on every pass: Dask's randomized SVD
+    (:func:`dask.array.linalg.svd_compressed`, Halko, Martinsson & Tropp 2011, QR-normalized
+    power iterations) on the synchronous scheduler, so no block is held longer than a pass
+    needs it.  Returns ``(s, u, ||A||_F^2)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.random.default_rng(0).normal(size=(30, 40))
+    >>> s, u, fro = randomized_svd_of_blocks(
+    ...     lambda i: a[:, 10 * i : 10 * i + 10], 30, [10] * 4, 3,
+    ...     n_power_iter=4, n_oversamples=10, seed=0)
+    >>> bool(np.allclose(s, np.linalg.svd(a, compute_uv=False)[:3]))
+    True
+    """
+    import warnings
+
+    import dask
+    import dask.array as da
+
+    parts = [
+        da.from_delayed(dask.delayed(block)(i), shape=(n_rows, w), dtype=np.float64)
+        for i, w in enumerate(widths)
+    ]
+    z = da.concatenate(parts, axis=1)
+    with dask.config.set(scheduler="synchronous"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", da.PerformanceWarning)
+        u, s, _ = da.linalg.svd_compressed(
+            z, k, iterator="QR", n_power_iter=n_power_iter, n_oversamples=n_oversamples,
+            seed=seed, compute=True,
+        )  # fmt: skip
+        u, s, fro = dask.compute(u, s, (z * z).sum())
+    return np.asarray(s), np.asarray(u), float(fro)
