@@ -119,6 +119,12 @@ def test_varpart_and_harmonize_commands(tmp_path, capsys) -> None:
         == 0
     )
     assert pd.read_csv(tmp_path / "h.csv", index_col=0).shape == (12, 57)
+    # `lmmkit combat` is the same command under ComBat's name
+    args = ["--expr", str(tmp_path / "expr.csv"), "--samples", str(pheno), "--batch", "batch"]
+    assert main(["combat", *args, "--out", str(tmp_path / "c.csv")]) == 0
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "c.csv", index_col=0), pd.read_csv(tmp_path / "h.csv", index_col=0)
+    )
     assert (
         main(
             [

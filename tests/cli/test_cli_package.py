@@ -14,7 +14,7 @@ import pytest
 from lmmkit.cli.main import AREAS, build_parser
 
 COMMANDS = {
-    "fit", "demo", "varpart", "harmonize", "gwas", "gwas-compare", "grm", "pca", "h2", "ldsc",
+    "fit", "demo", "varpart", "harmonize", "combat", "gwas", "gwas-compare", "grm", "pca", "h2", "ldsc",
     "site-summary", "multisite-fit", "plan", "coxph", "radiomics", "agreement",
     "cea", "select", "signature", "imaging-demo",
 }  # fmt: skip

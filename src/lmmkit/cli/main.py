@@ -20,7 +20,7 @@ __all__ = ["AREAS", "build_parser", "main"]
 #: Modules whose ``register(subparsers)`` adds sub-commands, in the order ``--help`` lists them.
 AREAS: tuple[str, ...] = (
     "lmmkit.cli.core",  # fit, demo
-    "lmmkit.cli.omics",  # varpart, harmonize
+    "lmmkit.cli.omics",  # varpart, harmonize (alias combat)
     "lmmkit.cli.genetics",  # gwas, gwas-compare, grm, pca, h2, ldsc
     "lmmkit.cli.multisite",  # site-summary, multisite-fit
     "lmmkit.cli.plan",  # plan lock, plan run

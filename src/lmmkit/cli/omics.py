@@ -188,7 +188,9 @@ def register(sub) -> None:
         help=".h5ad only: prefix of the .var columns written (default: varpart)",
     )
     vp.set_defaults(func=_cmd_varpart)
-    hz = sub.add_parser("harmonize", help="ComBat batch harmonization (sva::ComBat)")
+    hz = sub.add_parser(
+        "harmonize", aliases=["combat"], help="ComBat batch harmonization (sva::ComBat)"
+    )
     _add_inputs(hz)
     hz.add_argument(
         "--key-added", help=".h5ad only: layer the harmonized values go to (default: combat)"
