@@ -122,5 +122,32 @@ def main() -> None:
             print(f"  max rel diff {k}: {d.max():.2e}")
 
 
+def user_tasks(quick: bool) -> list:
+    """What a user times (#14 item 5): ``lmmkit gwas`` on HS1940 MCH (.fam phenotype 6,
+    GEMMA's ``-n 6``), process start to the TSV and the Manhattan/QQ PNGs written, against
+    ``gemma -gk 1`` then ``gemma -lmm 4`` (process start to its association file)."""
+    from _timing import Task
+
+    gemma = ("gemma -bfile {arg0} -gk 1 -n 6 -o hs && "
+             "gemma -bfile {arg0} -k output/hs.cXX.txt -n 6 -lmm 4 -o hs")  # fmt: skip
+    return [Task(
+        "HS1940 `lmmkit gwas` MCH, all three tests (1,940 mice x 12,226 SNPs)",
+        setup="from lmmkit.cli.main import main as lmmkit",
+        body="""
+        code = lmmkit(["gwas", "--bfile", ARGS[0], "--pheno-fam", "6", "--test", "all",
+                       "--out", OUT, "--overwrite", "--quiet"])
+        assert code == 0, code
+        """,
+        prepare=lambda tmp: [str(HS)], anchor_cmd=("sh", "-c", gemma), anchor="GEMMA",
+        repeats=3, goal="≥ 10× GEMMA (#14)",
+    )]  # fmt: skip
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _timing
+
+    if not _timing.cli(user_tasks):
+        main()

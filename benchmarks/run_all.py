@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE))
 
 import _timing  # noqa: E402
 
-SCRIPTS = ["bench_lmm", "sparse_design", "bench_glmm", "bench_genetics", "bench_combat",
+SCRIPTS = ["bench_lmm", "sparse_design", "bench_glmm", "bench_genetics", "bench_gwas", "bench_combat",
            "bench_varpart", "bench_survival", "bench_signatures"]  # fmt: skip
 BEGIN, END = "<!-- run_all:begin -->", "<!-- run_all:end -->"
 
