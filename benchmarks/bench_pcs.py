@@ -63,5 +63,34 @@ def main() -> None:
               f"{p_ex:.1f} | {p_ap:.1f} |")  # fmt: skip
 
 
+def user_tasks(quick: bool) -> list:
+    """What a user times (#14): ``lmmkit pca`` against ``plink2 --pca`` (exact, plink2's own
+    thread default), process start to ``.eigenvec``/``.eigenval`` written."""
+    from _timing import Task
+
+    tasks = []
+    for name, (stem, flags) in DATA.items():
+        cmd = "plink2 --bfile {arg0} " + " ".join(flags) + " --pca 10 --out {out}"
+        tasks.append(Task(
+            f"{name} `lmmkit pca` 10 PCs (exact)",
+            setup="from lmmkit.cli.main import main as lmmkit",
+            body="""
+            code = lmmkit(["pca", "--bfile", ARGS[0], "--pcs", "10", "--out", OUT,
+                           "--overwrite", "--quiet"])
+            assert code == 0, code
+            """,
+            prepare=lambda tmp, p=str(SHARED / stem): [p], anchor_cmd=("sh", "-c", cmd),
+            anchor="plink2", repeats=3,
+        ))  # fmt: skip
+    return tasks
+
+
 if __name__ == "__main__":
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _timing
+
+    if _timing.cli(user_tasks):
+        raise SystemExit(0)
     main()

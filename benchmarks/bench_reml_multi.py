@@ -101,5 +101,43 @@ def main() -> None:
         print(f"speed-up lmmkit vs BOLT-REML: {bolt_t / t_lmm:.1f}x")
 
 
+def user_tasks(quick: bool) -> list:
+    """What a user times (#14): two-GRM REML from the PLINK files (read, QC, GRMs, AI-REML,
+    h² written) against ``bolt --reml`` (its thread default), process start to end."""
+    from _timing import Task
+
+    def prepare(tmp: Path) -> list[str]:
+        snps = tmp / "modelSnps2"
+        with open(f"{EUR}.bim") as fh, open(snps, "w") as out:
+            for line in fh:
+                f = line.split()
+                out.write(f"{f[1]} {'chr17_19' if int(f[0]) <= 19 else 'chr20_22'}\n")
+        return [str(EUR), str(snps)]
+
+    bolt = ("bolt --bfile={arg0} --phenoFile={arg0}.pheno2.covars --phenoCol=PHENO "
+            "--covarFile={arg0}.pheno2.covars --qCovarCol=QCOV1 --qCovarCol=QCOV2 "
+            "--covarCol=CAT_COV --modelSnps={arg1} --reml > {out}")  # fmt: skip
+    return [Task(
+        "EUR_subset two-GRM REML (366 x 54,051)",
+        setup="import numpy as np\n"
+        "from lmmkit.genetics.multi_reml import multi_reml_from_plink\n"
+        "from lmmkit.genetics.plink import read_pheno_file, read_plink",
+        body="""
+        pl = read_plink(ARGS[0])
+        ph = read_pheno_file(ARGS[0] + ".pheno2.covars")
+        groups = np.where(pl.bim["chrom"].astype(int) <= 19, "chr17_19", "chr20_22")
+        fit = multi_reml_from_plink(pl, ph["PHENO"], groups, ph[["QCOV1", "QCOV2", "CAT_COV"]])
+        open(OUT, "w").write(" ".join(map(str, fit.h2)) + "\\n")
+        """,
+        prepare=prepare, anchor_cmd=("sh", "-c", bolt), anchor="BOLT-REML", repeats=3,
+    )]  # fmt: skip
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _timing
+
+    if not _timing.cli(user_tasks):
+        main()

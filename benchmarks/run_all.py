@@ -27,8 +27,9 @@ sys.path.insert(0, str(HERE))
 
 import _timing  # noqa: E402
 
-SCRIPTS = ["bench_lmm", "sparse_design", "bench_glmm", "bench_genetics", "bench_gwas", "bench_combat",
-           "bench_varpart", "bench_survival", "bench_signatures"]  # fmt: skip
+SCRIPTS = ["bench_lmm", "sparse_design", "bench_glmm", "bench_genetics", "bench_gwas",
+           "bench_reml_multi", "bench_pcs", "bench_combat", "bench_varpart", "bench_survival",
+           "bench_signatures"]  # fmt: skip
 BEGIN, END = "<!-- run_all:begin -->", "<!-- run_all:end -->"
 
 
