@@ -2,7 +2,8 @@
 
 Each returns n x n kernels for :func:`lmmkit.genetics.multi_reml.multi_reml` (GCTA's
 ``--mgrm``): :func:`snp_set_grms` (one GRM per SNP set, e.g. chromosome groups, in one pass over
-the .bed), :func:`epistasis_kernel` (K o K), :func:`gxe_kernel` (K o e e').
+the genotypes, in any format :func:`~lmmkit.genetics.source.open_genotypes` reads),
+:func:`epistasis_kernel` (K o K), :func:`gxe_kernel` (K o e e').
 """
 
 from __future__ import annotations
@@ -116,7 +117,12 @@ def snp_set_grms(
     Parameters
     ----------
     plink
-        A genotype source or PLINK prefix.
+        Any genotype source (:class:`~lmmkit.genetics.source.GenotypeSource`:
+        :func:`~lmmkit.read_plink`, :func:`~lmmkit.read_bgen`, :func:`~lmmkit.read_pgen`,
+        :func:`~lmmkit.read_vcf`) or a path :func:`~lmmkit.genetics.source.open_genotypes`
+        recognizes (a PLINK 1 or PLINK 2 prefix, a ``.bed``/``.pgen`` file, a ``.bgen``, a
+        ``.vcf``/``.vcf.gz``/``.bcf``).  Dosages (BGEN probabilities, VCF ``DS``) are used
+        as they are, as :func:`~lmmkit.genetics.grm.compute_grm` uses them.
     groups
         A mapping ``name -> SNP indices or boolean mask`` (sets must not overlap) or a
         sequence of one label per SNP of the .bim (``None``/NaN/"" = not used).
@@ -148,11 +154,14 @@ def snp_set_grms(
     >>> import lmmkit
     >>> pl = lmmkit.read_plink("EUR_subset")  # doctest: +SKIP
     >>> grms = lmmkit.snp_set_grms(pl, pl.bim["chrom"])  # one GRM per chromosome  # doctest: +SKIP
+    >>> pg = lmmkit.read_pgen("eur")  # PLINK 2; a path works too  # doctest: +SKIP
+    >>> grms = lmmkit.snp_set_grms("eur.pgen", pg.bim["chrom"])  # doctest: +SKIP
     """
     from lmmkit.genetics.grm import GRM, _accumulate
-    from lmmkit.genetics.plink import filter_snps, read_plink
+    from lmmkit.genetics.plink import filter_snps
+    from lmmkit.genetics.source import open_genotypes
 
-    pl = plink if hasattr(plink, "iter_blocks") else read_plink(plink)
+    pl = open_genotypes(plink)
     m = pl.n_snps
     labels = np.full(m, "", dtype=object)
     if isinstance(groups, Mapping):

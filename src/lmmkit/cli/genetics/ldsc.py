@@ -9,6 +9,7 @@ from typing import Any
 
 from lmmkit._io import write_text_atomic
 from lmmkit.cli._common import add_common, add_list_option, refuse_existing, say, write_json
+from lmmkit.cli.genetics._options import add_genotype_options, open_plink
 from lmmkit.errors import DataError
 
 __all__ = ["add_parser", "run"]
@@ -27,14 +28,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _ldsc_l2(args: argparse.Namespace, out: Path) -> int:
     from lmmkit.genetics.ldsc import ld_scores, write_ldscore
-    from lmmkit.genetics.plink import read_plink
 
     if not args.bfile:
-        raise DataError("--l2 needs --bfile PREFIX (the reference panel).")
+        raise DataError(
+            "--l2 needs the reference panel: --bfile PREFIX, --bgen FILE, --pfile PREFIX or "
+            "--vcf FILE."
+        )
     names = [".l2.ldscore.gz", ".l2.M", ".l2.M_5_50", ".log"]
     targets = [Path(f"{out}{s}") for s in names]
     refuse_existing(targets, args.overwrite)
-    pl = read_plink(args.bfile)
+    pl = open_plink(args)
     log: list[str] = []
     say(args, f"lmmkit ldsc --l2: {pl.prefix} ({pl.n_samples} samples, {pl.n_snps} SNPs)", log)
     ld = ld_scores(
@@ -254,13 +257,22 @@ def add_parser(subparsers) -> None:
         "(SNP heritability from summary statistics) and --rg (genetic correlation).",
     )
     mode = ld.add_argument_group("mode (one of)")
-    mode.add_argument("--l2", action="store_true", help="compute LD scores from --bfile")
+    mode.add_argument(
+        "--l2",
+        action="store_true",
+        help="compute LD scores from the reference panel (--bfile, --bgen, --pfile or --vcf)",
+    )
     mode.add_argument("--h2", metavar="SUMSTATS", help=".sumstats[.gz] file (SNP A1 A2 Z N)")
     add_list_option(
         mode, "--rg", metavar="SUMSTATS", help="genetic correlation of the first with the others"
     )
     ld.add_argument("--out", required=True, metavar="PREFIX", help="output prefix")
-    ld.add_argument("--bfile", metavar="PREFIX", help="--l2: reference panel")
+    add_genotype_options(
+        ld.add_argument_group(
+            "--l2 reference panel (one of; BGEN and VCF hold no cM positions: kb windows)"
+        ),
+        required=False,
+    )
     win = ld.add_mutually_exclusive_group()
     win.add_argument("--ld-wind-cm", type=float, metavar="CM", help="--l2 window in cM")
     win.add_argument("--ld-wind-kb", type=float, metavar="KB", help="--l2 window in kb")

@@ -2,8 +2,10 @@
 
 LD scores
     :func:`ld_scores` computes l_j = sum_k r2u(j, k) over the SNPs k within a window of SNP j
-    on the same chromosome (``window_cm`` when the .bim has genetic positions, else
-    ``window_kb``), from a reference panel in PLINK format, with LDSC's bias-corrected r^2
+    on the same chromosome (``window_cm`` when the panel has genetic positions, else
+    ``window_kb``), from a reference panel in any genotype format
+    (:func:`lmmkit.genetics.source.open_genotypes`: PLINK 1 .bed, BGEN, PGEN, VCF/BCF), with
+    LDSC's bias-corrected r^2
 
         r2u = r^2 - (1 - r^2) / (N - 2),
 
@@ -12,6 +14,11 @@ LD scores
     SNPs within the window; ``chunk_size=50`` reproduces LDSC's ``--l2`` (which, working in
     chunks of 50 SNPs, rounds every window's left edge outwards to a whole chunk) to
     floating-point precision.
+
+Genetic positions come from the .bim's cM column (a .pvar's ``CM`` column); BGEN and VCF
+files hold none, and are treated as a .bim whose cM column is all 0 (the kb window).
+Dosages (BGEN probabilities, VCF ``DS``) are used as they are, as
+the sources' ``read()`` returns them (:mod:`lmmkit.genetics.source`).
 """
 
 from __future__ import annotations
@@ -66,6 +73,24 @@ def _check_positions(c: str, cm: np.ndarray, pos: np.ndarray, window_cm: float |
             LmmkitWarning,
             stacklevel=3,
         )
+
+
+def _variant_file(pl) -> str:
+    """The file that lists a source's variants, for messages: the .bim or .pvar, else the
+    genotype file itself (a BGEN, a VCF)."""
+    files = getattr(pl, "files", {})
+    for role in ("bim", "pvar", "bgen", "vcf"):
+        if role in files:
+            return str(files[role])
+    return str(pl.prefix)
+
+
+def _genetic_positions(bim: pd.DataFrame) -> np.ndarray:
+    """The variants' cM positions; all 0 when the table has no ``cm`` column (the readers
+    of BGEN and VCF files, and of a .pvar without CM, fill it with 0)."""
+    if "cm" not in bim.columns:
+        return np.zeros(len(bim))
+    return bim["cm"].to_numpy(dtype=float)
 
 
 def _standardize(g: np.ndarray) -> np.ndarray:
@@ -150,33 +175,77 @@ def ld_scores(
 ) -> pd.DataFrame:
     """LD scores of the reference-panel SNPs, chromosome by chromosome.
 
-    Window: ``window_cm`` (default 1 cM) when the .bim's cM column is not all zero, else
-    ``window_kb`` (default 1,000 kb); passing one of them chooses it.  A SNP pair is in
-    a window when ``|coord_j - coord_i| <= window`` (LDSC's rule, pairs exactly a window
-    apart included).  ``samples``/``snps`` restrict the panel (indices or masks).  A
-    window spanning a whole chromosome is warned about (``whole_chromosome=None``),
-    allowed silently (``True``, LDSC's ``--yes-really``) or refused (``False``, LDSC's
-    default, which the CLI follows); cM positions that look like Morgans are warned about.
+    Parameters
+    ----------
+    plink
+        The reference panel: any genotype source
+        (:class:`~lmmkit.genetics.source.GenotypeSource`: :func:`~lmmkit.read_plink`,
+        :func:`~lmmkit.read_bgen`, :func:`~lmmkit.read_pgen`, :func:`~lmmkit.read_vcf`) or a
+        path :func:`~lmmkit.genetics.source.open_genotypes` recognizes (a PLINK 1 or PLINK 2
+        prefix, a ``.bed``/``.pgen`` file, a ``.bgen``, a ``.vcf``/``.vcf.gz``/``.bcf``).
+        Dosages (BGEN probabilities, VCF ``DS``) are used as they are (mean-imputed and
+        standardized like allele counts, not rounded to hard calls).
+    window_cm, window_kb
+        The window: ``window_cm`` (default 1 cM) when the panel has genetic positions (a
+        .bim cM column or .pvar ``CM`` column not all 0), else ``window_kb`` (default
+        1,000 kb); passing one of them chooses it.  BGEN and VCF files hold no genetic
+        positions: they take the kb window, and ``window_cm`` is refused.  A SNP pair is
+        in a window when ``|coord_j - coord_i| <= window`` (LDSC's rule, pairs exactly a
+        window apart included).
+    samples, snps
+        Restrict the panel (indices or masks).
+    maf
+        Keep SNPs with MAF above it.
+    chunk_size
+        None: exact windows; 50: LDSC ``--l2``'s chunked windows.
+    progress
+        A progress bar over the chromosomes.
+    whole_chromosome
+        A window spanning a whole chromosome is warned about (None), allowed silently
+        (True, LDSC's ``--yes-really``) or refused (False, LDSC's default, which the CLI
+        follows); cM positions that look like Morgans are warned about.
 
-    Returns a frame with ``chrom, snp, cm, pos, a1, a2, maf, l2`` (SNPs kept: MAF >
-    ``maf`` and not a single het/missing class) and the totals ``M`` and ``M_5_50`` (MAF >
-    0.05) in ``.attrs`` (``attrs["whole_chromosome"]`` lists the chromosomes whose window
-    spanned them).  Memory: one chromosome's genotypes as float64 (n x m_chrom).
+    Returns
+    -------
+    pandas.DataFrame
+        ``chrom, snp, cm, pos, a1, a2, maf, l2`` (SNPs kept: MAF > ``maf`` and not a
+        single het/missing class; ``cm`` 0 for panels without genetic positions) and the
+        totals ``M`` and ``M_5_50`` (MAF > 0.05) in ``.attrs`` (``attrs["whole_chromosome"]``
+        lists the chromosomes whose window spanned them).  Memory: one chromosome's
+        genotypes as float64 (n x m_chrom).
+
+    Raises
+    ------
+    DataError
+        Both windows given, ``window_cm`` for a panel without genetic positions (the file is
+        named), fewer than 3 samples, unsorted positions, no SNP left.
+
+    Examples
+    --------
+    >>> import lmmkit
+    >>> ld = lmmkit.ld_scores("EUR_subset", window_kb=1000)  # doctest: +SKIP
+    >>> ld = lmmkit.ld_scores("eur.pgen", window_kb=1000)  # PLINK 2  # doctest: +SKIP
+    >>> ld = lmmkit.ld_scores(lmmkit.read_bgen("eur.bgen", sample="eur.sample"))  # doctest: +SKIP
     """
-    from lmmkit.genetics.plink import PlinkData, read_plink
+    from lmmkit.genetics.source import open_genotypes
 
-    pl = plink if isinstance(plink, PlinkData) else read_plink(plink)
+    pl = open_genotypes(plink)
     bim = pl.bim.reset_index(drop=True)
     if window_cm is not None and window_kb is not None:
         raise DataError("pass window_cm or window_kb, not both.")
-    has_cm = bool(np.any(bim["cm"].to_numpy(dtype=float) != 0))
+    cm_all = _genetic_positions(bim)
+    has_cm = bool(np.any(cm_all != 0))
     if window_cm is None and window_kb is None:
         if has_cm:
             window_cm = 1.0
         else:
             window_kb = 1000.0
     if window_cm is not None and not has_cm:
-        raise DataError(f"{pl.prefix}.bim has no genetic positions (cM all 0): use window_kb.")
+        raise DataError(
+            f"{_variant_file(pl)} has no genetic positions (a cM column of all 0, or none: "
+            "BGEN and VCF files store none), so a window in cM cannot be drawn: use "
+            "window_kb (--ld-wind-kb) instead."
+        )
     if samples is not None:
         samples = np.asarray(samples)
         if samples.dtype == bool:
@@ -208,15 +277,18 @@ def ld_scores(
         if len(ci) == 0:
             continue
         sub = bim.iloc[ci]
+        cm = cm_all[ci]
         if window_cm is not None:
-            coords = sub["cm"].to_numpy(dtype=float)
+            coords = cm
             max_dist = float(window_cm)
         else:
             coords = sub["pos"].to_numpy(dtype=float)
             max_dist = float(window_kb) * 1000.0
         if np.any(np.diff(coords) < 0):
-            raise DataError(f"chromosome {c}: SNPs are not sorted by position in the .bim.")
-        _check_positions(c, sub["cm"].to_numpy(dtype=float), sub["pos"].to_numpy(), window_cm)
+            raise DataError(
+                f"chromosome {c}: SNPs are not sorted by position in {_variant_file(pl)}."
+            )
+        _check_positions(c, cm, sub["pos"].to_numpy(), window_cm)
         left = _block_left(coords, max_dist)
         if len(left) > 1 and left[-1] == 0:
             whole.append(str(c))
@@ -238,7 +310,7 @@ def ld_scores(
                 {
                     "chrom": sub["chrom"].to_numpy(),
                     "snp": sub["snp"].to_numpy(),
-                    "cm": sub["cm"].to_numpy(),
+                    "cm": cm,
                     "pos": sub["pos"].to_numpy(),
                     "a1": sub["a1"].to_numpy(),
                     "a2": sub["a2"].to_numpy(),
@@ -288,13 +360,24 @@ def write_ldscore(ld: pd.DataFrame, prefix: str | Path) -> None:
 def marginal_z(plink, y, *, samples: np.ndarray | None = None, snps=None, block_size=4000):
     """Per-SNP marginal regression z (t) statistics of ``y`` on each SNP's allele count.
 
-    ``y`` (one column, or n x k for k traits) is aligned with ``samples`` (default: all .fam
-    samples); missing calls are mean-imputed.  t = r sqrt((n - 2) / (1 - r^2)) with r the
-    sample correlation, the OLS t statistic of y ~ 1 + x.  Returns an (m,) or (m, k) array.
-    """
-    from lmmkit.genetics.plink import PlinkData, read_plink
+    ``plink`` is any genotype source (:class:`~lmmkit.genetics.source.GenotypeSource`) or a
+    path :func:`~lmmkit.genetics.source.open_genotypes` recognizes (PLINK 1 or 2 prefix,
+    ``.bgen``, ``.vcf``/``.vcf.gz``/``.bcf``); dosages (BGEN probabilities, VCF ``DS``) are
+    used as they are.  ``y`` (one column, or n x k for k traits) is aligned with ``samples``
+    (default: all samples of the source); missing calls are mean-imputed.  t = r sqrt((n -
+    2) / (1 - r^2)) with r the sample correlation, the OLS t statistic of y ~ 1 + x.
+    Returns an (m,) or (m, k) array.
 
-    pl = plink if isinstance(plink, PlinkData) else read_plink(plink)
+    Examples
+    --------
+    >>> import lmmkit
+    >>> from lmmkit.genetics.ldsc import marginal_z
+    >>> pl = lmmkit.read_pgen("eur")  # or read_plink, read_bgen, read_vcf  # doctest: +SKIP
+    >>> z = marginal_z(pl, pl.phenotype(1))  # doctest: +SKIP
+    """
+    from lmmkit.genetics.source import open_genotypes
+
+    pl = open_genotypes(plink)
     yv = np.asarray(y, dtype=float)
     one = yv.ndim == 1
     yv = yv[:, None] if one else yv
@@ -302,10 +385,12 @@ def marginal_z(plink, y, *, samples: np.ndarray | None = None, snps=None, block_
     yc = yv - yv.mean(0)
     yc /= np.sqrt((yc**2).sum(0))
     idx = np.arange(pl.n_snps) if snps is None else np.asarray(snps)
+    if idx.dtype == bool:
+        idx = np.flatnonzero(idx)
     out = np.empty((len(idx), yv.shape[1]))
     pos = 0
-    for _sel, g in pl.iter_blocks(block_size, snps=idx, samples=samples):
-        x = _standardize(g)
+    for start in range(0, len(idx), block_size):  # the protocol's read(), in blocks
+        x = _standardize(pl.read(snps=idx[start : start + block_size], samples=samples))
         r = x.T @ yc / np.sqrt(n)
         r = np.clip(r, -1 + 1e-15, 1 - 1e-15)
         out[pos : pos + len(r)] = r * np.sqrt((n - 2) / (1 - r * r))
@@ -330,10 +415,20 @@ def simulate_sumstats(
     pair (two traits); ``rg`` then sets the correlation of their effects (beta2 = rg beta1
     + sqrt(1 - rg^2) beta'), with independent environmental noise.  Returns a frame with
     ``snp, a1, a2, n`` and ``z1`` (``z2``), and ``attrs['y']`` (the phenotypes).
-    """
-    from lmmkit.genetics.plink import PlinkData, read_plink
 
-    pl = plink if isinstance(plink, PlinkData) else read_plink(plink)
+    ``plink`` is any genotype source (:class:`~lmmkit.genetics.source.GenotypeSource`) or a
+    path :func:`~lmmkit.genetics.source.open_genotypes` recognizes (PLINK 1 or 2 prefix,
+    ``.bgen``, ``.vcf``/``.vcf.gz``/``.bcf``); dosages are used as they are.
+
+    Examples
+    --------
+    >>> from lmmkit.genetics.ldsc import simulate_sumstats
+    >>> ss = simulate_sumstats("EUR_subset", 0.5, seed=1)  # doctest: +SKIP
+    >>> ss = simulate_sumstats("eur.b8.bgen", (0.4, 0.6), rg=0.5)  # BGEN  # doctest: +SKIP
+    """
+    from lmmkit.genetics.source import open_genotypes
+
+    pl = open_genotypes(plink)
     h = np.atleast_1d(np.asarray(h2, dtype=float))
     if h.size not in (1, 2) or np.any(h <= 0) or np.any(h >= 1):
         raise DataError(f"h2 must be one or two values in (0, 1), got {h2!r}.")
