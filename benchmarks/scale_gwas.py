@@ -26,7 +26,10 @@ infinitesimal background the kinship models, as benchmarks/gwas_binary_calibrati
 ``gwas(binary=True, method="matrix-free", kinship="standardized")`` on every SNP (time, peak RSS,
 lambda GC of p_spa and p_score_normal, tau and its Monte-Carlo SE, the variance ratio), and
 with ``--exact-samples N`` both paths on a random N-sample subset (agreement of tau and
--log10 p, SPA flags) written to ``binary_agreement.json``.
+-log10 p, SPA flags) written to ``binary_agreement.json``. ``--background odd`` puts the
+background on the odd chromosomes only: the even chromosomes' SNPs have no effect, and their
+lambda GC (``gc_lambda_spa_null_snps``) is the calibration on truly null SNPs (files tagged
+``_odd``; ``benchmarks/binary_loco_check.py`` then compares the dense path with and without LOCO).
 
 Multi-kernel REML (issue 17): ``multi`` fits two kernels (odd / even chromosomes, BOLT-LMM's
 normalization) to the quantitative phenotype matrix-free on every sample, and with
