@@ -41,25 +41,34 @@ def run_lmmkit():
     return time.perf_counter() - t0, fit
 
 
-def run_bolt(tmp: Path) -> tuple[float, str]:
+def _model_snps(tmp: Path) -> Path:
+    """BOLT's --modelSnps file: each SNP with its GRM (chromosomes 17-19 / 20-22)."""
     snps = tmp / "modelSnps2"
     with open(f"{EUR}.bim") as fh, open(snps, "w") as out:
         for line in fh:
             f = line.split()
             out.write(f"{f[1]} {'chr17_19' if int(f[0]) <= 19 else 'chr20_22'}\n")
-    cmd = [
+    return snps
+
+
+def _bolt_args(prefix: str, snps: str) -> list[str]:
+    """``bolt --reml`` on the model: PHENO ~ QCOV1 + QCOV2 + CAT_COV, two GRMs."""
+    return [
         "bolt",
-        f"--bfile={EUR}",
-        f"--phenoFile={EUR}.pheno2.covars",
+        f"--bfile={prefix}",
+        f"--phenoFile={prefix}.pheno2.covars",
         "--phenoCol=PHENO",
-        f"--covarFile={EUR}.pheno2.covars",
+        f"--covarFile={prefix}.pheno2.covars",
         "--qCovarCol=QCOV1",
         "--qCovarCol=QCOV2",
         "--covarCol=CAT_COV",
         f"--modelSnps={snps}",
         "--reml",
-        "--numThreads=1",
     ]
+
+
+def run_bolt(tmp: Path) -> tuple[float, str]:
+    cmd = [*_bolt_args(str(EUR), str(_model_snps(tmp))), "--numThreads=1"]
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, check=True)
     return time.perf_counter() - t0, res.stdout + res.stderr
@@ -107,16 +116,9 @@ def user_tasks(quick: bool) -> list:
     from _timing import Task
 
     def prepare(tmp: Path) -> list[str]:
-        snps = tmp / "modelSnps2"
-        with open(f"{EUR}.bim") as fh, open(snps, "w") as out:
-            for line in fh:
-                f = line.split()
-                out.write(f"{f[1]} {'chr17_19' if int(f[0]) <= 19 else 'chr20_22'}\n")
-        return [str(EUR), str(snps)]
+        return [str(EUR), str(_model_snps(tmp))]
 
-    bolt = ("bolt --bfile={arg0} --phenoFile={arg0}.pheno2.covars --phenoCol=PHENO "
-            "--covarFile={arg0}.pheno2.covars --qCovarCol=QCOV1 --qCovarCol=QCOV2 "
-            "--covarCol=CAT_COV --modelSnps={arg1} --reml > {out}")  # fmt: skip
+    bolt = " ".join(_bolt_args("{arg0}", "{arg1}")) + " > {out}"
     return [Task(
         "EUR_subset two-GRM REML (366 x 54,051)",
         setup="import numpy as np\n"

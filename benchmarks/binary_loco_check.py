@@ -18,8 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -40,8 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(f"{sub}.bed").exists():
         raise SystemExit(f"{sub}.bed not found: run scale_gwas.py binary --exact-samples first")
     y = scale_gwas._null_binary(d / "cohort", 0.3, 0.1, a.seed, "odd")
-    rng = np.random.default_rng(a.seed + 7)  # the subset scale_gwas.py drew
-    ys = y[np.sort(rng.choice(a.n, a.samples, replace=False))]
+    ys = y[scale_gwas.subset_samples(a.n, a.samples, a.seed)]  # the subset scale_gwas drew
     out = {}
     for loco in (False, True):
         t0, c0 = time.perf_counter(), time.process_time()

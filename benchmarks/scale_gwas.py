@@ -259,6 +259,13 @@ def run_matfree(args) -> int:
     return 0
 
 
+def subset_samples(n: int, k: int, seed: int) -> np.ndarray:
+    """The random ``k`` of the ``n`` samples that ``binary`` and ``multi`` compare both paths
+    on (sorted; seeded, so ``binary_loco_check.py`` draws the same ones)."""
+    rng = np.random.default_rng(seed + 7)
+    return np.sort(rng.choice(n, min(k, n), replace=False))
+
+
 def _subset_plink(src: Path, dst: Path, samples: np.ndarray) -> None:
     """Write the given samples of a PLINK set (all SNPs) with bed-reader."""
     from bed_reader import create_bed
@@ -410,8 +417,7 @@ def run_binary(args) -> int:
     if not args.exact_samples:
         return 0
     sub = d / f"sub{args.exact_samples}"
-    rng = np.random.default_rng(args.seed + 7)
-    samples = np.sort(rng.choice(args.n, min(args.exact_samples, args.n), replace=False))
+    samples = subset_samples(args.n, args.exact_samples, args.seed)
     if not Path(f"{sub / 'cohort'}.bed").exists():
         _subset_plink(prefix, sub / "cohort", samples)
     ys = y[samples]
@@ -475,8 +481,7 @@ def run_multi(args) -> int:
     if args.exact_samples:
         sub = d / f"sub{args.exact_samples}"
         if not Path(f"{sub / 'cohort'}.bed").exists():
-            rng = np.random.default_rng(args.seed + 7)
-            samples = np.sort(rng.choice(args.n, args.exact_samples, replace=False))
+            samples = subset_samples(args.n, args.exact_samples, args.seed)
             _subset_plink(d / "cohort", sub / "cohort", samples)
         dense, t_d = fit(sub / "cohort", "dense")
         mf, t_m = fit(sub / "cohort", "matrix-free")

@@ -78,10 +78,9 @@ def _check_positions(c: str, cm: np.ndarray, pos: np.ndarray, window_cm: float |
 def _variant_file(pl) -> str:
     """The file that lists a source's variants, for messages: the .bim or .pvar, else the
     genotype file itself (a BGEN, a VCF)."""
-    files = getattr(pl, "files", {})
     for role in ("bim", "pvar", "bgen", "vcf"):
-        if role in files:
-            return str(files[role])
+        if role in pl.files:
+            return str(pl.files[role])
     return str(pl.prefix)
 
 
@@ -389,8 +388,8 @@ def marginal_z(plink, y, *, samples: np.ndarray | None = None, snps=None, block_
         idx = np.flatnonzero(idx)
     out = np.empty((len(idx), yv.shape[1]))
     pos = 0
-    for start in range(0, len(idx), block_size):  # the protocol's read(), in blocks
-        x = _standardize(pl.read(snps=idx[start : start + block_size], samples=samples))
+    for _sel, g in pl.iter_blocks(block_size, snps=idx, samples=samples):
+        x = _standardize(g)
         r = x.T @ yc / np.sqrt(n)
         r = np.clip(r, -1 + 1e-15, 1 - 1e-15)
         out[pos : pos + len(r)] = r * np.sqrt((n - 2) / (1 - r * r))
