@@ -424,7 +424,9 @@ def run_binary(args) -> int:
     out = {}
     for name in ("exact", "matrix-free"):
         t0, c0 = time.perf_counter(), time.process_time()
-        out[name] = gwas(sub / "cohort", ys, method=name, progress=False, **kw)
+        # both with LOCO: the matrix-free binary path always is (SAIGE), the dense path
+        # refits tau per left-out chromosome
+        out[name] = gwas(sub / "cohort", ys, method=name, loco=True, progress=False, **kw)
         print(name, f"{time.perf_counter() - t0:.1f} s wall, {time.process_time() - c0:.1f} s CPU")
     a = out["exact"].table.set_index("snp")
     b = out["matrix-free"].table.set_index("snp").loc[a.index]
@@ -469,7 +471,10 @@ def run_multi(args) -> int:
         pl = read_plink(prefix)
         groups = np.where(pl.bim["chrom"].astype(int).to_numpy() % 2 == 1, "odd", "even")
         t0, c0 = time.perf_counter(), time.process_time()
-        kw = {"n_probes": args.probes_multi} if method == "matrix-free" else {}
+        kw = {}
+        if method == "matrix-free":
+            kw = dict(n_probes=args.probes_multi, precondition_rank=args.precondition_rank,
+                      progress=True)  # fmt: skip
         res = multi_reml_from_plink(
             pl, 1, groups, normalization="empirical", method=method, **kw
         )
@@ -503,6 +508,10 @@ def run_multi(args) -> int:
             "se": mf.sigma2_se.tolist(),
             "mc_se": mf.sigma2_mc_se.tolist(),
             "passes": mf.passes,
+            "n_iter": mf.n_iter,
+            "converged": mf.converged,
+            "n_probes": args.probes_multi,
+            "precondition_rank": args.precondition_rank,
             "seconds_wall_cpu": t_m,
             "peak_rss_gib": round(_peak_rss_gib(), 2),
         }
@@ -559,6 +568,8 @@ def main(argv: list[str] | None = None) -> int:
         "the even chromosomes' SNPs are truly null and their lambda GC is the calibration)",
     )  # fmt: skip
     ap.add_argument("--probes-multi", type=int, default=100, help="multi: trace probes")
+    ap.add_argument("--precondition-rank", type=int, default=64,
+                    help="multi: kinship eigenvectors of the Nystrom preconditioner (0: Jacobi)")
     ap.add_argument("--subset-only", action="store_true", help="multi: skip the full run")
     args = ap.parse_args(argv)
     steps = {"simulate": simulate, "matfree": run_matfree, "exact": run_exact,

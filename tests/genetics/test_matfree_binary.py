@@ -12,6 +12,7 @@ from lmmkit.errors import DataError, ModelError
 from lmmkit.genetics import spa
 from lmmkit.genetics.gwas import BINARY_OUTPUT_COLUMNS, gwas
 from lmmkit.genetics.gwas.matfree.binary import fit_null_binary_matfree, pcg
+from lmmkit.genetics.gwas.matfree.binary_loco import fit_loco_binary
 from lmmkit.genetics.gwas.matfree.genotypes import _decode, _Operator, load_genotypes
 from lmmkit.genetics.plink import read_plink
 from tests.genetics._genetics_helpers import require_hs
@@ -62,9 +63,7 @@ def _imputed(pl, snps=None):
 def cohort(tmp_path_factory):
     """500 related samples x 2,400 SNPs on 3 chromosomes; 20% cases of a polygenic
     liability, one covariate."""
-    pl = read_plink(
-        simulate(tmp_path_factory.mktemp("mfb") / "sim", n=500, m=2400, special=False)
-    )
+    pl = read_plink(simulate(tmp_path_factory.mktemp("mfb") / "sim", n=500, m=2400, special=False))
     op, k, testable = _operator(pl)
     y, rng = _liability_cases(k, 0.2, seed=3)
     x = np.column_stack([np.ones(pl.n_samples), rng.normal(size=pl.n_samples)])
@@ -125,6 +124,11 @@ def test_gwas_binary_matrix_free_end_to_end(cohort, tmp_path):
     assert np.all((res.table["p_spa"] > 0) & (res.table["p_spa"] <= 1))
     assert out.exists()
     assert any("variance ratio" in line for line in res.log)
+    assert res.log[0].endswith("LOCO as SAIGE")
+    assert any(line.startswith("LOCO null models (3 chromosomes") for line in res.log)
+    assert set(res.null) == {"all", "1", "2", "3"}
+    assert all(res.null[c]["tau"] == info["tau"] for c in "123")  # tau fixed (SAIGE)
+    assert info["loco_converged"] == 1.0 and 0 < info["loco_var_ratio"] < 1.5
 
 
 def test_resume_reads_saved_null_model(cohort, tmp_path):
@@ -155,6 +159,93 @@ def test_resume_reads_saved_null_model(cohort, tmp_path):
     assert any("null model read from" in m for m in again.log)
     np.testing.assert_array_equal(again.table["p_spa"], full.table["p_spa"])
     assert again.null["all"]["tau"] == full.null["all"]["tau"]
+    # the LOCO models come back too
+    assert again.null["2"].keys() == full.null["2"].keys()
+    np.testing.assert_array_equal(list(again.null["2"].values()), list(full.null["2"].values()))
+
+
+def _chrom_codes(pl):
+    chrom = pl.bim["chrom"].astype(str).to_numpy()
+    codes = {c: i for i, c in enumerate(dict.fromkeys(chrom))}
+    return np.array([codes[c] for c in chrom])
+
+
+def _dense_kernel(op, use):
+    """Z_use Z_use' / M_use densely, ``use`` a mask over the kinship SNPs."""
+    geno = op.geno
+    z = np.empty((op.n, geno.m), np.float32)
+    _decode(geno.g, 0, geno.m, geno.center, geno.scale, z)
+    z = z[:, use].astype(float)
+    return z @ z.T / use.sum()
+
+
+def test_loco_models_solve_the_dense_loco_equations(cohort):
+    """Each chromosome's LOCO model is the PQL fixed point of Sigma_c = W_c^-1 + tau K_-c
+    (K_-c built densely here): eta = y~ - P_c y~ / w and alpha the GLS estimate, to the
+    CG and PQL tolerances; tau is the full fit's; the LOCO variance ratio is the mean over
+    the calibration SNPs of the dense g'P_c g / g~'W g~ of each SNP's own chromosome."""
+    pl, op, _, testable, y, x = cohort
+    cc = _chrom_codes(pl)
+    sel = np.flatnonzero(testable)
+    rows = sel[:: len(sel) // 30][:30]
+    cal = _imputed(pl, snps=rows)
+    full, _ = fit_null_binary_matfree(op, y, x, cal, n_probes=30, seed=1)
+    lf = fit_loco_binary(op, full, np.array([0, 1, 2]), cal, cc[rows])
+    assert lf.converged and lf.n_calibration == 30 and set(lf.models) == {0, 1, 2}
+    ratios = np.empty(30)
+    for code in (0, 1, 2):
+        k = _dense_kernel(op, op.geno.chrom != code)
+        mod = lf.models[code]
+        assert mod.tau == full.tau and mod.var_ratio == lf.var_ratio
+        w = mod.mu * (1.0 - mod.mu)
+        yw = mod.eta + (y - mod.mu) / w
+        si = linalg.inv(np.diag(1.0 / w) + full.tau * k)
+        a = x.T @ si @ x
+        alpha = linalg.solve(a, x.T @ si @ yw)
+        p = si - si @ x @ linalg.solve(a, x.T @ si)
+        assert np.max(np.abs(yw - p @ yw / w - mod.eta)) < 1e-3
+        np.testing.assert_allclose(mod.alpha, alpha, atol=1e-3 * mod.alpha_se.min())
+        on = cc[rows] == code
+        g = cal[:, on]
+        gt = g - x @ (mod.adjust @ g)
+        ratios[on] = np.einsum("ij,ij->j", g, p @ g) / np.einsum("ij,i,ij->j", gt, w, gt)
+    assert abs(lf.var_ratio / ratios.mean() - 1) < 1e-3
+    assert lf.var_ratio_sd == pytest.approx(ratios.std(ddof=1), rel=0.05)
+
+
+def test_loco_removes_proximal_contamination(tmp_path):
+    """Few kinship SNPs per sample (n / M = 2) and a liability carried by the first
+    chromosome's SNPs only, so the SNPs of the other two have no effect.  Tested against the
+    full kinship, which contains them, their score tests are deflated (the random effect
+    absorbs each SNP's own share: mean chi^2 about 0.5); LOCO takes them out of the kinship
+    and lifts the mean chi^2 to the dense exact path's with LOCO (tau refitted per
+    chromosome, exact g'Pg): 0.82 against 0.80 here, the rest of the deflation being the
+    model's own in so extreme a design (100 SNPs per chromosome)."""
+    pl = read_plink(simulate(tmp_path / "pc", n=600, m=300, special=False, seed=4))
+    op, _, testable = _operator(pl)
+    cc = _chrom_codes(pl)
+    y, _ = _liability_cases(_dense_kernel(op, op.geno.chrom == 0), 0.3, seed=2, scale=4.0)
+    x = np.ones((len(y), 1))
+    rows = np.flatnonzero(testable)[::10]
+    cal = _imputed(pl, snps=rows)
+    full, _ = fit_null_binary_matfree(op, y, x, cal, n_probes=30, seed=1)
+    lf = fit_loco_binary(op, full, np.array([0, 1, 2]), cal, cc[rows])
+    null = np.flatnonzero(testable & (cc > 0))
+    g = _imputed(pl, snps=null)
+    t = spa.score_tests(full, g)
+    chi_full = t["score"] ** 2 / t["var"]
+    chi_loco, chi_dense = np.empty(len(null)), np.empty(len(null))
+    for c in (1, 2):
+        on = cc[null] == c
+        t = spa.score_tests(lf.models[c], g[:, on])
+        chi_loco[on] = t["score"] ** 2 / t["var"]
+        dense = spa.fit_null_binary(_dense_kernel(op, op.geno.chrom != c), y, x)
+        t = spa.score_tests(dense, g[:, on])
+        chi_dense[on] = t["score"] ** 2 / t["var"]
+    assert full.tau > 1.0
+    assert chi_full.mean() < 0.6
+    assert chi_loco.mean() > chi_full.mean() + 0.2
+    assert abs(chi_loco.mean() - chi_dense.mean()) < 0.05
 
 
 def test_bad_input(cohort):
@@ -169,8 +260,6 @@ def test_bad_input(cohort):
     cal = _imputed(pl, snps=np.arange(10))
     with pytest.raises(ModelError, match=r"after 1 iterations.*raise max_cg_iter"):
         fit_null_binary_matfree(op, y, x, cal, cg_tol=1e-12, max_cg_iter=1)
-    with pytest.raises(DataError, match="loco=True"):
-        gwas(pl, y, binary=True, method="matrix-free", loco=True, progress=False)
     with pytest.raises(DataError, match="n x n matrix needs method='exact'"):
         gwas(pl, y, binary=True, method="matrix-free", kinship=np.eye(pl.n_samples),
              progress=False)  # fmt: skip
@@ -183,13 +272,15 @@ def test_hs1940_matches_dense_path():
     is SAIGE's approximation, and it is at its worst on such a related cohort (ratio sd
     ~14% of its mean), so -log10 p agree to 0.03 in median and 1.0 at most."""
     from lmmkit.genetics.grm import compute_grm
+    from lmmkit.genetics.gwas.matfree.binary_path import gwas_binary_matrix_free
 
     pl = read_plink(require_hs())
     k = compute_grm(pl, "standardized", progress=False).matrix
     y, _ = _liability_cases(k, 0.1, seed=5)
     kw = dict(kinship="standardized", binary=True, progress=False, plots=False)
     ex = gwas(pl, y, method="exact", **kw)
-    mf = gwas(pl, y, method="matrix-free", **kw)
+    mf = gwas_binary_matrix_free(pl, y, loco=False, kinship="standardized", progress=False,
+                                 plots=False)  # fmt: skip
     a = ex.table.set_index("snp")
     b = mf.table.set_index("snp").loc[a.index]
     tau_ex, info = ex.null["all"]["tau"], mf.null["all"]

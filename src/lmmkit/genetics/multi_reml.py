@@ -47,6 +47,7 @@ The kernels to fit beside the GRM (SNP-set GRMs, epistasis, gene x environment) 
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -597,7 +598,9 @@ def multi_reml_from_plink(
         their seed.
     **kwargs
         Passed to :func:`multi_reml` (``init``, ``max_iter``, ``tol``, ...) or to the
-        matrix-free fit (``tol``, ``cg_tol``, ``max_cg_iter``, ``max_iter``).
+        matrix-free fit (``tol``, ``cg_tol``, ``max_cg_iter``, ``max_iter``,
+        ``precondition_rank``, and ``progress=True`` for a line per REML iteration on
+        stderr).
 
     Returns
     -------
@@ -695,4 +698,6 @@ def _matrix_free(pl, keep, y, w, groups, normalization, maf, max_missing, block,
         pl, keep, "empirical", q0, 0.0, 1.0, block, 1024, codes, len(names) + 1, False
     )
     op = _Operator(geno, q0, 1024)
+    if kwargs.pop("progress", False):
+        kwargs.setdefault("say", lambda line: print(line, file=sys.stderr, flush=True))
     return multi_reml_matrix_free(op, y, w, names, n_probes=probes, seed=seed, **kwargs)

@@ -154,8 +154,9 @@ def gwas(
         its reason are in the log). Binary traits: ``"matrix-free"`` (or ``"auto"`` beyond
         :data:`~lmmkit.genetics.gwas.method.EXACT_MAX_SAMPLES` samples) fits the logistic
         null model without n x n matrices and tests with SAIGE's variance ratio
-        (:func:`lmmkit.genetics.gwas.matfree.binary_path.gwas_binary_matrix_free`; full
-        kinship, ``loco=False``).
+        (:func:`lmmkit.genetics.gwas.matfree.binary_path.gwas_binary_matrix_free`; always
+        LOCO as SAIGE: tau from the full kinship, the PQL fit repeated per left-out
+        chromosome).
 
     Returns
     -------
@@ -204,12 +205,6 @@ def gwas(
         if chosen == "matrix-free":
             from lmmkit.genetics.gwas.matfree.binary_path import gwas_binary_matrix_free
 
-            if loco:
-                raise DataError(
-                    "loco=True: the matrix-free binary path fits one null model with the "
-                    "full kinship (SAIGE step 1 without LOCO); pass loco=False, or "
-                    "method='exact' for per-chromosome dense models."
-                )
             res = gwas_binary_matrix_free(
                 pl0, pheno, covariates=covariates, kinship=kinship, tests=tests,
                 block_snps=block_snps, executor=executor, out=out, overwrite=overwrite,
@@ -217,7 +212,7 @@ def gwas(
                 blas_threads=blas_threads, spa_cutoff=spa_cutoff,
                 kinship_samples=kinship_samples,
             )  # fmt: skip
-            res.log.insert(0, f"path: matrix-free binary ({why})")
+            res.log.insert(0, f"path: matrix-free binary ({why}); LOCO as SAIGE")
             if pc_note:
                 res.log.insert(1, pc_note)
             return res

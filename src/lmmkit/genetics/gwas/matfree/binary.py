@@ -27,7 +27,8 @@ its SEs, and -- batched with it -- x'P x for ``n_calibration`` random SNPs with 
 count >= 20 (SAIGE's variance ratio): the score test then uses Var(T) = r g~'W g~ with r the
 mean of x'P x / g~'W g~ over those SNPs (:func:`lmmkit.genetics.spa.score_tests` with a
 model whose ``var_ratio`` is set); the saddlepoint approximation is applied as on the dense
-path.  The kinship is the full one (no LOCO), as the dense binary path.
+path.  The kinship is the full one; the per-chromosome (LOCO) models that the score tests use
+by default start from this fit (:mod:`lmmkit.genetics.gwas.matfree.binary_loco`).
 """
 
 from __future__ import annotations
@@ -78,30 +79,43 @@ def kinship_diagonal(op: _Operator) -> np.ndarray:
 
 
 def pcg(
-    matvec: Callable[[np.ndarray], np.ndarray],
+    matvec: Callable[..., np.ndarray],
     diag: np.ndarray,
     rhs: np.ndarray,
     x0: np.ndarray | None,
     tol: float,
     max_iter: int,
+    *,
+    indexed: bool = False,
+    precond: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Batched Jacobi-preconditioned CG for A x = rhs (columns), A symmetric positive
-    definite given by ``matvec`` (n, r) -> (n, r), preconditioner diag(A) = ``diag``.
-    Converged columns drop out.  Returns (x, relative residual per column, iterations)."""
-    inv = (1.0 / diag)[:, None]
+    definite given by ``matvec`` (n, r) -> (n, r), preconditioner diag(A) = ``diag`` ((n,),
+    or (n, r) when each column has its own A).  With ``indexed``, ``matvec(v, cols)`` also
+    receives the column numbers of v (columns with different A, e.g. one per left-out
+    chromosome).  ``precond`` (r -> M^-1 r for columns r), when given, replaces the Jacobi
+    preconditioner.  Converged columns drop out.  Returns (x, relative residual per column,
+    iterations)."""
+    if precond is None:
+        inv = 1.0 / diag if diag.ndim == 2 else np.broadcast_to((1.0 / diag)[:, None], rhs.shape)
+
+    def prec(res: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return precond(res) if precond is not None else res * inv[:, cols]
+
+    mv = matvec if indexed else (lambda v, cols: matvec(v))
     x = np.zeros_like(rhs) if x0 is None else x0.copy()
-    r = rhs - matvec(x) if x0 is not None else rhs.copy()
+    r = rhs - mv(x, np.arange(rhs.shape[1])) if x0 is not None else rhs.copy()
     bnorm = np.linalg.norm(rhs, axis=0)
     bnorm = np.where(bnorm > 0, bnorm, 1.0)
     resid = np.linalg.norm(r, axis=0) / bnorm
-    z = r * inv
+    z = prec(r, np.arange(rhs.shape[1]))
     p = z.copy()
     rz = np.einsum("ij,ij->j", r, z)
     active = np.flatnonzero(resid >= tol)
     it = 0
     while len(active) and it < max_iter:
         it += 1
-        ap = matvec(p[:, active])
+        ap = mv(p[:, active], active)
         alpha = rz[active] / np.einsum("ij,ij->j", p[:, active], ap)
         x[:, active] += p[:, active] * alpha
         r[:, active] -= ap * alpha
@@ -109,7 +123,7 @@ def pcg(
         active = active[resid[active] >= tol]
         if not len(active):
             break
-        z = r[:, active] * inv
+        z = prec(r[:, active], active)
         rz_new = np.einsum("ij,ij->j", r[:, active], z)
         p[:, active] = z + p[:, active] * (rz_new / rz[active])
         rz[active] = rz_new

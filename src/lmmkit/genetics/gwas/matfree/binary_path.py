@@ -17,6 +17,7 @@ from lmmkit.errors import DataError
 from lmmkit.genetics import spa
 from lmmkit.genetics.gwas.exact import BlockTask, run_block
 from lmmkit.genetics.gwas.matfree.binary import fit_null_binary_matfree
+from lmmkit.genetics.gwas.matfree.binary_loco import fit_loco_binary
 from lmmkit.genetics.gwas.matfree.genotypes import _Operator, load_genotypes
 from lmmkit.genetics.gwas.matfree.null import load_null, save_null
 from lmmkit.genetics.gwas.matfree.path import KINSHIP_STATS, check_kinship
@@ -72,12 +73,14 @@ def binary_memory(n: int, m: int, kernel_block: int, n_cols: int, block_snps: in
 
 
 def _calibration_snps(pl, keep, testable, n_calibration, seed, maf, max_missing):
-    """Random testable SNPs with minor-allele count >= 20 (SAIGE), mean-imputed."""
+    """Random testable SNPs with minor-allele count >= 20 (SAIGE), mean-imputed, and
+    their .bim rows."""
     rng = np.random.default_rng(seed + 1)
     cand = np.flatnonzero(testable)
     if len(cand) == 0:
         raise DataError("no SNP passes the MAF / missingness filters.")
     picked: list[np.ndarray] = []
+    rows: list[np.ndarray] = []
     total = 0
     order = rng.permutation(cand)
     for start in range(0, len(order), 4 * n_calibration):
@@ -88,6 +91,7 @@ def _calibration_snps(pl, keep, testable, n_calibration, seed, maf, max_missing)
         ok = (reason == "") & (mac >= 20)
         take = np.flatnonzero(ok)[: n_calibration - total]
         picked.append(x[:, take])
+        rows.append(sel[take])
         total += len(take)
         if total >= n_calibration:
             break
@@ -97,7 +101,7 @@ def _calibration_snps(pl, keep, testable, n_calibration, seed, maf, max_missing)
             f"{len(keep)} analysed samples; the variance ratio needs at least 2 (SAIGE's "
             "calibration SNPs): use method='exact' for so small a data set."
         )
-    return np.hstack(picked)
+    return np.hstack(picked), np.concatenate(rows)
 
 
 def gwas_binary_matrix_free(
@@ -127,6 +131,7 @@ def gwas_binary_matrix_free(
     max_iter: int = 50,
     kernel_block: int = 1024,
     kinship_samples: Any = "analyzed",
+    loco: bool = True,
 ) -> GwasResult:
     """Logistic mixed-model score tests with saddlepoint p-values, never an n x n matrix.
 
@@ -148,17 +153,27 @@ def gwas_binary_matrix_free(
         reaching it raises :class:`~lmmkit.errors.ModelError` with the residual).
     kernel_block
         SNPs decoded to float32 at a time in the kinship products.
+    loco
+        Test each chromosome's SNPs against a null model whose kinship leaves that
+        chromosome out (SAIGE's LOCO: tau from the full-kinship fit, PQL iterated again per
+        chromosome, all chromosomes in one CG per iteration; the variance ratio from the
+        calibration SNPs under their own chromosome's model:
+        :func:`~lmmkit.genetics.gwas.matfree.binary_loco.fit_loco_binary`).  Without it the
+        tested SNP sits inside the kinship, which deflates the tests of SNPs without effect
+        by a factor growing with tau n / M (proximal contamination): ``loco=False`` is for
+        comparing with the dense full-kinship path at small n.
 
     ``kinship`` is ``"centered"``, ``"standardized"`` (default) or ``"empirical"``, built
     from every genotyped SNP of the file as the quantitative matrix-free path does
-    (:data:`~lmmkit.genetics.gwas.matfree.KINSHIPS`); the kinship is the full one (no LOCO,
-    as the dense binary path).
+    (:data:`~lmmkit.genetics.gwas.matfree.KINSHIPS`).
 
     Returns
     -------
     GwasResult
         As ``gwas(binary=True)``; ``null["all"]`` adds ``tau_mc_se``, ``var_ratio``,
-        ``var_ratio_sd``, ``cg_iterations`` and ``passes``.
+        ``var_ratio_sd``, ``cg_iterations`` and ``passes`` (with LOCO also ``loco_*``: the
+        LOCO variance ratio, its sd, PQL and CG iterations, passes), and with LOCO
+        ``null[chromosome]`` holds each chromosome's model summary.
 
     Raises
     ------
@@ -202,7 +217,8 @@ def gwas_binary_matrix_free(
         say(
             "method: matrix-free binary (SAIGE-like: logistic mixed null model by PQL / "
             "AI-REML with PCG solves and Hutchinson traces, score test with the variance "
-            "ratio, saddlepoint p-values)"
+            "ratio, saddlepoint p-values"
+            + ("; LOCO: tau fixed, PQL per left-out chromosome)" if loco else "; full kinship)")
         )
         say(f"kinship convention: {kinship}: {KINSHIP_STATS[kinship]}")
         matched = match(pl, pheno, covariates, binary=True, say=say)
@@ -213,10 +229,13 @@ def gwas_binary_matrix_free(
         chrom = pl.bim["chrom"].astype(str).to_numpy()
         codes = {c: i for i, c in enumerate(pd.unique(chrom))}
         chrom_codes = np.array([codes[c] for c in chrom])
+        plan = plan_blocks(pl, snps, block_snps, by_chromosome=loco)
+        groups = list(dict.fromkeys(c for c, _ in plan.blocks))
         n_cols = 2 + w.shape[1] + n_probes + n_calibration
+        if loco:
+            n_cols = max(n_cols, len(groups) * (1 + w.shape[1]) + n_calibration)
         mem = binary_memory(n, pl.n_snps, kernel_block, n_cols, block_snps)
         say(f"expected peak memory ~{mem / 2**20:.0f} MiB")
-        plan = plan_blocks(pl, snps, block_snps, by_chromosome=False)
         blocks = plan.blocks
         say(f"blocks: {len(blocks)} x <= {block_snps} SNPs")
         settings = {
@@ -228,6 +247,7 @@ def gwas_binary_matrix_free(
             "seed": seed,
             "tol": tol,
             "cg_tol": cg_tol,
+            **({"loco": True} if loco else {}),
         }
         columns = stat_columns(True)
         inputs = fingerprint(
@@ -239,77 +259,37 @@ def gwas_binary_matrix_free(
         if null_path is not None and null_path.exists():
             saved = load_null(null_path)
             say(f"resuming: null model read from {null_path}")
-            model = _model_from(saved, y, w)
+            model, models = _models_from(saved, y, w)
             info = dict(zip(map(str, saved["info_keys"]), map(float, saved["info_vals"])))
         else:
-            t = time.perf_counter()
-            q0 = np.zeros((n, 0))
-            geno, testable = load_genotypes(
-                pl, keep, kinship, q0, maf, max_missing, block_snps, kernel_block,
-                chrom_codes, len(codes), progress,
+            model, models, info = _fit_null(
+                pl, keep, y, w, kinship, samples.covariate_names, maf, max_missing,
+                block_snps, kernel_block, chrom_codes, codes, groups if loco else None,
+                n_probes, n_calibration, seed, tol, cg_tol, max_cg_iter, max_iter, progress,
+                say,
             )  # fmt: skip
-            say(
-                f"kinship: {kinship}, {geno.m} SNPs held as int8 "
-                f"({geno.g.nbytes / 2**20:.0f} MiB), never an n x n matrix; read in "
-                f"{time.perf_counter() - t:.1f} s"
-            )
-            gcal = _calibration_snps(pl, keep, testable, n_calibration, seed, maf, max_missing)
-            op = _Operator(geno, q0, kernel_block)
-            t = time.perf_counter()
-            model, fit = fit_null_binary_matfree(
-                op, y, w, gcal, n_probes=n_probes, seed=seed, tol=tol, cg_tol=cg_tol,
-                max_cg_iter=max_cg_iter, max_iter=max_iter, say=say,
-            )  # fmt: skip
-            del op, geno
-            info = {
-                **model.summary(samples.covariate_names),
-                "tau_mc_se": fit.tau_mc_se,
-                "trace_mc_rel_se": fit.trace_mc_rel_se,
-                "var_ratio": fit.var_ratio,
-                "var_ratio_sd": fit.var_ratio_sd,
-                "n_calibration": float(fit.n_calibration),
-                "cg_iterations": float(fit.cg_iterations),
-                "passes": float(fit.passes),
-                "cg_max_residual": fit.max_residual,
-            }
-            say(
-                f"null model: tau {model.tau:.6g} (Monte-Carlo SE {fit.tau_mc_se:.2g}, "
-                f"{n_probes} probes), {'converged' if model.converged else 'NOT converged'} "
-                f"after {model.n_iter} PQL iterations; CG up to {fit.cg_iterations} "
-                f"iterations, {fit.passes} passes over the genotypes, "
-                f"{time.perf_counter() - t:.1f} s"
-            )
-            say(
-                f"variance ratio g~'Pg~ / g~'Wg~ on {fit.n_calibration} SNPs (MAC >= 20): "
-                f"{fit.var_ratio:.5f} (sd {fit.var_ratio_sd:.2g})"
-            )
-            if not model.converged:
-                say("  warning: PQL did not converge; the score tests use the last iterate")
             if null_path is not None:
-                save_null(
-                    null_path,
-                    {
-                        **{k: getattr(model, k) for k in _MODEL_ARRAYS},
-                        "tau": model.tau,
-                        "var_ratio": model.var_ratio,
-                        "n_iter": model.n_iter,
-                        "converged": model.converged,
-                        "info_keys": np.array(list(info)),
-                        "info_vals": np.array(list(info.values()), dtype=float),
-                    },
-                )
+                save_null(null_path, _null_arrays(model, models, info))
+        null_info = {"all": info}
+        if loco:
+            null_info.update(
+                (grp, models[codes[grp]].summary(samples.covariate_names)) for grp in groups
+            )
 
-        task = BlockTask(
-            source=pl, samples=keep, model=model, w=w, tests=tests, maf=maf,
-            max_missing=max_missing, blas_threads=blas_threads, chunk=min(1024, block_snps),
-            spa_cutoff=spa_cutoff,
-        )  # fmt: skip
         executor = SerialExecutor() if executor is None else executor
         results = dict(parts.done)
         resumed = len(results)
-        todo = [(i, b) for i, (_, b) in enumerate(blocks) if i not in results]
         with progress_bar(blocks, results, progress) as bar:
-            parts.run(executor, run_block, todo, task, results, bar)
+            for grp in groups:
+                todo = [(i, b) for i, (c, b) in enumerate(blocks) if c == grp and i not in results]
+                if not todo:
+                    continue
+                task = BlockTask(
+                    source=pl, samples=keep, model=models[codes[grp]] if loco else model, w=w,
+                    tests=tests, maf=maf, max_missing=max_missing, blas_threads=blas_threads,
+                    chunk=min(1024, block_snps), spa_cutoff=spa_cutoff,
+                )  # fmt: skip
+                parts.run(executor, run_block, todo, task, results, bar)
 
         table, skipped, n_skipped = merge_blocks(pl, results, len(blocks), columns)
         say(snp_counts(table, n_skipped))
@@ -336,7 +316,7 @@ def gwas_binary_matrix_free(
             n_tested=len(table),
             n_skipped=n_skipped,
             gc_lambda=gc,
-            null={"all": info},
+            null=null_info,
             out=out_path,
             log=log,
             seconds=seconds,
@@ -344,16 +324,129 @@ def gwas_binary_matrix_free(
         )
 
 
-def _model_from(saved: dict[str, Any], y: np.ndarray, x: np.ndarray) -> spa.BinaryNullModel:
-    """The null model written by a previous run (``OUT.parts``)."""
-    return spa.BinaryNullModel(
-        y=y,
-        x=x,
-        proj=None,
-        tau=float(saved["tau"]),
-        n_iter=int(saved["n_iter"]),
-        converged=bool(saved["converged"]),
-        logl_reml=float("nan"),
-        var_ratio=float(saved["var_ratio"]),
-        **{k: np.asarray(saved[k]) for k in _MODEL_ARRAYS},
+def _fit_null(
+    pl, keep, y, w, kinship, names, maf, max_missing, block_snps, kernel_block, chrom_codes,
+    codes, groups, n_probes, n_calibration, seed, tol, cg_tol, max_cg_iter, max_iter,
+    progress, say,
+):  # fmt: skip
+    """Genotypes as int8, the full-kinship null model and (``groups``: the chromosomes
+    tested) the LOCO models; returns (model, {code: LOCO model}, info for the result)."""
+    t = time.perf_counter()
+    n = len(keep)
+    q0 = np.zeros((n, 0))
+    geno, testable = load_genotypes(
+        pl, keep, kinship, q0, maf, max_missing, block_snps, kernel_block,
+        chrom_codes, len(codes), progress,
+    )  # fmt: skip
+    say(
+        f"kinship: {kinship}, {geno.m} SNPs held as int8 "
+        f"({geno.g.nbytes / 2**20:.0f} MiB), never an n x n matrix; read in "
+        f"{time.perf_counter() - t:.1f} s"
     )
+    gcal, cal_rows = _calibration_snps(pl, keep, testable, n_calibration, seed, maf, max_missing)
+    op = _Operator(geno, q0, kernel_block)
+    t = time.perf_counter()
+    model, fit = fit_null_binary_matfree(
+        op, y, w, gcal, n_probes=n_probes, seed=seed, tol=tol, cg_tol=cg_tol,
+        max_cg_iter=max_cg_iter, max_iter=max_iter, say=say,
+    )  # fmt: skip
+    info = {
+        **model.summary(names),
+        "tau_mc_se": fit.tau_mc_se,
+        "trace_mc_rel_se": fit.trace_mc_rel_se,
+        "var_ratio": fit.var_ratio,
+        "var_ratio_sd": fit.var_ratio_sd,
+        "n_calibration": float(fit.n_calibration),
+        "cg_iterations": float(fit.cg_iterations),
+        "passes": float(fit.passes),
+        "cg_max_residual": fit.max_residual,
+    }
+    say(
+        f"null model: tau {model.tau:.6g} (Monte-Carlo SE {fit.tau_mc_se:.2g}, "
+        f"{n_probes} probes), {'converged' if model.converged else 'NOT converged'} "
+        f"after {model.n_iter} PQL iterations; CG up to {fit.cg_iterations} "
+        f"iterations, {fit.passes} passes over the genotypes, "
+        f"{time.perf_counter() - t:.1f} s"
+    )
+    say(
+        f"variance ratio g~'Pg~ / g~'Wg~ on {fit.n_calibration} SNPs (MAC >= 20): "
+        f"{fit.var_ratio:.5f} (sd {fit.var_ratio_sd:.2g})"
+    )
+    if not model.converged:
+        say("  warning: PQL did not converge; the score tests use the last iterate")
+    models: dict[int, spa.BinaryNullModel] = {}
+    if groups is not None:
+        t = time.perf_counter()
+        lf = fit_loco_binary(
+            op, model, np.array([codes[grp] for grp in groups]), gcal, chrom_codes[cal_rows],
+            tol=tol, cg_tol=cg_tol, max_cg_iter=max_cg_iter, max_iter=max_iter, say=say,
+        )  # fmt: skip
+        models = lf.models
+        info.update(
+            loco_var_ratio=lf.var_ratio,
+            loco_var_ratio_sd=lf.var_ratio_sd,
+            loco_n_calibration=float(lf.n_calibration),
+            loco_n_iter=float(lf.n_iter),
+            loco_converged=float(lf.converged),
+            loco_cg_iterations=float(lf.cg_iterations),
+            loco_passes=float(lf.passes),
+            loco_cg_max_residual=lf.max_residual,
+        )
+        say(
+            f"LOCO null models ({len(groups)} chromosomes, tau fixed): "
+            f"{'converged' if lf.converged else 'NOT converged'} after {lf.n_iter} PQL "
+            f"iterations; CG up to {lf.cg_iterations} iterations, {lf.passes} passes, "
+            f"{time.perf_counter() - t:.1f} s; variance ratio under LOCO on "
+            f"{lf.n_calibration} SNPs: {lf.var_ratio:.5f} (sd {lf.var_ratio_sd:.2g})"
+        )
+        if not lf.converged:
+            say("  warning: LOCO PQL did not converge; the score tests use the last iterate")
+    return model, models, info
+
+
+def _null_arrays(model, models, info) -> dict[str, Any]:
+    """What :func:`_models_from` needs to rebuild the models (the npz in ``OUT.parts``)."""
+    arrays = {
+        **{k: getattr(model, k) for k in _MODEL_ARRAYS},
+        "tau": model.tau,
+        "var_ratio": model.var_ratio,
+        "n_iter": model.n_iter,
+        "converged": model.converged,
+        "info_keys": np.array(list(info)),
+        "info_vals": np.array(list(info.values()), dtype=float),
+        "loco_codes": np.array(list(models), dtype=np.int64),
+    }
+    for k in _MODEL_ARRAYS:
+        if models:
+            arrays[f"loco_{k}"] = np.stack([getattr(m, k) for m in models.values()])
+    if models:
+        m0 = next(iter(models.values()))
+        arrays.update(loco_var_ratio=m0.var_ratio, loco_n_iter=m0.n_iter,
+                      loco_converged=m0.converged)  # fmt: skip
+    return arrays
+
+
+def _models_from(
+    saved: dict[str, Any], y: np.ndarray, x: np.ndarray
+) -> tuple[spa.BinaryNullModel, dict[int, spa.BinaryNullModel]]:
+    """The null models written by a previous run (``OUT.parts``)."""
+
+    def build(arrays, tau, var_ratio, n_iter, converged):
+        return spa.BinaryNullModel(
+            y=y, x=x, proj=None, tau=float(tau), n_iter=int(n_iter), converged=bool(converged),
+            logl_reml=float("nan"), var_ratio=float(var_ratio),
+            **{k: np.asarray(arrays[k]) for k in _MODEL_ARRAYS},
+        )  # fmt: skip
+
+    model = build(saved, saved["tau"], saved["var_ratio"], saved["n_iter"], saved["converged"])
+    models = {
+        int(code): build(
+            {k: saved[f"loco_{k}"][i] for k in _MODEL_ARRAYS},
+            saved["tau"],
+            saved["loco_var_ratio"],
+            saved["loco_n_iter"],
+            saved["loco_converged"],
+        )  # fmt: skip
+        for i, code in enumerate(saved["loco_codes"])
+    }
+    return model, models
