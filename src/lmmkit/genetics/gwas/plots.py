@@ -34,12 +34,12 @@ def _wrap(title: str, width: int) -> str:
 def _qq_band(n: int, k: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Expected -log10 p and the pointwise 95 % band of the i-th smallest of n uniform
     p-values (Beta(i, n - i + 1)), at ~k ranks spread on the log scale."""
-    from scipy import stats
+    from scipy import special  # beta.ppf(q, a, b) is betaincinv(a, b, q), without scipy.stats
 
     ranks = np.unique(np.geomspace(1, n, min(k, n)).astype(int))
     exp = -np.log10((ranks - 0.5) / n)
-    lo = -np.log10(stats.beta.ppf(0.975, ranks, n - ranks + 1))
-    hi = -np.log10(stats.beta.ppf(0.025, ranks, n - ranks + 1))
+    lo = -np.log10(special.betaincinv(ranks, n - ranks + 1, 0.975))
+    hi = -np.log10(special.betaincinv(ranks, n - ranks + 1, 0.025))
     return exp, lo, hi
 
 
@@ -55,7 +55,7 @@ def manhattan_figure(table: pd.DataFrame, pcol: str, *, title: str = "") -> Any:
     ...                   "p": np.linspace(0.001, 1, 100)})
     >>> fig = manhattan_figure(t, "p", title="y ~ intercept")
     """
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no backend or figure manager to load
 
     p = table[pcol].to_numpy(float)
     ok = np.isfinite(p) & (p > 0)
@@ -78,7 +78,8 @@ def manhattan_figure(table: pd.DataFrame, pcol: str, *, title: str = "") -> Any:
         offset += (rank.max() if len(rank) else 0) * 1.02 + 1
         colors[sel] = "#1f4e79" if i % 2 == 0 else "#7fa7cf"
     gc = genomic_control(p[ok])
-    fig, ax = plt.subplots(figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    ax = fig.subplots()
     ax.scatter(xpos, lp, s=4, c=list(colors), linewidths=0)
     ax.set_xticks(ticks)
     ax.set_xticklabels(labels, fontsize=7)
@@ -106,7 +107,7 @@ def qq_figure(p: np.ndarray, pcol: str = "p", *, title: str = "") -> Any:
     >>> import numpy as np
     >>> fig = qq_figure(np.linspace(0.001, 1, 500), title="y ~ intercept")
     """
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     p = np.asarray(p, float)
     p = p[np.isfinite(p) & (p > 0)]
@@ -114,7 +115,8 @@ def qq_figure(p: np.ndarray, pcol: str = "p", *, title: str = "") -> Any:
     n = len(obs)
     exp = -np.log10((np.arange(1, n + 1) - 0.5) / n)
     bx, blo, bhi = _qq_band(n)
-    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    fig = Figure(figsize=(5.5, 4.8))
+    ax = fig.subplots()
     ax.fill_between(bx, blo, bhi, color="#d9d9d9", lw=0, label="95% band (uniform p)")
     ax.plot([0, exp.max()], [0, exp.max()], color="grey", lw=0.8)
     ax.scatter(exp, obs, s=5, color="#1f4e79", linewidths=0)
@@ -136,11 +138,6 @@ def write_plots(table: pd.DataFrame, pcol: str, prefix: str, *, title: str = "")
     :func:`qq_figure`): ``PREFIX.manhattan.png``, ``PREFIX.qq.png`` (written atomically);
     returns their paths (none when no p-value is finite).  ``title`` (e.g. from
     :func:`plot_title`) heads both plots."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     p = table[pcol].to_numpy(float)
     if not (np.isfinite(p) & (p > 0)).any():
         return []
@@ -151,6 +148,5 @@ def write_plots(table: pd.DataFrame, pcol: str, prefix: str, *, title: str = "")
     ):
         path = Path(f"{prefix}.{name}.png")
         save_figure(fig, path, dpi=110)
-        plt.close(fig)
         out.append(path)
     return out
