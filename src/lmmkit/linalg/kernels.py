@@ -17,9 +17,8 @@ import types
 from typing import Any
 
 import numpy as np
-from numba import prange
 
-from lmmkit._jit import cached_njit
+from lmmkit._jit import cached_njit, prange
 
 __all__ = [
     "schur_update_lower",
