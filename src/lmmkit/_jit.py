@@ -34,6 +34,7 @@ from lmmkit.errors import LmmkitWarning
 __all__ = ["cached_njit", "LazyKernel", "prange", "numba_preferred", "prefer_numba"]
 
 _said: set[str] = set()
+_lock = threading.RLock()
 
 
 def _note_once(key: str, message: str) -> None:
@@ -105,7 +106,7 @@ def prange(*args: int) -> range:
     return range(*args)
 
 
-_prefer = threading.local()
+_prefer = [0]  # depth of prefer_numba blocks (process-wide: worker threads follow it too)
 
 
 def numba_preferred() -> bool:
@@ -117,12 +118,12 @@ def numba_preferred() -> bool:
     >>> numba_preferred()
     False
     """
-    return getattr(_prefer, "on", False)
+    return _prefer[0] > 0
 
 
 @contextlib.contextmanager
 def prefer_numba() -> Iterator[None]:
-    """Within the block, kernels dispatched by size use numba at every size.
+    """Within the block (in every thread), kernels dispatched by size use numba at every size.
 
     The set-up warm-up (:mod:`lmmkit._warmup`) runs its small fits under it so that the
     numba kernels of large fits are compiled into the cache; tests use it to compare the
@@ -135,15 +136,13 @@ def prefer_numba() -> Iterator[None]:
     ...     numba_preferred()
     True
     """
-    old = numba_preferred()
-    _prefer.on = True
+    with _lock:
+        _prefer[0] += 1
     try:
         yield
     finally:
-        _prefer.on = old
-
-
-_lock = threading.RLock()
+        with _lock:
+            _prefer[0] -= 1
 
 
 class LazyKernel:
