@@ -36,6 +36,9 @@ __all__ = ["PatternProducts", "pattern_products", "PATTERN_NUMPY_MAX_ENTRIES"]
 PATTERN_NUMPY_MAX_ENTRIES = 5_000_000
 
 
+_MARK_MAX = 1 << 24  # rest blocks up to order 4,096 find their touched entries by marking
+
+
 @dataclass(frozen=True)
 class PatternProducts:
     """P (see the module docstring) and where its rows sit in the rest block.
@@ -90,7 +93,13 @@ class PatternProducts:
             cols = (level[I][:, None] * (p1 * p1) + np.arange(p1 * p1)[None, :]).reshape(-1)
             flat = np.repeat(flat, p1 * p1)
         del I, J
-        touched, inv = np.unique(flat, return_inverse=True)
+        if R * R <= _MARK_MAX:  # touched entries by marking the (R, R) matrix: no sort
+            mark = np.zeros(R * R, dtype=bool)
+            mark[flat] = True
+            touched = np.flatnonzero(mark)
+            inv = (np.cumsum(mark, dtype=np.int64) - 1)[flat]
+        else:
+            touched, inv = np.unique(flat, return_inverse=True)
         P = sp.csr_matrix((vals, (inv.reshape(-1), cols)), shape=(touched.size, nl * p1 * p1))
         P.sum_duplicates()
         return cls(P, touched // R, touched % R, touched, nl, p1, level, rows, V)
