@@ -185,8 +185,11 @@ def _first_block_small_numpy(
     i11, i12, i22 = m22 / det, -m12 / det, m11 / det
     q = b * i11 + c * i12
     h11, h12, h22 = a * a * i11, a * q, q * b + (b * i12 + c * i22) * c
-    H = np.stack([h11, h12, h12, h22], axis=1).reshape(nl, 2, 2)
-    Minv = np.stack([i11, i12, i12, i22], axis=1).reshape(nl, 2, 2) if full else np.empty((0, 2, 2))
+    H = np.empty((nl, 2, 2))
+    H[:, 0, 0], H[:, 0, 1], H[:, 1, 0], H[:, 1, 1] = h11, h12, h12, h22
+    Minv = np.empty((nl if full else 0, 2, 2))
+    if full:
+        Minv[:, 0, 0], Minv[:, 0, 1], Minv[:, 1, 0], Minv[:, 1, 1] = i11, i12, i12, i22
     b0, b1 = B1[:, :, 0], B1[:, :, 1]
     BHB = (b0 * h11 + b1 * h12) @ b0.T + (b0 * h12 + b1 * h22) @ b1.T
     return float(np.log(det).sum()), Minv, H, 0.5 * (BHB + BHB.T)
