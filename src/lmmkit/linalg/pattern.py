@@ -53,6 +53,8 @@ class PatternProducts:
     >>> S = np.zeros((3, 3)); pp.subtract_schur(S, np.array([[[1.0]], [[0.5]]]))
     >>> S.tolist()
     [[-1.0, 0.0, 0.0], [0.0, -4.5, 0.0], [-2.0, 0.0, -4.0]]
+    >>> pp.quadratic_forms(np.eye(3))[:, 0, 0].tolist()  # V_k'V_k
+    [5.0, 9.0]
     """
 
     P: sp.csr_matrix  # (entries touched, levels * p1 * p1)
@@ -143,9 +145,15 @@ def pattern_products(cp) -> PatternProducts | None:
 
     Examples
     --------
+    >>> import numpy as np, pandas as pd
     >>> from lmmkit.linalg.pattern import pattern_products
-    >>> pattern_products  # doctest: +ELLIPSIS
-    <function pattern_products at ...>
+    >>> from lmmkit.models.lmm import LinearMixedModel
+    >>> rng = np.random.default_rng(0)
+    >>> g1 = np.repeat(np.arange(500), 3)  # 500 levels first (block mode), crossed with 5
+    >>> d = pd.DataFrame({"y": rng.normal(size=1500), "g1": g1, "g2": np.arange(1500) % 5})
+    >>> pp = pattern_products(LinearMixedModel("y ~ 1 + (1 | g1) + (1 | g2)", d).cp)
+    >>> pp.P.shape  # the 15 lower entries of the 5 x 5 rest block, 500 levels x 1 x 1
+    (15, 500)
     """
     if cp.first is None or not cp.Rz or numba_preferred():
         return None
