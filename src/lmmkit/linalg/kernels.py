@@ -162,20 +162,64 @@ def first_block_small(
     return _first_block_small_numpy(T1, D1, B1, full)
 
 
+def _sum_in_order(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Sum along ``axis`` left to right, as the compiled loop adds (``np.sum`` adds pairwise,
+    which rounds differently; fits on a knife edge, such as glmer's objective where PIRLS
+    takes one step more or fewer, must not depend on the path taken)."""
+    if x.shape[axis] == 0:
+        return np.zeros(np.delete(x.shape, axis % x.ndim))
+    return np.take(np.cumsum(x, axis=axis), -1, axis=axis)
+
+
 def _first_block_small_numpy(
-    T1: np.ndarray, D1: np.ndarray, B1: np.ndarray, full: bool
+    T1: np.ndarray, D1: np.ndarray, B1: np.ndarray, full: bool, in_order: bool = True
 ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-    """first_block_small's arithmetic on whole arrays of levels (the same closed forms)."""
+    """first_block_small's arithmetic on whole arrays of levels: the same closed forms, and
+    the sums over levels in the same order, so the same rounding as the numba kernel (bit
+    for bit). ``in_order=False`` sums by NumPy's pairwise sums and BLAS instead (2-10x
+    faster; rounding-level differences)."""
+    if not in_order:
+        return _first_block_small_fast(T1, D1, B1, full)
     nl, p1 = D1.shape[0], D1.shape[1]
     if p1 == 1:
         t2 = T1[0, 0] * T1[0, 0]
         m = t2 * D1[:, 0, 0] + 1.0
-        minv = 1.0 / m
-        H = (t2 * minv)[:, None, None]
+        h = t2 / m
+        H = h[:, None, None]
         b = B1[:, :, 0]
-        BHB = (b * H[:, 0, 0]) @ b.T
-        Minv = minv[:, None, None] if full else np.empty((0, 1, 1))
-        return float(np.log(m).sum()), Minv, H, BHB
+        Minv = (1.0 / m)[:, None, None] if full else np.empty((0, 1, 1))
+        return float(_sum_in_order(np.log(m))), Minv, H, _bhb_in_order([b * h], [b])
+    a, b, c = T1[0, 0], T1[1, 0], T1[1, 1]
+    d11, d12, d22 = D1[:, 0, 0], D1[:, 0, 1], D1[:, 1, 1]
+    m11 = a * a * d11 + 2.0 * a * b * d12 + b * b * d22 + 1.0
+    m12 = c * (a * d12 + b * d22)
+    m22 = c * c * d22 + 1.0
+    det = m11 * m22 - m12 * m12
+    i11, i12, i22 = m22 / det, -m12 / det, m11 / det
+    q = b * i11 + c * i12
+    h11, h12, h22 = a * a * i11, a * q, q * b + (b * i12 + c * i22) * c
+    H = np.empty((nl, 2, 2))
+    H[:, 0, 0], H[:, 0, 1], H[:, 1, 0], H[:, 1, 1] = h11, h12, h12, h22
+    Minv = np.empty((nl if full else 0, 2, 2))
+    if full:
+        Minv[:, 0, 0], Minv[:, 0, 1], Minv[:, 1, 0], Minv[:, 1, 1] = i11, i12, i12, i22
+    b0, b1 = B1[:, :, 0], B1[:, :, 1]
+    u0, u1 = b0 * h11 + b1 * h12, b0 * h12 + b1 * h22
+    return float(_sum_in_order(np.log(det))), Minv, H, _bhb_in_order([u0, u1], [b0, b1])
+
+
+def _first_block_small_fast(
+    T1: np.ndarray, D1: np.ndarray, B1: np.ndarray, full: bool
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """_first_block_small_numpy with pairwise sums and a BLAS product for sum_k B_k H_k B_k'."""
+    nl, p1 = D1.shape[0], D1.shape[1]
+    if p1 == 1:
+        t2 = T1[0, 0] * T1[0, 0]
+        m = t2 * D1[:, 0, 0] + 1.0
+        h = t2 / m
+        b = B1[:, :, 0]
+        Minv = (1.0 / m)[:, None, None] if full else np.empty((0, 1, 1))
+        return float(np.log(m).sum()), Minv, h[:, None, None], (b * h) @ b.T
     a, b, c = T1[0, 0], T1[1, 0], T1[1, 1]
     d11, d12, d22 = D1[:, 0, 0], D1[:, 0, 1], D1[:, 1, 1]
     m11 = a * a * d11 + 2.0 * a * b * d12 + b * b * d22 + 1.0
@@ -193,6 +237,25 @@ def _first_block_small_numpy(
     b0, b1 = B1[:, :, 0], B1[:, :, 1]
     BHB = (b0 * h11 + b1 * h12) @ b0.T + (b0 * h12 + b1 * h22) @ b1.T
     return float(np.log(det).sum()), Minv, H, 0.5 * (BHB + BHB.T)
+
+
+_TERMS_MAX = 1 << 20  # (r, r, levels) terms summed at once up to this size, else row by row
+
+
+def _bhb_in_order(us: list[np.ndarray], bs: list[np.ndarray]) -> np.ndarray:
+    """sum_k sum_a u_a[i, k] b_a[j, k] for j <= i, added over k in order and mirrored (the
+    compiled loop's rounding); u_a, b_a (r, levels)."""
+    r, nl = bs[0].shape
+    if r * r * nl <= _TERMS_MAX:
+        terms = sum(u[:, None, :] * b[None, :, :] for u, b in zip(us, bs))
+        out = _sum_in_order(terms)
+    else:
+        out = np.empty((r, r))
+        for i in range(r):
+            out[i] = _sum_in_order(sum(u[i] * b for u, b in zip(us, bs)))
+    low = np.tril(out)
+    low += np.tril(out, -1).T
+    return low
 
 
 @cached_njit(nogil=True)

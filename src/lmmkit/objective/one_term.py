@@ -33,6 +33,7 @@ from scipy.linalg.lapack import dpotrf
 
 from lmmkit._jit import cached_njit, numba_preferred
 from lmmkit.linalg.blocked import CrossProducts, _first_block, _lower_indices, theta_to_T
+from lmmkit.linalg.kernels import _first_block_small_numpy
 from lmmkit.objective.profiled import deviance_from_parts
 
 __all__ = [
@@ -170,7 +171,10 @@ def _one_term_parts_numpy(D, B, Arr, T):
     """_one_term_parts with the first block's pass vectorized over the levels
     (``linalg.blocked._first_block``: M = Arr - sum_k B_k'T A_k^-1 T'B_k), then LAPACK."""
     try:
-        logdet, _, _, BHB = _first_block(T, D, B, False)
+        if T.shape[0] <= 2:  # pairwise sums (this pass was never the numba kernel's rounding)
+            logdet, _, _, BHB = _first_block_small_numpy(T, D, B, False, in_order=False)
+        else:
+            logdet, _, _, BHB = _first_block(T, D, B, False)
     except np.linalg.LinAlgError:
         return False, 0.0, 0.0, 0.0
     if not np.isfinite(logdet):
