@@ -9,6 +9,7 @@ import pytest
 
 from lmmkit._jit import prefer_numba
 from lmmkit.datasets import load_dataset
+from lmmkit.linalg import kernels
 from lmmkit.linalg.blocked import factor
 from lmmkit.linalg.kernels import first_block_small
 from lmmkit.linalg.solve import term_condvars
@@ -46,7 +47,11 @@ def _crossed(seed: int, vector_rest: bool) -> pd.DataFrame:
     g1 = np.repeat(np.arange(400), 5)
     g2 = rng.integers(0, 60, g1.size)
     x = rng.normal(size=g1.size)
-    y = rng.normal(size=400)[g1] * (1 + 0.4 * x) + rng.normal(size=60)[g2] + rng.normal(size=g1.size)
+    y = (
+        rng.normal(size=400)[g1] * (1 + 0.4 * x)
+        + rng.normal(size=60)[g2]
+        + rng.normal(size=g1.size)
+    )
     return pd.DataFrame({"y": y, "x": x, "g1": g1.astype(str), "g2": g2.astype(str),
                          "g3": (g2 % 7).astype(str)})  # fmt: skip
 
@@ -82,7 +87,9 @@ def test_factor_condvars_and_gradient_agree(name):
 def test_one_term_deviance_and_gradient_agree(formula, theta, reml):
     m = LinearMixedModel(formula, load_dataset("sleepstudy"))
     theta = np.array(theta)
-    a, b = _both(lambda: (one_term_parts(m.cp, theta), single_term_gradient(m.cp, theta, reml, m.n)))
+    a, b = _both(
+        lambda: (one_term_parts(m.cp, theta), single_term_gradient(m.cp, theta, reml, m.n))
+    )
     _close(a, b)
 
 
@@ -96,7 +103,12 @@ def test_first_block_small_agrees(p1, full):
     D1 = np.einsum("lia,lib->lab", Z, Z)
     B1 = rng.normal(size=(r, nl, p1))
     T1 = np.tril(rng.normal(size=(p1, p1))) + 1.5 * np.eye(p1)
-    a, b = _both(lambda: first_block_small(T1, D1, B1, full))
+    a = kernels._first_block_small_numpy(T1, D1, B1, full)
+    b = kernels._first_block_small(T1, D1, B1, full)
+    _close(
+        first_block_small(T1, D1[:50], B1[:, :50], full),
+        kernels._first_block_small(T1, D1[:50], B1[:, :50], full),
+    )
     # bit for bit: the sums over levels are taken in the compiled loop's order (GLMM fits on
     # a knife edge, e.g. glmer's objective near cloglog_slope_rough's optimum, depend on it)
     assert a[0] == b[0]
@@ -117,13 +129,17 @@ def test_products_with_Z_agree(p):
     def run():
         out = W.copy()
         ai_newton._add_z_numpy(out, index, Zx, U, -1.0)
-        return ai_newton._zt_numpy(index, Zx, W, nlev), out, [
-            ai_newton._level_products_numpy(A, U, t) for t in (False, True)
-        ]
+        return (
+            ai_newton._zt_numpy(index, Zx, W, nlev),
+            out,
+            [ai_newton._level_products_numpy(A, U, t) for t in (False, True)],
+        )
 
     out = W.copy()
     ai_newton._add_z(out, index, Zx, U, -1.0)
-    numba = ai_newton._zt_cols(index, Zx, W, nlev), out, [
-        ai_newton._level_products(A, U, t) for t in (False, True)
-    ]
+    numba = (
+        ai_newton._zt_cols(index, Zx, W, nlev),
+        out,
+        [ai_newton._level_products(A, U, t) for t in (False, True)],
+    )
     _close(run(), numba)

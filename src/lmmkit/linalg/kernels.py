@@ -42,10 +42,13 @@ TILE_ROWS = 128  # rows of S per tile (128 x 2,000 doubles = 2 MB stays in cache
 # 6.2 s parallel on 2 cores); above it (the 1M-row design) the kernel dominates and 2 threads
 # halve it.
 PARALLEL_MIN_WORK = 2_000_000
-# Levels of the first term up to which first_block_small is vectorized NumPy: per call,
-# 8 vs 2 us (p1 = 2, 18 levels), 0.8 vs 0.5 ms (30,000 levels) but 21 vs 7 ms at 300,000
-# levels (one core, loaded machine), where the fused numba pass is clearly faster.
-FIRST_BLOCK_NUMPY_MAX_LEVELS = 50_000
+# Levels of the first term up to which first_block_small is vectorized NumPy (bit for bit the
+# numba kernel's result: sums over levels in its order). Per call, one core of a loaded
+# machine, NumPy vs numba: 20-40 vs 2 us at 18 levels, 0.13-0.21 vs 0.04-0.06 ms at 3,000,
+# 5-8 vs 0.5-0.7 ms at 40,000 levels. Up to 20,000 levels the extra time of a fit's factor
+# evaluations (AI-Newton: ~10) stays below importing numba and loading the kernel (~0.4 s);
+# above it the fused numba pass is used.
+FIRST_BLOCK_NUMPY_MAX_LEVELS = 20_000
 # Order up to which symmetrize_lower is NumPy: it runs once or twice per fit (conditional
 # variances), 9 vs 1 ms (numba) at order 1,142 and 35 vs 12 ms at 3,000: less than importing
 # numba and loading its kernel (~0.4 s) in a new process.
