@@ -342,7 +342,6 @@ def _build(
 def update_response(cp: CrossProducts, y: np.ndarray) -> None:
     """Replace the y-dependent rows of the cross-products (for refit with a new response)."""
     first = cp.first
-    cp.__dict__.pop("_one_term_products", None)  # built from B1 (objective/one_term.py)
     if first is not None:
         cp.B1[-1] = _bincount_cross(first.index, y[:, None], first.Zx, first.nlevels)[:, 0, :]
     if cp.sparse is not None:

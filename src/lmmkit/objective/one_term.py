@@ -58,10 +58,9 @@ POLISH_START_FTOL = 1e-6
 #: p1 x p1 blocks; ``linalg.blocked._first_block``) rather than numba's fused loops, by
 #: measurement (per call, one core of a loaded machine):
 #:
-#: * the deviance, p1 <= 2: always (sleepstudy, 18 levels: 23 us from the kept per-level
-#:   products, 33 us by the array pass, vs 2 us; 1,000 levels 51 vs 54 us; 300,000 levels
-#:   6.9 vs 17 ms); p1 >= 3: up to ``ONE_TERM_NUMPY_MAX_LEVELS_P3`` levels (18 levels 39 vs
-#:   2 us, but 1,000 levels 1.0 vs 0.1 ms);
+#: * the deviance, p1 <= 2: always (18 levels 27 vs 2 us; 1,000 levels 51 vs 54 us;
+#:   300,000 levels 6.9 vs 17 ms); p1 >= 3: up to ``ONE_TERM_NUMPY_MAX_LEVELS_P3`` levels
+#:   (18 levels 39 vs 2 us, but 1,000 levels 1.0 vs 0.1 ms);
 #: * the gradient (a few dozen calls per fit): up to ``GRADIENT_NUMPY_MAX_LEVELS`` levels
 #:   (18 levels 40 vs 3 us; 1,000 levels 0.6 vs 0.09 ms; 10,000 levels 6.2 vs 0.8 ms).
 ONE_TERM_NUMPY_MAX_LEVELS_P3 = 200
@@ -164,76 +163,8 @@ def one_term_parts(cp: CrossProducts, theta: np.ndarray) -> tuple[bool, float, f
     """(ok, log|L|^2, log|R_X|^2, pwrss) at theta for a one-term model (``supports_polish``)."""
     T = theta_to_T(np.asarray(theta, dtype=float), cp.first.p)  # type: ignore[union-attr]
     if _numpy_deviance(cp):
-        products = _level_products(cp)
-        if products is not None:
-            return _one_term_parts_products(products, cp.Arr, T)
         return _one_term_parts_numpy(cp.D1, cp.B1, cp.Arr, T)
     return _one_term_parts(cp.D1, cp.B1, cp.Arr, T)
-
-
-#: Entries of the per-level products kept on a one-term model for its deviance (p1 <= 2):
-#: 3 x levels x (p + 1)^2 for p1 = 2 (sleepstudy: 486); above it the products are not kept.
-LEVEL_PRODUCTS_MAX = 4_000_000
-
-
-def _level_products(cp: CrossProducts):
-    """(D, O) for the deviance of a one-term model with p1 <= 2, built once and kept on cp
-    (``linalg.blocked.update_response`` drops them): D the distinct entries of D_k per level
-    and O the outer products of B_k's columns, so that sum_k B_k H_k B_k' = h @ O with h
-    H_k's distinct entries. None when p1 > 2 or O would exceed ``LEVEL_PRODUCTS_MAX``."""
-    got = cp.__dict__.get("_one_term_products")
-    if got is not None and got[0] is cp.B1 and got[1] is cp.D1:
-        return got[2]
-    D, B = cp.D1, cp.B1
-    nl, p1 = D.shape[0], D.shape[1]
-    r = B.shape[0]
-    if p1 > 2 or (3 if p1 == 2 else 1) * nl * r * r > LEVEL_PRODUCTS_MAX:
-        products = None
-    elif p1 == 1:
-        b = B[:, :, 0]
-        products = (D[:, 0, 0].copy(), (b.T[:, :, None] * b.T[:, None, :]).reshape(nl, r * r))
-    else:
-        b0, b1 = B[:, :, 0].T, B[:, :, 1].T  # (levels, r)
-        outer = np.concatenate([
-            b0[:, :, None] * b0[:, None, :],
-            b0[:, :, None] * b1[:, None, :] + b1[:, :, None] * b0[:, None, :],
-            b1[:, :, None] * b1[:, None, :],
-        ]).reshape(3 * nl, r * r)  # fmt: skip
-        products = (np.ascontiguousarray(D.reshape(nl, 4)[:, [0, 1, 3]]), outer)
-    cp.__dict__["_one_term_products"] = (B, D, products)
-    return products
-
-
-def _one_term_parts_products(products, Arr, T):
-    """_one_term_parts from the kept per-level products: the closed forms of M_k^-1 (p1 <= 2)
-    on whole arrays of levels, sum_k B_k H_k B_k' as one matrix-vector product, then LAPACK
-    (about half the time of the array pass at sleepstudy's size, where NumPy's per-call
-    overhead dominates)."""
-    D, outer = products
-    R = Arr.shape[0]
-    if T.shape[0] == 1:
-        t2 = T[0, 0] * T[0, 0]
-        m = t2 * D + 1.0
-        logdet = float(np.log(m).sum())
-        BHB = (t2 / m) @ outer
-    else:
-        a, b, c = T[0, 0], T[1, 0], T[1, 1]
-        m11 = D @ np.array([a * a, 2.0 * a * b, b * b]) + 1.0
-        m12 = D[:, 1:] @ np.array([c * a, c * b])
-        m22 = (c * c) * D[:, 2] + 1.0
-        det = m11 * m22 - m12 * m12
-        if not np.all(det > 0.0):
-            return False, 0.0, 0.0, 0.0
-        rd = 1.0 / det
-        i11, i12, i22 = m22 * rd, -m12 * rd, m11 * rd
-        h = np.concatenate([
-            (a * a) * i11,
-            (a * b) * i11 + (a * c) * i12,
-            (b * b) * i11 + (2.0 * b * c) * i12 + (c * c) * i22,
-        ])  # fmt: skip
-        logdet = float(np.log(det).sum())
-        BHB = h @ outer
-    return _schur_parts(Arr - BHB.reshape(R, R), logdet)
 
 
 def _one_term_parts_numpy(D, B, Arr, T):
@@ -246,18 +177,13 @@ def _one_term_parts_numpy(D, B, Arr, T):
             logdet, _, _, BHB = _first_block(T, D, B, False)
     except np.linalg.LinAlgError:
         return False, 0.0, 0.0, 0.0
-    return _schur_parts(Arr - BHB, logdet)
-
-
-def _schur_parts(M, logdet):
-    """(ok, log|L|^2, log|R_X|^2, r^2) from M = W'W - sum_k B_k'T A_k^-1 T'B_k (LAPACK)."""
     if not np.isfinite(logdet):
         return False, 0.0, 0.0, 0.0
-    L, info = dpotrf(M, lower=1, overwrite_a=1, clean=0)
+    L, info = dpotrf(Arr - BHB, lower=1, overwrite_a=1, clean=0)
     if info != 0:
         return False, 0.0, 0.0, 0.0
     d = np.diagonal(L)
-    p = M.shape[0] - 1
+    p = Arr.shape[0] - 1
     return True, logdet, 2.0 * float(np.log(d[:p]).sum()), float(d[p] * d[p])
 
 
