@@ -14,6 +14,10 @@ that walk the same kernels, serial and parallel variants, as real-size fits:
 * genetics: PLINK decoding, the GRM, the null model and the per-SNP association;
 * survival: Cox partial likelihood and concordance.
 
+Small and medium linear mixed models do not use numba at all (NumPy formulations up to
+sizes measured in :mod:`lmmkit.linalg.kernels` and friends), so the warm-up runs under
+:func:`lmmkit._jit.prefer_numba`: the kernels that large fits use are compiled here too.
+
 Run it again after upgrading numba or lmmkit; it takes about a minute and prints one line.
 """
 
@@ -24,6 +28,8 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+
+from lmmkit._jit import prefer_numba
 
 __all__ = ["warm_cache"]
 
@@ -150,10 +156,11 @@ def warm_cache(*, verbose: bool = True) -> float:
     start = time.perf_counter()
     with warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp:
         warnings.simplefilter("ignore")
-        _engine()
-        _glmm()
-        _genetics(Path(tmp))
-        _survival()
+        with prefer_numba():
+            _engine()
+            _glmm()
+            _genetics(Path(tmp))
+            _survival()
     seconds = time.perf_counter() - start
     if verbose:
         print(f"lmmkit: numba kernels compiled and cached in {seconds:.0f} s", file=sys.stderr)

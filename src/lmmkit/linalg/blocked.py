@@ -37,6 +37,7 @@ from lmmkit.linalg.kernels import (
     scaled_pattern,
     schur_update_lower,
 )
+from lmmkit.linalg.pattern import pattern_products
 from lmmkit.linalg.sparse_rest import (
     SPARSE_MIN_RZ,
     SparseChoice,
@@ -501,14 +502,19 @@ def factor(cp: CrossProducts, theta: np.ndarray, full: bool = False) -> Factor:
     # built on the lower triangle only (all LAPACK reads).
     B = cp.B1
     Rz = cp.Rz
+    pp = pattern_products(cp)  # None: the numba kernels (large patterns)
     if Rz and all(t.p == 1 for t in cp.rest):
         lam = np.ones(cp.R)
         for t, off, T in zip(cp.rest, cp.rest_offsets, Ts[1:]):
             lam[off : off + t.q] = T[0, 0]
-        S = np.empty_like(cp.Arr)
-        copy_scale_lower(cp.Arr, lam, S)
-        Vs, Ws = scaled_pattern(cp.V, H, cp.pair_level, cp.rows, lam)
-        schur_update_lower(S, cp.ptr, cp.rows, Vs, Ws, Rz, cp.schur_work)
+        if pp is not None:
+            S = cp.Arr * lam[:, None] * lam[None, :]
+            pp.subtract_schur(S, H, lam)
+        else:
+            S = np.empty_like(cp.Arr)
+            copy_scale_lower(cp.Arr, lam, S)
+            Vs, Ws = scaled_pattern(cp.V, H, cp.pair_level, cp.rows, lam)
+            schur_update_lower(S, cp.ptr, cp.rows, Vs, Ws, Rz, cp.schur_work)
         BH = np.einsum("rla,lab->rlb", B, H).reshape(cp.p + 1, -1)  # [X y]'Z1 H
         S[Rz:, :Rz] -= (cp.Az1 @ BH.T).T * lam[None, :Rz]
         S[Rz:, Rz:] -= BHB
@@ -518,9 +524,12 @@ def factor(cp: CrossProducts, theta: np.ndarray, full: bool = False) -> Factor:
         S[Rz:, Rz:] -= BHB
         if Rz:
             BH = np.einsum("rla,lab->rlb", B, H).reshape(cp.p + 1, -1)
-            schur_update_lower(
-                S, cp.ptr, cp.rows, cp.V, _times_H(cp.V, H, cp.pair_level), Rz, cp.schur_work
-            )
+            if pp is not None:
+                pp.subtract_schur(S, H)
+            else:
+                schur_update_lower(
+                    S, cp.ptr, cp.rows, cp.V, _times_H(cp.V, H, cp.pair_level), Rz, cp.schur_work
+                )
             iu = np.triu_indices(Rz, 1)
             S[iu] = S[iu[1], iu[0]]  # the kernel filled the lower triangle only
             zb = cp.Az1 @ BH.T

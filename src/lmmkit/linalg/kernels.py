@@ -1,4 +1,9 @@
-"""Compiled kernels for the hot loops (numba).
+"""Kernels for the hot loops: NumPy/LAPACK formulations, numba for large problems.
+
+Each public kernel here has a vectorized NumPy (or LAPACK) formulation, used up to a size
+measured to be where it stops keeping up with the compiled numba loop, and the numba kernel
+above it (numba is imported only then, see :mod:`lmmkit._jit`). Every small and medium fit
+(sleepstudy, InstEval) thus runs without importing numba.
 
 The pattern of Z_rest' Z_1 is stored by level k of the first term: ``ptr[k]:ptr[k+1]`` index
 the nonzero rows ``rows`` (sorted, into the dense rest block) and ``V`` (npairs x p1) their
@@ -17,9 +22,9 @@ import types
 from typing import Any
 
 import numpy as np
-from numba import prange
+from scipy.linalg.lapack import dpotrf
 
-from lmmkit._jit import cached_njit
+from lmmkit._jit import cached_njit, numba_preferred, prange
 
 __all__ = [
     "schur_update_lower",
@@ -37,6 +42,17 @@ TILE_ROWS = 128  # rows of S per tile (128 x 2,000 doubles = 2 MB stays in cache
 # 6.2 s parallel on 2 cores); above it (the 1M-row design) the kernel dominates and 2 threads
 # halve it.
 PARALLEL_MIN_WORK = 2_000_000
+# Levels of the first term up to which first_block_small is vectorized NumPy (bit for bit the
+# numba kernel's result: sums over levels in its order). Per call, one core of a loaded
+# machine, NumPy vs numba: 20-40 vs 2 us at 18 levels, 0.13-0.21 vs 0.04-0.06 ms at 3,000,
+# 5-8 vs 0.5-0.7 ms at 40,000 levels. Up to 20,000 levels the extra time of a fit's factor
+# evaluations (AI-Newton: ~10) stays below importing numba and loading the kernel (~0.4 s);
+# above it the fused numba pass is used.
+FIRST_BLOCK_NUMPY_MAX_LEVELS = 20_000
+# Order up to which symmetrize_lower is NumPy: it runs once or twice per fit (conditional
+# variances), 9 vs 1 ms (numba) at order 1,142 and 35 vs 12 ms at 3,000: less than importing
+# numba and loading its kernel (~0.4 s) in a new process.
+SYMMETRIZE_NUMPY_MAX = 4_000
 
 
 def _schur_update_lower(
@@ -126,8 +142,127 @@ def _selected_quadratic_forms(
     return out
 
 
-@cached_njit(nogil=True)
 def first_block_small(
+    T1: np.ndarray, D1: np.ndarray, B1: np.ndarray, full: bool
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """First block for p1 in (1, 2): log|M| summed over levels, M_k^{-1} (when ``full``, else
+    an empty array), H_k = T1 M_k^{-1} T1' and sum_k B_k H_k B_k', M_k = T1' D1_k T1 + I.
+
+    Vectorized over the levels in NumPy up to ``FIRST_BLOCK_NUMPY_MAX_LEVELS`` levels, the
+    fused numba pass above.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lmmkit.linalg.kernels import first_block_small
+    >>> T1 = np.array([[1.0]]); D1 = np.full((3, 1, 1), 2.0); B1 = np.ones((2, 3, 1))
+    >>> logdet, Minv, H, BHB = first_block_small(T1, D1, B1, True)
+    >>> round(logdet, 6), Minv[:, 0, 0].tolist(), BHB.tolist()
+    (3.295837, [0.3333333333333333, 0.3333333333333333, 0.3333333333333333], [[1.0, 1.0], [1.0, 1.0]])
+    """
+    if D1.shape[0] > FIRST_BLOCK_NUMPY_MAX_LEVELS or numba_preferred():
+        return _first_block_small(T1, D1, B1, full)
+    return _first_block_small_numpy(T1, D1, B1, full)
+
+
+def _sum_in_order(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Sum along ``axis`` left to right, as the compiled loop adds (``np.sum`` adds pairwise,
+    which rounds differently; fits on a knife edge, such as glmer's objective where PIRLS
+    takes one step more or fewer, must not depend on the path taken)."""
+    if x.shape[axis] == 0:
+        return np.zeros(np.delete(x.shape, axis % x.ndim))
+    return np.take(np.cumsum(x, axis=axis), -1, axis=axis)
+
+
+def _first_block_small_numpy(
+    T1: np.ndarray, D1: np.ndarray, B1: np.ndarray, full: bool, in_order: bool = True
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """first_block_small's arithmetic on whole arrays of levels: the same closed forms, and
+    the sums over levels in the same order, so the same rounding as the numba kernel (bit
+    for bit). ``in_order=False`` sums by NumPy's pairwise sums and BLAS instead (2-10x
+    faster; rounding-level differences)."""
+    if not in_order:
+        return _first_block_small_fast(T1, D1, B1, full)
+    nl, p1 = D1.shape[0], D1.shape[1]
+    if p1 == 1:
+        t2 = T1[0, 0] * T1[0, 0]
+        m = t2 * D1[:, 0, 0] + 1.0
+        h = t2 / m
+        H = h[:, None, None]
+        b = B1[:, :, 0]
+        Minv = (1.0 / m)[:, None, None] if full else np.empty((0, 1, 1))
+        return float(_sum_in_order(np.log(m))), Minv, H, _bhb_in_order([b * h], [b])
+    a, b, c = T1[0, 0], T1[1, 0], T1[1, 1]
+    d11, d12, d22 = D1[:, 0, 0], D1[:, 0, 1], D1[:, 1, 1]
+    m11 = a * a * d11 + 2.0 * a * b * d12 + b * b * d22 + 1.0
+    m12 = c * (a * d12 + b * d22)
+    m22 = c * c * d22 + 1.0
+    det = m11 * m22 - m12 * m12
+    i11, i12, i22 = m22 / det, -m12 / det, m11 / det
+    q = b * i11 + c * i12
+    h11, h12, h22 = a * a * i11, a * q, q * b + (b * i12 + c * i22) * c
+    H = np.empty((nl, 2, 2))
+    H[:, 0, 0], H[:, 0, 1], H[:, 1, 0], H[:, 1, 1] = h11, h12, h12, h22
+    Minv = np.empty((nl if full else 0, 2, 2))
+    if full:
+        Minv[:, 0, 0], Minv[:, 0, 1], Minv[:, 1, 0], Minv[:, 1, 1] = i11, i12, i12, i22
+    b0, b1 = B1[:, :, 0], B1[:, :, 1]
+    u0, u1 = b0 * h11 + b1 * h12, b0 * h12 + b1 * h22
+    return float(_sum_in_order(np.log(det))), Minv, H, _bhb_in_order([u0, u1], [b0, b1])
+
+
+def _first_block_small_fast(
+    T1: np.ndarray, D1: np.ndarray, B1: np.ndarray, full: bool
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """_first_block_small_numpy with pairwise sums and a BLAS product for sum_k B_k H_k B_k'."""
+    nl, p1 = D1.shape[0], D1.shape[1]
+    if p1 == 1:
+        t2 = T1[0, 0] * T1[0, 0]
+        m = t2 * D1[:, 0, 0] + 1.0
+        h = t2 / m
+        b = B1[:, :, 0]
+        Minv = (1.0 / m)[:, None, None] if full else np.empty((0, 1, 1))
+        return float(np.log(m).sum()), Minv, h[:, None, None], (b * h) @ b.T
+    a, b, c = T1[0, 0], T1[1, 0], T1[1, 1]
+    d11, d12, d22 = D1[:, 0, 0], D1[:, 0, 1], D1[:, 1, 1]
+    m11 = a * a * d11 + 2.0 * a * b * d12 + b * b * d22 + 1.0
+    m12 = c * (a * d12 + b * d22)
+    m22 = c * c * d22 + 1.0
+    det = m11 * m22 - m12 * m12
+    i11, i12, i22 = m22 / det, -m12 / det, m11 / det
+    q = b * i11 + c * i12
+    h11, h12, h22 = a * a * i11, a * q, q * b + (b * i12 + c * i22) * c
+    H = np.empty((nl, 2, 2))
+    H[:, 0, 0], H[:, 0, 1], H[:, 1, 0], H[:, 1, 1] = h11, h12, h12, h22
+    Minv = np.empty((nl if full else 0, 2, 2))
+    if full:
+        Minv[:, 0, 0], Minv[:, 0, 1], Minv[:, 1, 0], Minv[:, 1, 1] = i11, i12, i12, i22
+    b0, b1 = B1[:, :, 0], B1[:, :, 1]
+    BHB = (b0 * h11 + b1 * h12) @ b0.T + (b0 * h12 + b1 * h22) @ b1.T
+    return float(np.log(det).sum()), Minv, H, 0.5 * (BHB + BHB.T)
+
+
+_TERMS_MAX = 1 << 20  # (r, r, levels) terms summed at once up to this size, else row by row
+
+
+def _bhb_in_order(us: list[np.ndarray], bs: list[np.ndarray]) -> np.ndarray:
+    """sum_k sum_a u_a[i, k] b_a[j, k] for j <= i, added over k in order and mirrored (the
+    compiled loop's rounding); u_a, b_a (r, levels)."""
+    r, nl = bs[0].shape
+    if r * r * nl <= _TERMS_MAX:
+        terms = sum(u[:, None, :] * b[None, :, :] for u, b in zip(us, bs))
+        out = _sum_in_order(terms)
+    else:
+        out = np.empty((r, r))
+        for i in range(r):
+            out[i] = _sum_in_order(sum(u[i] * b for u, b in zip(us, bs)))
+    low = np.tril(out)
+    low += np.tril(out, -1).T
+    return low
+
+
+@cached_njit(nogil=True)
+def _first_block_small(
     T1: np.ndarray, D1: np.ndarray, B1: np.ndarray, full: bool
 ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
     """First block for p1 in (1, 2), fused in one pass over the levels.
@@ -180,46 +315,35 @@ def first_block_small(
     return logdet, Minv, H, BHB
 
 
-@cached_njit(nogil=True)
 def dense_scalar_parts(
     Arr: np.ndarray, theta: np.ndarray, row_term: np.ndarray, Rz: int, p: int
 ) -> tuple[bool, float, float, float]:
-    """Objective pieces for the dense mode when every term is scalar, in one pass.
+    """Objective pieces for the dense mode when every term is scalar.
 
     S = Lambda' Arr Lambda + I (on the random-effects part), Lambda = diag(theta[row_term]),
-    factored in place by a Cholesky-Crout loop (R is small here: at most a few hundred).
-    Returns (ok, log|L_theta|^2, log|R_X|^2, r^2).
+    factored by LAPACK's dpotrf. Returns (ok, log|L_theta|^2, log|R_X|^2, r^2).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lmmkit.linalg.kernels import dense_scalar_parts
+    >>> Arr = np.array([[2.0, 1.0, 1.0], [1.0, 2.0, 1.0], [1.0, 1.0, 3.0]])
+    >>> ok, ld, ldx, r2 = dense_scalar_parts(Arr, np.array([1.0]), np.array([0]), 1, 1)
+    >>> ok, round(ld, 6), round(ldx, 6), round(r2, 6)
+    (True, 1.098612, 0.510826, 2.4)
     """
-    R = Arr.shape[0]
-    S = np.empty((R, R))
-    lam = np.ones(R)
-    for i in range(Rz):
-        lam[i] = theta[row_term[i]]
-    for i in range(R):
-        for j in range(i + 1):
-            S[i, j] = lam[i] * Arr[i, j] * lam[j]
-        if i < Rz:
-            S[i, i] += 1.0
-    for j in range(R):
-        d = S[j, j]
-        for k in range(j):
-            d -= S[j, k] * S[j, k]
-        if not d > 0.0:
-            return False, 0.0, 0.0, 0.0
-        d = np.sqrt(d)
-        S[j, j] = d
-        for i in range(j + 1, R):
-            v = S[i, j]
-            for k in range(j):
-                v -= S[i, k] * S[j, k]
-            S[i, j] = v / d
-    logdet = 0.0
-    for i in range(Rz):
-        logdet += 2.0 * np.log(S[i, i])
-    logdet_rx = 0.0
-    for i in range(Rz, Rz + p):
-        logdet_rx += 2.0 * np.log(S[i, i])
-    return True, logdet, logdet_rx, S[R - 1, R - 1] ** 2
+    lam = np.ones(Arr.shape[0])
+    lam[:Rz] = theta[row_term[:Rz]]
+    S = Arr * lam[:, None] * lam[None, :]
+    idx = np.arange(Rz)
+    S[idx, idx] += 1.0
+    L, info = dpotrf(S, lower=1, overwrite_a=1, clean=0)
+    if info != 0:
+        return False, 0.0, 0.0, 0.0
+    d = np.diagonal(L)
+    logdet = 2.0 * float(np.log(d[:Rz]).sum())
+    logdet_rx = 2.0 * float(np.log(d[Rz : Rz + p]).sum())
+    return True, logdet, logdet_rx, float(d[-1] ** 2)
 
 
 def _scaled_pattern(
@@ -311,7 +435,22 @@ def _symmetrize_lower(A: np.ndarray, out: np.ndarray) -> None:  # pragma: no cov
 
 
 def symmetrize_lower(A: np.ndarray) -> np.ndarray:
-    """A new C-ordered symmetric matrix from the lower triangle of ``A`` (one pass)."""
+    """A new C-ordered symmetric matrix from the lower triangle of ``A``.
+
+    NumPy (``tril`` plus the transposed strict lower triangle) up to order
+    ``SYMMETRIZE_NUMPY_MAX``, numba's one pass above.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lmmkit.linalg.kernels import symmetrize_lower
+    >>> symmetrize_lower(np.array([[1.0, 9.0], [2.0, 3.0]])).tolist()
+    [[1.0, 2.0], [2.0, 3.0]]
+    """
+    if A.shape[0] <= SYMMETRIZE_NUMPY_MAX and not numba_preferred():
+        out = np.tril(A)
+        out += np.tril(A, -1).T
+        return out
     out = np.empty(A.shape)
     _symmetrize_lower(A, out)
     return out

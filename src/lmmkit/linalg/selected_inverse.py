@@ -24,9 +24,8 @@ Also here: triangular solves with the compressed-column factor (several right-ha
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from lmmkit._jit import cached_njit
+from lmmkit._jit import cached_njit, prange
 
 __all__ = [
     "supernodes",

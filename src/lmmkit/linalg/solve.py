@@ -12,6 +12,7 @@ from scipy.linalg.lapack import dpotri, dtrtrs
 
 from lmmkit.linalg.blocked import CrossProducts, Factor
 from lmmkit.linalg.kernels import selected_quadratic_forms, symmetrize_lower
+from lmmkit.linalg.pattern import pattern_products
 from lmmkit.linalg.sparse_rest import SparseFactor, lambda_t_pattern_rows, lambda_t_rest
 
 __all__ = [
@@ -169,8 +170,14 @@ def term_condvars(
         LS = _lambda_rest(cp, f, Sinv, transpose=False)
         LSL = _lambda_rest(cp, f, np.ascontiguousarray(LS.T), transpose=False)
         K = T1 @ f.M1inv  # T1 M1inv_k
-        G = np.ascontiguousarray((cp.V[:, None, :] @ K[cp.pair_level])[:, 0, :])
-        V1 += selected_quadratic_forms(LSL, cp.ptr, cp.rows, G, 2.0 * cp.schur_work * cp.first.p)
+        pp = pattern_products(cp)
+        if pp is not None:  # G_k = V_k K_k: G_k' LSL G_k = K_k' (V_k' LSL V_k) K_k
+            V1 += K.transpose(0, 2, 1) @ pp.quadratic_forms(LSL) @ K
+        else:
+            G = np.ascontiguousarray((cp.V[:, None, :] @ K[cp.pair_level])[:, 0, :])
+            V1 += selected_quadratic_forms(
+                LSL, cp.ptr, cp.rows, G, 2.0 * cp.schur_work * cp.first.p
+            )
     cv1 = sigma2 * (T1 @ V1 @ T1.T)
     cvr = [sigma2 * (T @ Vr @ T.T) for T, Vr in zip(f.T[1:], rest)]
     return [cv1, *cvr]
