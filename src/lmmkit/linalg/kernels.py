@@ -181,8 +181,6 @@ def _first_block_small_numpy(
     the sums over levels in the same order, so the same rounding as the numba kernel (bit
     for bit). ``in_order=False`` sums by NumPy's pairwise sums and BLAS instead (2-10x
     faster; rounding-level differences)."""
-    if not in_order:
-        return _first_block_small_fast(T1, D1, B1, full)
     nl, p1 = D1.shape[0], D1.shape[1]
     if p1 == 1:
         t2 = T1[0, 0] * T1[0, 0]
@@ -191,55 +189,30 @@ def _first_block_small_numpy(
         H = h[:, None, None]
         b = B1[:, :, 0]
         Minv = (1.0 / m)[:, None, None] if full else np.empty((0, 1, 1))
-        return float(_sum_in_order(np.log(m))), Minv, H, _bhb_in_order([b * h], [b])
-    a, b, c = T1[0, 0], T1[1, 0], T1[1, 1]
-    d11, d12, d22 = D1[:, 0, 0], D1[:, 0, 1], D1[:, 1, 1]
-    m11 = a * a * d11 + 2.0 * a * b * d12 + b * b * d22 + 1.0
-    m12 = c * (a * d12 + b * d22)
-    m22 = c * c * d22 + 1.0
-    det = m11 * m22 - m12 * m12
-    i11, i12, i22 = m22 / det, -m12 / det, m11 / det
-    q = b * i11 + c * i12
-    h11, h12, h22 = a * a * i11, a * q, q * b + (b * i12 + c * i22) * c
-    H = np.empty((nl, 2, 2))
-    H[:, 0, 0], H[:, 0, 1], H[:, 1, 0], H[:, 1, 1] = h11, h12, h12, h22
-    Minv = np.empty((nl if full else 0, 2, 2))
-    if full:
-        Minv[:, 0, 0], Minv[:, 0, 1], Minv[:, 1, 0], Minv[:, 1, 1] = i11, i12, i12, i22
-    b0, b1 = B1[:, :, 0], B1[:, :, 1]
-    u0, u1 = b0 * h11 + b1 * h12, b0 * h12 + b1 * h22
-    return float(_sum_in_order(np.log(det))), Minv, H, _bhb_in_order([u0, u1], [b0, b1])
-
-
-def _first_block_small_fast(
-    T1: np.ndarray, D1: np.ndarray, B1: np.ndarray, full: bool
-) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-    """_first_block_small_numpy with pairwise sums and a BLAS product for sum_k B_k H_k B_k'."""
-    nl, p1 = D1.shape[0], D1.shape[1]
+        logs, us, bs = np.log(m), [b * h], [b]
+    else:
+        a, b, c = T1[0, 0], T1[1, 0], T1[1, 1]
+        d11, d12, d22 = D1[:, 0, 0], D1[:, 0, 1], D1[:, 1, 1]
+        m11 = a * a * d11 + 2.0 * a * b * d12 + b * b * d22 + 1.0
+        m12 = c * (a * d12 + b * d22)
+        m22 = c * c * d22 + 1.0
+        det = m11 * m22 - m12 * m12
+        i11, i12, i22 = m22 / det, -m12 / det, m11 / det
+        q = b * i11 + c * i12
+        h11, h12, h22 = a * a * i11, a * q, q * b + (b * i12 + c * i22) * c
+        H = np.empty((nl, 2, 2))
+        H[:, 0, 0], H[:, 0, 1], H[:, 1, 0], H[:, 1, 1] = h11, h12, h12, h22
+        Minv = np.empty((nl if full else 0, 2, 2))
+        if full:
+            Minv[:, 0, 0], Minv[:, 0, 1], Minv[:, 1, 0], Minv[:, 1, 1] = i11, i12, i12, i22
+        b0, b1 = B1[:, :, 0], B1[:, :, 1]
+        logs, us, bs = np.log(det), [b0 * h11 + b1 * h12, b0 * h12 + b1 * h22], [b0, b1]
+    if in_order:
+        return float(_sum_in_order(logs)), Minv, H, _bhb_in_order(us, bs)
     if p1 == 1:
-        t2 = T1[0, 0] * T1[0, 0]
-        m = t2 * D1[:, 0, 0] + 1.0
-        h = t2 / m
-        b = B1[:, :, 0]
-        Minv = (1.0 / m)[:, None, None] if full else np.empty((0, 1, 1))
-        return float(np.log(m).sum()), Minv, h[:, None, None], (b * h) @ b.T
-    a, b, c = T1[0, 0], T1[1, 0], T1[1, 1]
-    d11, d12, d22 = D1[:, 0, 0], D1[:, 0, 1], D1[:, 1, 1]
-    m11 = a * a * d11 + 2.0 * a * b * d12 + b * b * d22 + 1.0
-    m12 = c * (a * d12 + b * d22)
-    m22 = c * c * d22 + 1.0
-    det = m11 * m22 - m12 * m12
-    i11, i12, i22 = m22 / det, -m12 / det, m11 / det
-    q = b * i11 + c * i12
-    h11, h12, h22 = a * a * i11, a * q, q * b + (b * i12 + c * i22) * c
-    H = np.empty((nl, 2, 2))
-    H[:, 0, 0], H[:, 0, 1], H[:, 1, 0], H[:, 1, 1] = h11, h12, h12, h22
-    Minv = np.empty((nl if full else 0, 2, 2))
-    if full:
-        Minv[:, 0, 0], Minv[:, 0, 1], Minv[:, 1, 0], Minv[:, 1, 1] = i11, i12, i12, i22
-    b0, b1 = B1[:, :, 0], B1[:, :, 1]
-    BHB = (b0 * h11 + b1 * h12) @ b0.T + (b0 * h12 + b1 * h22) @ b1.T
-    return float(np.log(det).sum()), Minv, H, 0.5 * (BHB + BHB.T)
+        return float(logs.sum()), Minv, H, us[0] @ bs[0].T
+    bhb = us[0] @ bs[0].T + us[1] @ bs[1].T
+    return float(logs.sum()), Minv, H, 0.5 * (bhb + bhb.T)
 
 
 _TERMS_MAX = 1 << 20  # (r, r, levels) terms summed at once up to this size, else row by row
