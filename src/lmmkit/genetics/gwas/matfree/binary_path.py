@@ -416,10 +416,9 @@ def _null_arrays(model, models, info) -> dict[str, Any]:
         "info_vals": np.array(list(info.values()), dtype=float),
         "loco_codes": np.array(list(models), dtype=np.int64),
     }
-    for k in _MODEL_ARRAYS:
-        if models:
-            arrays[f"loco_{k}"] = np.stack([getattr(m, k) for m in models.values()])
     if models:
+        for k in _MODEL_ARRAYS:
+            arrays[f"loco_{k}"] = np.stack([getattr(m, k) for m in models.values()])
         m0 = next(iter(models.values()))
         arrays.update(loco_var_ratio=m0.var_ratio, loco_n_iter=m0.n_iter,
                       loco_converged=m0.converged)  # fmt: skip
