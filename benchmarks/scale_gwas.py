@@ -399,8 +399,11 @@ def run_binary(args) -> int:
 
     d = _dir(args)
     prefix = d / "cohort"
-    y = _null_binary(prefix, args.binary_h2, args.prevalence, args.seed, args.background)
+    pseed = args.seed if args.pheno_seed is None else args.pheno_seed
+    y = _null_binary(prefix, args.binary_h2, args.prevalence, pseed, args.background)
     tag = "" if args.background == "all" else f"_{args.background}"
+    if args.pheno_seed is not None:
+        tag += f"_p{pseed}"
     kw = dict(binary=True, kinship="standardized", plots=False, overwrite=True)
     t0, c0 = time.perf_counter(), time.process_time()
     res = gwas(prefix, y, method="matrix-free", out=d / f"binary{tag}.tsv", progress=True, **kw)
@@ -528,6 +531,10 @@ def _null_lambdas(table: pd.DataFrame, background: str) -> dict:
         even = table["chrom"].astype(int).to_numpy() % 2 == 0
         out["gc_lambda_spa_null_snps"] = _lambda(table["p_spa"].to_numpy()[even])
         out["n_null_snps"] = int(even.sum())
+        chrom = table["chrom"].astype(int).to_numpy()
+        out["gc_lambda_spa_per_null_chrom"] = {
+            int(c): _lambda(table["p_spa"].to_numpy()[chrom == c]) for c in np.unique(chrom[even])
+        }
     return out
 
 
@@ -561,6 +568,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--exact-chroms", default="1,2")
     ap.add_argument("--exact-samples", type=int, default=0, help="0 = every sample")
     ap.add_argument("--binary-h2", type=float, default=0.3, help="binary: liability h2")
+    ap.add_argument("--pheno-seed", type=int, default=None,
+                    help="binary: seed of the phenotype draw alone (replicates on the same "
+                    "genotypes; outputs tagged _p<seed>); default --seed")
     ap.add_argument("--prevalence", type=float, default=0.1, help="binary: case fraction")
     ap.add_argument(
         "--background", choices=["all", "odd"], default="all",

@@ -57,7 +57,24 @@ class LocoBinaryFit:
 
 def chromosome_diagonals(op: _Operator) -> np.ndarray:
     """(n, chromosome codes): sum over each chromosome's kinship SNPs of z_ij^2, one pass
-    (diag(K) = row sums / M; diag(K_{-c}) = (row sum - column c) / (M - M_c))."""
+    (diag(K) = row sums / M; diag(K_{-c}) = (row sum - column c) / (M - M_c)).
+
+    Examples
+    --------
+    A stand-in operator with 2 samples and 3 standardized SNPs, two on chromosome 0 and one
+    on chromosome 1:
+
+    >>> from types import SimpleNamespace
+    >>> z = np.array([[1.0, 2.0, 0.0], [0.0, 1.0, 3.0]], dtype=np.float32)
+    >>> class Op:
+    ...     n, passes, geno = 2, 0, SimpleNamespace(m_chrom=np.array([2.0, 1.0]))
+    ...     def _blocks(self):
+    ...         yield z[:, :2], 0
+    ...         yield z[:, 2:], 1
+    >>> chromosome_diagonals(Op())
+    array([[5., 0.],
+           [1., 9.]])
+    """
     d = np.zeros((op.n, len(op.geno.m_chrom)))
     for b, c in op._blocks():
         d[:, c] += np.einsum("ij,ij->i", b, b, dtype=np.float64)
