@@ -41,8 +41,8 @@ normalization) to the quantitative phenotype matrix-free on every sample, and wi
 Simulation (msprime): ``--chroms`` independent chromosome segments of ``--chrom-mb`` Mb with
 human-like rates (recombination 1e-8 per bp per generation, mutation 1.25e-8, binary
 mutations).  Demography: an ancestral population of Ne = 10,000 splits 400 generations ago
-into 4 demes that grow exponentially to 25,000 diploids each and exchange migrants
-(m = 5e-4 per generation): population structure (F_ST of about 0.01-0.02 between demes) plus
+into 4 demes that grow exponentially to 25,000 diploids each (``--deme-size``) and exchange
+migrants (m = 5e-4 per generation): population structure (F_ST of about 0.01-0.02 between demes) plus
 the recent shared ancestry of a dense sample (5,000 of 25,000 per deme, so sibs and cousins
 occur).  The first 50 generations are simulated with the discrete-time Wright-Fisher model,
 which is exact when the sample is a sizeable fraction of the population (the coalescent
@@ -78,7 +78,8 @@ DATA = ROOT / "benchmarks" / "_data"
 
 
 def _dir(args) -> Path:
-    return DATA / f"scale_{args.n}x{args.snps}"
+    tag = "" if args.deme_size == 25_000 else f"_deme{args.deme_size}"
+    return DATA / f"scale_{args.n}x{args.snps}{tag}"
 
 
 def _peak_rss_gib() -> float:
@@ -88,11 +89,11 @@ def _peak_rss_gib() -> float:
 # ----------------------------------------------------------------------------- simulate
 
 
-def _demography(n_demes: int, migration: float):
+def _demography(n_demes: int, migration: float, n_now: int = 25_000):
     import msprime
 
     d = msprime.Demography()
-    n_anc, n_now, t_split = 10_000, 25_000, 400
+    n_anc, t_split = 10_000, 400
     n_split = n_anc / n_demes
     growth = float(np.log(n_now / n_split) / t_split)
     names = [f"deme{i}" for i in range(n_demes)]
@@ -155,7 +156,7 @@ def simulate(args) -> int:
         return 0
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    demog, names = _demography(args.demes, args.migration)
+    demog, names = _demography(args.demes, args.migration, args.deme_size)
     n_per = [
         args.n // args.demes + (1 if i < args.n % args.demes else 0) for i in range(args.demes)
     ]
@@ -165,8 +166,6 @@ def simulate(args) -> int:
         geno.append(g)
         pos.append(p)
         chrom.append(np.full(len(p), c))
-    g_all = np.concatenate(geno)
-    del geno
     pos_all, chrom_all = np.concatenate(pos), np.concatenate(chrom)
     n_common = len(pos_all)
     rng = np.random.default_rng(args.seed)
@@ -176,7 +175,15 @@ def simulate(args) -> int:
         )
         return 1
     keep = np.sort(rng.choice(len(pos_all), args.snps, replace=False))
-    g_all, pos_all, chrom_all = g_all[keep], pos_all[keep], chrom_all[keep]
+    # the kept rows, chromosome by chromosome (each freed once copied: no second full copy)
+    g_all = np.empty((args.snps, args.n), dtype=np.int8)
+    start = filled = 0
+    for i, g in enumerate(geno):
+        rows = keep[(keep >= start) & (keep < start + len(g))] - start
+        g_all[filled : filled + len(rows)] = g[rows]
+        filled, start, geno[i] = filled + len(rows), start + len(g), None
+    del geno
+    pos_all, chrom_all = pos_all[keep], chrom_all[keep]
     t_sim = time.perf_counter() - t0
     # phenotype: h2 = 0.5 on --causal SNPs, standardized genotypes
     f = g_all.mean(1, dtype=np.float64) / 2.0
@@ -213,6 +220,7 @@ def simulate(args) -> int:
         "chrom_mb": args.chrom_mb,
         "demes": args.demes,
         "migration": args.migration,
+        "deme_size": args.deme_size,
         "h2": args.h2,
         "causal": args.causal,
         "seed": args.seed,
@@ -559,6 +567,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chrom-mb", type=float, default=6.0)
     ap.add_argument("--demes", type=int, default=4)
     ap.add_argument("--migration", type=float, default=5e-4)
+    ap.add_argument(
+        "--deme-size", type=int, default=25_000,
+        help="diploids per deme today (the sample takes n / demes of them: 25,000 at n = "
+        "50,000 samples half of each deme, so close relatives abound; 250,000 samples 5 %%, "
+        "as biobanks); other than 25,000 the data go to scale_<n>x<snps>_deme<size>/",
+    )  # fmt: skip
     ap.add_argument("--h2", type=float, default=0.5)
     ap.add_argument("--causal", type=int, default=2500)
     ap.add_argument("--seed", type=int, default=1)
