@@ -7,7 +7,7 @@ import os
 
 from lmmkit.errors import DataError
 
-__all__ = ["EXACT_MAX_SAMPLES", "METHODS", "exact_memory", "select_method"]
+__all__ = ["EXACT_MAX_SAMPLES", "METHODS", "exact_block_snps", "exact_memory", "select_method"]
 
 METHODS = ("auto", "exact", "matrix-free")
 EXACT_MAX_SAMPLES = 10_000
@@ -26,6 +26,26 @@ def _available_memory() -> float:
         return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
         return float("inf")
+
+
+EXACT_BLOCK_CELLS = 4_000_000  # genotype cells (samples x SNPs) per exact-path block
+
+
+def exact_block_snps(n: int) -> int:
+    """SNPs per block of the exact path when the user sets none: 2,000, or as many as fill
+    ``EXACT_BLOCK_CELLS`` genotype cells at small n (at most 20,000). Each block costs a
+    read call, a part file written for resuming and a few allocations; at 427 samples
+    2,000-SNP blocks spent a quarter of the CPU time on those (HLC shape, 358,499 SNPs:
+    33.6 CPU s with 2,000, 26.0 with 8,000; the statistics agree to rounding, 1e-10
+    relative, from BLAS blocking the rotation differently).
+
+    Examples
+    --------
+    >>> from lmmkit.genetics.gwas.method import exact_block_snps
+    >>> exact_block_snps(427), exact_block_snps(1940), exact_block_snps(50_000)
+    (9367, 2061, 2000)
+    """
+    return int(min(20_000, max(2000, EXACT_BLOCK_CELLS // max(int(n), 1))))
 
 
 def exact_memory(

@@ -15,7 +15,7 @@ from lmmkit.genetics import spa
 from lmmkit.genetics.gwas.exact import BlockTask, fit_null_model, null_model_lines, run_block
 from lmmkit.genetics.gwas.kinship import COMPUTED, kinship_groups
 from lmmkit.genetics.gwas.layouts import LAYOUTS
-from lmmkit.genetics.gwas.method import exact_memory, select_method
+from lmmkit.genetics.gwas.method import exact_block_snps, exact_memory, select_method
 from lmmkit.genetics.gwas.output import (
     check_output,
     logger,
@@ -46,7 +46,7 @@ def gwas(
     kinship="centered",
     loco: bool = False,
     tests: Sequence[str] | None = None,
-    block_snps: int = 2000,
+    block_snps: int | None = None,
     executor=None,
     out: str | Path | None = None,
     overwrite: bool = False,
@@ -95,6 +95,10 @@ def gwas(
         ``("score",)``).
     block_snps
         SNPs per task; memory is one block of genotypes plus the kinship eigenvectors.
+        Default (None): 2,000, and on the exact path as many as fill 4 million genotype
+        cells (``exact_block_snps``: 9,367 SNPs at 427 samples, at most 20,000), since at
+        small n every block's fixed costs (the read call, the part file written for
+        resuming) would otherwise outweigh its arithmetic.
     executor
         An :mod:`lmmkit.parallel` executor (default: in-process, serial).
     out
@@ -178,6 +182,8 @@ def gwas(
             f"output_format={output_format!r} is for quantitative traits; binary-trait "
             "results (score test, saddlepoint p-values) are written in lmmkit's layout."
         )
+    auto_block = block_snps is None
+    block_snps = 2000 if auto_block else block_snps
     pc_note = ""
     if pcs is not None:  # PCs join the covariates; without a kinship the scan is OLS
         from lmmkit.genetics.pca import pc_covariates
@@ -251,6 +257,8 @@ def gwas(
         say(pc_note)
     matched = match(pl, pheno, covariates, binary=binary, say=say)
     keep = matched.keep
+    if auto_block:
+        block_snps = exact_block_snps(len(keep))
     chunk = min(1024, block_snps)
     computed = isinstance(kinship, str) and kinship in COMPUTED
     n_kin = pl.bim["chrom"].nunique() if loco else 1
