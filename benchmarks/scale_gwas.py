@@ -30,6 +30,8 @@ with ``--exact-samples N`` both paths on a random N-sample subset (agreement of 
 background on the odd chromosomes only: the even chromosomes' SNPs have no effect, and their
 lambda GC (``gc_lambda_spa_null_snps``) is the calibration on truly null SNPs (files tagged
 ``_odd``; ``benchmarks/binary_loco_check.py`` then compares the dense path with and without LOCO).
+``--pheno-seed S`` draws another phenotype on the same genotypes (files tagged ``_odd_pS``);
+``binary-summary`` pools the null chromosomes' lambda over every replicate (mean and SE).
 
 Multi-kernel REML (issue 17): ``multi`` fits two kernels (odd / even chromosomes, BOLT-LMM's
 normalization) to the quantitative phenotype matrix-free on every sample, and with
@@ -531,6 +533,42 @@ def run_multi(args) -> int:
     return 0
 
 
+def binary_summary(args) -> int:
+    """λGC of the SNPs without effect pooled over the ``--background odd`` phenotype
+    replicates (``binary_odd.tsv`` and every ``binary_odd_p<seed>.tsv``): per replicate
+    and null chromosome, their mean and its SE over the (replicate, chromosome) values,
+    written to ``binary_odd_replicates.json``."""
+    d = _dir(args)
+    files = sorted(d.glob("binary_odd.tsv")) + sorted(d.glob("binary_odd_p*.tsv"))
+    if not files:
+        print(f"no binary_odd*.tsv under {d}: run `binary --background odd` first")
+        return 1
+    reps, values = {}, []
+    for f in files:
+        t = pd.read_csv(f, sep="\t", usecols=["chrom", "p_spa"])
+        chrom = t["chrom"].astype(int).to_numpy()
+        p = t["p_spa"].to_numpy()
+        per = {int(c): _lambda(p[chrom == c]) for c in np.unique(chrom) if c % 2 == 0}
+        reps[f.stem] = {
+            "gc_lambda_spa_null_snps": _lambda(p[chrom % 2 == 0]),
+            "per_null_chrom": per,
+        }
+        values += list(per.values())
+    v = np.array(values)
+    out = {
+        "replicates": reps,
+        "n_values": len(v),
+        "mean_per_chrom_lambda": float(v.mean()),
+        "se": float(v.std(ddof=1) / np.sqrt(len(v))),
+        "mean_replicate_lambda": float(
+            np.mean([r["gc_lambda_spa_null_snps"] for r in reps.values()])
+        ),
+    }
+    (d / "binary_odd_replicates.json").write_text(json.dumps(out, indent=1))
+    print(json.dumps(out, indent=1))
+    return 0
+
+
 def _null_lambdas(table: pd.DataFrame, background: str) -> dict:
     """lambda GC of p_spa over the SNPs without effect (background "odd": the even
     chromosomes') and over all SNPs."""
@@ -559,7 +597,8 @@ def _lambda(p: np.ndarray) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "step", choices=["simulate", "matfree", "exact", "compare", "binary", "multi"]
+        "step",
+        choices=["simulate", "matfree", "exact", "compare", "binary", "binary-summary", "multi"],
     )
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--snps", type=int, default=100_000)
@@ -598,6 +637,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     steps = {"simulate": simulate, "matfree": run_matfree, "exact": run_exact,
              "compare": lambda a: compare(a), "binary": run_binary,
+             "binary-summary": binary_summary,
              "multi": run_multi}  # fmt: skip
     return steps[args.step](args)
 
