@@ -81,6 +81,7 @@ DATA = ROOT / "benchmarks" / "_data"
 
 def _dir(args) -> Path:
     tag = "" if args.deme_size == 25_000 else f"_deme{args.deme_size}"
+    tag += "_coalescent" if args.coalescent_only else ""
     return DATA / f"scale_{args.n}x{args.snps}{tag}"
 
 
@@ -118,7 +119,11 @@ def _chromosome(args, demog, names, c: int, n_per: list[int]) -> tuple[np.ndarra
         sequence_length=args.chrom_mb * 1e6,
         recombination_rate=1e-8,
         ploidy=2,
-        model=[msprime.DiscreteTimeWrightFisher(duration=50), msprime.StandardCoalescent()],
+        model=(
+            msprime.StandardCoalescent()
+            if args.coalescent_only
+            else [msprime.DiscreteTimeWrightFisher(duration=50), msprime.StandardCoalescent()]
+        ),
         random_seed=seed,
     )
     ts = msprime.sim_mutations(
@@ -223,6 +228,7 @@ def simulate(args) -> int:
         "demes": args.demes,
         "migration": args.migration,
         "deme_size": args.deme_size,
+        "coalescent_only": args.coalescent_only,
         "h2": args.h2,
         "causal": args.causal,
         "seed": args.seed,
@@ -610,7 +616,15 @@ def main(argv: list[str] | None = None) -> int:
         "--deme-size", type=int, default=25_000,
         help="diploids per deme today (the sample takes n / demes of them: 25,000 at n = "
         "50,000 samples half of each deme, so close relatives abound; 250,000 samples 5 %%, "
-        "as biobanks); other than 25,000 the data go to scale_<n>x<snps>_deme<size>/",
+        "as biobanks, but slow: at 250,000 the first of 10 segments took over 11 min); other "
+        "than 25,000 the data go "
+        "to scale_<n>x<snps>_deme<size>/",
+    )  # fmt: skip
+    ap.add_argument(
+        "--coalescent-only", action="store_true",
+        help="Hudson's coalescent throughout, no Wright-Fisher generations: no pedigree, so "
+        "no relatives sharing whole chromosomes (a biobank-like sample, a small fraction of "
+        "its population); data under scale_<n>x<snps>_coalescent/",
     )  # fmt: skip
     ap.add_argument("--h2", type=float, default=0.5)
     ap.add_argument("--causal", type=int, default=2500)
