@@ -534,7 +534,8 @@ def run_multi(args) -> int:
             "seconds_wall_cpu": t_m,
             "peak_rss_gib": round(_peak_rss_gib(), 2),
         }
-    (d / "multi_reml.json").write_text(json.dumps(out, indent=1))
+    name = f"multi_reml_subset{args.exact_samples}.json" if args.subset_only else "multi_reml.json"
+    (d / name).write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
     return 0
 
