@@ -67,6 +67,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import sys
 import time
@@ -546,7 +547,9 @@ def binary_summary(args) -> int:
     and null chromosome, their mean and its SE over the (replicate, chromosome) values,
     written to ``binary_odd_replicates.json``."""
     d = _dir(args)
-    files = sorted(d.glob("binary_odd.tsv")) + sorted(d.glob("binary_odd_p*.tsv"))
+    files = sorted(
+        f for f in d.glob("binary_odd*.tsv") if re.fullmatch(r"binary_odd(_p\d+)?\.tsv", f.name)
+    )
     if not files:
         print(f"no binary_odd*.tsv under {d}: run `binary --background odd` first")
         return 1
