@@ -10,7 +10,7 @@ refitted per left-out chromosome) and the matrix-free path (LOCO as SAIGE: tau f
 full-kinship fit), records lambda GC of p_spa over the SNPs without effect and over all SNPs,
 and the agreement of the matrix-free p-values with the dense LOCO ones, in
 ``sub<samples>/binary_loco_odd.json`` (``--variants`` runs a subset; earlier entries of the
-file are kept).
+file are kept; ``--pheno-seed S``: the phenotype replicate S, in ``binary_loco_odd_pS.json``).
 """
 
 from __future__ import annotations
@@ -43,15 +43,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--snps", type=int, default=100_000)
     ap.add_argument("--samples", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--pheno-seed", type=int, default=None,
+                    help="phenotype replicate (scale_gwas.py binary --pheno-seed); default --seed")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated")
     a = ap.parse_args(argv)
     d = HERE / "_data" / f"scale_{a.n}x{a.snps}"
     sub = d / f"sub{a.samples}" / "cohort"
     if not Path(f"{sub}.bed").exists():
         raise SystemExit(f"{sub}.bed not found: run scale_gwas.py binary --exact-samples first")
-    y = scale_gwas._null_binary(d / "cohort", 0.3, 0.1, a.seed, "odd")
+    pseed = a.seed if a.pheno_seed is None else a.pheno_seed
+    y = scale_gwas._null_binary(d / "cohort", 0.3, 0.1, pseed, "odd")
     ys = y[scale_gwas.subset_samples(a.n, a.samples, a.seed)]  # the subset scale_gwas drew
-    path = sub.parent / "binary_loco_odd.json"
+    tag = "" if a.pheno_seed is None else f"_p{pseed}"
+    path = sub.parent / f"binary_loco_odd{tag}.json"
     out = json.loads(path.read_text()) if path.exists() else {}
     tables = {}
     for name in a.variants.split(","):
