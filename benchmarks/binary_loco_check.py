@@ -8,7 +8,8 @@ have no effect), runs on the random ``--samples`` subset that ``scale_gwas.py bi
 --exact-samples`` writes: the dense (exact) path without and with ``loco=True`` (null model
 refitted per left-out chromosome) and the matrix-free path (LOCO as SAIGE: tau fixed at the
 full-kinship fit), records lambda GC of p_spa over the SNPs without effect and over all SNPs,
-and the agreement of the matrix-free p-values with the dense LOCO ones, in
+and the agreement of the matrix-free p-values with the dense LOCO ones (``plain``: the
+logistic score test without kinship, the chance spread of one phenotype's lambda), in
 ``sub<samples>/binary_loco_odd.json`` (``--variants`` runs a subset; earlier entries of the
 file are kept; ``--pheno-seed S``: the phenotype replicate S, in ``binary_loco_odd_pS.json``).
 """
@@ -32,7 +33,39 @@ VARIANTS = {
     "dense": dict(method="exact", loco=False),
     "dense-loco": dict(method="exact", loco=True),
     "matfree-loco": dict(method="matrix-free"),
+    "plain": None,  # logistic score test without kinship (plain_score_lambda)
 }
+
+
+def plain_score_lambda(prefix: Path, y: np.ndarray) -> dict:
+    """lambda GC of the plain logistic score test (intercept only, no kinship: T = g'(y - ybar),
+    Var = sum (g - gbar)^2 ybar (1 - ybar)) over the even chromosomes' SNPs: how far one
+    phenotype's null-SNP lambda strays by chance on this design, with no mixed model."""
+    from lmmkit.genetics.plink import read_plink
+
+    pl = read_plink(prefix)
+    chrom = pl.bim["chrom"].astype(int).to_numpy()
+    even = chrom % 2 == 0
+    r = y - y.mean()
+    chi2, codes = [], []
+    for idx, x in pl.iter_blocks(4000, dtype="float64"):
+        x = x[:, even[idx]]
+        if not x.shape[1]:
+            continue
+        mean = np.nanmean(x, 0)
+        x = np.where(np.isnan(x), mean, x) - mean
+        v = (x * x).sum(0) * y.mean() * (1.0 - y.mean())
+        ok = v > 0
+        chi2.append(((x.T @ r) ** 2 / np.where(ok, v, 1.0))[ok])
+        codes.append(chrom[idx][even[idx]][ok])
+    c, k = np.concatenate(chi2), np.concatenate(codes)
+    p = scale_gwas.chi2_sf(c)
+    return {
+        "gc_lambda_spa_null_snps": scale_gwas._lambda(p),
+        "gc_lambda_spa_per_null_chrom": {
+            int(j): scale_gwas._lambda(p[k == j]) for j in np.unique(k)
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,8 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--snps", type=int, default=100_000)
     ap.add_argument("--samples", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--pheno-seed", type=int, default=None,
-                    help="phenotype replicate (scale_gwas.py binary --pheno-seed); default --seed")
+    ap.add_argument(
+        "--pheno-seed",
+        type=int,
+        default=None,
+        help="phenotype replicate (scale_gwas.py binary --pheno-seed); default --seed",
+    )
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated")
     a = ap.parse_args(argv)
     d = HERE / "_data" / f"scale_{a.n}x{a.snps}"
@@ -60,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     tables = {}
     for name in a.variants.split(","):
         t0, c0 = time.perf_counter(), time.process_time()
+        if name == "plain":
+            out[name] = plain_score_lambda(sub, ys)
+            print(name, out[name], flush=True)
+            continue
         res = gwas(sub, ys, binary=True, kinship="standardized", plots=False, progress=False,
                    **VARIANTS[name])  # fmt: skip
         tables[name] = res.table.set_index("snp")

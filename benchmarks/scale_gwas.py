@@ -594,6 +594,13 @@ def _null_lambdas(table: pd.DataFrame, background: str) -> dict:
     return out
 
 
+def chi2_sf(c: np.ndarray) -> np.ndarray:
+    """P(chi2_1 > c)."""
+    from scipy import stats
+
+    return stats.chi2.sf(c, 1)
+
+
 def _lambda(p: np.ndarray) -> float:
     from scipy import stats
 
