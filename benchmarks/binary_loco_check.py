@@ -48,16 +48,11 @@ def plain_score_lambda(prefix: Path, y: np.ndarray) -> dict:
     even = chrom % 2 == 0
     r = y - y.mean()
     chi2, codes = [], []
-    for idx, x in pl.iter_blocks(4000, dtype="float64"):
-        x = x[:, even[idx]]
-        if not x.shape[1]:
-            continue
-        mean = np.nanmean(x, 0)
-        x = np.where(np.isnan(x), mean, x) - mean
+    for idx, x in scale_gwas.centered_blocks(pl, even, dtype="float64"):
         v = (x * x).sum(0) * y.mean() * (1.0 - y.mean())
         ok = v > 0
         chi2.append(((x.T @ r) ** 2 / np.where(ok, v, 1.0))[ok])
-        codes.append(chrom[idx][even[idx]][ok])
+        codes.append(chrom[idx][ok])
     c, k = np.concatenate(chi2), np.concatenate(codes)
     p = scale_gwas.chi2_sf(c)
     return {

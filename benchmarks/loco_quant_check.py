@@ -28,27 +28,6 @@ sys.path.insert(0, str(HERE))
 import scale_gwas  # noqa: E402
 
 
-def liability(prefix: Path, seed: int, h2: float) -> np.ndarray:
-    """The odd-chromosome background plus noise, drawn as ``scale_gwas._null_binary``."""
-    from lmmkit.genetics.plink import read_plink
-
-    pl = read_plink(prefix)
-    rng = np.random.default_rng(seed + 101)
-    odd = scale_gwas._background_snps(pl.bim, "odd")
-    g = np.zeros(pl.n_samples)
-    for idx, x in pl.iter_blocks(4000, dtype="float32"):
-        x = x[:, odd[idx]]
-        if not x.shape[1]:
-            continue
-        mean = np.nanmean(x, 0)
-        x = np.where(np.isnan(x), mean, x) - mean
-        sd = x.std(0)
-        x = x[:, sd > 0] / sd[sd > 0]
-        g += x @ rng.standard_normal(x.shape[1]).astype(np.float32)
-    g = (g - g.mean()) / g.std()
-    return np.sqrt(h2) * g + np.sqrt(1.0 - h2) * rng.standard_normal(pl.n_samples)
-
-
 def main(argv: list[str] | None = None) -> int:
     from lmmkit.genetics.gwas import gwas
 
@@ -66,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     out = {}
     for seed in a.seeds:
-        y = liability(prefix, seed, a.h2)
+        y = scale_gwas.background_liability(prefix, seed=seed, h2=a.h2, background="odd")
         t0 = time.perf_counter()
         res = gwas(prefix, y, loco=True, method="exact", tests=("wald",),
                    kinship="standardized", progress=False, plots=False)  # fmt: skip

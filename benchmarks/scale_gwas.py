@@ -385,27 +385,39 @@ def _background_snps(bim, background: str) -> np.ndarray:
     return bim["chrom"].astype(int).to_numpy() % 2 == 1
 
 
-def _null_binary(
-    prefix: Path, h2: float, prevalence: float, seed: int, background: str = "all"
-) -> np.ndarray:
-    """Null case/control phenotype over the .fam samples (see the module docstring)."""
+def centered_blocks(pl, use: np.ndarray, dtype: str = "float32"):
+    """(SNP indices, genotypes) of the SNPs in ``use``, block by block, missing calls set to
+    the SNP's mean and every column centered."""
+    for idx, x in pl.iter_blocks(4000, dtype=dtype):
+        x = x[:, use[idx]]
+        if not x.shape[1]:
+            continue
+        mean = np.nanmean(x, 0)
+        yield idx[use[idx]], np.where(np.isnan(x), mean, x) - mean
+
+
+def background_liability(prefix: Path, h2: float, seed: int, background: str = "all") -> np.ndarray:
+    """The liability of the null phenotypes: sqrt(h2) g + sqrt(1 - h2) e, g the standardized
+    Z b / sqrt(M) over the ``background`` SNPs (see the module docstring)."""
     from lmmkit.genetics.plink import read_plink
 
     pl = read_plink(prefix)
     rng = np.random.default_rng(seed + 101)
     g = np.zeros(pl.n_samples)
-    use = _background_snps(pl.bim, background)
-    for idx, x in pl.iter_blocks(4000, dtype="float32"):
-        x = x[:, use[idx]]
-        if not x.shape[1]:
-            continue
-        mean = np.nanmean(x, 0)
-        x = np.where(np.isnan(x), mean, x) - mean
+    for _, x in centered_blocks(pl, _background_snps(pl.bim, background)):
         sd = x.std(0)
         x = x[:, sd > 0] / sd[sd > 0]
         g += x @ rng.standard_normal(x.shape[1]).astype(np.float32)
     g = (g - g.mean()) / g.std()
-    liab = np.sqrt(h2) * g + np.sqrt(1.0 - h2) * rng.standard_normal(pl.n_samples)
+    return np.sqrt(h2) * g + np.sqrt(1.0 - h2) * rng.standard_normal(pl.n_samples)
+
+
+def _null_binary(
+    prefix: Path, h2: float, prevalence: float, seed: int, background: str = "all"
+) -> np.ndarray:
+    """Null case/control phenotype over the .fam samples: the top ``prevalence`` of the
+    liability (:func:`background_liability`) are the cases."""
+    liab = background_liability(prefix, h2, seed, background)
     return (liab > np.quantile(liab, 1.0 - prevalence)).astype(float)
 
 
