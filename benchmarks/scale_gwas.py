@@ -48,8 +48,9 @@ migrants (m = 5e-4 per generation): population structure (F_ST of about 0.01-0.0
 the recent shared ancestry of a dense sample (5,000 of 25,000 per deme, so sibs and cousins
 occur).  The first 50 generations are simulated with the discrete-time Wright-Fisher model,
 which is exact when the sample is a sizeable fraction of the population (the coalescent
-is not), then Hudson's coalescent.  Biallelic sites with MAF >= 0.01 are kept and thinned at
-random to ``--snps``; genotypes are written with bed-reader (``create_bed``).  Phenotype:
+is not), then Hudson's coalescent (``--coalescent-only``: Hudson's throughout, no pedigree,
+as a biobank sample that is a small fraction of its population).  Biallelic sites with
+MAF >= 0.01 are kept and thinned at random to ``--snps``; genotypes are written with bed-reader (``create_bed``).  Phenotype:
 h2 = 0.5 spread over ``--causal`` random SNPs with N(0, 1) effects on standardized genotypes,
 environmental noise N(0, 0.5) (.fam column 6); the causal SNPs are in ``truth.tsv``.
 
@@ -596,21 +597,15 @@ def _null_lambdas(table: pd.DataFrame, background: str) -> dict:
     chromosomes') and over all SNPs."""
     out = {"gc_lambda_spa_all": _lambda(table["p_spa"].to_numpy())}
     if background != "all":
-        even = table["chrom"].astype(int).to_numpy() % 2 == 0
-        out["gc_lambda_spa_null_snps"] = _lambda(table["p_spa"].to_numpy()[even])
-        out["n_null_snps"] = int(even.sum())
         chrom = table["chrom"].astype(int).to_numpy()
+        p = table["p_spa"].to_numpy()
+        even = chrom % 2 == 0
+        out["gc_lambda_spa_null_snps"] = _lambda(p[even])
+        out["n_null_snps"] = int(even.sum())
         out["gc_lambda_spa_per_null_chrom"] = {
-            int(c): _lambda(table["p_spa"].to_numpy()[chrom == c]) for c in np.unique(chrom[even])
+            int(c): _lambda(p[chrom == c]) for c in np.unique(chrom[even])
         }
     return out
-
-
-def chi2_sf(c: np.ndarray) -> np.ndarray:
-    """P(chi2_1 > c)."""
-    from scipy import stats
-
-    return stats.chi2.sf(c, 1)
 
 
 def _lambda(p: np.ndarray) -> float:
