@@ -32,6 +32,10 @@ lambda GC (``gc_lambda_spa_null_snps``) is the calibration on truly null SNPs (f
 ``_odd``; ``benchmarks/binary_loco_check.py`` then compares the dense path with and without LOCO).
 ``--pheno-seed S`` draws another phenotype on the same genotypes (files tagged ``_odd_pS``);
 ``binary-summary`` pools the null chromosomes' lambda over every replicate (mean and SE).
+``--background but<k>`` puts the background on every chromosome but k and tests only k's
+SNPs: k's LOCO kinship then holds exactly the SNPs that carry the background (with ``odd``
+it also holds the other null chromosomes); ``matfree --background ...`` runs the
+quantitative control on the same liability before its threshold (BOLT-LMM-inf, LOCO).
 
 Multi-kernel REML (issue 17): ``multi`` fits two kernels (odd / even chromosomes, BOLT-LMM's
 normalization) to the quantitative phenotype matrix-free on every sample, and with
@@ -50,8 +54,8 @@ occur).  The first 50 generations are simulated with the discrete-time Wright-Fi
 which is exact when the sample is a sizeable fraction of the population (the coalescent
 is not), then Hudson's coalescent (``--coalescent-only``: Hudson's throughout, no pedigree,
 as a biobank sample that is a small fraction of its population).  Biallelic sites with
-MAF >= 0.01 are kept and thinned at random to ``--snps``; genotypes are written with bed-reader (``create_bed``).  Phenotype:
-h2 = 0.5 spread over ``--causal`` random SNPs with N(0, 1) effects on standardized genotypes,
+MAF >= 0.01 are kept and thinned at random to ``--snps``; genotypes are written with
+bed-reader (``create_bed``).  Phenotype: h2 = 0.5 spread over ``--causal`` random SNPs with N(0, 1) effects on standardized genotypes,
 environmental noise N(0, 0.5) (.fam column 6); the causal SNPs are in ``truth.tsv``.
 
 The exact path (``lmmkit.gwas``, ``loco=True``) needs one n x n kinship per chromosome, an
@@ -262,17 +266,41 @@ def _record(path: Path, res, seconds: float, extra: dict) -> dict:
 
 
 def run_matfree(args) -> int:
-    """Matrix-free GWAS of every SNP (LOCO, standardized kinship as BOLT-LMM)."""
+    """Matrix-free GWAS of every SNP (LOCO, standardized kinship as BOLT-LMM).  With
+    ``--background odd|but<k>``: the quantitative control of ``binary``, the same liability
+    (``--binary-h2``, ``--pheno-seed``) before its threshold, lambda GC of the SNPs without
+    effect (``but<k>``: only chromosome k tested); outputs ``matfree_<background>[_p<S>]``."""
     from lmmkit.genetics.gwas import gwas_matrix_free
 
     d = _dir(args)
     prefix = d / "cohort"
+    pheno, snps, tag = 1, None, ""
+    if args.background != "all":
+        pseed = args.seed if args.pheno_seed is None else args.pheno_seed
+        pheno = background_liability(prefix, args.binary_h2, pseed, args.background)
+        tag = f"_{args.background}" + ("" if args.pheno_seed is None else f"_p{pseed}")
+        if args.background.startswith("but"):
+            from lmmkit.genetics.plink import read_plink
+
+            chrom = read_plink(prefix).bim["chrom"].astype(int).to_numpy()
+            snps = _null_snps(chrom, args.background)
     t0 = time.perf_counter()
-    res = gwas_matrix_free(
-        prefix, 1, kinship="standardized", loco=True, out=d / "matfree.tsv", overwrite=True,
-        progress=True, n_probes=args.probes,
-    )  # fmt: skip
-    rec = _record(d / "matfree.json", res, time.perf_counter() - t0, {"log": res.log})
+    if args.pcs:  # top PCs as fixed covariates (plink2 --pca through gwas(pcs=K))
+        from lmmkit.genetics.gwas import gwas
+
+        tag += f"_pcs{args.pcs}"
+        res = gwas(prefix, pheno, kinship="standardized", method="matrix-free", pcs=args.pcs,
+                   out=d / f"matfree{tag}.tsv", overwrite=True, progress=True, snps=snps,
+                   plots=False)  # fmt: skip
+    else:
+        res = gwas_matrix_free(
+            prefix, pheno, kinship="standardized", loco=True, out=d / f"matfree{tag}.tsv",
+            overwrite=True, progress=True, n_probes=args.probes, snps=snps,
+        )  # fmt: skip
+    extra = {"log": res.log}
+    if args.background != "all":
+        extra.update(_null_lambdas(res.table, args.background, column="p_wald"))
+    rec = _record(d / f"matfree{tag}.json", res, time.perf_counter() - t0, extra)
     print(json.dumps({k: v for k, v in rec.items() if k != "log"}, indent=1, default=float))
     return 0
 
@@ -379,11 +407,29 @@ def compare(args, sub: Path | None = None) -> int:
 
 
 def _background_snps(bim, background: str) -> np.ndarray:
-    """Mask of the SNPs carrying the polygenic background: every SNP, or those of the odd
-    chromosomes (the even chromosomes' SNPs then have no effect at all)."""
+    """Mask of the SNPs carrying the polygenic background: every SNP (``all``), those of the
+    odd chromosomes (``odd``: the even chromosomes' SNPs then have no effect at all) or of
+    every chromosome but k (``but<k>``: chromosome k's SNPs have no effect, and its LOCO
+    kinship holds exactly the SNPs that carry the background)."""
     if background == "all":
         return np.ones(len(bim), dtype=bool)
-    return bim["chrom"].astype(int).to_numpy() % 2 == 1
+    return ~_null_snps(bim["chrom"].astype(int).to_numpy(), background)
+
+
+def _null_snps(chrom: np.ndarray, background: str) -> np.ndarray:
+    """Mask of the SNPs without effect under ``background`` (none for ``all``)."""
+    if background == "all":
+        return np.zeros(len(chrom), dtype=bool)
+    if background == "odd":
+        return chrom % 2 == 0
+    return chrom == int(background[3:])
+
+
+def _background_arg(text: str) -> str:
+    """argparse type of ``--background``: all, odd or but<k>."""
+    if text in ("all", "odd") or re.fullmatch(r"but\d+", text):
+        return text
+    raise argparse.ArgumentTypeError(f"expected all, odd or but<k> (e.g. but10), got {text!r}")
 
 
 def centered_blocks(pl, use: np.ndarray, dtype: str = "float32"):
@@ -435,8 +481,14 @@ def run_binary(args) -> int:
     if args.pheno_seed is not None:
         tag += f"_p{pseed}"
     kw = dict(binary=True, kinship="standardized", plots=False, overwrite=True)
+    snps = None
+    if args.background.startswith("but"):  # only the null chromosome: one LOCO fit
+        from lmmkit.genetics.plink import read_plink
+
+        snps = _null_snps(read_plink(prefix).bim["chrom"].astype(int).to_numpy(), args.background)
     t0, c0 = time.perf_counter(), time.process_time()
-    res = gwas(prefix, y, method="matrix-free", out=d / f"binary{tag}.tsv", progress=True, **kw)
+    res = gwas(prefix, y, method="matrix-free", out=d / f"binary{tag}.tsv", progress=True,
+               snps=snps, **kw)  # fmt: skip
     extra = {
         "cpu_seconds": round(time.process_time() - c0, 1),
         "cases": int(y.sum()),
@@ -555,55 +607,55 @@ def run_multi(args) -> int:
 
 
 def binary_summary(args) -> int:
-    """λGC of the SNPs without effect pooled over the ``--background odd`` phenotype
-    replicates (``binary_odd.tsv`` and every ``binary_odd_p<seed>.tsv``): per replicate
-    and null chromosome, their mean and its SE over the (replicate, chromosome) values,
-    written to ``binary_odd_replicates.json``."""
+    """λGC of the SNPs without effect pooled over the phenotype replicates of one
+    ``--background`` design (``odd``: ``binary_odd.tsv`` and every ``binary_odd_p<seed>.tsv``;
+    ``but``: every ``binary_but<k>[_p<seed>].tsv``): per replicate and null chromosome, their
+    mean and its SE over the (replicate, chromosome) values, written to
+    ``binary_<design>_replicates.json``."""
     d = _dir(args)
-    files = sorted(
-        f for f in d.glob("binary_odd*.tsv") if re.fullmatch(r"binary_odd(_p\d+)?\.tsv", f.name)
-    )
+    design = "but" if args.background.startswith("but") else args.background
+    pattern = r"binary_but\d+(_p\d+)?\.tsv" if design == "but" else rf"binary_{design}(_p\d+)?\.tsv"
+    files = sorted(f for f in d.glob("binary_*.tsv") if re.fullmatch(pattern, f.name))
     if not files:
-        print(f"no binary_odd*.tsv under {d}: run `binary --background odd` first")
+        print(f"no {pattern} under {d}: run `binary --background {args.background}` first")
         return 1
     reps, values = {}, []
     for f in files:
         t = pd.read_csv(f, sep="\t", usecols=["chrom", "p_spa"])
         chrom = t["chrom"].astype(int).to_numpy()
         p = t["p_spa"].to_numpy()
-        per = {int(c): _lambda(p[chrom == c]) for c in np.unique(chrom) if c % 2 == 0}
-        reps[f.stem] = {
-            "gc_lambda_spa_null_snps": _lambda(p[chrom % 2 == 0]),
-            "per_null_chrom": per,
-        }
+        bg = f.stem.split("_")[1]
+        null = _null_snps(chrom, bg)
+        per = {int(c): _lambda(p[chrom == c]) for c in np.unique(chrom[null])}
+        reps[f.stem] = {"gc_lambda_spa_null_snps": _lambda(p[null]), "per_null_chrom": per}
         values += list(per.values())
     v = np.array(values)
     out = {
         "replicates": reps,
         "n_values": len(v),
         "mean_per_chrom_lambda": float(v.mean()),
-        "se": float(v.std(ddof=1) / np.sqrt(len(v))),
+        "se": float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan"),
         "mean_replicate_lambda": float(
             np.mean([r["gc_lambda_spa_null_snps"] for r in reps.values()])
         ),
     }
-    (d / "binary_odd_replicates.json").write_text(json.dumps(out, indent=1))
+    (d / f"binary_{design}_replicates.json").write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
     return 0
 
 
-def _null_lambdas(table: pd.DataFrame, background: str) -> dict:
-    """lambda GC of p_spa over the SNPs without effect (background "odd": the even
-    chromosomes') and over all SNPs."""
-    out = {"gc_lambda_spa_all": _lambda(table["p_spa"].to_numpy())}
+def _null_lambdas(table: pd.DataFrame, background: str, column: str = "p_spa") -> dict:
+    """lambda GC of ``column`` over the SNPs without effect (:func:`_null_snps`), per null
+    chromosome, and over all SNPs (keys say ``spa`` whatever the column)."""
+    out = {"gc_lambda_spa_all": _lambda(table[column].to_numpy())}
     if background != "all":
         chrom = table["chrom"].astype(int).to_numpy()
-        p = table["p_spa"].to_numpy()
-        even = chrom % 2 == 0
-        out["gc_lambda_spa_null_snps"] = _lambda(p[even])
-        out["n_null_snps"] = int(even.sum())
+        p = table[column].to_numpy()
+        null = _null_snps(chrom, background)
+        out["gc_lambda_spa_null_snps"] = _lambda(p[null])
+        out["n_null_snps"] = int(null.sum())
         out["gc_lambda_spa_per_null_chrom"] = {
-            int(c): _lambda(p[chrom == c]) for c in np.unique(chrom[even])
+            int(c): _lambda(p[chrom == c]) for c in np.unique(chrom[null])
         }
     return out
 
@@ -649,6 +701,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--probes", type=int, default=20, help="REML probes (matrix-free)")
+    ap.add_argument("--pcs", type=int, default=0,
+                    help="matfree: this many top PCs as fixed covariates (gwas(pcs=K))")
     ap.add_argument("--exact-snps", type=int, default=5000)
     ap.add_argument("--exact-chroms", default="1,2")
     ap.add_argument("--exact-samples", type=int, default=0, help="0 = every sample")
@@ -658,9 +712,10 @@ def main(argv: list[str] | None = None) -> int:
                     "genotypes; outputs tagged _p<seed>); default --seed")
     ap.add_argument("--prevalence", type=float, default=0.1, help="binary: case fraction")
     ap.add_argument(
-        "--background", choices=["all", "odd"], default="all",
+        "--background", type=_background_arg, default="all",
         help="binary: SNPs carrying the polygenic background (odd: odd chromosomes only, so "
-        "the even chromosomes' SNPs are truly null and their lambda GC is the calibration)",
+        "the even chromosomes' SNPs are truly null and their lambda GC is the calibration; "
+        "but<k>: every chromosome but k, and only k's SNPs are tested)",
     )  # fmt: skip
     ap.add_argument("--probes-multi", type=int, default=100, help="multi: trace probes")
     ap.add_argument("--precondition-rank", type=int, default=64,

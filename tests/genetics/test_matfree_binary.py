@@ -131,6 +131,23 @@ def test_gwas_binary_matrix_free_end_to_end(cohort, tmp_path):
     assert info["loco_converged"] == 1.0 and 0 < info["loco_var_ratio"] < 1.5
 
 
+def test_loco_one_tested_chromosome_draws_its_own_calibration_snps(cohort):
+    """snps= on one chromosome: the LOCO variance ratio's calibration SNPs all lie on it
+    (drawn from the whole genome, 2 of them would often miss it and the run failed after
+    the full null-model fit, at 50,000 samples an hour in)."""
+    from lmmkit.genetics.gwas.matfree.binary_path import gwas_binary_matrix_free
+
+    pl, _, _, _, y, _ = cohort
+    chrom = pl.bim["chrom"].astype(str).to_numpy()
+    res = gwas_binary_matrix_free(pl, y, kinship="standardized", progress=False, plots=False,
+                                  snps=chrom == "3", n_calibration=2)  # fmt: skip
+    assert set(res.table["chrom"].astype(str)) == {"3"}
+    assert set(res.null) == {"all", "3"}
+    info = res.null["all"]
+    assert info["loco_n_calibration"] == 2.0 and info["n_calibration"] == 2.0
+    assert 0 < info["loco_var_ratio"] < 1.5
+
+
 def test_resume_reads_saved_null_model(cohort, tmp_path):
     """An interrupted run keeps its null model in OUT.parts; the rerun reads it and gives
     the same table as an uninterrupted run."""

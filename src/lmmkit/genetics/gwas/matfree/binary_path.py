@@ -343,7 +343,11 @@ def _fit_null(
         f"({geno.g.nbytes / 2**20:.0f} MiB), never an n x n matrix; read in "
         f"{time.perf_counter() - t:.1f} s"
     )
-    gcal, cal_rows = _calibration_snps(pl, keep, testable, n_calibration, seed, maf, max_missing)
+    pool = testable
+    if groups is not None:  # LOCO: each chromosome's ratio needs calibration SNPs on it, so
+        # they come from the tested chromosomes (all of them: the same SNPs as without LOCO)
+        pool = testable & np.isin(chrom_codes, [codes[grp] for grp in groups])
+    gcal, cal_rows = _calibration_snps(pl, keep, pool, n_calibration, seed, maf, max_missing)
     op = _Operator(geno, q0, kernel_block)
     t = time.perf_counter()
     model, fit = fit_null_binary_matfree(

@@ -1,0 +1,153 @@
+"""Why the binary GWAS is deflated at large tau n / M, on data with nothing else going on (issue 17).
+
+    .venv/bin/python benchmarks/binary_dispersion_check.py --seeds 1 2 3
+    .venv/bin/python benchmarks/binary_dispersion_check.py --hs1940 --seeds 1 2
+
+The 50,000-sample binary runs of ``scale_gwas.py binary`` gave lambda GC 0.915 on SNPs without
+effect.  Synthetic mode (default) removes LD, population structure and LOCO altogether:
+``--n`` samples, ``--m`` independent kinship SNPs (K = Z Z' / M, standardized) carrying a
+liability with h2 = ``--h2`` whose top ``--prevalence`` are the cases, and ``--tests`` further
+independent SNPs without effect.  ``--hs1940``: the real HS1940 mice, K their centered
+kinship, a liability g + e with g ~ N(0, s2 K) (h2 0.5, as gwas_binary_calibration.py), half
+of them cases, every other SNP with MAF > 0.05 tested (the tested SNPs lie inside the
+kinship and its population structure).
+
+Each replicate fits the logistic mixed null model as SAIGE and GMMAT do (PQL / AI-REML,
+dispersion fixed at 1: ``lmmkit.genetics.spa.fit_null_binary``) and scores the SNPs
+(T = g~'(y - mu), Var = g~'P g~, ``spa.score_tests``'s formulas).  Reported: lambda GC with
+that variance (``fixed``); the residuals' dispersion c = sum (y - mu)^2 / tr(P) (for SNPs
+independent of y and of K, E[T^2 | y] / E[Var] is exactly c) and lambda with every variance
+scaled by it (``global``); and a per-SNP version that rescales only the binomial part of the
+working covariance, Var = g~'P g~ - (1 - phi) g~'P W^-1 P g~ with phi = 1 - (tr P - r'r) /
+tr(P W^-1 P) (``per_snp``; the same c for SNPs outside K's span, little change for SNPs along
+K's large eigenvalues).  Synthetic mode also runs the plain logistic score test (tau = 0)
+and the linear mixed model on the 0/1 trait (BOLT-LMM's way, ``lmmkit.gwas`` Wald test), the
+calibrated references.  Results: ``benchmarks/_data/binary_dispersion_<mode>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+HS = HERE.parents[0].parent / "shared" / "data" / "genetics" / "mouse_hs1940"
+
+
+def _lambda(chi2: np.ndarray) -> float:
+    return float(np.median(chi2) / 0.454936423119572)
+
+
+def variances(k: np.ndarray | None, y: np.ndarray, g: np.ndarray) -> dict:
+    """The fixed-dispersion null model of y on K (intercept only; None: logistic regression)
+    and lambda GC of the
+    score tests of the centered genotypes ``g`` under the three variances (module docstring)."""
+    from lmmkit.genetics import spa
+
+    x = np.ones((len(y), 1))
+    m = spa.fit_null_binary(k, y, x)
+    p, w, r = m.proj, m.mu * (1.0 - m.mu), y - m.mu
+    pwp = p @ (p / w[:, None])
+    c = float(r @ r / np.trace(p))
+    phi = float(1.0 - (np.trace(p) - r @ r) / np.trace(pwp))
+    gt = g - x @ (m.adjust @ g)
+    t2 = (gt.T @ r) ** 2
+    v1 = np.einsum("ij,ij->j", gt, p @ gt)
+    v2 = np.einsum("ij,ij->j", gt, pwp @ gt)
+    return {"tau": float(m.tau), "c": c, "phi": phi,
+            "lambda_fixed": _lambda(t2 / v1), "lambda_global": _lambda(t2 / (c * v1)),
+            "lambda_per_snp": _lambda(t2 / (v1 - (1.0 - phi) * v2)),
+            "median_v2_over_v1": float(np.median(v2 / v1))}  # fmt: skip
+
+
+def synthetic(a, seed: int) -> dict:
+    """One synthetic replicate, with the plain logistic test and the LMM on the 0/1 trait."""
+    from bed_reader import to_bed
+    from scipy import special
+
+    from lmmkit.genetics.gwas import gwas
+
+    n, m = a.n, a.m
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0.1, 0.5, m + a.tests)
+    geno = (rng.uniform(size=(n, m + a.tests)) < p).astype(np.int8)
+    geno += (rng.uniform(size=(n, m + a.tests)) < p).astype(np.int8)
+    z = (geno[:, :m] - 2 * p[:m]) / np.sqrt(2 * p[:m] * (1 - p[:m]))
+    k = z @ z.T / m
+    g = z @ rng.standard_normal(m)
+    g = (g - g.mean()) / g.std()
+    liab = np.sqrt(a.h2) * g + np.sqrt(1 - a.h2) * rng.standard_normal(n)
+    y = (liab > np.quantile(liab, 1 - a.prevalence)).astype(float)
+    gt = geno[:, m:].astype(float)
+    gt -= gt.mean(0)
+    out = {"seed": seed, **variances(k, y, gt)}
+    out["lambda_plain_logistic"] = variances(None, y, gt)["lambda_fixed"]
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = Path(tmp) / "c"
+        to_bed(f"{prefix}.bed", geno.astype(np.float32),
+               properties={"chromosome": ["1"] * m + ["2"] * a.tests})  # fmt: skip
+        lin = gwas(prefix, y, kinship=k, method="exact", tests=("wald",),
+                   snps=np.r_[np.zeros(m, bool), np.ones(a.tests, bool)], progress=False,
+                   plots=False)  # fmt: skip
+        out["lambda_lmm_on_01"] = _lambda(special.chdtri(1.0, lin.table["p_wald"].to_numpy()))
+    return out
+
+
+def hs1940(seed: int) -> dict:
+    """One HS1940 replicate (module docstring)."""
+    from scipy import linalg
+
+    from lmmkit.genetics.grm import compute_grm
+    from lmmkit.genetics.plink import read_plink
+
+    pl = read_plink(HS)
+    k = compute_grm(pl, "centered").matrix
+    g = pl.read(dtype="float64")
+    g = np.where(np.isnan(g), np.nanmean(g, 0), g)
+    af = g.mean(0) / 2
+    g = g[:, np.minimum(af, 1 - af) > 0.05][:, ::2]
+    g -= g.mean(0)
+    s, u = linalg.eigh(k)
+    rng = np.random.default_rng(seed)
+    s2 = 0.5 / 0.5 / np.mean(np.diag(k))  # liability h2 0.5 with e ~ N(0, 1)
+    liab = u @ (np.sqrt(np.clip(s, 0, None) * s2) * rng.standard_normal(len(s)))
+    liab += rng.standard_normal(len(s))
+    y = (liab > np.quantile(liab, 0.5)).astype(float)
+    return {"seed": seed, **variances(k, y, g)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hs1940", action="store_true", help="the HS1940 mice instead")
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--m", type=int, default=200, help="kinship SNPs (n/M = 10 by default)")
+    ap.add_argument("--tests", type=int, default=5000)
+    ap.add_argument("--h2", type=float, default=0.3)
+    ap.add_argument("--prevalence", type=float, default=0.1)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    a = ap.parse_args(argv)
+    if a.hs1940 and not Path(f"{HS}.bed").exists():
+        print(f"{HS}.bed not found (../shared)")
+        return 1
+    reps = []
+    for seed in a.seeds:
+        reps.append(hs1940(seed) if a.hs1940 else synthetic(a, seed))
+        print(json.dumps(reps[-1]), flush=True)
+    keys = [k for k in reps[0] if k.startswith("lambda") or k in ("c", "phi", "tau")]
+    summary = {"settings": vars(a), "replicates": reps,
+               "mean": {k: float(np.mean([r[k] for r in reps])) for k in keys}}  # fmt: skip
+    mode = "hs1940" if a.hs1940 else f"n{a.n}_m{a.m}"
+    out = HERE / "_data" / f"binary_dispersion_{mode}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary["mean"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
