@@ -84,6 +84,23 @@ def test_plots_titled_and_qq_axes_tight(data, tmp_path):
     assert "fam1 ~ intercept + PC1 + PC2" in (tmp_path / "g.tsv.log").read_text() or res.n_tested
 
 
+def test_manhattan_places_every_snp_by_chromosome():
+    """Every plotted SNP gets a finite x inside its chromosome's span, chromosomes in order
+    of appearance alternate colours, and a missing chromosome label is its own group."""
+    from lmmkit.genetics.gwas.plots import manhattan_figure
+
+    t = pd.DataFrame({"chrom": ["2"] * 4 + [None] * 2 + ["10"] * 3, "pos": np.arange(9) * 10,
+                      "p": np.r_[np.linspace(0.01, 1, 8), np.nan]})  # fmt: skip
+    ax = manhattan_figure(t, "p").axes[0]
+    marks = [ln for ln in ax.lines if ln.get_marker() == "o"]
+    assert len(marks) == 2 and marks[0].get_color() != marks[1].get_color()
+    xs = np.sort(np.concatenate([ln.get_xdata() for ln in marks]))
+    assert len(xs) == 8 and np.all(np.isfinite(xs))  # the NaN p-value is not plotted
+    assert [x.get_text() for x in ax.get_xticklabels()] == ["2", "nan", "10"]
+    np.testing.assert_array_equal(xs[:4], [0, 10, 20, 30])  # positions within chromosome 2
+    assert xs[4] > xs[3] and xs[6] > xs[5]
+
+
 def test_outputs_honour_the_umask(data, tmp_path):
     pl, _ = data
     old = os.umask(0o022)

@@ -60,7 +60,8 @@ def manhattan_figure(table: pd.DataFrame, pcol: str, *, title: str = "") -> Any:
     p = table[pcol].to_numpy(float)
     ok = np.isfinite(p) & (p > 0)
     lp = -np.log10(p[ok])
-    codes, chroms = pd.factorize(table["chrom"].to_numpy()[ok])  # order of appearance
+    # chromosomes in order of appearance (a missing label is a group too, as before)
+    codes, chroms = pd.factorize(table["chrom"].to_numpy()[ok], use_na_sentinel=False)
     xpos = np.empty(len(lp))
     ticks, labels = [], []
     offset = 0.0
@@ -79,7 +80,7 @@ def manhattan_figure(table: pd.DataFrame, pcol: str, *, title: str = "") -> Any:
     fig = Figure(figsize=(11, 4))
     ax = fig.subplots()
     # markers of one Line2D per colour: Agg stamps one cached marker per point, where a
-    # scatter with per-point colours costs ~10x more (2 s at 355,000 SNPs)
+    # scatter with per-point colours cost ~5x more (1.5 s CPU at 355,000 SNPs)
     for odd, colour in ((False, "#1f4e79"), (True, "#7fa7cf")):
         sel = parity == odd
         ax.plot(xpos[sel], lp[sel], ls="none", marker="o", ms=2, mew=0, color=colour)
