@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-HS = HERE.parents[0].parent / "shared" / "data" / "genetics" / "mouse_hs1940"
+HS = HERE.parent.parent / "shared" / "data" / "genetics" / "mouse_hs1940"
 
 
 def _lambda(chi2: np.ndarray) -> float:
@@ -159,7 +159,8 @@ def hs1940(seed: int) -> dict:
     g -= g.mean(0)
     s, u = linalg.eigh(k)
     rng = np.random.default_rng(seed)
-    s2 = 0.5 / 0.5 / np.mean(np.diag(k))  # liability h2 0.5 with e ~ N(0, 1)
+    h2 = 0.5  # liability heritability, with e ~ N(0, 1): Var(g) = h2 / (1 - h2)
+    s2 = h2 / (1.0 - h2) / np.mean(np.diag(k))
     liab = u @ (np.sqrt(np.clip(s, 0, None) * s2) * rng.standard_normal(len(s)))
     liab += rng.standard_normal(len(s))
     y = (liab > np.quantile(liab, 0.5)).astype(float)

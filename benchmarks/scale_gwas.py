@@ -279,11 +279,7 @@ def run_matfree(args) -> int:
         pseed = args.seed if args.pheno_seed is None else args.pheno_seed
         pheno = background_liability(prefix, args.binary_h2, pseed, args.background)
         tag = f"_{args.background}" + ("" if args.pheno_seed is None else f"_p{pseed}")
-        if args.background.startswith("but"):
-            from lmmkit.genetics.plink import read_plink
-
-            chrom = read_plink(prefix).bim["chrom"].astype(int).to_numpy()
-            snps = _null_snps(chrom, args.background)
+        snps = _tested_snps(prefix, args.background)
     t0 = time.perf_counter()
     if args.pcs:  # top PCs as fixed covariates (plink2 --pca through gwas(pcs=K))
         from lmmkit.genetics.gwas import gwas
@@ -425,6 +421,16 @@ def _null_snps(chrom: np.ndarray, background: str) -> np.ndarray:
     return chrom == int(background[3:])
 
 
+def _tested_snps(prefix: Path, background: str) -> np.ndarray | None:
+    """The SNPs to test: ``but<k>`` tests only chromosome k (one LOCO fit); otherwise all
+    (None)."""
+    if not background.startswith("but"):
+        return None
+    from lmmkit.genetics.plink import read_plink
+
+    return _null_snps(read_plink(prefix).bim["chrom"].astype(int).to_numpy(), background)
+
+
 def _background_arg(text: str) -> str:
     """argparse type of ``--background``: all, odd or but<k>."""
     if text in ("all", "odd") or re.fullmatch(r"but\d+", text):
@@ -481,11 +487,7 @@ def run_binary(args) -> int:
     if args.pheno_seed is not None:
         tag += f"_p{pseed}"
     kw = dict(binary=True, kinship="standardized", plots=False, overwrite=True)
-    snps = None
-    if args.background.startswith("but"):  # only the null chromosome: one LOCO fit
-        from lmmkit.genetics.plink import read_plink
-
-        snps = _null_snps(read_plink(prefix).bim["chrom"].astype(int).to_numpy(), args.background)
+    snps = _tested_snps(prefix, args.background)
     t0, c0 = time.perf_counter(), time.process_time()
     res = gwas(prefix, y, method="matrix-free", out=d / f"binary{tag}.tsv", progress=True,
                snps=snps, **kw)  # fmt: skip
