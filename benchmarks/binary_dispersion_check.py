@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/binary_dispersion_check.py --seeds 1 2 3
     .venv/bin/python benchmarks/binary_dispersion_check.py --hs1940 --seeds 1 2
+    .venv/bin/python benchmarks/binary_dispersion_check.py --n 2000 --m 1000 --h2 0.5 --prevalence 0.3 --matfree
 
 The 50,000-sample binary runs of ``scale_gwas.py binary`` gave lambda GC 0.915 on SNPs without
 effect.  Synthetic mode (default) removes LD, population structure and LOCO altogether:
@@ -9,7 +10,7 @@ effect.  Synthetic mode (default) removes LD, population structure and LOCO alto
 liability with h2 = ``--h2`` whose top ``--prevalence`` are the cases, and ``--tests`` further
 independent SNPs without effect.  ``--hs1940``: the real HS1940 mice, K their centered
 kinship, a liability g + e with g ~ N(0, s2 K) (h2 0.5, as gwas_binary_calibration.py), half
-of them cases, every other SNP with MAF > 0.05 tested (the tested SNPs lie inside the
+of them cases (``--prevalence``), every other SNP with MAF > 0.05 tested (the tested SNPs lie inside the
 kinship and its population structure).
 
 Each replicate fits the logistic mixed null model as SAIGE and GMMAT do (PQL / AI-REML,
@@ -23,7 +24,14 @@ tr(P W^-1 P) (``per_snp``; the same c for SNPs outside K's span, little change f
 K's large eigenvalues).  Synthetic mode also runs the plain logistic score test (tau = 0)
 and the linear mixed model on the 0/1 trait (BOLT-LMM's way, ``lmmkit.gwas`` Wald test), the
 calibrated references; with ``--two-component`` also the working model whose dispersion is
-estimated along with tau (MASS::glmmPQL's, :func:`two_component`).  Results: ``benchmarks/_data/binary_dispersion_<mode>.json``.
+estimated along with tau (MASS::glmmPQL's, :func:`two_component`).
+
+``moments`` is lmmkit's default since 2026-12-08 (``score_variance="moments"``,
+:mod:`lmmkit.genetics.spa`): T unchanged, Var(T) = g~'C g~ with the residual covariance
+C = a P W^-1 P + b P K P fitted by moments from r'r and r'K r.  ``--matfree`` (synthetic)
+also runs ``gwas(binary=True, method="matrix-free")`` on the same data (kinship SNPs on
+chromosome 1, tested SNPs on chromosome 2, so its LOCO model of chromosome 2 has the same
+K) under both variances.  Results: ``benchmarks/_data/binary_dispersion_<mode>.json``.
 """
 
 from __future__ import annotations
@@ -51,7 +59,7 @@ def variances(k: np.ndarray | None, y: np.ndarray, g: np.ndarray) -> dict:
     from lmmkit.genetics import spa
 
     x = np.ones((len(y), 1))
-    m = spa.fit_null_binary(k, y, x)
+    m = spa.fit_null_binary(k, y, x, score_variance="saige")
     p, w, r = m.proj, m.mu * (1.0 - m.mu), y - m.mu
     pwp = p @ (p / w[:, None])
     c = float(r @ r / np.trace(p))
@@ -60,7 +68,13 @@ def variances(k: np.ndarray | None, y: np.ndarray, g: np.ndarray) -> dict:
     t2 = (gt.T @ r) ** 2
     v1 = np.einsum("ij,ij->j", gt, p @ gt)
     v2 = np.einsum("ij,ij->j", gt, pwp @ gt)
-    return {"tau": float(m.tau), "c": c, "phi": phi,
+    out = {}
+    if k is not None:
+        mm = spa.fit_null_binary(k, y, x)
+        res = spa.score_tests(mm, g)
+        out = {"lambda_moments": _lambda(res["score"] ** 2 / res["var"]),
+               "moments_a": mm.moments[0], "moments_b_over_tau": mm.moments[1] / mm.tau}  # fmt: skip
+    return {"tau": float(m.tau), "c": c, "phi": phi, **out,
             "lambda_fixed": _lambda(t2 / v1), "lambda_global": _lambda(t2 / (c * v1)),
             "lambda_per_snp": _lambda(t2 / (v1 - (1.0 - phi) * v2)),
             "median_v2_over_v1": float(np.median(v2 / v1))}  # fmt: skip
@@ -92,7 +106,7 @@ def two_component(k: np.ndarray, y: np.ndarray, g: np.ndarray) -> dict:
         proj, _, py, _, _ = spa._working_pieces(k, w, t, x, yw)
         return t, float(yw @ py / (n - 1)), proj, py
 
-    m0 = spa.fit_null_binary(k, y, x)
+    m0 = spa.fit_null_binary(k, y, x, score_variance="saige")
     eta, mu = m0.eta.copy(), m0.mu.copy()
     for _ in range(60):
         w = np.maximum(mu * (1.0 - mu), 1e-12)
@@ -113,6 +127,7 @@ def synthetic(a, seed: int) -> dict:
     from bed_reader import to_bed
     from scipy import special
 
+    from lmmkit.genetics import spa
     from lmmkit.genetics.gwas import gwas
 
     n, m = a.n, a.m
@@ -140,10 +155,17 @@ def synthetic(a, seed: int) -> dict:
                    snps=np.r_[np.zeros(m, bool), np.ones(a.tests, bool)], progress=False,
                    plots=False)  # fmt: skip
         out["lambda_lmm_on_01"] = _lambda(special.chdtri(1.0, lin.table["p_wald"].to_numpy()))
+        if a.matfree:
+            for how in spa.SCORE_VARIANCES:
+                mf = gwas(prefix, y, binary=True, method="matrix-free", kinship="standardized",
+                          snps=np.r_[np.zeros(m, bool), np.ones(a.tests, bool)],
+                          score_variance=how, progress=False, plots=False)  # fmt: skip
+                p_spa = mf.table["p_spa"].to_numpy()
+                out[f"lambda_matfree_{how}"] = _lambda(special.chdtri(1.0, p_spa))
     return out
 
 
-def hs1940(seed: int) -> dict:
+def hs1940(seed: int, prevalence: float = 0.5) -> dict:
     """One HS1940 replicate (module docstring)."""
     from scipy import linalg
 
@@ -163,7 +185,7 @@ def hs1940(seed: int) -> dict:
     s2 = h2 / (1.0 - h2) / np.mean(np.diag(k))
     liab = u @ (np.sqrt(np.clip(s, 0, None) * s2) * rng.standard_normal(len(s)))
     liab += rng.standard_normal(len(s))
-    y = (liab > np.quantile(liab, 0.5)).astype(float)
+    y = (liab > np.quantile(liab, 1.0 - prevalence)).astype(float)
     return {"seed": seed, **variances(k, y, g)}
 
 
@@ -174,23 +196,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--m", type=int, default=200, help="kinship SNPs (n/M = 10 by default)")
     ap.add_argument("--tests", type=int, default=5000)
     ap.add_argument("--h2", type=float, default=0.3)
-    ap.add_argument("--prevalence", type=float, default=0.1)
+    ap.add_argument("--prevalence", type=float, default=None,
+                    help="case fraction (synthetic 0.1, --hs1940 0.5 by default)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--matfree", action="store_true",
+                    help="synthetic: also the matrix-free binary GWAS (LOCO) under both variances")
     ap.add_argument("--two-component", action="store_true",
                     help="synthetic: also the working model with phi estimated with tau "
                     "(MASS::glmmPQL's; slow: a REML profile per PQL step)")
     a = ap.parse_args(argv)
+    if a.prevalence is None:
+        a.prevalence = 0.5 if a.hs1940 else 0.1
     if a.hs1940 and not Path(f"{HS}.bed").exists():
         print(f"{HS}.bed not found (../shared)")
         return 1
     reps = []
     for seed in a.seeds:
-        reps.append(hs1940(seed) if a.hs1940 else synthetic(a, seed))
+        reps.append(hs1940(seed, a.prevalence) if a.hs1940 else synthetic(a, seed))
         print(json.dumps(reps[-1]), flush=True)
     keys = [k for k in reps[0] if k.startswith(("lambda", "tau", "phi")) or k == "c"]
     summary = {"settings": vars(a), "replicates": reps,
                "mean": {k: float(np.mean([r[k] for r in reps])) for k in keys}}  # fmt: skip
-    mode = "hs1940" if a.hs1940 else f"n{a.n}_m{a.m}"
+    mode = f"hs1940_p{a.prevalence:g}" if a.hs1940 else f"n{a.n}_m{a.m}_h{a.h2:g}_p{a.prevalence:g}"
     out = HERE / "_data" / f"binary_dispersion_{mode}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(summary, indent=1))

@@ -269,7 +269,11 @@ def run_matfree(args) -> int:
     """Matrix-free GWAS of every SNP (LOCO, standardized kinship as BOLT-LMM).  With
     ``--background odd|but<k>``: the quantitative control of ``binary``, the same liability
     (``--binary-h2``, ``--pheno-seed``) before its threshold, lambda GC of the SNPs without
-    effect (``but<k>``: only chromosome k tested); outputs ``matfree_<background>[_p<S>]``."""
+    effect (``but<k>``: only chromosome k tested); outputs ``matfree_<background>[_p<S>]``.
+    ``--exact-den K``: only K evenly spaced tested SNPs, their x'V^-1x solved exactly
+    (``exact_denominators=True``); compared SNP by SNP with the calibrated run of the same
+    design (its TSV), whose numerators are the same: chi2 calibrated / chi2 exact is then
+    exact / (rho * approximate), the calibrated denominators' error on the tested SNPs."""
     from lmmkit.genetics.gwas import gwas_matrix_free
 
     d = _dir(args)
@@ -280,6 +284,11 @@ def run_matfree(args) -> int:
         pheno = background_liability(prefix, args.binary_h2, pseed, args.background)
         tag = f"_{args.background}" + ("" if args.pheno_seed is None else f"_p{pseed}")
         snps = _tested_snps(prefix, args.background)
+    base = tag
+    if args.exact_den:
+        pool = np.flatnonzero(snps) if snps is not None else np.arange(args.snps)
+        snps = np.sort(pool[np.linspace(0, len(pool) - 1, args.exact_den).astype(int)])
+        tag += f"_exactden{args.exact_den}"
     t0 = time.perf_counter()
     if args.pcs:  # top PCs as fixed covariates (plink2 --pca through gwas(pcs=K))
         from lmmkit.genetics.gwas import gwas
@@ -292,8 +301,23 @@ def run_matfree(args) -> int:
         res = gwas_matrix_free(
             prefix, pheno, kinship="standardized", loco=True, out=d / f"matfree{tag}.tsv",
             overwrite=True, progress=True, n_probes=args.probes, snps=snps,
+            exact_denominators=True if args.exact_den else None,
         )  # fmt: skip
     extra = {"log": res.log}
+    if args.exact_den and (d / f"matfree{base}.tsv").exists():
+        from scipy import stats
+
+        old = pd.read_csv(d / f"matfree{base}.tsv", sep="\t").set_index("snp")
+        new = res.table.set_index("snp")
+        both = new.index.intersection(old.index)
+        c_new = stats.chi2.isf(new.loc[both, "p_wald"].to_numpy(float), 1)
+        c_old = stats.chi2.isf(old.loc[both, "p_wald"].to_numpy(float), 1)
+        ratio = c_old / c_new  # = exact / (rho * approximate) denominators
+        extra["calibrated_over_exact_chi2"] = {
+            "snps": len(both), "mean": float(np.mean(ratio)), "sd": float(np.std(ratio, ddof=1)),
+            "min": float(np.min(ratio)), "max": float(np.max(ratio)),
+            "mean_chi2_exact": float(np.mean(c_new)), "mean_chi2_calibrated": float(np.mean(c_old)),
+        }  # fmt: skip
     if args.background != "all":
         extra.update(_null_lambdas(res.table, args.background, column="p_wald"))
     rec = _record(d / f"matfree{tag}.json", res, time.perf_counter() - t0, extra)
@@ -486,7 +510,9 @@ def run_binary(args) -> int:
     tag = "" if args.background == "all" else f"_{args.background}"
     if args.pheno_seed is not None:
         tag += f"_p{pseed}"
-    kw = dict(binary=True, kinship="standardized", plots=False, overwrite=True)
+    tag += _variance_suffix(args)
+    kw = dict(binary=True, kinship="standardized", plots=False, overwrite=True,
+              score_variance=args.score_variance)  # fmt: skip
     snps = _tested_snps(prefix, args.background)
     t0, c0 = time.perf_counter(), time.process_time()
     res = gwas(prefix, y, method="matrix-free", out=d / f"binary{tag}.tsv", progress=True,
@@ -543,6 +569,12 @@ def run_binary(args) -> int:
     (sub / f"binary_agreement{tag}.json").write_text(json.dumps(agree, indent=1))
     print(json.dumps(agree, indent=1))
     return 0
+
+
+def _variance_suffix(args) -> str:
+    """File-name suffix of the binary runs' score variance: none for SAIGE's (the runs before
+    2026-12-08), ``_moments`` for the residual-moment variance (lmmkit's default since)."""
+    return "_moments" if args.score_variance == "moments" else ""
 
 
 def run_multi(args) -> int:
@@ -616,7 +648,9 @@ def binary_summary(args) -> int:
     ``binary_<design>_replicates.json``."""
     d = _dir(args)
     design = "but" if args.background.startswith("but") else args.background
-    pattern = r"binary_but\d+(_p\d+)?\.tsv" if design == "but" else rf"binary_{design}(_p\d+)?\.tsv"
+    suffix = _variance_suffix(args)
+    stem = r"binary_but\d+" if design == "but" else f"binary_{design}"
+    pattern = rf"{stem}(_p\d+)?{suffix}\.tsv"
     files = sorted(f for f in d.glob("binary_*.tsv") if re.fullmatch(pattern, f.name))
     if not files:
         print(f"no {pattern} under {d}: run `binary --background {args.background}` first")
@@ -641,7 +675,7 @@ def binary_summary(args) -> int:
             np.mean([r["gc_lambda_spa_null_snps"] for r in reps.values()])
         ),
     }
-    (d / f"binary_{design}_replicates.json").write_text(json.dumps(out, indent=1))
+    (d / f"binary_{design}{suffix}_replicates.json").write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
     return 0
 
@@ -706,6 +740,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pcs", type=int, default=0,
                     help="matfree: this many top PCs as fixed covariates (gwas(pcs=K))")
     ap.add_argument("--exact-snps", type=int, default=5000)
+    ap.add_argument("--exact-den", type=int, default=0,
+                    help="matfree: test only this many SNPs, with exact denominators")
     ap.add_argument("--exact-chroms", default="1,2")
     ap.add_argument("--exact-samples", type=int, default=0, help="0 = every sample")
     ap.add_argument("--binary-h2", type=float, default=0.3, help="binary: liability h2")
@@ -713,6 +749,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="binary: seed of the phenotype draw alone (replicates on the same "
                     "genotypes; outputs tagged _p<seed>); default --seed")
     ap.add_argument("--prevalence", type=float, default=0.1, help="binary: case fraction")
+    ap.add_argument("--score-variance", choices=["moments", "saige"], default="moments",
+                    help="binary: the score test's variance (lmmkit's default moments, or "
+                    "SAIGE's as in the runs before 2026-12-08; file names then carry no suffix)")
     ap.add_argument(
         "--background", type=_background_arg, default="all",
         help="binary: SNPs carrying the polygenic background (odd: odd chromosomes only, so "

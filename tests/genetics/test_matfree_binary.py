@@ -196,19 +196,26 @@ def _dense_kernel(op, use):
     return z @ z.T / use.sum()
 
 
+def _loco_setup(cohort):
+    """The cohort's operator, phenotype, covariates, chromosome codes, 30 calibration SNPs
+    (rows and genotypes) and the full-kinship matrix-free fit the LOCO models start from."""
+    pl, op, _, testable, y, x = cohort
+    sel = np.flatnonzero(testable)
+    rows = sel[:: len(sel) // 30][:30]
+    cal = _imputed(pl, snps=rows)
+    full, _ = fit_null_binary_matfree(op, y, x, cal, n_probes=30, seed=1)
+    return op, y, x, _chrom_codes(pl), rows, cal, full
+
+
 def test_loco_models_solve_the_dense_loco_equations(cohort):
     """Each chromosome's LOCO model is the PQL fixed point of Sigma_c = W_c^-1 + tau K_-c
     (K_-c built densely here): eta = y~ - P_c y~ / w and alpha the GLS estimate, to the
     CG and PQL tolerances; tau is the full fit's; the LOCO variance ratio is the mean over
     the calibration SNPs of the dense g'P_c g / g~'W g~ of each SNP's own chromosome."""
-    pl, op, _, testable, y, x = cohort
-    cc = _chrom_codes(pl)
-    sel = np.flatnonzero(testable)
-    rows = sel[:: len(sel) // 30][:30]
-    cal = _imputed(pl, snps=rows)
-    full, _ = fit_null_binary_matfree(op, y, x, cal, n_probes=30, seed=1)
-    lf = fit_loco_binary(op, full, np.array([0, 1, 2]), cal, cc[rows])
+    op, y, x, cc, rows, cal, full = _loco_setup(cohort)
+    lf = fit_loco_binary(op, full, np.array([0, 1, 2]), cal, cc[rows], score_variance="saige")
     assert lf.converged and lf.n_calibration == 30 and set(lf.models) == {0, 1, 2}
+    assert all(m.moments is None for m in lf.models.values())
     ratios = np.empty(30)
     for code in (0, 1, 2):
         k = _dense_kernel(op, op.geno.chrom != code)
@@ -230,14 +237,45 @@ def test_loco_models_solve_the_dense_loco_equations(cohort):
     assert lf.var_ratio_sd == pytest.approx(ratios.std(ddof=1), rel=0.05)
 
 
+def test_loco_moment_variance_matches_dense(cohort):
+    """The default LOCO variance: each chromosome's (a, b) by moments from Hutchinson traces
+    (200 probes here) equals the exact dense solution of the same moment equations
+    (:func:`lmmkit.genetics.spa.residual_moments` on tr(P_c), tr(P_c K_-c P_c), ... of the
+    dense K_-c) within 2 % (a) and 6 % (b), and the variance ratio is the mean of g'C_c g / g~'W g~."""
+    op, y, x, cc, rows, cal, full = _loco_setup(cohort)
+    lf = fit_loco_binary(op, full, np.array([0, 1, 2]), cal, cc[rows], n_probes=200)
+    ratios = np.empty(30)
+    for code in (0, 1, 2):
+        k = _dense_kernel(op, op.geno.chrom != code)
+        mod, tau = lf.models[code], full.tau
+        w = mod.mu * (1.0 - mod.mu)
+        si = linalg.inv(np.diag(1.0 / w) + tau * k)
+        p = si - si @ x @ linalg.solve(x.T @ si @ x, x.T @ si)
+        pk, r = p @ k, y - mod.mu
+        a, b, note = spa.residual_moments(
+            r @ r, r @ k @ r, np.trace(p), np.trace(pk @ p), np.trace(pk), np.sum(pk * pk.T), tau
+        )
+        assert not note
+        print(code, (a, b), mod.moments)
+        assert mod.moments[0] == pytest.approx(a, rel=0.02)
+        assert mod.moments[1] == pytest.approx(b, rel=0.06)  # b: the noisier of the two
+        c = a * p + (b - a * tau) * pk @ p
+        on = cc[rows] == code
+        g = cal[:, on]
+        gt = g - x @ (mod.adjust @ g)
+        ratios[on] = np.einsum("ij,ij->j", g, c @ g) / np.einsum("ij,i,ij->j", gt, w, gt)
+    assert abs(lf.var_ratio / ratios.mean() - 1) < 0.03
+
+
 def test_loco_removes_proximal_contamination(tmp_path):
     """Few kinship SNPs per sample (n / M = 2) and a liability carried by the first
     chromosome's SNPs only, so the SNPs of the other two have no effect.  Tested against the
     full kinship, which contains them, their score tests are deflated (the random effect
     absorbs each SNP's own share: mean chi^2 about 0.5); LOCO takes them out of the kinship
     and lifts the mean chi^2 to the dense exact path's with LOCO (tau refitted per
-    chromosome, exact g'Pg): 0.82 against 0.80 here, the rest of the deflation being the
-    model's own in so extreme a design (100 SNPs per chromosome)."""
+    chromosome, exact g'Pg): 0.82 against 0.80 here with SAIGE's variance, the rest of the
+    deflation being the model's own in so extreme a design (100 SNPs per chromosome); the
+    default variance (the residuals' moments) takes that away too: 1.09."""
     pl = read_plink(simulate(tmp_path / "pc", n=600, m=300, special=False, seed=4))
     op, _, testable = _operator(pl)
     cc = _chrom_codes(pl)
@@ -246,23 +284,31 @@ def test_loco_removes_proximal_contamination(tmp_path):
     rows = np.flatnonzero(testable)[::10]
     cal = _imputed(pl, snps=rows)
     full, _ = fit_null_binary_matfree(op, y, x, cal, n_probes=30, seed=1)
-    lf = fit_loco_binary(op, full, np.array([0, 1, 2]), cal, cc[rows])
+    lf = fit_loco_binary(op, full, np.array([0, 1, 2]), cal, cc[rows], score_variance="saige")
+    lfm = fit_loco_binary(op, full, np.array([0, 1, 2]), cal, cc[rows])
     null = np.flatnonzero(testable & (cc > 0))
     g = _imputed(pl, snps=null)
     t = spa.score_tests(full, g)
     chi_full = t["score"] ** 2 / t["var"]
-    chi_loco, chi_dense = np.empty(len(null)), np.empty(len(null))
+    chi_loco, chi_dense, chi_moments = (np.empty(len(null)) for _ in range(3))
     for c in (1, 2):
         on = cc[null] == c
         t = spa.score_tests(lf.models[c], g[:, on])
         chi_loco[on] = t["score"] ** 2 / t["var"]
-        dense = spa.fit_null_binary(_dense_kernel(op, op.geno.chrom != c), y, x)
+        t = spa.score_tests(lfm.models[c], g[:, on])
+        chi_moments[on] = t["score"] ** 2 / t["var"]
+        dense = spa.fit_null_binary(
+            _dense_kernel(op, op.geno.chrom != c), y, x, score_variance="saige"
+        )
         t = spa.score_tests(dense, g[:, on])
         chi_dense[on] = t["score"] ** 2 / t["var"]
+    print(chi_full.mean(), chi_loco.mean(), chi_dense.mean(), chi_moments.mean())
     assert full.tau > 1.0
     assert chi_full.mean() < 0.6
     assert chi_loco.mean() > chi_full.mean() + 0.2
     assert abs(chi_loco.mean() - chi_dense.mean()) < 0.05
+    # the default variance (residual moments) takes away the model's own deflation too
+    assert chi_loco.mean() < 0.9 and 0.9 < chi_moments.mean() < 1.3
 
 
 def test_bad_input(cohort):

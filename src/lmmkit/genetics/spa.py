@@ -19,10 +19,26 @@ Null model
     module's score tests accept too.
 
 Score test per SNP (vectorized over a block)
-    T = g~'(y - mu) with g~ = g - X (X'WX)^-1 X'W g the covariate-adjusted genotype;
-    Var(T) = g~' P g~ with P = Sigma^-1 - Sigma^-1 X (X'Sigma^-1 X)^-1 X'Sigma^-1 the projection
-    of the fitted working model -- computed exactly (SAIGE approximates it by a variance ratio
-    times g~'Wg~ for biobank sizes; not done here).  ``p_score_normal`` = 2 Phi(-|T| / sd).
+    T = g~'(y - mu) with g~ = g - X (X'WX)^-1 X'W g the covariate-adjusted genotype.  Its
+    variance is Var(T) = g~' C g~ with C the covariance of the residuals r = y - mu.
+    SAIGE and GMMAT take the working model's, C = P = Sigma^-1 - Sigma^-1 X (X'Sigma^-1 X)^-1
+    X'Sigma^-1 (``score_variance="saige"``; SAIGE approximates it by a variance ratio times
+    g~'Wg~ for biobank sizes).  With the dispersion fixed at 1 that P misstates the residuals'
+    spread once tau n / M is large or PQL's tau is biased: SNPs outside the kinship's span
+    (the null SNPs of a LOCO test) see Var(T) proportional to r'r, not to tr(P), and were
+    deflated to lambda GC 0.79-0.93 (benchmarks/binary_dispersion_check.py, BENCHMARKS.md).
+    The default (``score_variance="moments"``) keeps T and fits the residual covariance as
+    C = a P W^-1 P + b P K P (the working model's two parts, P = P W^-1 P + tau P K P) by
+    the method of moments, from r'r and r'K r:
+
+        r'r   = a tr(P W^-1 P)   + b tr(P K P)
+        r'K r = a tr(K P W^-1 P) + b tr(K P K P)
+
+    (:func:`residual_moments`).  At a Gaussian REML fit both equations hold with
+    (a, b) = (1, tau), and the PQL fixed point satisfies the second one with (1, tau) already
+    (its REML score for tau is zero), so the correction is the first equation's: the
+    dispersion of the residuals.  Var(T) = a g~'P g~ + (b - a tau) g~'P K P g~.
+    ``p_score_normal`` = 2 Phi(-|T| / sd).
 
 Saddlepoint approximation (Dey et al. 2017, SPAtest; as SAIGE)
     When |T| / sd > ``cutoff`` (2), the statistic is put on the scale of
@@ -41,26 +57,32 @@ Saddlepoint approximation (Dey et al. 2017, SPAtest; as SAIGE)
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy import linalg, special
 
-from lmmkit.errors import DataError, ModelError
+from lmmkit.errors import DataError, LmmkitWarning, ModelError
 
 __all__ = [
     "BinaryNullModel",
     "binary_phenotype",
     "fit_null_binary",
     "logistic_regression",
+    "residual_moments",
     "score_tests",
     "saddlepoint_pvalues",
+    "SCORE_VARIANCES",
     "SPA_CUTOFF",
     "SCORE_COLUMNS",
 ]
 
 SPA_CUTOFF = 2.0
+#: Var(T) of the score test: "moments" (default: the residuals' covariance fitted by moments,
+#: :func:`residual_moments`) or "saige" (the working model's P, SAIGE's and GMMAT's)
+SCORE_VARIANCES = ("moments", "saige")
 SCORE_COLUMNS = ("score", "var", "beta", "se", "p_score_normal", "p_spa", "spa")
 _ETA_MAX = 30.0  # |eta| clamp, as R's logit link
 
@@ -152,8 +174,12 @@ class BinaryNullModel:
     n_iter: int
     converged: bool
     logl_reml: float  # REML log-likelihood of the final working linear model
-    #: SAIGE's variance ratio g~'Pg~ / g~'Wg~ (matrix-free fit, ``proj`` None); None = exact
+    #: the variance ratio g~'Cg~ / g~'Wg~ (matrix-free fit, ``proj`` None; SAIGE's with C = P)
     var_ratio: float | None = None
+    #: C of Var(T) = g~'C g~ (dense fit with ``score_variance="moments"``); None: C = ``proj``
+    score_cov: np.ndarray | None = field(default=None, repr=False)
+    #: (a, b) of C = a P W^-1 P + b P K P (:func:`residual_moments`); None: SAIGE's C = P
+    moments: tuple[float, float] | None = None
 
     @property
     def n(self) -> int:
@@ -177,6 +203,8 @@ class BinaryNullModel:
         for nm, a, se in zip(names, self.alpha, self.alpha_se):
             out[f"alpha[{nm}]"] = float(a)
             out[f"se[{nm}]"] = float(se)
+        if self.moments is not None:
+            out["score_var_a"], out["score_var_b"] = self.moments
         return out
 
 
@@ -276,6 +304,51 @@ def _working_pieces(kinship: np.ndarray, w: np.ndarray, tau: float, x: np.ndarra
     return proj, alpha, py, xsx_inv, logl
 
 
+def residual_moments(
+    rr: float,
+    rkr: float,
+    tr_p: float,
+    tr_pkp: float,
+    tr_kp: float,
+    tr_kpkp: float,
+    tau: float,
+) -> tuple[float, float, str]:
+    """(a, b) of the residual covariance C = a P W^-1 P + b P K P by the method of moments.
+
+    Solves ``r'r = a tr(P W^-1 P) + b tr(P K P)`` and ``r'K r = a tr(K P W^-1 P) +
+    b tr(K P K P)`` with ``P W^-1 P = P - tau P K P`` (module docstring), from
+    ``rr`` = r'r, ``rkr`` = r'K r and the traces tr(P), tr(P K P), tr(K P), tr(K P K P)
+    (exact on the dense path, Hutchinson estimates on the matrix-free one).  A negative b
+    is set to 0 (and a refitted from the first equation); when no positive a solves them
+    (a degenerate system) SAIGE's (1, tau) is returned.  Returns (a, b, note), the note
+    empty or saying what was done.
+
+    Examples
+    --------
+    A fit whose residuals have the working model's spread gives SAIGE's (1, tau):
+
+    >>> residual_moments(10.0, 8.0, 10.0, 4.0, 8.0, 5.0, 0.5)
+    (1.0, 0.5, '')
+    """
+    m = np.array([[tr_p - tau * tr_pkp, tr_pkp], [tr_kp - tau * tr_kpkp, tr_kpkp]])
+    rhs = np.array([rr, rkr])
+    with np.errstate(all="ignore"):
+        try:
+            a, b = (float(v) for v in np.linalg.solve(m, rhs))
+        except np.linalg.LinAlgError:
+            a = b = float("nan")
+    note = ""
+    if np.isfinite(b) and b < 0:
+        a, b = rr / m[0, 0], 0.0
+        note = "the moment equations gave b < 0; b set to 0"
+    if not (np.isfinite(a) and a > 0 and np.isfinite(b)):
+        return 1.0, float(tau), (
+            "the residuals' moment equations have no positive solution "
+            f"(r'r {rr:.4g}, r'Kr {rkr:.4g}); the working model's variance (SAIGE's) is used"
+        )
+    return a, b, note
+
+
 def fit_null_binary(
     kinship: np.ndarray | None,
     y: np.ndarray,
@@ -284,6 +357,7 @@ def fit_null_binary(
     tau_init: float | None = None,
     tol: float = 1e-6,
     max_iter: int = 100,
+    score_variance: str = "moments",
 ) -> BinaryNullModel:
     """Fit the logistic mixed null model by PQL with AI-REML for tau (SAIGE / GMMAT).
 
@@ -305,14 +379,29 @@ def fit_null_binary(
         the largest change of the linear predictor below ``sqrt(tol)``.
     max_iter
         Maximum PQL iterations; not converging is reported in ``converged`` (not raised).
+    score_variance
+        ``"moments"`` (default): the score tests' variance from the residual covariance
+        fitted by moments (module docstring; the model's ``score_cov`` and ``moments``);
+        ``"saige"``: the working model's P, as SAIGE and GMMAT.  Without kinship, or with
+        tau = 0, both are the logistic score test's.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> z = rng.standard_normal((300, 100)); k = z @ z.T / 100
+    >>> y = (z @ rng.standard_normal(100) / 10 + rng.standard_normal(300) > 1).astype(float)
+    >>> m = fit_null_binary(k, y, np.ones((300, 1)))
+    >>> m.converged, m.moments is not None
+    (True, True)
     """
+    check_score_variance(score_variance)
     y, x = _check_inputs(y, x)
     n = len(y)
     if np.linalg.matrix_rank(x) < x.shape[1]:
         raise DataError(f"covariate matrix ({x.shape[1]} columns) is rank deficient.")
     if kinship is None:
         alpha, mu, n_iter = logistic_regression(y, x)
-        return _final_model(np.zeros((n, n)), y, x, 0.0, x @ alpha, mu, n_iter, True)
+        return _final_model(np.zeros((n, n)), y, x, 0.0, x @ alpha, mu, n_iter, True, "saige")
     k = np.asarray(kinship, dtype=float)
     if k.shape != (n, n):
         raise DataError(f"kinship is {k.shape[0]}x{k.shape[1]} but there are {n} samples.")
@@ -360,10 +449,35 @@ def fit_null_binary(
         if it > 1 and 2.0 * max(d_alpha, d_tau) < tol and d_eta < np.sqrt(tol):
             converged = True
             break
-    return _final_model(k, y, x, tau, eta, mu, it, converged)
+    return _final_model(k, y, x, tau, eta, mu, it, converged, score_variance)
 
 
-def _final_model(k, y, x, tau, eta, mu, n_iter, converged) -> BinaryNullModel:
+def check_score_variance(score_variance: str) -> None:
+    """Raise :class:`DataError` unless ``score_variance`` is one of :data:`SCORE_VARIANCES`.
+
+    >>> check_score_variance("saige")
+    """
+    if score_variance not in SCORE_VARIANCES:
+        raise DataError(
+            f"score_variance must be one of {', '.join(SCORE_VARIANCES)}; got "
+            f"{score_variance!r}."
+        )
+
+
+def _dense_moments(k, proj, r, tau) -> tuple[np.ndarray, tuple[float, float], str]:
+    """C = a P + (b - a tau) P K P of the dense score tests and (a, b) (module docstring)."""
+    pk = proj @ k
+    pkp = pk @ proj
+    pkp = 0.5 * (pkp + pkp.T)
+    a, b, note = residual_moments(
+        float(r @ r), float(r @ (k @ r)), float(np.trace(proj)), float(np.trace(pkp)),
+        float(np.trace(pk)), float(np.sum(pk * pk.T)), tau,
+    )  # fmt: skip
+    cov = a * proj + (b - a * tau) * pkp
+    return cov, (a, b), note
+
+
+def _final_model(k, y, x, tau, eta, mu, n_iter, converged, score_variance) -> BinaryNullModel:
     """The working model at (tau, eta): P, alpha and the fitted means used by the tests."""
     w = np.maximum(mu * (1.0 - mu), 1e-12)
     yw = eta + (y - mu) / w
@@ -373,6 +487,11 @@ def _final_model(k, y, x, tau, eta, mu, n_iter, converged) -> BinaryNullModel:
     w = mu * (1.0 - mu)
     xw = x * w[:, None]
     adjust = linalg.solve(x.T @ xw, xw.T, assume_a="pos")
+    cov = moments = None
+    if score_variance == "moments" and tau > 0:
+        cov, moments, note = _dense_moments(k, proj, y - mu, tau)
+        if note:
+            warnings.warn(f"logistic mixed null model: {note}.", LmmkitWarning, stacklevel=3)
     return BinaryNullModel(
         y=y,
         x=x,
@@ -386,6 +505,8 @@ def _final_model(k, y, x, tau, eta, mu, n_iter, converged) -> BinaryNullModel:
         n_iter=n_iter,
         converged=converged,
         logl_reml=float(logl),
+        score_cov=cov,
+        moments=moments,
     )
 
 
@@ -506,8 +627,9 @@ def score_tests(
 ) -> dict[str, np.ndarray]:
     """Score tests for a block of (mean-imputed, complete) genotypes ``g`` (n, m).
 
-    Returns arrays of length m: ``score`` T = g~'(y - mu), ``var`` = g~'Pg~ (exact; with a
-    matrix-free model, ``proj`` None, SAIGE's ``var_ratio`` times g~'Wg~),
+    Returns arrays of length m: ``score`` T = g~'(y - mu), ``var`` = g~'Cg~ (C the model's
+    ``score_cov``, or its P when that is None; with a matrix-free model, ``proj`` None, the
+    ``var_ratio`` times g~'Wg~),
     ``beta`` = T / var (one-step log odds ratio), ``se`` (SAIGE's: |beta| over the normal
     quantile of ``p_spa``; 1/sqrt(var) where that is undefined), ``p_score_normal``,
     ``p_spa`` (saddlepoint p where |T|/sd > ``cutoff``, else the normal p) and ``spa``
@@ -521,10 +643,11 @@ def score_tests(
     score = gt.T @ (y - mu)
     w = mu * (1.0 - mu)
     var2 = np.einsum("ij,i,ij->j", gt, w, gt)
-    if model.proj is None:  # matrix-free null model: SAIGE's variance ratio
+    if model.proj is None:  # matrix-free null model: the variance ratio
         var1 = float(model.var_ratio) * var2
     else:
-        var1 = np.einsum("ij,ij->j", gt, model.proj @ gt)
+        cov = model.proj if model.score_cov is None else model.score_cov
+        var1 = np.einsum("ij,ij->j", gt, cov @ gt)
     var1 = np.maximum(var1, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = score / np.sqrt(var1)

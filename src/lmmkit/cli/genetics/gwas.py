@@ -69,6 +69,14 @@ def _fill_parser(p) -> None:
         "model score test with saddlepoint p-values (SAIGE); --test all or score",
     )
     p.add_argument(
+        "--score-variance",
+        choices=["moments", "saige"],
+        default="moments",
+        help="with --binary: variance of the score test, the residuals' covariance fitted by "
+        "moments (default; calibrated where SAIGE's deflates: large samples, LOCO) or the "
+        "working model's (saige: SAIGE's and GMMAT's numbers)",
+    )
+    p.add_argument(
         "--test", choices=["wald", "lrt", "score", "all"], default="all", help="tests to run"
     )
     p.add_argument(
@@ -194,6 +202,7 @@ def run(args) -> int:
             max_missing=args.max_missing,
             plots=not args.no_plots,
             binary=args.binary,
+            score_variance=args.score_variance,
             method=args.method,
             kinship_samples=kinship_samples,
             recenter_kinship=not args.no_recenter,

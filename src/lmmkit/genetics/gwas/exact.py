@@ -28,11 +28,12 @@ def fit_null_model(
     binary: bool,
     group: str,
     recentre: bool = True,
+    score_variance: str = "moments",
 ) -> tuple[lmm_assoc.NullModel | spa.BinaryNullModel, dict[str, Any]]:
     """The null model of one kinship group and its summary for the log and the result
     (a variance at its boundary is said there and warned about)."""
     if binary:
-        model = spa.fit_null_binary(kinship, y, w)
+        model = spa.fit_null_binary(kinship, y, w, score_variance=score_variance)
         if not model.converged:
             warnings.warn(
                 f"logistic mixed null model [{group}] did not converge in "
@@ -72,7 +73,13 @@ def null_model_lines(null_info: dict[str, dict[str, Any]], binary: bool) -> list
                 f"null model [{group}]: logistic mixed model (PQL, AI-REML): tau "
                 f"{info['tau']:.6g}; fixed effects {fixed}; "
                 f"{'converged' if info['converged'] else 'NOT converged'} after "
-                f"{int(info['n_iter'])} iterations"
+                f"{int(info['n_iter'])} iterations; score variance "
+                + (
+                    f"by residual moments, C = a P W^-1 P + b P K P with a "
+                    f"{info['score_var_a']:.4g}, b {info['score_var_b']:.4g}"
+                    if "score_var_a" in info
+                    else "g~'P g~ (SAIGE's)"
+                )
             )
             continue
         lines.append(

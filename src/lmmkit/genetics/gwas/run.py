@@ -58,6 +58,7 @@ def gwas(
     blas_threads: int | None = None,
     binary: bool = False,
     spa_cutoff: float = spa.SPA_CUTOFF,
+    score_variance: str = "moments",
     method: str = "auto",
     kinship_samples: Any = "analyzed",
     recenter_kinship: bool = True,
@@ -124,6 +125,12 @@ def gwas(
     spa_cutoff
         With ``binary``: the saddlepoint approximation replaces the normal p-value when
         ``|score| / sd`` exceeds this (SAIGE: 2).
+    score_variance
+        With ``binary``: the variance of the score T = g~'(y - mu).  ``"moments"`` (default):
+        g~'Cg~ with C the residuals' covariance fitted by moments (a P W^-1 P + b P K P:
+        :mod:`lmmkit.genetics.spa`), calibrated where SAIGE's is deflated (large tau n / M,
+        SNPs outside the kinship's span as under LOCO); ``"saige"``: the working model's
+        g~'Pg~, SAIGE's and GMMAT's numbers.
     kinship_samples
         The samples a computed kinship's SNP filters use
         (:func:`~lmmkit.genetics.gwas.kinship.kinship_samples`): ``"analyzed"`` (default;
@@ -216,7 +223,7 @@ def gwas(
                 block_snps=block_snps, executor=executor, out=out, overwrite=overwrite,
                 progress=progress, maf=maf, max_missing=max_missing, snps=snps, plots=plots,
                 blas_threads=blas_threads, spa_cutoff=spa_cutoff,
-                kinship_samples=kinship_samples,
+                kinship_samples=kinship_samples, score_variance=score_variance,
             )  # fmt: skip
             res.log.insert(0, f"path: matrix-free binary ({why}); LOCO as SAIGE")
             if pc_note:
@@ -244,6 +251,8 @@ def gwas(
     tests = check_tests(tests, binary)
     if binary and not spa_cutoff >= 0:
         raise DataError(f"spa_cutoff must be >= 0, got {spa_cutoff}.")
+    if binary:
+        spa.check_score_variance(score_variance)
     if block_snps < 1:
         raise DataError(f"block_snps must be >= 1, got {block_snps}.")
     out_path = check_output(out, overwrite)
@@ -264,8 +273,9 @@ def gwas(
     n_kin = pl.bim["chrom"].nunique() if loco else 1
     n_cov = 1 + (0 if matched.covariates is None else matched.covariates.shape[1])
     mem = exact_memory(pl.n_samples, len(keep), block_snps, chunk, n_cov + 2, n_kin, computed)
-    if binary:  # dense PQL: Sigma, its inverse, P and the kinship per iteration
-        mem += 8.0 * 4 * len(keep) ** 2
+    if binary:  # dense PQL: Sigma, its inverse, P and the kinship per iteration; the
+        # moment variance adds P K, P K P and C
+        mem += 8.0 * (4 + 3 * (score_variance == "moments")) * len(keep) ** 2
     say(f"expected peak memory ~{mem / 2**20:.0f} MiB per process")
 
     # 2. kinship over the analyzed samples (samples absent from a given GRM are dropped)
@@ -299,7 +309,8 @@ def gwas(
         tests=list(tests),
         maf=maf,
         max_missing=max_missing,
-        **({"binary": True, "spa_cutoff": spa_cutoff} if binary else {}),
+        **({"binary": True, "spa_cutoff": spa_cutoff, "score_variance": score_variance}
+           if binary else {}),  # fmt: skip
         **({} if recenter_kinship else {"recenter_kinship": False}),
     )
     parts = open_parts(out_path, inputs, len(blocks), columns, log, progress)
@@ -312,8 +323,9 @@ def gwas(
     with progress_bar(blocks, results, progress) as bar:
         for group in dict.fromkeys(c for c, _ in blocks):
             model, null_info[group] = fit_null_model(
-                kin.matrices[group], y, w, wnames, binary, group, recenter_kinship
-            )
+                kin.matrices[group], y, w, wnames, binary, group, recenter_kinship,
+                score_variance,
+            )  # fmt: skip
             todo = [(i, b) for i, (c, b) in enumerate(blocks) if c == group and i not in results]
             if not todo:
                 continue  # every block resumed: the null model is still reported

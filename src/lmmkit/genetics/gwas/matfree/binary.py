@@ -25,9 +25,13 @@ each warm-started from the previous PQL iteration's solution.  Per iteration:
 After convergence one more solve at the final (tau, eta) gives the fitted means, alpha and
 its SEs, and -- batched with it -- x'P x for ``n_calibration`` random SNPs with minor-allele
 count >= 20 (SAIGE's variance ratio): the score test then uses Var(T) = r g~'W g~ with r the
-mean of x'P x / g~'W g~ over those SNPs (:func:`lmmkit.genetics.spa.score_tests` with a
+mean of x'C x / g~'W g~ over those SNPs (:func:`lmmkit.genetics.spa.score_tests` with a
 model whose ``var_ratio`` is set); the saddlepoint approximation is applied as on the dense
-path.  The kinship is the full one; the per-chromosome (LOCO) models that the score tests use
+path.  C is the residual covariance of the score tests (:mod:`lmmkit.genetics.spa`):
+SAIGE's P with ``score_variance="saige"``; by default a P W^-1 P + b P K P fitted by moments
+(:func:`lmmkit.genetics.spa.residual_moments`), its four traces tr(P), tr(PKP), tr(KP) and
+tr(KPKP) estimated with the same probes u (P u and P K u come from the final solve, which
+then carries them too; one more pass gives K P u, K P x and K r).  The kinship is the full one; the per-chromosome (LOCO) models that the score tests use
 by default start from this fit (:mod:`lmmkit.genetics.gwas.matfree.binary_loco`).
 """
 
@@ -67,6 +71,8 @@ class MatrixFreeBinaryFit:
     cg_iterations: int  # largest number of CG iterations of one solve
     passes: int  # passes over the genotypes
     max_residual: float  # largest relative CG residual of the final solves
+    moments: tuple[float, float] | None = None  # (a, b) of the residual covariance
+    moments_note: str = ""  # what residual_moments did, if anything
 
 
 def kinship_diagonal(op: _Operator) -> np.ndarray:
@@ -188,6 +194,7 @@ def fit_null_binary_matfree(
     cg_tol: float = 1e-5,
     max_cg_iter: int = 500,
     max_iter: int = 50,
+    score_variance: str = "moments",
     say: Callable[[str], None] = lambda s: None,
 ) -> tuple[spa.BinaryNullModel, MatrixFreeBinaryFit]:
     """Fit the logistic mixed null model by PQL / AI-REML with PCG solves (module docstring).
@@ -212,6 +219,9 @@ def fit_null_binary_matfree(
         Relative residual of the CG solves and the cap on their iterations.
     max_iter
         PQL iterations; not converging is reported in ``converged``.
+    score_variance
+        ``"moments"`` (default) or ``"saige"``: the residual covariance the variance ratio
+        calibrates (module docstring; :data:`lmmkit.genetics.spa.SCORE_VARIANCES`).
 
     Returns
     -------
@@ -230,6 +240,7 @@ def fit_null_binary_matfree(
     >>> fit_null_binary_matfree  # doctest: +ELLIPSIS
     <function fit_null_binary_matfree at ...>
     """
+    spa.check_score_variance(score_variance)
     y, x = spa._check_inputs(y, x)
     n = len(y)
     n_cases = int(y.sum())
@@ -321,13 +332,16 @@ def fit_null_binary_matfree(
     w = np.maximum(mu * (1.0 - mu), 1e-12)
     yw = eta + (y - mu) / w
     g = np.asarray(calibration, dtype=float)
+    kg = g.shape[1]
+    moments = score_variance == "moments" and tau > 0
+    probes = [u, ku] if moments else []
     solver = _Solver(op, dk, w, tau, cg_tol, max_cg_iter)
-    x0 = np.zeros((n, 1 + c + g.shape[1]))
+    x0 = np.zeros((n, 1 + c + kg + 2 * n_probes * moments))
     if sol is not None:
         x0[:, : 1 + c] = sol[:, : 1 + c]
-    sol, worst = solver.solve(np.hstack([yw[:, None], x, g]), x0)
+    sol, worst = solver.solve(np.hstack([yw[:, None], x, g, *probes]), x0)
     cg_max = max(cg_max, solver.iterations)
-    sy, sx, sg = sol[:, 0], sol[:, 1 : 1 + c], sol[:, 1 + c :]
+    sy, sx, sg = sol[:, 0], sol[:, 1 : 1 + c], sol[:, 1 + c : 1 + c + kg]
     a_inv, alpha, py = _pieces(sx, x, yw, sy)
     eta = np.clip(yw - py / w, -spa._ETA_MAX, spa._ETA_MAX)
     mu = spa._expit(eta)
@@ -337,6 +351,15 @@ def fit_null_binary_matfree(
     var1 = np.einsum("ij,ij->j", g, sg) - np.einsum("jk,kl,lj->j", g.T @ sx, a_inv, sx.T @ g)
     gt = g - x @ (adjust @ g)
     var2 = np.einsum("ij,i,ij->j", gt, w2, gt)
+    ab, note = None, ""
+    if moments:
+        pu = _project(sx, a_inv, sol[:, 1 + c + kg : 1 + c + kg + n_probes], u)
+        pku = _project(sx, a_inv, sol[:, 1 + c + kg + n_probes :], ku)
+        pg = _project(sx, a_inv, sg, g)
+        part = {"r": y - mu, "u": u, "ku": ku, "pu": pu, "pku": pku, "pg": pg, "var1": var1}
+        ab, note, var1 = moment_variances(op, tau, [part])[0]
+        if note:
+            say(f"  score variance: {note}")
     ratio = var1 / var2
     r = float(ratio.mean()) if len(ratio) else 1.0
     r_sd = float(ratio.std(ddof=1)) if len(ratio) > 1 else float("nan")
@@ -354,6 +377,7 @@ def fit_null_binary_matfree(
         converged=converged,
         logl_reml=float("nan"),
         var_ratio=r,
+        moments=ab,
     )
     fit = MatrixFreeBinaryFit(
         tau_mc_se=float(tau_mc_se),
@@ -364,5 +388,45 @@ def fit_null_binary_matfree(
         cg_iterations=cg_max,
         passes=op.passes - passes0,
         max_residual=worst,
+        moments=ab,
+        moments_note=note,
     )
     return model, fit
+
+
+def _project(sx: np.ndarray, a_inv: np.ndarray, sv: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """P v from S v (S = Sigma^-1, ``sx`` = S X, ``a_inv`` = (X'S X)^-1)."""
+    return sv - sx @ (a_inv @ (sx.T @ v))
+
+
+def moment_variances(op, tau, parts, loco=None):
+    """Per model, (a, b) of the residual covariance C = a P W^-1 P + b P K P by moments
+    (:func:`lmmkit.genetics.spa.residual_moments`) and its calibration SNPs' g'C g.
+
+    ``parts``: one dict per model with ``r`` (n,) residuals y - mu, probes ``u`` (n, q),
+    ``ku`` = K u, ``pu`` = P u, ``pku`` = P K u (the traces tr(P), tr(PKP), tr(KP), tr(KPKP)
+    by Hutchinson), ``pg`` = P g and ``var1`` = g'P g of its calibration SNPs; ``loco``: the
+    left-out chromosome code of each model's K (None: the full kinship).  One pass over the
+    genotypes gives K P u, K P g and K r of every model.  Returns a list of
+    ((a, b), note, g'C g) with g'C g = a g'P g + (b - a tau) g'P K P g."""
+    cols, codes = [], []
+    for k, d in enumerate(parts):
+        block = np.hstack([d["pu"], d["pg"], d["r"][:, None]])
+        cols.append(block)
+        codes.append(np.full(block.shape[1], -1 if loco is None else int(loco[k])))
+    kv = op.apply(np.hstack(cols), loco=None if loco is None else np.concatenate(codes))
+    out, j = [], 0
+    for d in parts:
+        q, kg = d["u"].shape[1], d["pg"].shape[1]
+        kpu, kpg, kr = kv[:, j : j + q], kv[:, j + q : j + q + kg], kv[:, j + q + kg]
+        j += q + kg + 1
+        r, u, pu = d["r"], d["u"], d["pu"]
+        a, b, note = spa.residual_moments(
+            float(r @ r), float(r @ kr), float(np.mean(np.einsum("ij,ij->j", u, pu))),
+            float(np.mean(np.einsum("ij,ij->j", pu, kpu))),
+            float(np.mean(np.einsum("ij,ij->j", d["ku"], pu))),
+            float(np.mean(np.einsum("ij,ij->j", kpu, d["pku"]))), tau,
+        )  # fmt: skip
+        var_c = a * d["var1"] + (b - a * tau) * np.einsum("ij,ij->j", d["pg"], kpg)
+        out.append(((a, b), note, var_c))
+    return out

@@ -14,8 +14,12 @@ is run again with
 all chromosomes batched in one conjugate-gradient solve per iteration (one pass over the int8
 genotypes serves every chromosome: :meth:`_Operator.apply` with a left-out chromosome per
 column; Jacobi preconditioner diag(Sigma_c)), until the linear predictors settle.  The final
-solve also carries the calibration SNPs, each under its own chromosome's model, so SAIGE's
-variance ratio is that of the LOCO score test: r = mean over them of g'P_c g / g~'W_c g~.
+solve also carries the calibration SNPs, each under its own chromosome's model, so the
+variance ratio is that of the LOCO score test: r = mean over them of g'C_c g / g~'W_c g~,
+C_c the residual covariance of chromosome c's model: SAIGE's P_c (``score_variance="saige"``)
+or, by default, a_c P_c W_c^-1 P_c + b_c P_c K_{-c} P_c fitted by moments
+(:func:`lmmkit.genetics.gwas.matfree.binary.moment_variances`), with ``n_probes`` probes u
+and K_{-c} u per chromosome carried by the same final solve.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from scipy import linalg
 
 from lmmkit.errors import DataError, ModelError
 from lmmkit.genetics import spa
-from lmmkit.genetics.gwas.matfree.binary import _pieces, pcg
+from lmmkit.genetics.gwas.matfree.binary import _pieces, _project, moment_variances, pcg
 from lmmkit.genetics.gwas.matfree.genotypes import _Operator
 
 __all__ = ["LocoBinaryFit", "chromosome_diagonals", "fit_loco_binary"]
@@ -93,6 +97,9 @@ def fit_loco_binary(
     cg_tol: float = 1e-5,
     max_cg_iter: int = 500,
     max_iter: int = 50,
+    score_variance: str = "moments",
+    n_probes: int = 8,
+    seed: int = 0,
     say: Callable[[str], None] = lambda s: None,
 ) -> LocoBinaryFit:
     """The LOCO null models of the chromosomes ``codes`` (module docstring).
@@ -112,6 +119,9 @@ def fit_loco_binary(
     tol, cg_tol, max_cg_iter, max_iter
         As the full fit: PQL convergence (relative change of alpha, ``sqrt(tol)`` on the
         linear predictor), CG residual and iteration cap, PQL iteration cap.
+    score_variance, n_probes, seed
+        The residual covariance the variance ratio calibrates (``"moments"``, default, or
+        ``"saige"``) and, for the moments, the Rademacher probes per chromosome and their seed.
 
     Returns
     -------
@@ -218,29 +228,58 @@ def fit_loco_binary(
         if 2.0 * d_alpha < tol and d_eta < np.sqrt(tol):
             converged = True
             break
-    # the working models at the final eta, batched with the calibration SNPs
+    # the working models at the final eta, batched with the calibration SNPs (and, for the
+    # moment variance, the probes u and K_-c u of every chromosome)
+    moments = score_variance == "moments" and tau > 0
     w, yw, rhs = working(eta, mu)
-    x0 = np.zeros((n, rhs.shape[1] + g.shape[1]))
+    cols, col_k = [rhs, g], [base, cal_k]
+    if moments:
+        u = np.random.default_rng(seed).choice([-1.0, 1.0], size=(n, n_probes))
+        ku = op.apply(np.tile(u, nc), loco=np.repeat(codes, n_probes))
+        for k in range(nc):
+            cols += [u, ku[:, k * n_probes : (k + 1) * n_probes]]
+            col_k.append(np.full(2 * n_probes, k))
+    x0 = np.zeros((n, sum(v.shape[1] for v in cols)))
     if sol is not None:
         x0[:, : rhs.shape[1]] = sol
-    sol, iters, worst = solve(w, np.hstack([rhs, g]), np.concatenate([base, cal_k]), x0)
+    sol, iters, worst = solve(w, np.hstack(cols), np.concatenate(col_k), x0)
     cg_max = max(cg_max, iters)
     eta, alpha, a_invs, sxs = update(sol, w, yw)
     mu = spa._expit(eta)
-    sg = sol[:, rhs.shape[1] :]
-    adjusts, ratios = [], np.empty(len(cal_k))
+    j0 = rhs.shape[1]
+    sg = sol[:, j0 : j0 + g.shape[1]]
+    adjusts, ratios, parts = [], np.empty(len(cal_k)), []
     for k in range(nc):
         w2 = mu[:, k] * (1.0 - mu[:, k])
         xw = x * w2[:, None]
         adjusts.append(linalg.solve(x.T @ xw, xw.T, assume_a="pos"))
         on = np.flatnonzero(cal_k == k)
-        if len(on):
-            gk, sk, sx = g[:, on], sg[:, on], sxs[k]
-            var1 = np.einsum("ij,ij->j", gk, sk) - np.einsum(
-                "jk,kl,lj->j", gk.T @ sx, a_invs[k], sx.T @ gk
-            )
-            gt = gk - x @ (adjusts[k] @ gk)
-            ratios[on] = var1 / np.einsum("ij,i,ij->j", gt, w2, gt)
+        gk, sk, sx = g[:, on], sg[:, on], sxs[k]
+        var1 = np.einsum("ij,ij->j", gk, sk) - np.einsum(
+            "jk,kl,lj->j", gk.T @ sx, a_invs[k], sx.T @ gk
+        )
+        gt = gk - x @ (adjusts[k] @ gk)
+        var2 = np.einsum("ij,i,ij->j", gt, w2, gt)
+        ratios[on] = var1 / var2
+        if moments:
+            jp = j0 + g.shape[1] + 2 * n_probes * k
+            kuk = ku[:, k * n_probes : (k + 1) * n_probes]
+            parts.append({
+                "r": y - mu[:, k], "u": u, "ku": kuk,
+                "pu": _project(sx, a_invs[k], sol[:, jp : jp + n_probes], u),
+                "pku": _project(sx, a_invs[k], sol[:, jp + n_probes : jp + 2 * n_probes], kuk),
+                "pg": _project(sx, a_invs[k], sk, gk), "var1": var1, "on": on,
+                "var2": var2,
+            })  # fmt: skip
+    ab: dict[int, tuple[float, float]] = {}
+    if moments:
+        for k, (d, (abk, note, var_c)) in enumerate(
+            zip(parts, moment_variances(op, tau, parts, loco=codes))
+        ):
+            ab[k] = abk
+            ratios[d["on"]] = var_c / d["var2"]
+            if note:
+                say(f"  LOCO score variance, chromosome code {int(codes[k])}: {note}")
     r = float(ratios.mean())
     models = {
         int(codes[k]): spa.BinaryNullModel(
@@ -257,6 +296,7 @@ def fit_loco_binary(
             converged=converged,
             logl_reml=float("nan"),
             var_ratio=r,
+            moments=ab.get(k),
         )
         for k in range(nc)
     }

@@ -132,13 +132,15 @@ def gwas_binary_matrix_free(
     kernel_block: int = 1024,
     kinship_samples: Any = "analyzed",
     loco: bool = True,
+    score_variance: str = "moments",
+    n_probes_loco: int = 8,
 ) -> GwasResult:
     """Logistic mixed-model score tests with saddlepoint p-values, never an n x n matrix.
 
     The model, tests and output are those of ``gwas(binary=True)``'s exact path, with the
     null model fitted matrix-free (:func:`~lmmkit.genetics.gwas.matfree.binary.fit_null_binary_matfree`:
-    PQL / AI-REML, PCG solves, Hutchinson traces) and Var(T) from SAIGE's variance ratio
-    instead of the exact g~'Pg~.  Arguments are those of :func:`lmmkit.genetics.gwas.gwas`,
+    PQL / AI-REML, PCG solves, Hutchinson traces) and Var(T) from a variance ratio (SAIGE's)
+    instead of the exact g~'Cg~.  Arguments are those of :func:`lmmkit.genetics.gwas.gwas`,
     plus:
 
     n_probes, seed
@@ -162,6 +164,11 @@ def gwas_binary_matrix_free(
         tested SNP sits inside the kinship, which deflates the tests of SNPs without effect
         by a factor growing with tau n / M (proximal contamination): ``loco=False`` is for
         comparing with the dense full-kinship path at small n.
+    score_variance, n_probes_loco
+        The residual covariance C of Var(T) = g~'Cg~ that the variance ratio calibrates:
+        ``"moments"`` (default; fitted by moments, :mod:`lmmkit.genetics.spa`) or
+        ``"saige"`` (the working model's P, SAIGE's); with LOCO and the moments,
+        ``n_probes_loco`` probes per chromosome estimate each model's traces.
 
     ``kinship`` is ``"centered"``, ``"standardized"`` (default) or ``"empirical"``, built
     from every genotyped SNP of the file as the quantitative matrix-free path does
@@ -187,7 +194,7 @@ def gwas_binary_matrix_free(
     --------
     >>> from lmmkit.genetics.gwas.matfree.binary_path import binary_memory
     >>> round(binary_memory(50_000, 100_000, 1024, 40, 2000) / 2**30, 1)
-    7.9
+    8.4
     """
     t0 = time.perf_counter()
     from lmmkit.parallel.executor import SerialExecutor
@@ -208,6 +215,9 @@ def gwas_binary_matrix_free(
         raise DataError(f"cg_tol must be in (0, 1), got {cg_tol}.")
     if not spa_cutoff >= 0:
         raise DataError(f"spa_cutoff must be >= 0, got {spa_cutoff}.")
+    spa.check_score_variance(score_variance)
+    if int(n_probes_loco) < 2:
+        raise DataError(f"n_probes_loco must be >= 2, got {n_probes_loco}.")
     out_path = check_output(out, overwrite)
     log, say = logger(progress)
 
@@ -231,9 +241,13 @@ def gwas_binary_matrix_free(
         chrom_codes = np.array([codes[c] for c in chrom])
         plan = plan_blocks(pl, snps, block_snps, by_chromosome=loco)
         groups = list(dict.fromkeys(c for c, _ in plan.blocks))
-        n_cols = 2 + w.shape[1] + n_probes + n_calibration
+        extra = score_variance == "moments"
+        n_cols = 2 + w.shape[1] + n_probes * (1 + extra) + n_calibration
         if loco:
-            n_cols = max(n_cols, len(groups) * (1 + w.shape[1]) + n_calibration)
+            n_cols = max(
+                n_cols,
+                len(groups) * (1 + w.shape[1] + 2 * extra * n_probes_loco) + n_calibration,
+            )
         mem = binary_memory(n, pl.n_snps, kernel_block, n_cols, block_snps)
         say(f"expected peak memory ~{mem / 2**20:.0f} MiB")
         blocks = plan.blocks
@@ -247,7 +261,9 @@ def gwas_binary_matrix_free(
             "seed": seed,
             "tol": tol,
             "cg_tol": cg_tol,
+            "score_variance": score_variance,
             **({"loco": True} if loco else {}),
+            **({"n_probes_loco": n_probes_loco} if loco and extra else {}),
         }
         columns = stat_columns(True)
         inputs = fingerprint(
@@ -266,7 +282,7 @@ def gwas_binary_matrix_free(
                 pl, keep, y, w, kinship, samples.covariate_names, maf, max_missing,
                 block_snps, kernel_block, chrom_codes, codes, groups if loco else None,
                 n_probes, n_calibration, seed, tol, cg_tol, max_cg_iter, max_iter, progress,
-                say,
+                say, score_variance, n_probes_loco,
             )  # fmt: skip
             if null_path is not None:
                 save_null(null_path, _null_arrays(model, models, info))
@@ -327,7 +343,7 @@ def gwas_binary_matrix_free(
 def _fit_null(
     pl, keep, y, w, kinship, names, maf, max_missing, block_snps, kernel_block, chrom_codes,
     codes, groups, n_probes, n_calibration, seed, tol, cg_tol, max_cg_iter, max_iter,
-    progress, say,
+    progress, say, score_variance="moments", n_probes_loco=8,
 ):  # fmt: skip
     """Genotypes as int8, the full-kinship null model and (``groups``: the chromosomes
     tested) the LOCO models; returns (model, {code: LOCO model}, info for the result)."""
@@ -352,7 +368,7 @@ def _fit_null(
     t = time.perf_counter()
     model, fit = fit_null_binary_matfree(
         op, y, w, gcal, n_probes=n_probes, seed=seed, tol=tol, cg_tol=cg_tol,
-        max_cg_iter=max_cg_iter, max_iter=max_iter, say=say,
+        max_cg_iter=max_cg_iter, max_iter=max_iter, score_variance=score_variance, say=say,
     )  # fmt: skip
     info = {
         **model.summary(names),
@@ -373,8 +389,8 @@ def _fit_null(
         f"{time.perf_counter() - t:.1f} s"
     )
     say(
-        f"variance ratio g~'Pg~ / g~'Wg~ on {fit.n_calibration} SNPs (MAC >= 20): "
-        f"{fit.var_ratio:.5f} (sd {fit.var_ratio_sd:.2g})"
+        f"variance ratio g~'Cg~ / g~'Wg~ on {fit.n_calibration} SNPs (MAC >= 20): "
+        f"{fit.var_ratio:.5f} (sd {fit.var_ratio_sd:.2g}); {_variance_words(fit.moments)}"
     )
     if not model.converged:
         say("  warning: PQL did not converge; the score tests use the last iterate")
@@ -383,7 +399,8 @@ def _fit_null(
         t = time.perf_counter()
         lf = fit_loco_binary(
             op, model, np.array([codes[grp] for grp in groups]), gcal, chrom_codes[cal_rows],
-            tol=tol, cg_tol=cg_tol, max_cg_iter=max_cg_iter, max_iter=max_iter, say=say,
+            tol=tol, cg_tol=cg_tol, max_cg_iter=max_cg_iter, max_iter=max_iter,
+            score_variance=score_variance, n_probes=n_probes_loco, seed=seed + 1, say=say,
         )  # fmt: skip
         models = lf.models
         info.update(
@@ -403,9 +420,24 @@ def _fit_null(
             f"{time.perf_counter() - t:.1f} s; variance ratio under LOCO on "
             f"{lf.n_calibration} SNPs: {lf.var_ratio:.5f} (sd {lf.var_ratio_sd:.2g})"
         )
+        name = {v: k for k, v in codes.items()}
+        for code, m in models.items():
+            if m.moments is not None:
+                say(f"  chromosome {name[code]}: {_variance_words(m.moments)}")
         if not lf.converged:
             say("  warning: LOCO PQL did not converge; the score tests use the last iterate")
     return model, models, info
+
+
+def _variance_words(moments: tuple[float, float] | None) -> str:
+    """How the log names the score tests' C.
+
+    >>> _variance_words((0.9, 1.2))
+    'C = a P W^-1 P + b P K P by moments, a 0.9, b 1.2'
+    """
+    if moments is None:
+        return "C = P (SAIGE's)"
+    return f"C = a P W^-1 P + b P K P by moments, a {moments[0]:.4g}, b {moments[1]:.4g}"
 
 
 def _null_arrays(model, models, info) -> dict[str, Any]:
@@ -419,6 +451,7 @@ def _null_arrays(model, models, info) -> dict[str, Any]:
         "info_keys": np.array(list(info)),
         "info_vals": np.array(list(info.values()), dtype=float),
         "loco_codes": np.array(list(models), dtype=np.int64),
+        "moments": np.array(model.moments if model.moments is not None else (np.nan, np.nan)),
     }
     if models:
         for k in _MODEL_ARRAYS:
@@ -426,6 +459,9 @@ def _null_arrays(model, models, info) -> dict[str, Any]:
         m0 = next(iter(models.values()))
         arrays.update(loco_var_ratio=m0.var_ratio, loco_n_iter=m0.n_iter,
                       loco_converged=m0.converged)  # fmt: skip
+        arrays["loco_moments"] = np.array(
+            [m.moments if m.moments is not None else (np.nan, np.nan) for m in models.values()]
+        )
     return arrays
 
 
@@ -434,14 +470,16 @@ def _models_from(
 ) -> tuple[spa.BinaryNullModel, dict[int, spa.BinaryNullModel]]:
     """The null models written by a previous run (``OUT.parts``)."""
 
-    def build(arrays, tau, var_ratio, n_iter, converged):
+    def build(arrays, tau, var_ratio, n_iter, converged, moments):
+        ab = None if moments is None or np.isnan(moments).any() else tuple(map(float, moments))
         return spa.BinaryNullModel(
             y=y, x=x, proj=None, tau=float(tau), n_iter=int(n_iter), converged=bool(converged),
-            logl_reml=float("nan"), var_ratio=float(var_ratio),
+            logl_reml=float("nan"), var_ratio=float(var_ratio), moments=ab,
             **{k: np.asarray(arrays[k]) for k in _MODEL_ARRAYS},
         )  # fmt: skip
 
-    model = build(saved, saved["tau"], saved["var_ratio"], saved["n_iter"], saved["converged"])
+    model = build(saved, saved["tau"], saved["var_ratio"], saved["n_iter"], saved["converged"],
+                  saved.get("moments"))  # fmt: skip
     models = {
         int(code): build(
             {k: saved[f"loco_{k}"][i] for k in _MODEL_ARRAYS},
@@ -449,6 +487,7 @@ def _models_from(
             saved["loco_var_ratio"],
             saved["loco_n_iter"],
             saved["loco_converged"],
+            saved["loco_moments"][i] if "loco_moments" in saved else None,
         )  # fmt: skip
         for i, code in enumerate(saved["loco_codes"])
     }
