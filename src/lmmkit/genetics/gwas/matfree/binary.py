@@ -348,14 +348,14 @@ def fit_null_binary_matfree(
     w2 = mu * (1.0 - mu)
     xw = x * w2[:, None]
     adjust = linalg.solve(x.T @ xw, xw.T, assume_a="pos")
-    var1 = np.einsum("ij,ij->j", g, sg) - np.einsum("jk,kl,lj->j", g.T @ sx, a_inv, sx.T @ g)
+    pg = _project(sx, a_inv, sg, g)
+    var1 = np.einsum("ij,ij->j", g, pg)  # g'P g
     gt = g - x @ (adjust @ g)
     var2 = np.einsum("ij,i,ij->j", gt, w2, gt)
     ab, note = None, ""
     if moments:
         pu = _project(sx, a_inv, sol[:, 1 + c + kg : 1 + c + kg + n_probes], u)
         pku = _project(sx, a_inv, sol[:, 1 + c + kg + n_probes :], ku)
-        pg = _project(sx, a_inv, sg, g)
         part = {"r": y - mu, "u": u, "ku": ku, "pu": pu, "pku": pku, "pg": pg, "var1": var1}
         ab, note, var1 = moment_variances(op, tau, [part])[0]
         if note:

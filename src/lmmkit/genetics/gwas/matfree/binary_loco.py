@@ -255,9 +255,8 @@ def fit_loco_binary(
         adjusts.append(linalg.solve(x.T @ xw, xw.T, assume_a="pos"))
         on = np.flatnonzero(cal_k == k)
         gk, sk, sx = g[:, on], sg[:, on], sxs[k]
-        var1 = np.einsum("ij,ij->j", gk, sk) - np.einsum(
-            "jk,kl,lj->j", gk.T @ sx, a_invs[k], sx.T @ gk
-        )
+        pg = _project(sx, a_invs[k], sk, gk)
+        var1 = np.einsum("ij,ij->j", gk, pg)  # g'P_c g
         gt = gk - x @ (adjusts[k] @ gk)
         var2 = np.einsum("ij,i,ij->j", gt, w2, gt)
         ratios[on] = var1 / var2
@@ -268,7 +267,7 @@ def fit_loco_binary(
                 "r": y - mu[:, k], "u": u, "ku": kuk,
                 "pu": _project(sx, a_invs[k], sol[:, jp : jp + n_probes], u),
                 "pku": _project(sx, a_invs[k], sol[:, jp + n_probes : jp + 2 * n_probes], kuk),
-                "pg": _project(sx, a_invs[k], sk, gk), "var1": var1, "on": on,
+                "pg": pg, "var1": var1, "on": on,
                 "var2": var2,
             })  # fmt: skip
     ab: dict[int, tuple[float, float]] = {}
