@@ -408,7 +408,18 @@ def moment_variances(op, tau, parts, loco=None):
     by Hutchinson), ``pg`` = P g and ``var1`` = g'P g of its calibration SNPs; ``loco``: the
     left-out chromosome code of each model's K (None: the full kinship).  One pass over the
     genotypes gives K P u, K P g and K r of every model.  Returns a list of
-    ((a, b), note, g'C g) with g'C g = a g'P g + (b - a tau) g'P K P g."""
+    ((a, b), note, g'C g) with g'C g = a g'P g + (b - a tau) g'P K P g.
+
+    Examples
+    --------
+    Called by :func:`fit_null_binary_matfree` (one model) and
+    :func:`~lmmkit.genetics.gwas.matfree.binary_loco.fit_loco_binary` (one per chromosome);
+    ``tests/genetics/test_matfree_binary.py::test_loco_moment_variance_matches_dense`` checks
+    its (a, b) against the dense solution.
+
+    >>> moment_variances  # doctest: +ELLIPSIS
+    <function moment_variances at ...>
+    """
     cols, codes = [], []
     for k, d in enumerate(parts):
         block = np.hstack([d["pu"], d["pg"], d["r"][:, None]])
